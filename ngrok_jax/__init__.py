@@ -1,0 +1,17 @@
+"""ngrok_jax: NeuralGrok (a learned gradient amplifier trained by a bilevel
+update) in JAX, with the baselines, a multi-seed runner and optax transforms.
+"""
+from ngrok_jax.amplifier import Amplifier, amplify, pwl_table, safe_normalize
+from ngrok_jax.metrics import (absolute_entropy, global_norm,
+                               steps_to_threshold, summarize_steps)
+from ngrok_jax.model import Transformer, accuracy, cross_entropy
+from ngrok_jax.tasks import TASKS, Task, make_split, make_splits, make_task
+from ngrok_jax.train import (HPARAMS, METHODS, Data, SeedState, TrainConfig,
+                             Trainer, TrainState, check_hparam)
+from ngrok_jax.transforms import (GrokfastEmaState, GrokfastMaState,
+                                  NormalizeGradientsState,
+                                  ScaleByAmplifierState, coupled_adam,
+                                  grokfast_ema, grokfast_ma,
+                                  normalize_gradients, scale_by_amplifier)
+
+__version__ = "0.1.0"

@@ -1,0 +1,198 @@
+"""The NeuralGrok amplifier: a scalar-to-scalar ReLU MLP and its reweighting.
+
+``Amplifier(hidden=(128, 128))`` maps every gradient component ``g_i`` to a
+score ``f(g_i; phi)``.  :func:`amplify` turns scores into per-tensor weights::
+
+    s = softmax(f(g))            (over the entries of one parameter tensor)
+    g' = c * (s * g) / ||s * g||
+
+Two exact ways of evaluating ``f`` on a vector of components are provided:
+
+* ``method="dense"``: the MLP itself, ``O(n * H1 * H2)`` work and memory.
+* ``method="pwl"`` (default): ``f`` is continuous and piecewise linear in its
+  scalar input.  Its breakpoints are found from ``phi`` (layer by layer: each
+  hidden unit's pre-activation is affine on every interval of the previous
+  layer, so it crosses zero at most once there), giving a sorted table of at
+  most ``prod(H_l + 1)`` intervals with a slope and an intercept each; every
+  component is then evaluated by a binary search and one multiply-add.  The
+  table is a differentiable function of ``phi`` (breakpoint positions carry no
+  gradient: ``f`` is continuous, so moving a breakpoint does not change the
+  value at a fixed input), so meta-gradients are exact as well.  It agrees
+  with ``"dense"`` to float rounding (tests check it).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Amplifier", "amplify", "safe_normalize", "pwl_table"]
+
+
+def _torch_uniform(fan_in: int):
+  """PyTorch ``nn.Linear``'s default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = 1.0 / np.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
+
+
+def _mlp_dense(layers, x):
+  """Direct evaluation; ``x`` has shape (n,)."""
+  (w, b), rest = layers[0], layers[1:]
+  h = x[:, None] * w[0][None, :] + b[None, :]
+  for w, b in rest:
+    h = jax.nn.relu(h)
+    h = h @ w + b
+  return h[:, 0]
+
+
+def _interval_midpoints(bp):
+  """Representative points of the intervals between sorted breakpoints.
+
+  ``bp`` (m,) is sorted and finite.  Interval k is [bp[k-1], bp[k]) with
+  bp[-1] = -inf and bp[m] = +inf; returns (m+1,) points inside each interval
+  (zero-length intervals get their end point; no input ever lands there).
+  """
+  if bp.shape[0] == 0:
+    return jnp.zeros((1,), bp.dtype)
+  one = jnp.ones((), bp.dtype)
+  left = bp[:1] - jnp.maximum(one, jnp.abs(bp[:1]))
+  right = bp[-1:] + jnp.maximum(one, jnp.abs(bp[-1:]))
+  inner = 0.5 * (bp[:-1] + bp[1:])
+  return jnp.concatenate([left, inner, right])
+
+
+def _finite_sorted(points, fallback):
+  """Sorts points; non-finite (invalid) entries become duplicates of the max."""
+  valid = jnp.isfinite(points)
+  top = jnp.max(jnp.where(valid, points, -jnp.inf))
+  top = jnp.where(jnp.isfinite(top), top, fallback)
+  return jnp.sort(jnp.where(valid, points, top))
+
+
+def pwl_table(layers) -> Tuple[jax.Array, jax.Array, jax.Array]:
+  """Breakpoints, slopes and intercepts of the MLP given by ``layers``.
+
+  ``layers`` is a list of ``(kernel, bias)`` with shapes (1, H1), (H1, H2),
+  ..., (HL, 1).  Returns ``bp`` (m,) sorted, and ``slope``, ``icpt`` (m+1,),
+  such that ``f(x) = slope[k] * x + icpt[k]`` with ``k =
+  searchsorted(bp, x, side='right')``.  Gradients flow to ``slope`` and
+  ``icpt`` only.
+  """
+  w0, b0 = layers[0]
+  dtype = w0.dtype
+  zero = jnp.zeros((), dtype)
+  # Affine coefficients of the current layer's pre-activation per interval:
+  # z(x) = a[k] * x + c[k].  Start: one interval (the whole line).
+  a, c = w0[0][None, :], b0[None, :]
+  bp = jnp.zeros((0,), dtype)
+  for w, b in layers[1:]:
+    # 1. refine the intervals by the zero crossings of this layer's units.
+    mid = jax.lax.stop_gradient(_interval_midpoints(bp))
+    lo = jnp.concatenate([jnp.full((1,), -jnp.inf, dtype), bp])
+    hi = jnp.concatenate([bp, jnp.full((1,), jnp.inf, dtype)])
+    a_ng, c_ng = jax.lax.stop_gradient(a), jax.lax.stop_gradient(c)
+    safe_a = jnp.where(a_ng == 0, 1, a_ng)
+    cross = jnp.where(a_ng == 0, jnp.inf, -c_ng / safe_a)
+    cross = jnp.where((cross > lo[:, None]) & (cross < hi[:, None]), cross,
+                      jnp.inf)
+    new_bp = _finite_sorted(jnp.concatenate([bp, cross.ravel()]), zero)
+    new_mid = jax.lax.stop_gradient(_interval_midpoints(new_bp))
+    parent = jnp.searchsorted(bp, new_mid, side="right")
+    # 2. the activation pattern of this layer on each new interval.
+    a_p, c_p = a[parent], c[parent]
+    on = jax.lax.stop_gradient(a_p * new_mid[:, None] + c_p > 0)
+    # 3. the next layer's pre-activation is affine on each new interval.
+    a = jnp.where(on, a_p, 0) @ w
+    c = jnp.where(on, c_p, 0) @ w + b
+    bp = new_bp
+    del mid
+  return bp, a[:, 0], c[:, 0]
+
+
+def _mlp_pwl(layers, x):
+  bp, slope, icpt = pwl_table(layers)
+  k = jnp.searchsorted(bp, jax.lax.stop_gradient(x), side="right")
+  return slope[k] * x + icpt[k]
+
+
+class Amplifier(nn.Module):
+  """Scalar-to-scalar ReLU MLP ``1 -> hidden... -> 1`` scoring each component.
+
+  ``Amplifier(hidden).apply(params, x)`` maps a 1-D array of gradient
+  components to a 1-D array of scores of the same length, so it plugs into
+  :func:`ngrok_jax.scale_by_amplifier` directly.
+
+  Attributes:
+    hidden: hidden layer sizes, e.g. ``(128, 128)`` or ``(576,)``.
+    method: ``"pwl"`` (exact piecewise-linear table, default) or ``"dense"``.
+    dtype: compute dtype of the dense path (``jnp.bfloat16`` is the mixed
+      precision option; the piecewise path always uses float32).
+  """
+  hidden: Sequence[int] = (128, 128)
+  method: str = "pwl"
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if x.ndim != 1:
+      raise ValueError(f"Amplifier expects a 1-D array, got shape {x.shape}")
+    if not self.hidden or any(int(h) < 1 for h in self.hidden):
+      raise ValueError(f"hidden sizes must be >= 1, got {self.hidden}")
+    if self.method not in ("pwl", "dense"):
+      raise ValueError(f"unknown amplifier method {self.method!r}; "
+                       "valid: 'pwl', 'dense'")
+    sizes = (1,) + tuple(int(h) for h in self.hidden) + (1,)
+    layers = []
+    for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
+      w = self.param(f"kernel_{i}", _torch_uniform(fi), (fi, fo))
+      b = self.param(f"bias_{i}", _torch_uniform(fi), (fo,))
+      layers.append((w, b))
+    in_dtype = x.dtype
+    if self.method == "dense":
+      layers = [(w.astype(self.dtype), b.astype(self.dtype)) for w, b in layers]
+      out = _mlp_dense(layers, x.astype(self.dtype))
+    else:
+      out = _mlp_pwl(layers, x.astype(jnp.float32))
+    return out.astype(jnp.promote_types(in_dtype, jnp.float32))
+
+
+def safe_normalize(u: jax.Array, c) -> jax.Array:
+  """``c * u / ||u||``; an all-zero ``u`` gives zeros with a finite gradient.
+
+  A NaN or inf in ``u`` stays visible in the output (it is never hidden).
+  """
+  sq = jnp.sum(jnp.square(u.astype(jnp.float32)))
+  is_zero = sq == 0
+  norm = jnp.sqrt(jnp.where(is_zero, 1.0, sq))
+  return jnp.where(is_zero, 0.0, c * u.astype(jnp.float32) / norm)
+
+
+def amplify(grads, score_fn: Callable[[jax.Array], jax.Array], c=1.0):
+  """Applies ``g' = c * (s * g) / ||s * g||`` with ``s = softmax(score_fn(g))``.
+
+  The softmax and the norm are taken per leaf (parameter tensor); the score
+  function is called once on all components concatenated.  Leaves keep their
+  dtype.
+  """
+  leaves, treedef = jax.tree.flatten(grads)
+  if not leaves:
+    return grads
+  flat = jnp.concatenate([jnp.ravel(l).astype(jnp.float32) for l in leaves])
+  scores = score_fn(flat)
+  if scores.shape != flat.shape:
+    raise ValueError(f"the score function returned shape {scores.shape} for "
+                     f"input shape {flat.shape}; it must map (n,) -> (n,)")
+  out, start = [], 0
+  for leaf in leaves:
+    n = leaf.size
+    g = flat[start:start + n]
+    s = jax.nn.softmax(scores[start:start + n].astype(jnp.float32))
+    out.append(safe_normalize(s * g, c).reshape(leaf.shape).astype(leaf.dtype))
+    start += n
+  return jax.tree.unflatten(treedef, out)

@@ -1,0 +1,467 @@
+"""The jitted NeuralGrok bilevel step and the baselines, vmapped over seeds.
+
+Layout (learned_optimization style): the transformer parameters, their
+optimizer state, the amplifier parameters (theta / phi) and the meta
+optimizer state live in one per-seed :class:`SeedState`; all seeds are
+stacked along a leading axis and advanced by one compiled program::
+
+    trainer = Trainer(TrainConfig(task="a+b", p=23, method="neuralgrok"))
+    state, data = trainer.init(seeds=[0, 1, 2, 3])
+    state, losses = trainer.train_steps(state, data, 300)   # lax.scan
+    metrics = trainer.evaluate(state, data)                 # dict of (S,)
+
+Inner step (every step): g = grad of the batch loss; g -> method transform
+(amplifier / rescaling / GrokFast / identity) -> clip -> Adam (coupled L2
+decay, or AdamW) with linear warm-up.
+
+Meta step (NeuralGrok, when ``step % T == 0``, before the inner step, on the
+same batch gradient): look-ahead theta' = theta + lookahead(G(g; phi));
+outer loss = CE(theta') on the outer split; phi <- Adam(meta_lr) step on
+d outer / d phi.  The step counter is shared by all seeds, so the ``cond``
+stays a real branch under ``vmap``.
+
+Hyperparameters that are plain numbers (``HPARAMS``) are per-seed arrays in
+the state: changing them, or sweeping them across the seed axis, never
+recompiles.  Everything that changes shapes is static in ``TrainConfig``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ngrok_jax import tasks as tasks_lib
+from ngrok_jax.amplifier import Amplifier
+from ngrok_jax.metrics import absolute_entropy, global_norm
+from ngrok_jax.model import Transformer, accuracy, cross_entropy
+from ngrok_jax.transforms import (coupled_adam, grokfast_ema, grokfast_ma,
+                                  normalize_gradients, scale_by_amplifier)
+
+__all__ = ["METHODS", "HPARAMS", "TrainConfig", "SeedState", "TrainState",
+           "Data", "Trainer"]
+
+METHODS = ("adam", "adamw", "grokfast-ema", "grokfast-ma", "rescale",
+           "neuralgrok", "neuralgrok-frozen")
+AMPLIFIER_METHODS = ("neuralgrok", "neuralgrok-frozen")
+LOOKAHEADS = ("sgd", "inner")
+
+# Numeric hyperparameters carried per seed as arrays.
+HPARAMS = ("lr", "wd", "b1", "b2", "eps", "eps_root", "clip", "c", "alpha",
+           "lamb", "meta_lr", "meta_wd", "lookahead_lr")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Everything that defines a run.
+
+  Structural fields (task, sizes, method, T, ...) are static: changing them
+  compiles a new program.  The numeric fields named in ``HPARAMS`` become
+  per-seed arrays; ``None`` means the method's default (``wd``: 1.0 for
+  ``adamw``, else 0; ``lamb``: 5.0 for ``grokfast-ma``, else 2.0;
+  ``meta_wd``: the model's ``wd``).
+  """
+  task: str = "a+b"
+  p: int = 97
+  method: str = "neuralgrok"
+  fractions: Tuple[float, float, float] = (0.49, 0.01, 0.50)
+  split_seed: Optional[int] = None  # None: each seed splits the data itself
+  depth: int = 2
+  dim: int = 128
+  heads: int = 4
+  batch_size: int = 512
+  warmup_steps: int = 10
+  amp_hidden: Tuple[int, ...] = (128, 128)
+  amp_method: str = "pwl"  # "pwl" (exact, fast) or "dense"
+  amp_dtype: str = "float32"  # "bfloat16": mixed precision, dense path only
+  meta_every: int = 3  # T
+  lookahead: str = "sgd"  # "sgd" (reference) or "inner" (real optimizer)
+  window: int = 100  # GrokFast-MA
+  # numeric hyperparameters (see HPARAMS)
+  lr: float = 1e-3
+  wd: Optional[float] = None
+  b1: float = 0.9
+  b2: float = 0.98
+  eps: float = 1e-8
+  eps_root: float = 0.0
+  clip: float = 1.0
+  c: float = 1.0
+  alpha: float = 0.98
+  lamb: Optional[float] = None
+  meta_lr: float = 1e-4
+  meta_wd: Optional[float] = None
+  lookahead_lr: float = 1e-3
+
+  # ------------------------------------------------------------------ checks
+  def validate(self) -> "TrainConfig":
+    """Raises ValueError naming the field and the valid choices."""
+    if self.method not in METHODS:
+      raise ValueError(f"unknown method {self.method!r}; valid methods: "
+                       f"{', '.join(METHODS)}")
+    if self.task not in tasks_lib.TASKS:
+      raise ValueError(f"unknown task {self.task!r}; valid tasks: "
+                       f"{', '.join(sorted(tasks_lib.TASKS))}")
+    if self.lookahead not in LOOKAHEADS:
+      raise ValueError(f"unknown lookahead {self.lookahead!r}; valid: "
+                       f"{', '.join(LOOKAHEADS)}")
+    if self.amp_method not in ("pwl", "dense"):
+      raise ValueError(f"unknown amp_method {self.amp_method!r}; valid: "
+                       "pwl, dense")
+    if self.amp_dtype not in ("float32", "bfloat16"):
+      raise ValueError(f"unknown amp_dtype {self.amp_dtype!r}; valid: "
+                       "float32, bfloat16")
+    for name in ("p", "depth", "dim", "heads", "batch_size", "window"):
+      v = getattr(self, name)
+      if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    for name in ("warmup_steps", "meta_every"):
+      v = getattr(self, name)
+      if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+    if self.dim % self.heads:
+      raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
+    if not self.amp_hidden or any(
+        isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1
+        for h in self.amp_hidden):
+      raise ValueError(f"amp_hidden must be positive integers, got "
+                       f"{self.amp_hidden!r}")
+    if self.method == "neuralgrok" and self.meta_every < 1:
+      raise ValueError("meta_every (T) must be >= 1 for neuralgrok")
+    if self.method == "neuralgrok" and self.lookahead == "inner" and not (
+        self.eps_root > 0):
+      raise ValueError("lookahead='inner' differentiates through Adam and "
+                       "needs eps_root > 0 (e.g. 1e-16)")
+    for name, v in self.hparams().items():
+      check_hparam(name, v)
+    tasks_lib.split_sizes(_num_examples(self.task, self.p), self.fractions)
+    if self.task == "a/b" and not tasks_lib._is_prime(self.p):
+      raise ValueError(f"task 'a/b' needs a prime p, got {self.p}")
+    return self
+
+  def hparams(self) -> Dict[str, float]:
+    """The resolved numeric hyperparameters of this method."""
+    wd = self.wd if self.wd is not None else (
+        1.0 if self.method == "adamw" else 0.0)
+    lamb = self.lamb if self.lamb is not None else (
+        5.0 if self.method == "grokfast-ma" else 2.0)
+    meta_wd = self.meta_wd if self.meta_wd is not None else wd
+    out = {k: getattr(self, k) for k in HPARAMS}
+    out.update(wd=wd, lamb=lamb, meta_wd=meta_wd)
+    return {k: float(v) for k, v in out.items()}
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+      raise ValueError(f"unknown config fields: {', '.join(sorted(unknown))}")
+    d = dict(d)
+    for k in ("fractions", "amp_hidden"):
+      if k in d and d[k] is not None:
+        d[k] = tuple(d[k])
+    return cls(**d)
+
+
+_RANGES = {
+    "lr": (0, None, False), "wd": (0, None, True), "b1": (0, 1, True),
+    "b2": (0, 1, True), "eps": (0, None, True), "eps_root": (0, None, True),
+    "clip": (0, None, False), "c": (0, None, False), "alpha": (0, 1, True),
+    "lamb": (None, None, True), "meta_lr": (0, None, True),
+    "meta_wd": (0, None, True), "lookahead_lr": (0, None, True),
+}
+
+
+def check_hparam(name: str, value) -> None:
+  """Validates one numeric hyperparameter (or every entry of an array)."""
+  if name not in _RANGES:
+    raise ValueError(f"unknown hyperparameter {name!r}; valid: "
+                     f"{', '.join(HPARAMS)}")
+  arr = np.asarray(value, dtype=np.float64)
+  lo, hi, lo_ok = _RANGES[name]
+  if name == "clip":  # inf disables clipping
+    bad = np.isnan(arr) | (arr <= 0)
+  else:
+    bad = ~np.isfinite(arr)
+    if lo is not None:
+      bad |= (arr < lo) if lo_ok else (arr <= lo)
+    if hi is not None:
+      bad |= arr >= hi
+  if np.any(bad):
+    rng = {"lr": "> 0", "clip": "> 0 (inf disables)", "c": "> 0",
+           "lamb": "finite"}.get(name, ">= 0" if hi is None else "in [0, 1)")
+    raise ValueError(f"hyperparameter {name} must be {rng}, got {value!r}")
+
+
+def _num_examples(task: str, p: int) -> int:
+  if tasks_lib.TASKS[task]["arity"] == 2:
+    return p * (p - 1)
+  return p ** 3 * (p - 1) ** 2
+
+
+class SeedState(NamedTuple):
+  """Per-seed state; every leaf has a leading seed axis inside TrainState."""
+  params: Any
+  opt_state: Any
+  amp_params: Any
+  meta_opt_state: Any
+  key: jax.Array  # uint32 (2,) PRNG key for batches
+  hparams: Dict[str, jax.Array]
+  diverged_at: jax.Array  # int32, -1 while finite
+
+
+class TrainState(NamedTuple):
+  step: jax.Array  # int32 scalar shared by all seeds
+  seeds: SeedState
+
+
+class Data(NamedTuple):
+  inputs: jax.Array  # (N, L) int32, shared
+  labels: jax.Array  # (N,) int32, shared
+  train: jax.Array  # (S, n_train) indices
+  outer: jax.Array  # (S, n_outer)
+  test: jax.Array  # (S, n_test)
+
+
+def _tree_all_finite(tree) -> jax.Array:
+  leaves = jax.tree.leaves(tree)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(l)) for l in leaves]))
+
+
+class Trainer:
+  """Pure init / step / evaluate functions for one :class:`TrainConfig`."""
+
+  def __init__(self, config: TrainConfig, task: Optional[tasks_lib.Task] = None):
+    self.config = config.validate()
+    self.task = task if task is not None else tasks_lib.make_task(
+        config.task, config.p)
+    self.model = Transformer(self.task.vocab_size, self.task.seq_len,
+                             config.dim, config.heads, config.depth)
+    self.uses_amplifier = config.method in AMPLIFIER_METHODS
+    self.has_meta = config.method == "neuralgrok"
+    self.amplifier = Amplifier(
+        tuple(config.amp_hidden), config.amp_method,
+        jnp.bfloat16 if config.amp_dtype == "bfloat16" else jnp.float32)
+    self.train_steps = jax.jit(self._train_steps, static_argnames="num_steps",
+                               donate_argnums=0)
+    self.evaluate = jax.jit(self._evaluate)
+
+  # -------------------------------------------------------------- optimizers
+  def pre_transform(self, hp) -> optax.GradientTransformationExtraArgs:
+    """The method's gradient transform (before clip and Adam)."""
+    m = self.config.method
+    if m in AMPLIFIER_METHODS:
+      return scale_by_amplifier(self.amplifier.apply, None, c=hp["c"])
+    if m == "rescale":
+      return optax.with_extra_args_support(normalize_gradients(hp["c"]))
+    if m == "grokfast-ema":
+      return optax.with_extra_args_support(grokfast_ema(hp["alpha"], hp["lamb"]))
+    if m == "grokfast-ma":
+      return optax.with_extra_args_support(
+          grokfast_ma(self.config.window, hp["lamb"]))
+    return optax.with_extra_args_support(optax.identity())
+
+  def inner_optimizer(self, hp) -> optax.GradientTransformationExtraArgs:
+    cfg = self.config
+    return optax.chain(
+        self.pre_transform(hp),
+        coupled_adam(hp["lr"], hp["wd"], hp["b1"], hp["b2"], hp["eps"],
+                     hp["eps_root"], cfg.warmup_steps, hp["clip"],
+                     decoupled=cfg.method == "adamw"))
+
+  def lookahead_optimizer(self, hp) -> optax.GradientTransformationExtraArgs:
+    if self.config.lookahead == "inner":
+      return self.inner_optimizer(hp)
+    return optax.chain(
+        scale_by_amplifier(self.amplifier.apply, None, c=hp["c"]),
+        optax.sgd(hp["lookahead_lr"]))
+
+  def meta_optimizer(self, hp) -> optax.GradientTransformation:
+    return optax.chain(optax.add_decayed_weights(hp["meta_wd"]),
+                       optax.scale_by_adam(b1=0.9, b2=0.98, eps=1e-8),
+                       optax.scale(-hp["meta_lr"]))
+
+  # -------------------------------------------------------------------- init
+  def default_hparams(self, num_seeds: int,
+                      overrides: Optional[Mapping[str, Any]] = None
+                      ) -> Dict[str, jax.Array]:
+    """Per-seed hyperparameter arrays (S,), with optional per-seed values."""
+    hp = self.config.hparams()
+    out = {k: np.full((num_seeds,), v, np.float32) for k, v in hp.items()}
+    for k, v in (overrides or {}).items():
+      check_hparam(k, v)
+      arr = np.asarray(v, np.float32)
+      if arr.ndim == 0:
+        arr = np.full((num_seeds,), arr, np.float32)
+      if arr.shape != (num_seeds,):
+        raise ValueError(f"hyperparameter {k} needs one value or {num_seeds} "
+                         f"values (one per seed), got shape {arr.shape}")
+      out[k] = arr
+    if self.has_meta and self.config.lookahead == "inner" and np.any(
+        out["eps_root"] <= 0):
+      raise ValueError("lookahead='inner' needs eps_root > 0 for every seed")
+    return {k: jnp.asarray(v) for k, v in out.items()}
+
+  def init_amplifier(self, seed: int = 0):
+    return self.amplifier.init(jax.random.PRNGKey(seed),
+                               jnp.zeros((1,), jnp.float32))
+
+  def init(self, seeds: Sequence[int], hparams: Optional[Mapping[str, Any]] = None,
+           amp_params: Any = None) -> Tuple[TrainState, Data]:
+    """Initial state and data for ``seeds`` (each seed: init, split, batches).
+
+    Args:
+      seeds: distinct integer seeds, one per vmapped run.
+      hparams: optional ``{name: value or per-seed values}`` overrides.
+      amp_params: amplifier parameters to start from (required for
+        ``neuralgrok-frozen``), shared by all seeds.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+      raise ValueError("seeds must be a non-empty list of integers")
+    if len(set(seeds)) != len(seeds):
+      raise ValueError(f"seeds must be distinct, got {seeds}")
+    if self.config.method == "neuralgrok-frozen" and amp_params is None:
+      raise ValueError("method 'neuralgrok-frozen' needs amp_params (a "
+                       "trained amplifier)")
+    cfg = self.config
+    hp = self.default_hparams(len(seeds), hparams)
+    split_seeds = seeds if cfg.split_seed is None else [
+        cfg.split_seed] * len(seeds)
+    sp = tasks_lib.make_splits(self.task, split_seeds, cfg.fractions)
+    data = Data(self.task.inputs, self.task.labels, sp["train"], sp["outer"],
+                sp["test"])
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    if amp_params is not None:
+      amp_params = jax.tree.map(jnp.asarray, amp_params)
+      expected = jax.tree.structure(self.init_amplifier())
+      if jax.tree.structure(amp_params) != expected:
+        raise ValueError("amp_params do not match the configured amplifier "
+                         f"(amp_hidden={cfg.amp_hidden})")
+
+    def init_one(key, hp_one):
+      k_model, k_batch, k_amp = jax.random.split(key, 3)
+      dummy = jnp.zeros((1, self.task.seq_len), jnp.int32)
+      params = self.model.init(k_model, dummy)
+      opt_state = self.inner_optimizer(hp_one).init(params)
+      if amp_params is not None:
+        amp = amp_params
+      elif self.uses_amplifier:
+        amp = self.amplifier.init(k_amp, jnp.zeros((1,), jnp.float32))
+      else:
+        amp = {}
+      meta_state = self.meta_optimizer(hp_one).init(amp) if self.has_meta else ()
+      return SeedState(params, opt_state, amp, meta_state, k_batch, hp_one,
+                       jnp.array(-1, jnp.int32))
+
+    seeds_state = jax.jit(jax.vmap(init_one))(keys, hp)
+    return TrainState(jnp.zeros([], jnp.int32), seeds_state), data
+
+  # -------------------------------------------------------------------- step
+  def loss_fn(self, params, x, y):
+    return cross_entropy(self.model.apply(params, x), y)
+
+  def _batch(self, key, train_idx, step, data: Data):
+    n = train_idx.shape[0]
+    b = min(self.config.batch_size, n)
+    sel = jax.random.choice(jax.random.fold_in(key, step), n, (b,),
+                            replace=False)
+    idx = train_idx[sel]
+    return data.inputs[idx], data.labels[idx]
+
+  def _meta_step(self, s: SeedState, g, outer_x, outer_y):
+    hp = s.hparams
+    la = self.lookahead_optimizer(hp)
+    la_state = s.opt_state if self.config.lookahead == "inner" else la.init(
+        s.params)
+
+    def outer_loss(phi):
+      upd, _ = la.update(g, la_state, s.params, amplifier_params=phi)
+      return self.loss_fn(optax.apply_updates(s.params, upd), outer_x, outer_y)
+
+    loss, mg = jax.value_and_grad(outer_loss)(s.amp_params)
+    upd, meta_state = self.meta_optimizer(hp).update(mg, s.meta_opt_state,
+                                                     s.amp_params)
+    return optax.apply_updates(s.amp_params, upd), meta_state, loss
+
+  def seed_step(self, s: SeedState, train_idx, outer_idx, data: Data, step):
+    """One training step of one seed (vmapped by ``train_steps``)."""
+    x, y = self._batch(s.key, train_idx, step, data)
+    loss, g = jax.value_and_grad(self.loss_fn)(s.params, x, y)
+    amp, meta_state = s.amp_params, s.meta_opt_state
+    outer = jnp.full([], jnp.nan, jnp.float32)
+    if self.has_meta:
+      ox, oy = data.inputs[outer_idx], data.labels[outer_idx]
+      amp, meta_state, outer = jax.lax.cond(
+          step % self.config.meta_every == 0,
+          lambda: self._meta_step(s, g, ox, oy),
+          lambda: (s.amp_params, s.meta_opt_state,
+                   jnp.full([], jnp.nan, jnp.float32)))
+    updates, opt_state = self.inner_optimizer(s.hparams).update(
+        g, s.opt_state, s.params, amplifier_params=amp)
+    params = optax.apply_updates(s.params, updates)
+    new = s._replace(params=params, opt_state=opt_state, amp_params=amp,
+                     meta_opt_state=meta_state)
+    ok = jnp.isfinite(loss) & _tree_all_finite(params)
+    if self.has_meta:
+      ok &= _tree_all_finite(amp)
+    diverged_at = jnp.where((s.diverged_at < 0) & ~ok, step, s.diverged_at)
+    frozen = diverged_at >= 0
+    new = jax.tree.map(lambda n, o: jnp.where(frozen, o, n), new, s)
+    new = new._replace(diverged_at=diverged_at)
+    return new, dict(loss=loss, outer_loss=outer)
+
+  def _train_steps(self, state: TrainState, data: Data, num_steps: int):
+    step_all = jax.vmap(self.seed_step, in_axes=(0, 0, 0, None, None))
+    data_shared = data._replace(train=None, outer=None, test=None)
+
+    def body(st: TrainState, _):
+      seeds, out = step_all(st.seeds, data.train, data.outer, data_shared,
+                            st.step)
+      return TrainState(st.step + 1, seeds), out
+
+    return jax.lax.scan(body, state, None, length=num_steps)
+
+  def train_step(self, state: TrainState, data: Data):
+    """One step for all seeds (a scan of length 1)."""
+    return self.train_steps(state, data, num_steps=1)
+
+  # ---------------------------------------------------------------- evaluate
+  def _eval_seed(self, s: SeedState, train_idx, outer_idx, test_idx,
+                 data: Data):
+    out = {}
+    for name, idx in (("train", train_idx), ("outer", outer_idx),
+                      ("test", test_idx)):
+      logits = self.model.apply(s.params, data.inputs[idx])
+      labels = data.labels[idx]
+      out[f"{name}/loss"] = cross_entropy(logits, labels)
+      out[f"{name}/acc"] = accuracy(logits, labels)
+    g = jax.grad(self.loss_fn)(s.params, data.inputs[train_idx],
+                               data.labels[train_idx])
+    pre = self.pre_transform(s.hparams)
+    pre_state = s.opt_state[0]
+    gt, _ = pre.update(g, pre_state, s.params, amplifier_params=s.amp_params)
+    out["grad/norm"] = global_norm(g)
+    out["grad/age"] = absolute_entropy(g)
+    out["grad/norm_transformed"] = global_norm(gt)
+    out["grad/age_transformed"] = absolute_entropy(gt)
+    out["weights/norm"] = global_norm(s.params)
+    out["weights/entropy"] = absolute_entropy(s.params)
+    for name, sub in s.params["params"].items():
+      out[f"grad_norm/{name}"] = global_norm(g["params"][name])
+    out["diverged_at"] = s.diverged_at
+    return out
+
+  def _evaluate(self, state: TrainState, data: Data) -> Dict[str, jax.Array]:
+    ev = jax.vmap(self._eval_seed, in_axes=(0, 0, 0, 0, None))
+    shared = data._replace(train=None, outer=None, test=None)
+    out = ev(state.seeds, data.train, data.outer, data.test, shared)
+    out["step"] = state.step
+    return out

@@ -1,0 +1,251 @@
+"""Optax gradient transformations: the amplifier, rescaling and GrokFast.
+
+Every transform here is a factory returning an ``optax`` transformation, so
+it chains with any other::
+
+    tx = optax.chain(
+        ngrok_jax.scale_by_amplifier(amp.apply, amp_params),
+        optax.clip_by_global_norm(1.0),
+        optax.adam(1e-3))
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from ngrok_jax.amplifier import amplify, safe_normalize
+
+__all__ = [
+    "ScaleByAmplifierState", "scale_by_amplifier",
+    "NormalizeGradientsState", "normalize_gradients",
+    "GrokfastEmaState", "grokfast_ema",
+    "GrokfastMaState", "grokfast_ma",
+    "coupled_adam",
+]
+
+
+def _check_scalar(name, value, *, positive=False, unit=False, integer=False):
+  """Validates a Python-number hyperparameter; traced values pass through."""
+  if isinstance(value, jax.core.Tracer) or isinstance(value, jax.Array):
+    return
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise ValueError(f"{name} must be a number, got {value!r}")
+  if integer and int(value) != value:
+    raise ValueError(f"{name} must be an integer, got {value!r}")
+  if value != value or value in (float("inf"), float("-inf")):
+    raise ValueError(f"{name} must be finite, got {value!r}")
+  if positive and value <= 0:
+    raise ValueError(f"{name} must be > 0, got {value!r}")
+  if unit and not 0 <= value < 1:
+    raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+
+
+class ScaleByAmplifierState(NamedTuple):
+  """The amplifier keeps no state (its parameters are frozen or an argument)."""
+
+
+def scale_by_amplifier(apply_fn: Callable[[Any, jax.Array], jax.Array],
+                       params: Optional[Any] = None, *, c: float = 1.0
+                       ) -> optax.GradientTransformationExtraArgs:
+  r"""Reweights gradient components by a learned score function.
+
+  For every parameter tensor with gradient :math:`g`,
+
+  .. math::
+      s = \mathrm{softmax}(f_\phi(g)), \qquad
+      g' = c \, \frac{s \odot g}{\lVert s \odot g \rVert_2},
+
+  where :math:`f_\phi` = ``apply_fn(phi, .)`` maps a 1-D array of components
+  to a 1-D array of scores of the same length (called once on all components
+  of the update).  An all-zero tensor maps to zeros (finite value and
+  gradient); a NaN stays a NaN.
+
+  Two uses:
+
+  * frozen: ``scale_by_amplifier(amp.apply, phi)`` -- ``phi`` is a constant.
+  * learnable: ``scale_by_amplifier(amp.apply)`` and
+    ``tx.update(g, state, params, amplifier_params=phi)``; gradients with
+    respect to ``phi`` flow through the whole chain.
+
+  Example::
+
+      amp = ngrok_jax.Amplifier(hidden=(128, 128))
+      phi = amp.init(jax.random.key(0), jnp.zeros((1,)))
+      tx = optax.chain(ngrok_jax.scale_by_amplifier(amp.apply, phi),
+                       optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+
+  Args:
+    apply_fn: ``apply_fn(amp_params, x)`` with ``x`` of shape (n,).
+    params: frozen amplifier parameters, or ``None`` for the learnable form.
+    c: the rescaling coefficient (norm of every output tensor).
+
+  Returns:
+    A ``GradientTransformationExtraArgs`` whose update takes the keyword
+    ``amplifier_params`` (ignored when ``params`` was given).
+  """
+  if not callable(apply_fn):
+    raise ValueError(f"apply_fn must be callable, got {apply_fn!r}")
+  _check_scalar("c", c, positive=True)
+
+  def init_fn(updates):
+    del updates
+    return ScaleByAmplifierState()
+
+  def update_fn(updates, state, params_=None, *, amplifier_params=None,
+                **extra_args):
+    del params_, extra_args
+    phi = params if params is not None else amplifier_params
+    if phi is None:
+      raise ValueError(
+          "scale_by_amplifier was built without params: pass "
+          "amplifier_params=... to update (learnable use) or give params to "
+          "the factory (frozen use)")
+    return amplify(updates, lambda x: apply_fn(phi, x), c), state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class NormalizeGradientsState(NamedTuple):
+  """No state."""
+
+
+def normalize_gradients(c: float = 1.0) -> optax.GradientTransformation:
+  r"""The "gradient rescaling" ablation: :math:`g' = c\, g / \lVert g\rVert_2`.
+
+  Applied per parameter tensor; an all-zero tensor stays zero. Equals
+  :func:`scale_by_amplifier` with a constant score function.
+
+  Example::
+
+      tx = optax.chain(ngrok_jax.normalize_gradients(1.0), optax.adam(1e-3))
+  """
+  _check_scalar("c", c, positive=True)
+
+  def init_fn(updates):
+    del updates
+    return NormalizeGradientsState()
+
+  def update_fn(updates, state, params=None):
+    del params
+    out = jax.tree.map(lambda g: safe_normalize(g, c).astype(g.dtype), updates)
+    return out, state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+class GrokfastEmaState(NamedTuple):
+  count: chex.Array  # int32 scalar: updates seen
+  ema: optax.Updates
+
+
+def grokfast_ema(alpha: float = 0.98, lamb: float = 2.0
+                 ) -> optax.GradientTransformation:
+  r"""GrokFast-EMA: amplify the slow component of the gradient.
+
+  .. math::
+      \mu_1 = g_1, \quad \mu_t = \alpha \mu_{t-1} + (1-\alpha) g_t,
+      \qquad g'_t = g_t + \lambda \mu_t .
+
+  The average starts at the first gradient (as the original code does).
+
+  Example::
+
+      tx = optax.chain(ngrok_jax.grokfast_ema(0.98, 2.0), optax.adamw(1e-3))
+  """
+  _check_scalar("alpha", alpha, unit=True)
+  _check_scalar("lamb", lamb)
+
+  def init_fn(params):
+    return GrokfastEmaState(count=jnp.zeros([], jnp.int32),
+                            ema=jax.tree.map(jnp.zeros_like, params))
+
+  def update_fn(updates, state, params=None):
+    del params
+    first = state.count == 0
+    ema = jax.tree.map(
+        lambda m, g: jnp.where(first, g, alpha * m + (1 - alpha) * g
+                               ).astype(g.dtype), state.ema, updates)
+    out = jax.tree.map(lambda g, m: (g + lamb * m).astype(g.dtype),
+                       updates, ema)
+    return out, GrokfastEmaState(count=optax.safe_increment(state.count),
+                                 ema=ema)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+class GrokfastMaState(NamedTuple):
+  count: chex.Array  # int32 scalar: updates seen
+  buffer: optax.Updates  # each leaf (window, *shape), a ring buffer
+
+
+def grokfast_ma(window: int = 100, lamb: float = 5.0
+                ) -> optax.GradientTransformation:
+  r"""GrokFast-MA: add the mean of the last ``window`` gradients.
+
+  .. math::
+      g'_t = g_t + \lambda \frac{1}{w} \sum_{k=t-w+1}^{t} g_k
+      \quad\text{once } t \ge w, \qquad g'_t = g_t \text{ before.}
+
+  The window includes the current gradient and lives in a fixed-shape ring
+  buffer (memory: ``window`` copies of the parameters).
+
+  Example::
+
+      tx = optax.chain(ngrok_jax.grokfast_ma(100, 5.0), optax.adamw(1e-3))
+  """
+  _check_scalar("window", window, positive=True, integer=True)
+  _check_scalar("lamb", lamb)
+  window = int(window)
+
+  def init_fn(params):
+    return GrokfastMaState(
+        count=jnp.zeros([], jnp.int32),
+        buffer=jax.tree.map(lambda p: jnp.zeros((window,) + p.shape, p.dtype),
+                            params))
+
+  def update_fn(updates, state, params=None):
+    del params
+    slot = state.count % window
+    buffer = jax.tree.map(lambda b, g: b.at[slot].set(g.astype(b.dtype)),
+                          state.buffer, updates)
+    full = state.count + 1 >= window
+    out = jax.tree.map(
+        lambda g, b: jnp.where(full, g + lamb * jnp.mean(b, axis=0), g
+                               ).astype(g.dtype), updates, buffer)
+    return out, GrokfastMaState(count=optax.safe_increment(state.count),
+                                buffer=buffer)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def coupled_adam(learning_rate, weight_decay=0.0, b1=0.9, b2=0.98, eps=1e-8,
+                 eps_root=0.0, warmup_steps: int = 10, clip_norm=1.0,
+                 decoupled: bool = False) -> optax.GradientTransformation:
+  r"""PyTorch ``Adam(weight_decay=wd)`` after a global-norm clip, with warm-up.
+
+  .. math::
+      g \leftarrow \mathrm{clip}(g, \text{clip\_norm}) + \mathrm{wd}\,\theta,
+      \qquad \Delta\theta = -\eta_t\, \hat m / (\sqrt{\hat v + \epsilon_{root}}
+      + \epsilon), \qquad \eta_t = \eta \min(1, t / \text{warmup}).
+
+  All numeric arguments may be traced arrays (no recompilation when they
+  change); ``warmup_steps`` is static. ``clip_norm=inf`` disables clipping.
+  ``eps_root > 0`` is needed to differentiate through this step.
+  ``decoupled=True`` gives AdamW instead (decay added after the Adam scaling:
+  :math:`\Delta\theta = -\eta_t(\hat m/(\sqrt{\hat v}+\epsilon) + \mathrm{wd}\,\theta)`).
+  """
+  if warmup_steps > 0:
+    lr = optax.linear_schedule(0.0, learning_rate, int(warmup_steps))
+  else:
+    lr = learning_rate
+  adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+  decay = optax.add_decayed_weights(weight_decay)
+  return optax.chain(
+      optax.clip_by_global_norm(clip_norm),
+      *((adam, decay) if decoupled else (decay, adam)),
+      optax.scale_by_learning_rate(lr),
+  )
