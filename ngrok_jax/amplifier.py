@@ -158,7 +158,9 @@ class Amplifier(nn.Module):
       layers = [(w.astype(self.dtype), b.astype(self.dtype)) for w, b in layers]
       out = _mlp_dense(layers, x.astype(self.dtype))
     else:
-      out = _mlp_pwl(layers, x.astype(jnp.float32))
+      ft = jnp.promote_types(in_dtype, jnp.float32)
+      layers = [(w.astype(ft), b.astype(ft)) for w, b in layers]
+      out = _mlp_pwl(layers, x.astype(ft))
     return out.astype(jnp.promote_types(in_dtype, jnp.float32))
 
 
@@ -167,10 +169,11 @@ def safe_normalize(u: jax.Array, c) -> jax.Array:
 
   A NaN or inf in ``u`` stays visible in the output (it is never hidden).
   """
-  sq = jnp.sum(jnp.square(u.astype(jnp.float32)))
+  u = u.astype(jnp.promote_types(u.dtype, jnp.float32))
+  sq = jnp.sum(jnp.square(u))
   is_zero = sq == 0
-  norm = jnp.sqrt(jnp.where(is_zero, 1.0, sq))
-  return jnp.where(is_zero, 0.0, c * u.astype(jnp.float32) / norm)
+  norm = jnp.sqrt(jnp.where(is_zero, jnp.ones_like(sq), sq))
+  return jnp.where(is_zero, jnp.zeros_like(u), c * u / norm)
 
 
 def amplify(grads, score_fn: Callable[[jax.Array], jax.Array], c=1.0):
@@ -183,7 +186,8 @@ def amplify(grads, score_fn: Callable[[jax.Array], jax.Array], c=1.0):
   leaves, treedef = jax.tree.flatten(grads)
   if not leaves:
     return grads
-  flat = jnp.concatenate([jnp.ravel(l).astype(jnp.float32) for l in leaves])
+  ft = jnp.result_type(jnp.float32, *[l.dtype for l in leaves])
+  flat = jnp.concatenate([jnp.ravel(l).astype(ft) for l in leaves])
   scores = score_fn(flat)
   if scores.shape != flat.shape:
     raise ValueError(f"the score function returned shape {scores.shape} for "
@@ -192,7 +196,7 @@ def amplify(grads, score_fn: Callable[[jax.Array], jax.Array], c=1.0):
   for leaf in leaves:
     n = leaf.size
     g = flat[start:start + n]
-    s = jax.nn.softmax(scores[start:start + n].astype(jnp.float32))
+    s = jax.nn.softmax(scores[start:start + n].astype(ft))
     out.append(safe_normalize(s * g, c).reshape(leaf.shape).astype(leaf.dtype))
     start += n
   return jax.tree.unflatten(treedef, out)

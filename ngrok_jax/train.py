@@ -376,17 +376,21 @@ class Trainer:
     idx = train_idx[sel]
     return data.inputs[idx], data.labels[idx]
 
-  def _meta_step(self, s: SeedState, g, outer_x, outer_y):
-    hp = s.hparams
-    la = self.lookahead_optimizer(hp)
+  def outer_loss(self, s: SeedState, g, phi, outer_x, outer_y):
+    """Meta objective: CE on the outer split after a look-ahead step with phi.
+
+    ``theta' = theta + lookahead(G(g; phi))``; differentiable in ``phi``.
+    """
+    la = self.lookahead_optimizer(s.hparams)
     la_state = s.opt_state if self.config.lookahead == "inner" else la.init(
         s.params)
+    upd, _ = la.update(g, la_state, s.params, amplifier_params=phi)
+    return self.loss_fn(optax.apply_updates(s.params, upd), outer_x, outer_y)
 
-    def outer_loss(phi):
-      upd, _ = la.update(g, la_state, s.params, amplifier_params=phi)
-      return self.loss_fn(optax.apply_updates(s.params, upd), outer_x, outer_y)
-
-    loss, mg = jax.value_and_grad(outer_loss)(s.amp_params)
+  def _meta_step(self, s: SeedState, g, outer_x, outer_y):
+    hp = s.hparams
+    loss, mg = jax.value_and_grad(
+        lambda phi: self.outer_loss(s, g, phi, outer_x, outer_y))(s.amp_params)
     upd, meta_state = self.meta_optimizer(hp).update(mg, s.meta_opt_state,
                                                      s.amp_params)
     return optax.apply_updates(s.amp_params, upd), meta_state, loss
