@@ -167,13 +167,16 @@ class Amplifier(nn.Module):
 def safe_normalize(u: jax.Array, c) -> jax.Array:
   """``c * u / ||u||``; an all-zero ``u`` gives zeros with a finite gradient.
 
-  A NaN or inf in ``u`` stays visible in the output (it is never hidden).
+  ``u`` is first divided by ``max|u|`` so that neither huge (1e30) nor tiny
+  (1e-30) entries overflow or underflow the squared norm.  A NaN or inf in
+  ``u`` gives NaN (it is never hidden as a finite update).
   """
   u = u.astype(jnp.promote_types(u.dtype, jnp.float32))
-  sq = jnp.sum(jnp.square(u))
-  is_zero = sq == 0
-  norm = jnp.sqrt(jnp.where(is_zero, jnp.ones_like(sq), sq))
-  return jnp.where(is_zero, jnp.zeros_like(u), c * u / norm)
+  m = jnp.max(jnp.abs(u)) if u.size else jnp.zeros([], u.dtype)
+  is_zero = m == 0
+  v = u / jnp.where(is_zero, jnp.ones_like(m), m)
+  norm = jnp.sqrt(jnp.where(is_zero, jnp.ones_like(m), jnp.sum(jnp.square(v))))
+  return jnp.where(is_zero, jnp.zeros_like(u), c * v / norm)
 
 
 def amplify(grads, score_fn: Callable[[jax.Array], jax.Array], c=1.0):
