@@ -393,7 +393,7 @@ class Trainer:
         lambda phi: self.outer_loss(s, g, phi, outer_x, outer_y))(s.amp_params)
     upd, meta_state = self.meta_optimizer(hp).update(mg, s.meta_opt_state,
                                                      s.amp_params)
-    return optax.apply_updates(s.amp_params, upd), meta_state, loss
+    return optax.apply_updates(s.amp_params, upd), meta_state, loss.astype(jnp.float32)
 
   def seed_step(self, s: SeedState, train_idx, outer_idx, data: Data, step):
     """One training step of one seed (vmapped by ``train_steps``)."""

@@ -1,0 +1,203 @@
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ngrok_jax as nj
+
+TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
+            batch_size=32, meta_every=2)
+
+
+def tiny(**kw):
+  return nj.TrainConfig(**{**TINY, **kw})
+
+
+@pytest.mark.parametrize("lookahead", ["sgd", "inner"])
+def test_meta_gradient_nonzero_and_matches_finite_differences(lookahead):
+  cfg = tiny(lookahead=lookahead, eps_root=1e-12)
+  tr = nj.Trainer(cfg)
+  state, data = tr.init([0])
+  state, _ = tr.train_steps(state, data, 4)  # Adam state with some history
+  with jax.enable_x64(True):
+    s = jax.tree.map(lambda x: x[0], state.seeds)
+    s = jax.tree.map(lambda x: x.astype(jnp.float64)
+                     if jnp.issubdtype(x.dtype, jnp.floating) else x, s)
+    tr_idx, out_idx = data.train[0], data.outer[0]
+    x, y = data.inputs[tr_idx[:32]], data.labels[tr_idx[:32]]
+    g = jax.jit(jax.grad(tr.loss_fn))(s.params, x, y)
+    ox, oy = data.inputs[out_idx], data.labels[out_idx]
+    f = jax.jit(lambda phi: tr.outer_loss(s, g, phi, ox, oy))
+    phi = s.amp_params
+    mg = jax.grad(f)(phi)
+    norm = np.sqrt(sum(float(jnp.sum(l ** 2)) for l in jax.tree.leaves(mg)))
+    assert norm > 0
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+      v = jax.tree.map(lambda l: jnp.asarray(rng.normal(size=l.shape)), phi)
+      h = 1e-6
+      fp = f(jax.tree.map(lambda a, b: a + h * b, phi, v))
+      fm = f(jax.tree.map(lambda a, b: a - h * b, phi, v))
+      fd = (fp - fm) / (2 * h)
+      an = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(mg),
+                                              jax.tree.leaves(v)))
+      np.testing.assert_allclose(float(an), float(fd), rtol=1e-4,
+                                 atol=1e-9)
+
+
+def test_meta_step_changes_amplifier_every_T_steps_only():
+  tr = nj.Trainer(tiny(meta_every=3))
+  state, data = tr.init([0])
+  phi0 = jax.tree.map(np.asarray, state.seeds.amp_params)
+  state, out = tr.train_steps(state, data, 1)  # step 0: meta step
+  phi1 = jax.tree.map(np.asarray, state.seeds.amp_params)
+  assert np.isfinite(out["outer_loss"][0, 0])
+  assert any(not np.array_equal(a, b) for a, b in
+             zip(jax.tree.leaves(phi0), jax.tree.leaves(phi1)))
+  state, out = tr.train_steps(state, data, 2)  # steps 1, 2: no meta step
+  assert np.all(np.isnan(np.asarray(out["outer_loss"])))
+  for a, b in zip(jax.tree.leaves(phi1),
+                  jax.tree.leaves(state.seeds.amp_params)):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("method", ["neuralgrok", "grokfast-ma"])
+def test_vmapped_seeds_equal_separate_runs(method):
+  cfg = tiny(method=method, window=3)
+  tr = nj.Trainer(cfg)
+  seeds = [3, 7]
+  state, data = tr.init(seeds)
+  state, out = tr.train_steps(state, data, 5)
+  ev = tr.evaluate(state, data)
+  for i, sd in enumerate(seeds):
+    st1, d1 = tr.init([sd])
+    st1, out1 = tr.train_steps(st1, d1, 5)
+    ev1 = tr.evaluate(st1, d1)
+    np.testing.assert_allclose(out["loss"][:, i], out1["loss"][:, 0],
+                               rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(ev["test/loss"][i], ev1["test/loss"][0],
+                               rtol=2e-5)
+    # Parameters agree to float noise, except the attention key bias: its
+    # gradient is mathematically zero (softmax is shift invariant), so its
+    # update is normalised rounding noise, which vmap's different reduction
+    # order changes.  The model's outputs do not depend on it.
+    flat = jax.tree_util.tree_leaves_with_path((state.seeds.params,
+                                                state.seeds.amp_params))
+    flat1 = jax.tree.leaves((st1.seeds.params, st1.seeds.amp_params))
+    for (path, a), b in zip(flat, flat1):
+      if "qkv" in jax.tree_util.keystr(path) and "bias" in jax.tree_util.keystr(path):
+        continue
+      np.testing.assert_allclose(a[i], b[0], rtol=1e-4, atol=1e-5)
+
+
+def test_no_recompilation_for_new_state_or_hyperparameters():
+  tr = nj.Trainer(tiny())
+  state, data = tr.init([0, 1], hparams={"lr": [1e-3, 2e-3]})
+  state, _ = tr.train_steps(state, data, 4)
+  n = tr.train_steps._cache_size()
+  state, _ = tr.train_steps(state, data, 4)
+  state2, data2 = tr.init([5, 6], hparams={"lr": [3e-3, 1e-2], "c": 2.0,
+                                           "meta_lr": 1e-3})
+  state2, _ = tr.train_steps(state2, data2, 4)
+  tr.evaluate(state2, data2)
+  m = tr.evaluate._cache_size()
+  tr.evaluate(state2, data2)
+  assert tr.train_steps._cache_size() == n == 1
+  assert tr.evaluate._cache_size() == m == 1
+
+
+def test_hyperparameter_sweep_changes_results_per_seed():
+  tr = nj.Trainer(tiny(method="rescale", split_seed=0))
+  state, data = tr.init([0, 1], hparams={"lr": [1e-3, 1e-3]})
+  s2, d2 = tr.init([0, 1], hparams={"lr": [1e-3, 1e-2]})
+  state, o1 = tr.train_steps(state, data, 15)
+  s2, o2 = tr.train_steps(s2, d2, 15)
+  np.testing.assert_allclose(o1["loss"][:, 0], o2["loss"][:, 0], rtol=1e-6)
+  assert not np.allclose(o1["loss"][:, 1], o2["loss"][:, 1])
+
+
+def test_divergent_seed_is_frozen_and_others_continue():
+  tr = nj.Trainer(tiny(method="adam", clip=float("inf")))
+  state, data = tr.init([0, 1], hparams={"lr": [1e-3, 1e30]})
+  state, out = tr.train_steps(state, data, 30)
+  ev = tr.evaluate(state, data)
+  div = np.asarray(ev["diverged_at"])
+  assert div[0] == -1 and div[1] >= 0
+  assert all(np.all(np.isfinite(l[0])) for l in
+             jax.tree.leaves(state.seeds.params))
+  ref, rdata = tr.init([0], hparams={"lr": [1e-3]})
+  ref, rout = tr.train_steps(ref, rdata, 30)
+  np.testing.assert_allclose(out["loss"][:, 0], rout["loss"][:, 0], rtol=1e-5)
+
+
+def test_evaluate_reports_metrics_for_all_seeds():
+  tr = nj.Trainer(tiny())
+  state, data = tr.init([0, 1])
+  ev = tr.evaluate(state, data)
+  for k in ("train/acc", "test/acc", "outer/loss", "grad/age",
+            "grad/age_transformed", "weights/norm", "weights/entropy",
+            "grad/norm", "grad_norm/block_0"):
+    assert ev[k].shape == (2,), k
+    assert np.all(np.isfinite(ev[k])), k
+  # the amplifier's output has norm c per tensor, unlike the raw gradient
+  assert not np.allclose(ev["grad/age"], ev["grad/age_transformed"])
+
+
+def test_frozen_amplifier_method_uses_given_params():
+  tr = nj.Trainer(tiny())
+  phi = tr.init_amplifier(3)
+  fz = nj.Trainer(tiny(method="neuralgrok-frozen"))
+  state, data = fz.init([0], amp_params=phi)
+  state, _ = fz.train_steps(state, data, 4)
+  for a, b in zip(jax.tree.leaves(phi), jax.tree.leaves(state.seeds.amp_params)):
+    np.testing.assert_array_equal(a, b[0])
+  with pytest.raises(ValueError, match="needs amp_params"):
+    fz.init([0])
+  with pytest.raises(ValueError, match="do not match"):
+    fz.init([0], amp_params=nj.Trainer(tiny(amp_hidden=(4,))).init_amplifier())
+
+
+def test_a_few_hundred_steps_four_seeds_learns():
+  cfg = nj.TrainConfig(task="a+b", p=11, dim=32, heads=2, depth=1,
+                       amp_hidden=(16,), batch_size=64, meta_every=3,
+                       lr=3e-3, wd=1e-3)
+  tr = nj.Trainer(cfg)
+  state, data = tr.init([0, 1, 2, 3])
+  ev0 = tr.evaluate(state, data)
+  state, out = tr.train_steps(state, data, 200)
+  ev = tr.evaluate(state, data)
+  assert np.all(ev["train/loss"] < ev0["train/loss"] * 0.5)
+  assert np.all(ev["train/acc"] > 0.9)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(method="sgd"), "valid methods"),
+    (dict(task="a^b"), "valid tasks"),
+    (dict(lookahead="adam"), "valid: sgd, inner"),
+    (dict(lookahead="inner"), "eps_root"),
+    (dict(lr=-1.0), "lr must be > 0"),
+    (dict(b2=1.0), "b2 must be in"),
+    (dict(dim=30, heads=4), "must divide"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(meta_every=0), "meta_every"),
+    (dict(amp_hidden=()), "amp_hidden"),
+    (dict(fractions=(0.9, 0.2, 0.1)), "sum"),
+    (dict(task="a/b", p=10), "prime"),
+])
+def test_bad_config_raises(kw, match):
+  with pytest.raises(ValueError, match=match):
+    nj.Trainer(tiny(**kw))
+
+
+def test_bad_init_arguments():
+  tr = nj.Trainer(tiny())
+  with pytest.raises(ValueError, match="non-empty"):
+    tr.init([])
+  with pytest.raises(ValueError, match="distinct"):
+    tr.init([1, 1])
+  with pytest.raises(ValueError, match="one per seed"):
+    tr.init([0, 1], hparams={"lr": [1e-3, 1e-3, 1e-3]})
+  with pytest.raises(ValueError, match="unknown hyperparameter"):
+    tr.init([0], hparams={"learning_rate": 1e-3})
