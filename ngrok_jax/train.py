@@ -422,7 +422,18 @@ class Trainer:
     new = new._replace(diverged_at=diverged_at)
     return new, dict(loss=loss, outer_loss=outer)
 
+  def _check_shapes(self, state: TrainState, data: Data):
+    num_seeds = data.train.shape[0]
+    chex.assert_rank(state.step, 0)
+    chex.assert_tree_shape_prefix(state.seeds, (num_seeds,))
+    chex.assert_equal_shape_prefix([data.train, data.outer, data.test], 1)
+    chex.assert_rank([data.train, data.outer, data.test, data.inputs], 2)
+    chex.assert_shape(data.labels, (data.inputs.shape[0],))
+
   def _train_steps(self, state: TrainState, data: Data, num_steps: int):
+    if num_steps < 1:
+      raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    self._check_shapes(state, data)
     step_all = jax.vmap(self.seed_step, in_axes=(0, 0, 0, None, None))
     data_shared = data._replace(train=None, outer=None, test=None)
 
@@ -464,6 +475,7 @@ class Trainer:
     return out
 
   def _evaluate(self, state: TrainState, data: Data) -> Dict[str, jax.Array]:
+    self._check_shapes(state, data)
     ev = jax.vmap(self._eval_seed, in_axes=(0, 0, 0, 0, None))
     shared = data._replace(train=None, outer=None, test=None)
     out = ev(state.seeds, data.train, data.outer, data.test, shared)

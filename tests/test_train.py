@@ -201,3 +201,13 @@ def test_bad_init_arguments():
     tr.init([0, 1], hparams={"lr": [1e-3, 1e-3, 1e-3]})
   with pytest.raises(ValueError, match="unknown hyperparameter"):
     tr.init([0], hparams={"learning_rate": 1e-3})
+
+
+def test_mismatched_state_and_data_are_rejected():
+  tr = nj.Trainer(tiny(method="adam"))
+  state, _ = tr.init([0, 1])
+  _, data3 = tr.init([0, 1, 2])
+  with pytest.raises(AssertionError):
+    tr.train_steps(state, data3, 1)
+  with pytest.raises(ValueError, match="num_steps"):
+    tr.train_steps(state, data3, 0)
