@@ -22,7 +22,7 @@ Two exact ways of evaluating ``f`` on a vector of components are provided:
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -49,6 +49,25 @@ def _mlp_dense(layers, x):
     h = jax.nn.relu(h)
     h = h @ w + b
   return h[:, 0]
+
+
+def _mlp_dense_chunked(layers, x, chunk: int):
+  """``_mlp_dense`` over blocks of ``chunk`` components, rematerialised.
+
+  ``lax.map`` walks the blocks one at a time and ``jax.checkpoint`` keeps
+  only each block's input for the backward pass, so the activation memory is
+  ``O(chunk * width)`` instead of ``O(n * width)``; values and gradients are
+  those of ``_mlp_dense`` (same operations per component; the parameter
+  gradient sums the blocks in a different order, i.e. float rounding only).
+  """
+  n = x.shape[0]
+  if n <= chunk:
+    return _mlp_dense(layers, x)
+  num = -(-n // chunk)
+  xp = jnp.pad(x, (0, num * chunk - n)).reshape(num, chunk)
+  body = jax.checkpoint(lambda lay, xc: _mlp_dense(lay, xc))
+  out = jax.lax.map(lambda xc: body(layers, xc), xp)
+  return out.reshape(-1)[:n]
 
 
 def _interval_midpoints(bp):
@@ -133,10 +152,15 @@ class Amplifier(nn.Module):
     method: ``"pwl"`` (exact piecewise-linear table, default) or ``"dense"``.
     dtype: compute dtype of the dense path (``jnp.bfloat16`` is the mixed
       precision option; the piecewise path always uses float32).
+    chunk: dense path only: evaluate in blocks of this many components with
+      rematerialisation (``jax.checkpoint``), bounding the activation memory
+      of the meta-gradient to ``O(chunk * width)``.  ``None`` (default):
+      one block.
   """
   hidden: Sequence[int] = (128, 128)
   method: str = "pwl"
   dtype: jnp.dtype = jnp.float32
+  chunk: Optional[int] = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -156,7 +180,12 @@ class Amplifier(nn.Module):
     in_dtype = x.dtype
     if self.method == "dense":
       layers = [(w.astype(self.dtype), b.astype(self.dtype)) for w, b in layers]
-      out = _mlp_dense(layers, x.astype(self.dtype))
+      if self.chunk is not None and int(self.chunk) < 1:
+        raise ValueError(f"chunk must be a positive integer, got {self.chunk}")
+      if self.chunk:
+        out = _mlp_dense_chunked(layers, x.astype(self.dtype), int(self.chunk))
+      else:
+        out = _mlp_dense(layers, x.astype(self.dtype))
     else:
       ft = jnp.promote_types(in_dtype, jnp.float32)
       layers = [(w.astype(ft), b.astype(ft)) for w, b in layers]

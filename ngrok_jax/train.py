@@ -27,6 +27,7 @@ recompiles.  Everything that changes shapes is static in ``TrainConfig``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 
@@ -79,6 +80,9 @@ class TrainConfig:
   amp_hidden: Tuple[int, ...] = (128, 128)
   amp_method: str = "pwl"  # "pwl" (exact, fast) or "dense"
   amp_dtype: str = "float32"  # "bfloat16": mixed precision, dense path only
+  # dense path only: evaluate the amplifier in rematerialised blocks of this
+  # many components (bounds the meta step's activation memory); None: off.
+  amp_chunk: Optional[int] = None
   meta_every: int = 3  # T
   lookahead: str = "sgd"  # "sgd" (reference) or "inner" (real optimizer)
   window: int = 100  # GrokFast-MA
@@ -115,6 +119,12 @@ class TrainConfig:
     if self.amp_dtype not in ("float32", "bfloat16"):
       raise ValueError(f"unknown amp_dtype {self.amp_dtype!r}; valid: "
                        "float32, bfloat16")
+    if self.amp_chunk is not None and (
+        isinstance(self.amp_chunk, bool) or
+        not isinstance(self.amp_chunk, (int, np.integer)) or
+        self.amp_chunk < 1):
+      raise ValueError(f"amp_chunk must be None or a positive integer, got "
+                       f"{self.amp_chunk!r}")
     for name in ("p", "depth", "dim", "heads", "batch_size", "window"):
       v = getattr(self, name)
       if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -248,8 +258,10 @@ class Trainer:
     self.has_meta = config.method == "neuralgrok"
     self.amplifier = Amplifier(
         tuple(config.amp_hidden), config.amp_method,
-        jnp.bfloat16 if config.amp_dtype == "bfloat16" else jnp.float32)
-    self.train_steps = jax.jit(self._train_steps, static_argnames="num_steps",
+        jnp.bfloat16 if config.amp_dtype == "bfloat16" else jnp.float32,
+        config.amp_chunk)
+    self.train_steps = jax.jit(self._train_steps,
+                               static_argnames=("num_steps", "meta"),
                                donate_argnums=0)
     self.evaluate = jax.jit(self._evaluate)
 
@@ -395,13 +407,22 @@ class Trainer:
                                                      s.amp_params)
     return optax.apply_updates(s.amp_params, upd), meta_state, loss.astype(jnp.float32)
 
-  def seed_step(self, s: SeedState, train_idx, outer_idx, data: Data, step):
-    """One training step of one seed (vmapped by ``train_steps``)."""
+  def seed_step(self, s: SeedState, train_idx, outer_idx, data: Data, step,
+                meta: Optional[bool] = None):
+    """One training step of one seed (vmapped by ``train_steps``).
+
+    ``meta`` (static, for profiling): ``None`` runs the meta step when
+    ``step % T == 0`` (training); ``False`` never runs it (the inner step
+    alone); ``True`` runs it on every step.
+    """
     x, y = self._batch(s.key, train_idx, step, data)
     loss, g = jax.value_and_grad(self.loss_fn)(s.params, x, y)
     amp, meta_state = s.amp_params, s.meta_opt_state
     outer = jnp.full([], jnp.nan, jnp.float32)
-    if self.has_meta:
+    if self.has_meta and meta:
+      ox, oy = data.inputs[outer_idx], data.labels[outer_idx]
+      amp, meta_state, outer = self._meta_step(s, g, ox, oy)
+    elif self.has_meta and meta is None:
       ox, oy = data.inputs[outer_idx], data.labels[outer_idx]
       amp, meta_state, outer = jax.lax.cond(
           step % self.config.meta_every == 0,
@@ -430,11 +451,21 @@ class Trainer:
     chex.assert_rank([data.train, data.outer, data.test, data.inputs], 2)
     chex.assert_shape(data.labels, (data.inputs.shape[0],))
 
-  def _train_steps(self, state: TrainState, data: Data, num_steps: int):
+  def _train_steps(self, state: TrainState, data: Data, num_steps: int,
+                   meta: Optional[bool] = None):
+    """``num_steps`` steps of all seeds in one ``lax.scan``.
+
+    ``meta`` (static) is for profiling only, see :meth:`seed_step`: the
+    default ``None`` is training; ``False`` times the inner step alone,
+    ``True`` the inner step plus a meta step on every step.
+    """
     if num_steps < 1:
       raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if meta not in (None, True, False):
+      raise ValueError(f"meta must be None, True or False, got {meta!r}")
     self._check_shapes(state, data)
-    step_all = jax.vmap(self.seed_step, in_axes=(0, 0, 0, None, None))
+    step_all = jax.vmap(functools.partial(self.seed_step, meta=meta),
+                        in_axes=(0, 0, 0, None, None))
     data_shared = data._replace(train=None, outer=None, test=None)
 
     def body(st: TrainState, _):
