@@ -1,0 +1,204 @@
+"""PNG plots of a run folder (matplotlib, Agg backend).
+
+:func:`plot_run` writes into ``out_dir/plots``:
+
+* ``accuracy.png``: train and test accuracy against steps (log x), every
+  seed thin, the median over seeds bold, one colour per method;
+* ``loss.png``: train and test loss, same layout (log y);
+* ``age.png``: Absolute Gradient Entropy of the raw and of the transformed
+  gradient; ``weights.png``: weight norm and weight entropy;
+* ``amplifier.png`` (NeuralGrok runs): the learned score function over the
+  range of gradient components seen (at initialisation and at the end),
+  every seed, and how it reweights a real gradient tensor (raw vs amplified
+  component, and the amplified/raw ratio).
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["plot_run", "plot_curves", "plot_amplifier", "compare_runs"]
+
+
+def _colors(methods: Sequence[str]) -> Dict[str, str]:
+  cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  return {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
+
+
+def _curves(rows, method, key):
+  """(steps (E,), values (S, E)) of one method; NaN where missing."""
+  sel = [r for r in rows if r["method"] == method]
+  steps = sorted({r["step"] for r in sel})
+  seeds = sorted({r["seed"] for r in sel})
+  si = {s: i for i, s in enumerate(steps)}
+  ki = {s: i for i, s in enumerate(seeds)}
+  vals = np.full((len(seeds), len(steps)), np.nan)
+  for r in sel:
+    v = r.get(key)
+    if v is not None:
+      vals[ki[r["seed"]], si[r["step"]]] = v
+  return np.asarray(steps), vals
+
+
+def plot_curves(ax, rows, methods, key, colors=None, label_suffix="",
+                linestyle="-", logy=False):
+  """Every seed thin, the median over seeds bold, one colour per method."""
+  colors = colors or _colors(methods)
+  for m in methods:
+    steps, vals = _curves(rows, m, key)
+    if steps.size == 0 or np.all(np.isnan(vals)):
+      continue
+    for v in vals:
+      ax.plot(steps, v, color=colors[m], lw=0.6, alpha=0.35, ls=linestyle)
+    with np.errstate(all="ignore"):
+      import warnings
+      with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(vals, axis=0)
+    ax.plot(steps, med, color=colors[m], lw=2.2, ls=linestyle,
+            label=f"{m}{label_suffix}")
+  ax.set_xscale("log")
+  if logy:
+    ax.set_yscale("log")
+  ax.set_xlabel("step")
+  ax.grid(alpha=0.3, which="both")
+
+
+def _save(fig, path):
+  fig.tight_layout()
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=110)
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def plot_run(out_dir: str) -> List[str]:
+  """Writes all plots of a run folder; returns the paths written."""
+  from ngrok_jax.runner import load_run
+  run = load_run(out_dir)
+  rows, methods = run["rows"], run["spec"].methods
+  pdir = os.path.join(out_dir, "plots")
+  os.makedirs(pdir, exist_ok=True)
+  colors = _colors(methods)
+  written = []
+  if not rows:
+    return written
+  title = _title(run)
+
+  for name, keys, ylabel, logy in (
+      ("accuracy", ("train/acc", "test/acc"), "accuracy", False),
+      ("loss", ("train/loss", "test/loss"), "cross-entropy", True),
+      ("age", ("grad/age", "grad/age_transformed"), "AGE", False),
+      ("weights", ("weights/norm", "weights/entropy"), "", False)):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key in zip(axes, keys):
+      plot_curves(ax, rows, methods, key, colors, logy=logy)
+      ax.set_title(key)
+      ax.set_ylabel(ylabel or key)
+      if name == "accuracy":
+        ax.axhline(0.95, color="k", lw=0.6, ls=":")
+        ax.set_ylim(-0.02, 1.02)
+      ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    path = os.path.join(pdir, f"{name}.png")
+    _save(fig, path)
+    written.append(path)
+
+  amp = os.path.join(out_dir, "amplifier.msgpack")
+  if os.path.exists(amp):
+    path = os.path.join(pdir, "amplifier.png")
+    plot_amplifier(amp, path)
+    written.append(path)
+  return written
+
+
+def _title(run) -> str:
+  spec = run["spec"]
+  cfg = next(iter(spec.configs.values()))
+  return (f"{cfg.task} mod {cfg.p}, depth {cfg.depth}, d {cfg.dim}, "
+          f"{len(spec.seeds)} seeds, {spec.steps} steps")
+
+
+def plot_amplifier(path: str, out_png: str) -> str:
+  """The learned amplifier: score function and reweighting of a real tensor."""
+  import jax.numpy as jnp
+  from ngrok_jax.amplifier import Amplifier, amplify
+  from ngrok_jax.runner import load_amplifier
+  params, meta = load_amplifier(path, seed_index=None)
+  amp = Amplifier(tuple(meta["hidden"]), meta.get("amp_method", "pwl"))
+  lo, hi = meta["grad_range"]
+  span = max(abs(lo), abs(hi), 1e-12)
+  x = np.linspace(-span, span, 801)
+  seeds = meta["seeds"]
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+  import jax
+  for i, s in enumerate(seeds):
+    p_i = jax.tree.map(lambda a: np.asarray(a)[i], params)
+    y = np.asarray(amp.apply(p_i, jnp.asarray(x, jnp.float32)))
+    axes[0].plot(x, y, lw=1.2 if i == 0 else 0.8, label=f"seed {s}")
+  for v in (lo, hi):
+    axes[0].axvline(v, color="k", lw=0.6, ls=":")
+  lf, hf = meta.get("grad_range_final", (lo, hi))
+  axes[0].axvspan(lf, hf, color="grey", alpha=0.15,
+                  label="range at end")
+  axes[0].set_xlabel("gradient component g")
+  axes[0].set_ylabel("score f(g; phi)")
+  axes[0].set_title("learned score function (dotted: range seen)")
+  axes[0].legend(fontsize=7)
+
+  ex = meta["example"]
+  g = np.asarray(ex["grad"], np.float32)
+  p0 = jax.tree.map(lambda a: np.asarray(a)[0], params)
+  c = float(meta.get("c", [1.0])[0])
+  gt = np.asarray(amplify({"t": jnp.asarray(g)},
+                          lambda v: amp.apply(p0, v), c)["t"])
+  # reference: plain per-tensor rescaling to the same norm
+  gn = g / max(np.linalg.norm(g), 1e-30) * c
+  axes[1].scatter(gn.ravel(), gt.ravel(), s=2, alpha=0.4)
+  m = max(np.abs(gn).max(), np.abs(gt).max(), 1e-12)
+  axes[1].plot([-m, m], [-m, m], color="k", lw=0.6, ls=":")
+  axes[1].set_xlabel("c g/||g|| (rescaled raw gradient)")
+  axes[1].set_ylabel("G(g; phi) (amplified)")
+  axes[1].set_title(f"reweighting of {ex['name']} (seed {ex['seed']})",
+                    fontsize=9)
+  with np.errstate(all="ignore"):
+    ratio = np.where(np.abs(gn) > 0, gt / gn, np.nan)
+  im = axes[2].imshow(ratio, aspect="auto", cmap="viridis")
+  fig.colorbar(im, ax=axes[2])
+  axes[2].set_title("amplified / rescaled, per component", fontsize=9)
+  fig.suptitle(f"amplifier 1-{'-'.join(map(str, meta['hidden']))}-1, "
+               f"{meta['task']} mod {meta['p']}, step {meta['step']}",
+               fontsize=10)
+  _save(fig, out_png)
+  return out_png
+
+
+def compare_runs(run_dirs: Sequence[str], out_png: str,
+                 key: str = "test/acc") -> str:
+  """Median curves of every (run, method) in one figure."""
+  from ngrok_jax.runner import load_run
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for d in run_dirs:
+    run = load_run(d)
+    for m in run["spec"].methods:
+      steps, vals = _curves(run["rows"], m, key)
+      if steps.size == 0:
+        continue
+      import warnings
+      with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(vals, axis=0)
+      ax.plot(steps, med, lw=1.8, label=f"{os.path.basename(os.path.normpath(d))}:{m}")
+  ax.set_xscale("log")
+  ax.set_xlabel("step")
+  ax.set_ylabel(key)
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize=7)
+  _save(fig, out_png)
+  return out_png

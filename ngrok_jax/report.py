@@ -1,0 +1,73 @@
+"""Markdown tables from finished run folders (``ngrok-jax report DIR...``)."""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from ngrok_jax.runner import THRESHOLDS, load_run
+
+__all__ = ["markdown_table", "report"]
+
+
+def _steps_cell(s: Mapping[str, Any]) -> List[str]:
+  if s["median"] is None:
+    med, iqr = "never", "-"
+  else:
+    med = f"{s['median']:.0f}"
+    iqr = f"{s['q25']:.0f}-{s['q75']:.0f}"
+  return [med, iqr, f"{s['success']}/{s['n']}"]
+
+
+def _rows_of(name: str, summary: Mapping[str, Any]) -> List[List[str]]:
+  out = []
+  for m, per in summary["methods"].items():
+    entries = [(m, per)]
+    if per.get("groups"):
+      entries = [(f"{m} [{label}]", g) for label, g in per["groups"].items()]
+    for label, g in entries:
+      cells = [name, label]
+      for t in THRESHOLDS:
+        cells += _steps_cell(g[f"t{int(t * 100)}"])
+      cells.append(str(g.get("num_diverged", 0)))
+      cells.append(f"{per.get('wall_time_s', 0.0):.1f}")
+      if not per.get("complete", True):
+        cells[1] += " (incomplete)"
+      out.append(cells)
+  return out
+
+
+def markdown_table(run_dirs: Sequence[str]) -> str:
+  """One markdown table: run x method, steps to 95%/99% (median, IQR,
+  successes/seeds), diverged seeds and wall time."""
+  header = ["run", "method"]
+  for t in THRESHOLDS:
+    p = int(t * 100)
+    header += [f"{p}% median", f"{p}% IQR", f"{p}% success"]
+  header += ["diverged", "wall s"]
+  rows = []
+  for d in run_dirs:
+    run = load_run(d)
+    rows += _rows_of(os.path.basename(os.path.normpath(d)), run["summary"])
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "|".join("---" for _ in header) + "|"]
+  lines += ["| " + " | ".join(r) + " |" for r in rows]
+  return "\n".join(lines)
+
+
+def report(run_dirs: Sequence[str], plots: bool = True,
+           compare_png: Optional[str] = None) -> str:
+  """The markdown table; optionally (re)writes each run's plots and a
+  comparison plot of the median test accuracy of every (run, method)."""
+  if not run_dirs:
+    raise ValueError("report needs at least one run folder")
+  for d in run_dirs:
+    if not os.path.isfile(os.path.join(d, "config.json")):
+      raise ValueError(f"{d!r} is not a run folder (no config.json)")
+  table = markdown_table(run_dirs)
+  if plots:
+    from ngrok_jax import plots as plots_lib
+    for d in run_dirs:
+      plots_lib.plot_run(d)
+    if compare_png:
+      plots_lib.compare_runs(run_dirs, compare_png)
+  return table
