@@ -1,0 +1,106 @@
+"""Sharding the seed axis of a run across devices with ``jax.sharding``.
+
+Every per-seed array (the leaves of ``TrainState.seeds`` and the index
+arrays ``Data.train / outer / test``) has a leading seed axis; seeds never
+interact, so splitting that axis across devices needs no communication.
+Shared arrays (the step counter, ``Data.inputs`` and ``Data.labels``) are
+replicated.  ``Trainer.train_steps`` / ``evaluate`` are ``jax.jit``
+functions, so they run sharded unchanged: the compiler follows the input
+shardings (GSPMD) and every device advances its own seeds::
+
+    trainer = Trainer(TrainConfig(...))
+    state, data = trainer.init(seeds=range(8))
+    state, data = shard_seeds(state, data)          # all local devices
+    state, out = trainer.train_steps(state, data, num_steps=100)
+
+The number of seeds must be a multiple of the number of devices on the mesh
+(``pad_seeds`` gives a count that is).
+
+Multiple hosts: call ``jax.distributed.initialize()`` on every process before
+anything else, build the same ``Trainer`` and the same ``init`` on every
+process, and pass ``mesh=seed_mesh(jax.devices())`` (all global devices);
+``shard_seeds`` then places each process's slice of the seed axis on its own
+devices (``jax.make_array_from_callback``).  See BENCHMARK.md.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Tuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+__all__ = ["SEED_AXIS", "seed_mesh", "seed_shardings", "shard_seeds",
+           "pad_seeds"]
+
+SEED_AXIS = "seeds"
+
+
+def seed_mesh(devices: Optional[Sequence[Any]] = None) -> Mesh:
+  """A 1-D mesh named ``"seeds"`` over ``devices`` (default: local devices)."""
+  devices = list(jax.local_devices() if devices is None else devices)
+  if not devices:
+    raise ValueError("seed_mesh needs at least one device")
+  return Mesh(np.asarray(devices), (SEED_AXIS,))
+
+
+def pad_seeds(num_seeds: int, mesh: Optional[Mesh] = None) -> int:
+  """The smallest multiple of the mesh size that is >= ``num_seeds``."""
+  n = (mesh or seed_mesh()).size
+  return -(-num_seeds // n) * n
+
+
+def seed_shardings(state, data, mesh: Optional[Mesh] = None):
+  """``(state_shardings, data_shardings)`` pytrees of ``NamedSharding``.
+
+  Per-seed leaves get ``P("seeds")`` (leading axis split), shared leaves
+  ``P()`` (replicated).
+  """
+  mesh = mesh or seed_mesh()
+  split, repl = NamedSharding(mesh, P(SEED_AXIS)), NamedSharding(mesh, P())
+  state_sh = state._replace(step=repl,
+                            seeds=jax.tree.map(lambda _: split, state.seeds))
+  data_sh = data._replace(inputs=repl, labels=repl, train=split, outer=split,
+                          test=split)
+  return state_sh, data_sh
+
+
+def _put(x, sharding: NamedSharding):
+  if jax.process_count() == 1:
+    return jax.device_put(x, sharding)
+  # Multi-host: every process holds the full (identical) array on the host;
+  # each places only the shards its own devices own.
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def shard_seeds(state, data, mesh: Optional[Mesh] = None) -> Tuple[Any, Any]:
+  """Places ``state`` and ``data`` with the seed axis split over ``mesh``.
+
+  Args:
+    state: a ``TrainState`` from ``Trainer.init`` (or a later step).
+    data: the matching ``Data``.
+    mesh: a mesh with one axis named ``"seeds"``; default
+      :func:`seed_mesh` over all local devices.
+
+  Returns:
+    ``(state, data)`` with the same values, sharded.  ``train_steps`` and
+    ``evaluate`` accept them unchanged and return seed-sharded outputs.
+
+  Raises:
+    ValueError: if the number of seeds is not a multiple of the mesh size.
+  """
+  mesh = mesh or seed_mesh()
+  if SEED_AXIS not in mesh.axis_names:
+    raise ValueError(f"the mesh needs an axis named {SEED_AXIS!r}, got "
+                     f"{mesh.axis_names}")
+  num_seeds = data.train.shape[0]
+  n = mesh.shape[SEED_AXIS]
+  if num_seeds % n:
+    raise ValueError(
+        f"{num_seeds} seeds cannot be split evenly over {n} devices; use a "
+        f"multiple of {n} (e.g. {pad_seeds(num_seeds, mesh)} seeds)")
+  state_sh, data_sh = seed_shardings(state, data, mesh)
+  state = jax.tree.map(_put, state, state_sh)
+  data = jax.tree.map(_put, data, data_sh)
+  return state, data
