@@ -653,6 +653,7 @@ class _Run:
                             refresh=False)
         bar.update(n)
         done = step >= spec.steps
+        _test_throttle()
         if ckpt is not None and (done or stop.signum is not None or
                                  (ce and step % ce == 0)):
           ckpt.save(step, state, dict(rows=self.rows[method],
@@ -661,7 +662,6 @@ class _Run:
           self.write_metrics(force=True)
         else:
           self.write_metrics()
-        _test_throttle()
         if stop.signum is not None and not done:
           if ckpt is not None:
             ckpt.wait()

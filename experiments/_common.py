@@ -1,0 +1,90 @@
+"""Shared helpers of the paper-experiment scripts (not a public API).
+
+Every script has a ``--quick`` CPU size (tiny models, minutes) and the full
+size (the authors' per-task configurations, ``ngrok_jax.presets``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Dict, Optional
+
+from ngrok_jax import runner
+from ngrok_jax.presets import PAPER_PRESET_FOR_TASK, get_preset
+from ngrok_jax.report import markdown_table
+
+TASKS = ("a+b", "a-b", "a*b", "a*a-b", "a*c+b*d-e")
+
+# --quick: small sizes that run on a 2-core CPU.
+QUICK = dict(depth=1, dim=32, heads=4, batch_size=256, amp_hidden=(16, 16),
+             lr=3e-3)
+QUICK_P = {"a*c+b*d-e": 5}
+QUICK_STEPS, QUICK_EVAL = 600, 50
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+  p.add_argument("--quick", action="store_true",
+                 help="small CPU size (minutes) instead of the paper's")
+  p.add_argument("--out", default=None, help="output folder (default: "
+                 "runs/experiments/<script>[-quick])")
+  p.add_argument("--seeds", type=int, default=None,
+                 help="seeds per configuration (default: 2 quick, 4 full)")
+  p.add_argument("--steps", type=int, default=None,
+                 help="steps (default: 600 quick, the preset's budget full)")
+  p.add_argument("--eval-every", type=int, default=None,
+                 help="evaluation interval (default: 50 quick, preset full)")
+  p.add_argument("--p", type=int, default=None, help="override the modulus")
+  p.add_argument("--no-progress", action="store_true")
+  return p
+
+
+def task_setup(task: str, args) -> Dict[str, Any]:
+  """config / method_config / steps / eval_every / seeds for one task."""
+  preset = get_preset(PAPER_PRESET_FOR_TASK[task])
+  cfg = dict(preset["config"])
+  if args.quick:
+    cfg.update(QUICK, p=QUICK_P.get(task, 23))
+  if args.p is not None:
+    cfg["p"] = args.p
+  steps = args.steps or (QUICK_STEPS if args.quick else preset["steps"])
+  ev = args.eval_every or (QUICK_EVAL if args.quick else preset["eval_every"])
+  ev = min(ev, steps)
+  seeds = args.seeds or (2 if args.quick else preset["seeds"])
+  return dict(config=cfg, method_config=preset["method_config"], steps=steps,
+              eval_every=ev, seeds=seeds)
+
+
+def out_dir(args, name: str) -> str:
+  return args.out or os.path.join(
+      "runs", "experiments", name + ("-quick" if args.quick else ""))
+
+
+def run_one(setup: Dict[str, Any], methods, out: str, args, *,
+            hparams: Optional[Dict[str, Any]] = None,
+            seeds=None, **kw) -> Dict[str, Any]:
+  """runner.run for one folder; resumes it if it is already there."""
+  resume = os.path.exists(os.path.join(out, "config.json"))
+  return runner.run(setup["config"], methods,
+                    seeds if seeds is not None else setup["seeds"],
+                    setup["steps"], setup["eval_every"], out,
+                    method_overrides={m: o for m, o in
+                                      setup["method_config"].items()
+                                      if m in methods},
+                    hparams=hparams, resume=resume,
+                    progress=not args.no_progress, **kw)
+
+
+def print_table(dirs, title: str) -> str:
+  table = markdown_table(dirs)
+  print(f"\n## {title}\n\n{table}\n", flush=True)
+  return table
+
+
+def main_guard(fn):
+  try:
+    fn()
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)

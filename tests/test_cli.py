@@ -1,0 +1,293 @@
+"""The ngrok-jax command line: every method end to end at a tiny size, the
+run folder, report on two folders, amplifier show/export, transfer, and bad
+options (exit 2, one line, no traceback), with hypothesis on validation."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ngrok_jax import cli, runner
+from ngrok_jax.metrics import steps_to_threshold
+from ngrok_jax.train import METHODS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
+        "--depth", "1", "--amp-hidden", "8,8", "--batch-size", "32",
+        "--meta-every", "2", "--window", "3", "--seeds", "2", "--steps", "20",
+        "--eval-every", "10", "--no-progress"]
+BASE_METHODS = [m for m in METHODS if m != "neuralgrok-frozen"]
+
+
+def _main(argv, capsys):
+  """Runs the CLI in-process: (exit status, stdout, stderr)."""
+  try:
+    rc = cli.main(argv)
+  except SystemExit as e:
+    rc = e.code
+  out, err = capsys.readouterr()
+  return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """Two tiny run folders: every base method, then neuralgrok-frozen with
+  the first run's amplifier (transfer), on another task."""
+  base = tmp_path_factory.mktemp("cli")
+  a, b = str(base / "all"), str(base / "frozen")
+  assert cli.main(["train"] + TINY + ["--methods", ",".join(BASE_METHODS),
+                                      "--out", a]) == 0
+  assert cli.main(["train"] + TINY + ["--task", "a-b", "--methods",
+                                      "neuralgrok-frozen,adam",
+                                      "--amplifier", a, "--no-plots",
+                                      "--out", b]) == 0
+  return a, b
+
+
+def test_every_method_end_to_end_and_run_folder(runs):
+  a, b = runs
+  for name in ("config.json", "metrics.jsonl", "summary.json",
+               "amplifier.msgpack", "amplifier.json"):
+    assert os.path.isfile(os.path.join(a, name)), name
+  for png in ("accuracy", "loss", "age", "weights", "amplifier"):
+    assert os.path.getsize(os.path.join(a, "plots", png + ".png")) > 1000
+  config = json.load(open(os.path.join(a, "config.json")))
+  assert config["methods"] == BASE_METHODS
+  assert config["configs"]["neuralgrok"]["p"] == 11
+  rows = runner.read_metrics(a)
+  assert len(rows) == len(BASE_METHODS) * 2 * 2  # methods x seeds x evals
+  keys = {"method", "seed", "step", "train/acc", "test/acc", "train/loss",
+          "test/loss", "outer_loss", "grad/age", "grad/age_transformed",
+          "weights/norm", "weights/entropy", "grad/norm", "diverged_at"}
+  for r in rows:
+    assert keys <= set(r), keys - set(r)
+  ng = [r for r in rows if r["method"] == "neuralgrok"]
+  assert all(r["outer_loss"] is not None for r in ng)
+  assert all(r["outer_loss"] is None for r in rows if r["method"] == "adam")
+  # the frozen transfer run used the saved amplifier's shape
+  fz = json.load(open(os.path.join(b, "config.json")))
+  assert fz["configs"]["neuralgrok-frozen"]["amp_hidden"] == [8, 8]
+  assert fz["configs"]["neuralgrok-frozen"]["task"] == "a-b"
+  assert len(runner.read_metrics(b)) == 2 * 2 * 2
+
+
+def test_summary_agrees_with_metrics_file(runs):
+  for d in runs:
+    rows = runner.read_metrics(d)
+    summary = json.load(open(os.path.join(d, "summary.json")))
+    for m, per in summary["methods"].items():
+      assert per["complete"]
+      for i, seed in enumerate(per["seeds"]):
+        sel = sorted((r for r in rows if r["method"] == m and
+                      r["seed"] == seed), key=lambda r: r["step"])
+        steps = [r["step"] for r in sel]
+        acc = [np.nan if r["test/acc"] is None else r["test/acc"]
+               for r in sel]
+        for t in (95, 99):
+          assert per[f"steps_to_{t}"][i] == steps_to_threshold(
+              steps, acc, t / 100)
+        assert per["final_test_acc"][i] == pytest.approx(acc[-1])
+        assert per["diverged_at"][i] is None
+      assert per["t95"]["n"] == len(per["seeds"])
+
+
+def test_report_two_run_folders(runs, capsys, tmp_path):
+  png = str(tmp_path / "cmp.png")
+  md = str(tmp_path / "t.md")
+  rc, out, err = _main(["report", *runs, "--compare", png, "--out", md],
+                       capsys)
+  assert rc == 0, err
+  lines = out.strip().splitlines()
+  assert lines[0].startswith("| run | method | 95% median")
+  body = lines[2:]
+  assert len(body) == len(BASE_METHODS) + 2
+  assert any(l.startswith("| all | neuralgrok |") for l in body)
+  assert any(l.startswith("| frozen | neuralgrok-frozen |") for l in body)
+  assert all("never" in l or l.count("/") >= 2 for l in body)
+  assert os.path.getsize(png) > 1000 and open(md).read().strip() == out.strip()
+
+
+def test_amplifier_show_and_export(runs, capsys, tmp_path):
+  a, _ = runs
+  npz, mp = str(tmp_path / "a.npz"), str(tmp_path / "a.msgpack")
+  rc, out, err = _main(["amplifier", a, "--seed-index", "1", "--export", npz,
+                        "--plot", str(tmp_path / "a.png")], capsys)
+  assert rc == 0, err
+  assert "amplifier 1-8-8-1" in out and "| g | score f(g) |" in out
+  z = np.load(npz)
+  assert any("kernel_0" in k for k in z.files)
+  rc, _, err = _main(["amplifier", a, "--export", mp], capsys)
+  assert rc == 0, err
+  params, meta = runner.load_amplifier(mp)
+  assert meta["hidden"] == [8, 8] and len(meta["seeds"]) == 1
+  rc, _, err = _main(["amplifier", a, "--seed-index", "7"], capsys)
+  assert rc == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_resume_of_finished_run_and_config_mismatch(runs, capsys):
+  a, _ = runs
+  rc, _, err = _main(["train", "--resume", a, "--steps", "40"], capsys)
+  assert rc == 2 and "steps" in err and "--force" in err
+  assert len(err.strip().splitlines()) == 1
+  rc, _, err = _main(["train", "--resume", a, "--lr", "0.01"], capsys)
+  assert rc == 2 and "configs.neuralgrok.lr" in err
+  rc, _, err = _main(["train", "--resume", a, "--methods", "adam",
+                      "--no-plots"], capsys)
+  assert rc == 2 and "methods" in err
+
+
+BAD = [
+    (["--methods", "sgd"], "unknown method 'sgd'"),
+    (["--methods", "adam,adam"], "twice"),
+    (["--task", "a^b"], "unknown task"),
+    (["--preset", "huge"], "unknown preset"),
+    (["--steps", "-5"], "--steps must be >= 1"),
+    (["--steps", "ten"], "--steps must be an integer"),
+    (["--eval-every", "50"], "eval_every (50) must be <= steps (20)"),
+    (["--seeds", "0"], "--seeds must be >= 1"),
+    (["--seeds", "1,1"], "--seeds"),
+    (["--checkpoint-every", "15"], "multiple of eval_every"),
+    (["--lr", "-1"], "lr"),
+    (["--lr", "nan"], "--lr must be a number"),
+    (["--c", "0"], "c must be > 0"),
+    (["--alpha", "1.5"], "alpha"),
+    (["--heads", "3"], "heads (3) must divide dim (16)"),
+    (["--amp-hidden", "8,0"], "--amp-hidden"),
+    (["--lookahead", "adam"], "lookahead"),
+    (["--sweep", "foo=1,2"], "--sweep"),
+    (["--sweep", "c=1,x"], "numbers"),
+    (["--methods", "neuralgrok-frozen"], "needs a trained amplifier"),
+    (["--amplifier", "/nonexistent", "--methods", "neuralgrok-frozen"],
+     "no amplifier"),
+    (["--resume", "/nonexistent"], "not a run folder"),
+    (["--bogus"], "unrecognized arguments"),
+]
+
+
+@pytest.mark.parametrize("extra,needle", BAD)
+def test_bad_options_exit_2_with_one_line(extra, needle, capsys, tmp_path):
+  rc, out, err = _main(["train"] + TINY + ["--out", str(tmp_path / "r")] +
+                       extra, capsys)
+  assert rc == 2, (rc, err)
+  assert needle in err, err
+  assert len(err.strip().splitlines()) == 1, err
+  assert "Traceback" not in err
+  assert not os.path.exists(tmp_path / "r" / "metrics.jsonl")
+
+
+def test_bad_command_and_missing_run_folder(capsys, tmp_path):
+  for argv, needle in ((["fly"], "invalid choice"), ([], "required"),
+                       (["report", str(tmp_path)], "not a run folder")):
+    rc, _, err = _main(argv, capsys)
+    assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_subprocess_bad_option_has_no_traceback():
+  proc = subprocess.run([sys.executable, "-m", "ngrok_jax", "train",
+                         "--methods", "nope"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 2
+  assert proc.stderr.strip().count("\n") == 0 and "nope" in proc.stderr
+  help_ = subprocess.run([sys.executable, "-m", "ngrok_jax", "train",
+                          "--help"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+  assert help_.returncode == 0
+  for opt in ("--task", "--p", "--methods", "--seeds", "--steps",
+              "--eval-every", "--out", "--preset", "--checkpoint-every",
+              "--resume", "--force", "--amplifier"):
+    assert opt in help_.stdout
+
+
+def test_every_preset_resolves():
+  from ngrok_jax.presets import PRESETS
+  for name in PRESETS:
+    args = cli.build_parser().parse_args(["train", "--preset", name])
+    spec = cli._spec_from_args(args)
+    assert spec.steps == PRESETS[name]["steps"]
+    if "neuralgrok" in spec.configs and name.startswith("paper-"):
+      assert spec.configs["neuralgrok"].hparams()["wd"] == 1e-3
+      assert spec.configs["adam"].hparams()["wd"] == 0.0
+      assert spec.configs["adamw"].hparams()["wd"] == 1.0
+  spec = cli._spec_from_args(cli.build_parser().parse_args(
+      ["train", "--preset", "paper-poly"]))
+  assert spec.configs["neuralgrok"].depth == 4
+  assert spec.configs["neuralgrok"].amp_hidden == (1152,)
+  assert spec.configs["neuralgrok"].meta_every == 2
+
+
+def test_sweep_becomes_per_seed_values():
+  args = cli.build_parser().parse_args(
+      ["train", "--seeds", "2", "--sweep", "c=0.5,1,2", "--methods",
+       "rescale"])
+  spec = cli._spec_from_args(args)
+  assert spec.seeds == tuple(range(6))
+  assert spec.hparams == {"c": (0.5, 0.5, 1.0, 1.0, 2.0, 2.0)}
+
+
+# ------------------------------------------------------- property-based
+_int_text = st.one_of(st.integers(-5, 300).map(str), st.sampled_from(
+    ["", "x", "1.5", "1e3", "0x10", " 7"]))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=_int_text, ev=_int_text, ck=_int_text,
+       seeds=st.one_of(_int_text, st.sampled_from(["0,1", "1,1", "3,2,9"])),
+       lr=st.one_of(st.floats(allow_nan=True).map(repr),
+                    st.sampled_from(["inf", "-0", "1e-3"])))
+def test_cli_validation_property(steps, ev, ck, seeds, lr):
+  """Any values: either a valid spec or exit 2 / UsageError / ValueError,
+  never another exception; a valid spec satisfies every invariant."""
+  argv = ["train", "--steps", steps, "--eval-every", ev,
+          "--checkpoint-every", ck, "--seeds", seeds, "--lr", lr]
+  parser = cli.build_parser()
+  try:
+    args = parser.parse_args(argv)
+  except SystemExit as e:
+    assert e.code == 2
+    return
+  try:
+    spec = cli._spec_from_args(args)
+  except (cli.UsageError, ValueError) as e:
+    assert str(e) and "\n" not in str(e).strip()
+    return
+  assert spec.steps >= 1 and 1 <= spec.eval_every <= spec.steps
+  assert spec.checkpoint_every is None or (
+      spec.checkpoint_every % spec.eval_every == 0)
+  assert len(set(spec.seeds)) == len(spec.seeds) >= 1
+  for cfg in spec.configs.values():
+    assert np.isfinite(cfg.lr) and cfg.lr > 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(steps=st.integers(-3, 50), ev=st.integers(-3, 60),
+       ck=st.one_of(st.none(), st.integers(-3, 100)),
+       seeds=st.one_of(st.integers(-2, 5),
+                       st.lists(st.integers(0, 5), max_size=4)),
+       methods=st.lists(st.sampled_from(list(METHODS) + ["sgd"]), max_size=3),
+       keep=st.integers(-1, 4),
+       hp=st.dictionaries(st.sampled_from(["c", "lr", "alpha", "wd", "bad"]),
+                          st.floats(-2, 2), max_size=2))
+def test_make_spec_validation_property(steps, ev, ck, seeds, methods, keep,
+                                       hp):
+  try:
+    spec = runner.make_spec(dict(task="a+b", p=11, dim=16, heads=2, depth=1),
+                            methods, seeds, steps, ev, checkpoint_every=ck,
+                            keep_checkpoints=keep, hparams=hp)
+  except ValueError as e:
+    assert str(e)
+    return
+  assert 1 <= spec.eval_every <= spec.steps and spec.keep_checkpoints >= 1
+  assert spec.methods == list(methods) and "neuralgrok-frozen" not in methods
+  assert all(m in METHODS for m in methods) and methods
+  assert not spec.checkpoint_every or spec.checkpoint_every % ev == 0
+  assert len(set(spec.seeds)) == len(spec.seeds) >= 1
+  for k, v in spec.hparams.items():
+    assert k != "bad" and len(v) == len(spec.seeds)
+  assert runner.RunSpec.from_dict(spec.to_dict()) == spec
+  assert spec.diff(runner.RunSpec.from_dict(spec.to_dict())) == []

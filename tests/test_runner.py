@@ -1,0 +1,157 @@
+"""Runner: steps-to-generalize on synthetic curves, summaries (sweep groups,
+divergence), divergence of one seed in a vmapped run, atomic writes."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import ngrok_jax as nj
+from ngrok_jax import runner
+
+TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
+            batch_size=32, meta_every=2)
+
+
+def _spec(methods=("adam",), seeds=(0, 1, 2), steps=50, eval_every=10,
+          hparams=None):
+  return runner.make_spec(TINY, list(methods), list(seeds), steps,
+                          eval_every, hparams=hparams)
+
+
+def _rows(method, seed, accs, diverged_at=-1, eval_every=10):
+  return [{"method": method, "seed": seed, "step": (i + 1) * eval_every,
+           "test/acc": a, "diverged_at": diverged_at}
+          for i, a in enumerate(accs)]
+
+
+def test_steps_to_generalize_on_synthetic_curves():
+  rows = (_rows("adam", 0, [0.1, 0.5, 0.96, 0.97, 0.995]) +
+          _rows("adam", 1, [0.1, 0.2, 0.3, 0.4, 0.5]) +            # never
+          _rows("adam", 2, [0.2, 0.951, 0.99, None, None], diverged_at=35))
+  s = runner.summarize(rows, _spec())
+  per = s["methods"]["adam"]
+  assert per["steps_to_95"] == [30, None, 20]
+  assert per["steps_to_99"] == [50, None, 30]
+  assert per["diverged_at"] == [None, None, 35] and per["num_diverged"] == 1
+  assert per["t95"]["success"] == 2 and per["t95"]["success_rate"] == \
+      pytest.approx(2 / 3)
+  assert per["t95"]["median"] == 25 and per["t95"]["iqr"] == pytest.approx(5)
+  assert per["final_test_acc"] == [0.995, 0.5, None]
+  json.dumps(s, allow_nan=False)  # valid JSON, "never" is null
+
+  # all never: median and IQR are None, success 0
+  rows = [r for sd in (0, 1, 2) for r in _rows("adam", sd, [0.1] * 5)]
+  per = runner.summarize(rows, _spec())["methods"]["adam"]
+  assert per["t95"]["median"] is None and per["t95"]["iqr"] is None
+  assert per["t95"]["success_rate"] == 0
+  line = runner.summary_line("adam", per)
+  assert "never (0/3)" in line and "\n" not in line
+
+  # a frozen (diverged) seed's later evaluations do not count
+  rows = _rows("adam", 0, [0.1, 0.2, 0.99, 0.99, 0.99], diverged_at=15)
+  per = runner.summarize(rows, _spec(seeds=[0]))["methods"]["adam"]
+  assert per["steps_to_95"] == [None]
+
+
+def test_sweep_groups_in_summary():
+  spec = _spec(methods=("rescale",), seeds=(0, 1, 2, 3),
+               hparams={"c": [0.5, 0.5, 2.0, 2.0]})
+  rows = (_rows("rescale", 0, [0.96] * 5) + _rows("rescale", 1, [0.1] * 5) +
+          _rows("rescale", 2, [0.1, 0.99, 1, 1, 1]) +
+          _rows("rescale", 3, [0.1, 0.1, 0.97, 1, 1]))
+  g = runner.summarize(rows, spec)["methods"]["rescale"]["groups"]
+  assert set(g) == {"c=0.5", "c=2"}
+  assert g["c=0.5"]["steps_to_95"] == [10, None]
+  assert g["c=2"]["t95"]["median"] == 25 and g["c=2"]["t95"]["success"] == 2
+
+
+def test_one_seed_diverges_others_unaffected(tmp_path):
+  # seed 1 gets a huge learning rate: non-finite, marked, frozen
+  cfg = nj.TrainConfig(method="adam", **TINY)
+  kw = dict(methods=["adam"], steps=20, eval_every=5, progress=False,
+            plots=False, report=lambda m: None)
+  s = runner.run(cfg, seeds=[0, 1], hparams={"lr": [1e-3, 1e30],
+                                             "clip": [1.0, float("inf")]},
+                 out_dir=str(tmp_path / "div"), **kw)
+  per = s["methods"]["adam"]
+  assert per["diverged_at"][0] is None
+  assert per["diverged_at"][1] is not None and per["num_diverged"] == 1
+  rows = runner.read_metrics(str(tmp_path / "div"))
+  alone = runner.run(cfg, seeds=[0], out_dir=str(tmp_path / "alone"), **kw)
+  rows0 = runner.read_metrics(str(tmp_path / "alone"))
+  a = [r for r in rows if r["seed"] == 0]
+  assert len(a) == len(rows0) == 4
+  for r, q in zip(a, rows0):
+    for k in ("train/loss", "test/acc", "weights/norm", "grad/age"):
+      assert r[k] == pytest.approx(q[k], rel=1e-4, abs=1e-6), k
+  assert alone["methods"]["adam"]["diverged_at"] == [None]
+  d = [r for r in rows if r["seed"] == 1]
+  assert all(r["diverged_at"] == per["diverged_at"][1] for r in d
+             if r["step"] > per["diverged_at"][1])
+  # frozen: its parameters stop changing after divergence
+  norms = [r["weights/norm"] for r in d if r["step"] > per["diverged_at"][1]]
+  assert len(set(norms)) <= 1
+  summary = json.load(open(tmp_path / "div" / "summary.json"))
+  assert summary["methods"]["adam"]["diverged_at"] == per["diverged_at"]
+
+
+def test_nan_gradient_marks_seed_diverged():
+  # a NaN learning-rate path is refused up front; a NaN from the data side is
+  # simulated with an infinite c for rescaling (c * g / ||g|| -> inf, NaN)
+  with pytest.raises(ValueError, match="c must be > 0"):
+    runner.make_spec(TINY, ["rescale"], 2, 10, 5,
+                     hparams={"c": [1.0, float("nan")]})
+  cfg = nj.TrainConfig(method="rescale", **TINY)
+  tr = nj.Trainer(cfg)
+  state, data = tr.init([0, 1])
+  # poison seed 1's parameters with a NaN: the next step marks it diverged
+  import jax
+  import jax.numpy as jnp
+  leaves, tdef = jax.tree.flatten(state.seeds.params)
+  leaves[0] = leaves[0].at[1].set(jnp.nan)
+  state = state._replace(seeds=state.seeds._replace(
+      params=jax.tree.unflatten(tdef, leaves)))
+  state, _ = tr.train_steps(state, data, 3)
+  m = tr.evaluate(state, data)
+  assert list(np.asarray(m["diverged_at"])) == [-1, 0]
+
+
+def test_in_memory_run_and_validation_messages():
+  s = runner.run(nj.TrainConfig(method="grokfast-ema", **TINY),
+                 methods="grokfast-ema", seeds=2, steps=10, eval_every=5,
+                 out_dir=None, progress=False, plots=False)
+  assert s["methods"]["grokfast-ema"]["last_step"] == [10, 10]
+  for kw, msg in ((dict(steps=0), "steps must be a positive"),
+                  (dict(eval_every=20), "must be <= steps"),
+                  (dict(seeds=[1, 1]), "distinct"),
+                  (dict(seeds=0), "positive number of seeds"),
+                  (dict(methods="adam,foo"), "unknown method 'foo'"),
+                  (dict(checkpoint_every=7), "multiple of eval_every"),
+                  (dict(keep_checkpoints=0), "keep_checkpoints"),
+                  (dict(hparams={"lr": [1e-3]}), "one value per seed"),
+                  (dict(hparams={"zeta": 1}), "unknown hyperparameter"),
+                  (dict(config={"task": "a+b", "dimm": 3}), "unknown config"),
+                  (dict(config=3), "TrainConfig or a dict")):
+    args = dict(config=TINY, methods="adam", seeds=2, steps=10, eval_every=5)
+    args.update(kw)
+    with pytest.raises(ValueError, match=msg):
+      runner.make_spec(**args)
+  with pytest.raises(ValueError, match="resume needs out_dir"):
+    runner.run(TINY, methods="adam", seeds=1, steps=5, eval_every=5,
+               resume=True, progress=False)
+
+
+def test_atomic_write_and_existing_run_refused(tmp_path):
+  p = str(tmp_path / "x.json")
+  runner.atomic_write(p, "{}")
+  runner.atomic_write(p, b'{"a": 1}')
+  assert json.load(open(p)) == {"a": 1}
+  assert os.listdir(tmp_path) == ["x.json"]  # no temporary left behind
+  os.makedirs(tmp_path / "run")
+  (tmp_path / "run" / "config.json").write_text("{}")
+  with pytest.raises(ValueError, match="already holds a run"):
+    runner.run(TINY, methods="adam", seeds=1, steps=5, eval_every=5,
+               out_dir=str(tmp_path / "run"), progress=False)
+  with pytest.raises(ValueError, match="not a valid run config"):
+    runner.resume(str(tmp_path / "run"))
