@@ -376,6 +376,7 @@ def _cmd_train(args) -> int:
   else:
     out = args.out or os.path.join(
         "runs", f"{args.preset or 'quick'}-{time.strftime('%Y%m%d-%H%M%S')}")
+  runner.check_resume(spec, out, bool(args.resume), args.force)
   print(f"{PROG}: {', '.join(spec.methods)} on "
         f"{next(iter(spec.configs.values())).task} mod "
         f"{next(iter(spec.configs.values())).p}, {len(spec.seeds)} seeds, "

@@ -57,6 +57,7 @@ from ngrok_jax import metrics as metrics_lib
 from ngrok_jax.train import HPARAMS, METHODS, TrainConfig, Trainer, check_hparam
 
 __all__ = ["RunSpec", "RunInterrupted", "run", "resume", "make_spec",
+           "check_resume", "load_spec", "summary_line",
            "read_metrics", "load_run", "summarize", "load_amplifier",
            "save_amplifier", "atomic_write", "THRESHOLDS"]
 
@@ -196,17 +197,18 @@ class RunSpec:
         seeds=list(self.seeds), steps=self.steps, eval_every=self.eval_every,
         checkpoint_every=self.checkpoint_every,
         keep_checkpoints=self.keep_checkpoints,
-        hparams={k: [float(x) for x in v] for k, v in self.hparams.items()},
+        hparams={k: [_enc_float(float(x)) for x in v]
+                 for k, v in self.hparams.items()},
         amplifier=self.amplifier, amplifier_seed=self.amplifier_seed)
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
-    configs = {m: TrainConfig.from_dict(d["configs"][m]) for m in d["methods"]}
+    configs = {m: _cfg_from_dict(d["configs"][m]) for m in d["methods"]}
     return cls(configs=configs, seeds=tuple(int(s) for s in d["seeds"]),
                steps=int(d["steps"]), eval_every=int(d["eval_every"]),
                checkpoint_every=d.get("checkpoint_every"),
                keep_checkpoints=int(d.get("keep_checkpoints", 3)),
-               hparams={k: tuple(float(x) for x in v)
+               hparams={k: tuple(float(_dec_float(x)) for x in v)
                         for k, v in d.get("hparams", {}).items()},
                amplifier=d.get("amplifier"),
                amplifier_seed=int(d.get("amplifier_seed", 0)))
@@ -228,9 +230,30 @@ class RunSpec:
     return out
 
 
+_SPECIAL = {"inf": math.inf, "-inf": -math.inf}
+
+
+def _enc_float(v):
+  """JSON-safe float: +-inf (e.g. clip=inf, no clipping) as a string."""
+  if isinstance(v, float) and math.isinf(v):
+    return "inf" if v > 0 else "-inf"
+  return v
+
+
+def _dec_float(v):
+  return _SPECIAL.get(v, v) if isinstance(v, str) else v
+
+
 def _cfg_dict(cfg: TrainConfig) -> Dict[str, Any]:
   d = cfg.to_dict()
-  return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+  return {k: (list(v) if isinstance(v, tuple) else _enc_float(v))
+          for k, v in d.items()}
+
+
+def _cfg_from_dict(d: Mapping[str, Any]) -> TrainConfig:
+  return TrainConfig.from_dict(
+      {k: (v if k in ("task", "method", "lookahead", "amp_method",
+                      "amp_dtype") else _dec_float(v)) for k, v in d.items()})
 
 
 def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
@@ -366,7 +389,7 @@ def _metric_rows(method: str, seeds: Sequence[int], step: int,
   for i, seed in enumerate(seeds):
     row = dict(method=method, seed=int(seed), step=int(step))
     for k, v in hparams.items():
-      row[f"hp/{k}"] = float(v[i])
+      row[f"hp/{k}"] = _enc_float(float(v[i]))
     for k, v in ev.items():
       if k == "step":
         continue
@@ -818,23 +841,37 @@ def resume(out_dir: str, *, force: bool = False, progress: bool = True,
                   progress=progress, plots=plots, report=report)
 
 
+def check_resume(spec: RunSpec, out_dir: Optional[str], resume: bool,
+                 force: bool = False) -> List[str]:
+  """Validates ``out_dir`` for a new run or a resume; returns the fields in
+  which ``spec`` differs from the saved config (only with ``force``).
+
+  Raises ValueError if ``out_dir`` already holds a run and ``resume`` is
+  false, or if the configuration differs and ``force`` is false (the
+  message names the differing fields).
+  """
+  _check_out_dir(out_dir, resume)
+  if out_dir is None or not resume:
+    return []
+  if not os.path.exists(os.path.join(out_dir, "config.json")):
+    return []
+  diff = load_spec(out_dir).diff(spec)
+  if diff and not force:
+    raise ValueError(f"the configuration differs from the checkpointed run "
+                     f"in {out_dir} in: {', '.join(diff)} (use --force to "
+                     "resume anyway)")
+  return diff
+
+
 def _execute(spec: RunSpec, out_dir, *, resume, force, progress, plots,
              report) -> Dict[str, Any]:
   report = report or _default_report
-  _check_out_dir(out_dir, resume)
+  diff = check_resume(spec, out_dir, resume, force)
   if out_dir is not None:
     out_dir = os.fspath(out_dir)
-    cfg_path = os.path.join(out_dir, "config.json")
-    if resume and os.path.exists(cfg_path):
-      saved = load_spec(out_dir)
-      diff = saved.diff(spec)
-      if diff and not force:
-        raise ValueError(f"the configuration differs from the checkpointed "
-                         f"run in {out_dir} in: {', '.join(diff)} (use "
-                         "--force to resume anyway)")
-      if diff:
-        report(f"resuming with a different configuration ({', '.join(diff)})"
-               " because of --force")
+    if diff:
+      report(f"resuming with a different configuration ({', '.join(diff)})"
+             " because of --force")
     os.makedirs(out_dir, exist_ok=True)
     atomic_write(os.path.join(out_dir, "config.json"), _dumps(spec.to_dict()))
   r = _Run(spec, out_dir, progress, plots, report)

@@ -2,6 +2,7 @@
 SIGKILL of a real run, SIGTERM checkpointing, config mismatch on resume."""
 import json
 import os
+import tempfile
 import signal
 import subprocess
 import sys
@@ -15,12 +16,22 @@ import ngrok_jax as nj
 from ngrok_jax import runner
 from ngrok_jax.checkpoint import CheckpointError, Checkpointer
 
+# A persistent XLA compilation cache shared by the tests of this session and
+# their subprocesses (the runs here are tiny: compiling dominates their time;
+# a cached executable is the same program, so results are unchanged).
+_CACHE = os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(tempfile.gettempdir(), "ngrok_jax_test_jaxcache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
             batch_size=32, meta_every=2)
 
 
-def _state(method="neuralgrok", seeds=(0, 1), steps=3):
+def _state(method="neuralgrok", seeds=(0, 1), steps=10):
   tr = nj.Trainer(nj.TrainConfig(method=method, **TINY))
   state, data = tr.init(list(seeds))
   if steps:
@@ -38,34 +49,35 @@ def test_round_trip_keep_k_and_corruption_fallback(tmp_path):
   tr, state, data = _state()
   states = {}
   with Checkpointer(str(tmp_path / "ck"), max_to_keep=2) as ck:
-    for step in (3, 6, 9):
+    for step in (10, 20, 30):
       states[step] = jax.tree.map(np.array, state)
       ck.save(step, state, dict(rows=[{"a": step}], wall_time=1.5))
-      state, _ = tr.train_steps(state, data, 3)
+      state, _ = tr.train_steps(state, data, 10)
   ck = Checkpointer(str(tmp_path / "ck"), max_to_keep=2)
-  assert ck.steps() == [6, 9]  # keeps the last K
-  step, restored, meta = ck.restore_latest(states[9])
-  assert step == 9 and meta["rows"] == [{"a": 9}] and meta["wall_time"] == 1.5
-  assert _equal(restored, states[9])  # bit for bit, dtypes included
+  assert ck.steps() == [20, 30]  # keeps the last K
+  step, restored, meta = ck.restore_latest(states[30])
+  assert step == 30 and meta["rows"] == [{"a": 30}]
+  assert meta["wall_time"] == 1.5
+  assert _equal(restored, states[30])  # bit for bit, dtypes included
   assert isinstance(restored, nj.TrainState)
 
   # corrupt the newest checkpoint: truncate every data file of its state
-  for root, _, files in os.walk(tmp_path / "ck" / "9" / "state"):
+  for root, _, files in os.walk(tmp_path / "ck" / "30" / "state"):
     for f in files:
       p = os.path.join(root, f)
       with open(p, "r+b") as fh:
         fh.truncate(max(os.path.getsize(p) // 2, 0))
   reports = []
-  step, restored, _ = ck.restore_latest(states[9], report=reports.append)
-  assert step == 6 and _equal(restored, states[6])
-  assert reports and "9" in reports[0]
+  step, restored, _ = ck.restore_latest(states[30], report=reports.append)
+  assert step == 20 and _equal(restored, states[20])
+  assert reports and "checkpoint 30" in reports[0]
 
   # and the older one too: nothing usable left -> CheckpointError
-  for root, _, files in os.walk(tmp_path / "ck" / "6" / "state"):
+  for root, _, files in os.walk(tmp_path / "ck" / "20" / "state"):
     for f in files:
       open(os.path.join(root, f), "wb").close()
   with pytest.raises(CheckpointError):
-    ck.restore_latest(states[9], report=lambda m: None)
+    ck.restore_latest(states[30], report=lambda m: None)
   ck.close()
 
 
@@ -80,7 +92,7 @@ def test_checksum_detects_flipped_bytes_and_template_mismatch(tmp_path):
   meta_file.write_text(json.dumps(meta))
   with pytest.raises(CheckpointError, match="checksum"):
     ck.restore(0, state)
-  _, other, _ = _state(method="adam", seeds=(0, 1, 2), steps=0)
+  _, other, _ = _state(method="rescale", steps=0)  # other opt state
   with pytest.raises(CheckpointError):
     ck.restore(0, other)
   ck.close()
@@ -98,20 +110,19 @@ def _cli(args, env_extra=None, **kw):
 TRAIN = ["train", "--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
          "--depth", "1", "--amp-hidden", "8,8", "--batch-size", "32",
          "--meta-every", "2", "--methods", "neuralgrok,grokfast-ma",
-         "--window", "3", "--seeds", "2", "--steps", "60", "--eval-every",
-         "5", "--checkpoint-every", "10", "--no-progress", "--no-plots"]
+         "--window", "3", "--seeds", "2", "--steps", "80", "--eval-every",
+         "10", "--checkpoint-every", "20", "--no-progress", "--no-plots"]
 
 
 def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
-  cache = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jaxcache"),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+  cache = {}  # the session's compilation cache is inherited via os.environ
   ref = _cli(TRAIN + ["--out", str(tmp_path / "ref")], cache)
   out, err = ref.communicate(timeout=600)
   assert ref.returncode == 0, err[-3000:]
 
   victim = tmp_path / "victim"
   proc = _cli(TRAIN + ["--out", str(victim)],
-              dict(cache, NGROK_JAX_TEST_SLEEP="0.4"))
+              dict(cache, NGROK_JAX_TEST_SLEEP="0.5"))
   ck = victim / "checkpoints" / "neuralgrok"
   deadline = time.time() + 300
   while time.time() < deadline and proc.poll() is None:
@@ -145,7 +156,7 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
 def test_sigterm_saves_checkpoint_and_in_process_resume_matches(
     tmp_path, monkeypatch):
   cfg = nj.TrainConfig(method="adam", **TINY)
-  kw = dict(methods=["adam"], seeds=2, steps=30, eval_every=5,
+  kw = dict(methods=["adam"], seeds=2, steps=40, eval_every=10,
             progress=False, plots=False, report=lambda m: None)
   ref = runner.run(cfg, out_dir=str(tmp_path / "ref"), **kw)
   calls = []
@@ -158,9 +169,9 @@ def test_sigterm_saves_checkpoint_and_in_process_resume_matches(
   with pytest.raises(runner.RunInterrupted) as ei:
     runner.run(cfg, out_dir=str(tmp_path / "b"), **kw)
   assert ei.value.signum == signal.SIGTERM
-  assert "step 10/30" in str(ei.value)
+  assert "step 20/40" in str(ei.value)
   ck = Checkpointer(str(tmp_path / "b" / "checkpoints" / "adam"))
-  assert ck.steps() == [10]
+  assert ck.steps() == [20]
   ck.close()
   monkeypatch.setattr(runner, "_test_throttle", lambda: None)
   # a differing configuration is refused, naming the field

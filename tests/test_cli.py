@@ -3,9 +3,11 @@ run folder, report on two folders, amplifier show/export, transfer, and bad
 options (exit 2, one line, no traceback), with hypothesis on validation."""
 import json
 import os
+import tempfile
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +16,16 @@ from hypothesis import strategies as st
 from ngrok_jax import cli, runner
 from ngrok_jax.metrics import steps_to_threshold
 from ngrok_jax.train import METHODS
+
+# A persistent XLA compilation cache shared by the tests of this session and
+# their subprocesses (the runs here are tiny: compiling dominates their time;
+# a cached executable is the same program, so results are unchanged).
+_CACHE = os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(tempfile.gettempdir(), "ngrok_jax_test_jaxcache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
@@ -163,7 +175,6 @@ BAD = [
     (["--methods", "neuralgrok-frozen"], "needs a trained amplifier"),
     (["--amplifier", "/nonexistent", "--methods", "neuralgrok-frozen"],
      "no amplifier"),
-    (["--resume", "/nonexistent"], "not a run folder"),
     (["--bogus"], "unrecognized arguments"),
 ]
 
@@ -181,7 +192,11 @@ def test_bad_options_exit_2_with_one_line(extra, needle, capsys, tmp_path):
 
 def test_bad_command_and_missing_run_folder(capsys, tmp_path):
   for argv, needle in ((["fly"], "invalid choice"), ([], "required"),
-                       (["report", str(tmp_path)], "not a run folder")):
+                       (["report", str(tmp_path)], "not a run folder"),
+                       (["train", "--resume", str(tmp_path / "none")],
+                        "not a run folder"),
+                       (["train", "--resume", str(tmp_path), "--preset",
+                         "quick"], "cannot be combined")):
     rc, _, err = _main(argv, capsys)
     assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1
 
