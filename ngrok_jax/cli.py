@@ -194,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help="run folder (default: runs/PRESET-YYYYmmdd-HHMMSS)")
   t.add_argument("--checkpoint-every", type=_nonneg_int("--checkpoint-every"),
                  default=None, metavar="N",
-                 help="checkpoint every N steps, a multiple of --eval-every "
-                 "(default 0: only at the end and on SIGINT/SIGTERM)")
+                 help="checkpoint every N steps, a multiple of --eval-every; "
+                 "0: only at the end and on SIGINT/SIGTERM (default: "
+                 "preset, quick 0, paper-* 10000)")
   t.add_argument("--keep-checkpoints", type=_pos_int("--keep-checkpoints"),
                  default=None, metavar="K",
                  help="keep the newest K checkpoints per method (default 3)")
@@ -221,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
   g = t.add_argument_group("configuration (default: the preset's value)")
   for flag, field, typ, hlp in _CONFIG_OPTS:
     g.add_argument(flag, dest=f"cfg_{field}", type=typ, default=None,
-                   help=hlp)
+                   metavar=field.upper(), help=hlp)
   t.add_argument("--no-progress", action="store_true",
                  help="no progress bar (default: shown)")
   t.add_argument("--no-plots", action="store_true",
@@ -347,7 +348,8 @@ def _spec_from_args(args):
       base, methods, seeds, _pick(args.steps, preset["steps"]),
       _pick(args.eval_every, preset["eval_every"]),
       method_overrides={m: o for m, o in over.items() if m in methods},
-      hparams=hp, checkpoint_every=args.checkpoint_every,
+      hparams=hp, checkpoint_every=_pick(args.checkpoint_every,
+                                         preset.get("checkpoint_every")),
       keep_checkpoints=_pick(args.keep_checkpoints, 3),
       amplifier=args.amplifier, amplifier_seed=_pick(args.amplifier_seed, 0))
 

@@ -44,11 +44,12 @@ def _paper(task: str, p: int, amp_hidden, T: int, depth: int = 2):
       seeds=4,
       steps=300_000,
       eval_every=500,
+      checkpoint_every=10_000,
   )
 
 
 #: Preset name -> dict(description, config, method_config, methods, seeds,
-#: steps, eval_every).
+#: steps, eval_every, checkpoint_every).
 #:
 #: ``quick`` calibration (this project's 2-core CPU, shared with other jobs;
 #: ``ngrok-jax train --preset quick --methods neuralgrok,adam --seeds 4``):
@@ -72,6 +73,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         seeds=4,
         steps=2000,
         eval_every=100,
+        checkpoint_every=0,
     ),
     "paper-add": _paper("a+b", 97, (128, 128), 3),
     "paper-sub": _paper("a-b", 97, (576,), 3),
