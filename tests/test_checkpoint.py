@@ -138,6 +138,10 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
   summary = json.loads((victim / "summary.json").read_text()) if (
       victim / "summary.json").exists() else None
   assert summary is None or not summary["methods"]["grokfast-ma"]["complete"]
+  # atomic writes: whatever was on disk at the kill parses completely
+  json.loads((victim / "config.json").read_text())
+  if (victim / "metrics.jsonl").exists():
+    runner.read_metrics(str(victim))
 
   res = _cli(["train", "--resume", str(victim), "--no-progress",
               "--no-plots"], cache)
