@@ -141,13 +141,30 @@ class Checkpointer:
     state = jax.tree.map(jax.numpy.asarray, state)
     return state, meta
 
+  def _quarantine(self, step: int) -> Optional[str]:
+    """Renames a bad checkpoint folder so that a later save of the same
+    step can happen (orbax ignores non-numeric folder names)."""
+    src = os.path.join(self.directory, str(int(step)))
+    if not os.path.isdir(src):
+      return None
+    dst = os.path.join(self.directory, f"corrupt.{int(step)}.{os.getpid()}")
+    n = 0
+    while os.path.exists(dst):
+      n += 1
+      dst = os.path.join(self.directory,
+                         f"corrupt.{int(step)}.{os.getpid()}.{n}")
+    os.replace(src, dst)
+    return dst
+
   def restore_latest(self, template, report: Optional[Callable[[str], None]]
                      = None) -> Optional[Tuple[int, Any, dict]]:
     """The newest good checkpoint as ``(step, state, meta)``, or None if none.
 
-    Unreadable or corrupted checkpoints are skipped (newest first) and
-    described through ``report`` (default: ``logging.warning``); if every
-    checkpoint is bad, :class:`CheckpointError` is raised.
+    Unreadable or corrupted checkpoints are skipped (newest first),
+    described through ``report`` (default: ``logging.warning``) and renamed
+    to ``corrupt.<step>.<pid>`` (kept for inspection; a new checkpoint of
+    that step can then be saved); if every checkpoint is bad,
+    :class:`CheckpointError` is raised.
     """
     report = report or log.warning
     steps = self.steps()
@@ -159,7 +176,11 @@ class Checkpointer:
         state, meta = self.restore(step, template)
       except CheckpointError as e:
         errors.append(str(e))
-        report(f"skipping bad checkpoint: {e}")
+        moved = self._quarantine(step)
+        report(f"skipping bad checkpoint: {e}" +
+               (f"; moved aside to {moved}" if moved else ""))
         continue
+      if errors:
+        self.manager.reload()
       return step, state, meta
     raise CheckpointError("no usable checkpoint: " + "; ".join(errors))

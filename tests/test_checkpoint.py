@@ -71,6 +71,8 @@ def test_round_trip_keep_k_and_corruption_fallback(tmp_path):
   step, restored, _ = ck.restore_latest(states[30], report=reports.append)
   assert step == 20 and _equal(restored, states[20])
   assert reports and "checkpoint 30" in reports[0]
+  assert ck.steps() == [20]  # moved aside: step 30 can be saved again
+  assert any(d.startswith("corrupt.30") for d in os.listdir(tmp_path / "ck"))
 
   # and the older one too: nothing usable left -> CheckpointError
   for root, _, files in os.walk(tmp_path / "ck" / "20" / "state"):
@@ -78,6 +80,9 @@ def test_round_trip_keep_k_and_corruption_fallback(tmp_path):
       open(os.path.join(root, f), "wb").close()
   with pytest.raises(CheckpointError):
     ck.restore_latest(states[30], report=lambda m: None)
+  ck.save(30, states[30], {})  # the quarantined steps can be saved again
+  ck.wait()
+  assert ck.steps() == [30]
   ck.close()
 
 
