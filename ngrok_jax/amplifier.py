@@ -101,8 +101,13 @@ def pwl_table(layers) -> Tuple[jax.Array, jax.Array, jax.Array]:
   ..., (HL, 1).  Returns ``bp`` (m,) sorted, and ``slope``, ``icpt`` (m+1,),
   such that ``f(x) = slope[k] * x + icpt[k]`` with ``k =
   searchsorted(bp, x, side='right')``.  Gradients flow to ``slope`` and
-  ``icpt`` only.
+  ``icpt`` only.  The weights may be NumPy arrays (e.g. restored from a
+  msgpack file or ``jax.device_get``): they are converted to JAX arrays, so
+  the table can be built under ``jax.jit`` with them closed over.
   """
+  # NumPy weights would make ``a[parent]`` below a NumPy fancy index by a
+  # traced array (TracerArrayConversionError under jit); work in jnp only.
+  layers = [(jnp.asarray(w), jnp.asarray(b)) for w, b in layers]
   w0, b0 = layers[0]
   dtype = w0.dtype
   zero = jnp.zeros((), dtype)

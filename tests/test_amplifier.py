@@ -62,6 +62,19 @@ def test_pwl_table_is_sorted_and_bounded():
   assert bool(jnp.all(jnp.diff(bp) >= 0))
 
 
+def test_pwl_table_accepts_numpy_layers_under_jit():
+  """NumPy weights closed over by a jitted function (regression: indexing
+  them by a traced array raised TracerArrayConversionError)."""
+  amp = nj.Amplifier((8, 8))
+  phi = amp.init(jax.random.PRNGKey(3), jnp.zeros((1,)))["params"]
+  layers = [(phi[f"kernel_{i}"], phi[f"bias_{i}"]) for i in range(3)]
+  layers_np = [(np.asarray(w), np.asarray(b)) for w, b in layers]
+  ref = jax.jit(lambda: nj.pwl_table(layers))()
+  got = jax.jit(lambda: nj.pwl_table(layers_np))()
+  for r, g in zip(ref, got):
+    np.testing.assert_array_equal(np.asarray(r), np.asarray(g))
+
+
 def test_amplify_matches_numpy_formula():
   amp = nj.Amplifier((16, 16))
   params = amp.init(jax.random.PRNGKey(4), jnp.zeros((1,)))

@@ -148,6 +148,33 @@ def test_frozen_amplifier_in_chain_on_any_model():
   chex.assert_tree_all_finite(upd)
 
 
+@pytest.mark.parametrize("method", ["pwl", "dense"])
+def test_frozen_amplifier_with_numpy_params_under_jit(method):
+  """Regression: NumPy parameters (msgpack restore, ``jax.device_get``)
+  closed over by a jitted chain used to raise TracerArrayConversionError in
+  ``pwl_table``; they must give exactly the jnp-parameter result."""
+  from flax import serialization
+  amp = nj.Amplifier((8, 8), method=method)
+  phi = amp.init(jax.random.PRNGKey(0), jnp.zeros((1,)))
+  phi_np = serialization.msgpack_restore(serialization.msgpack_serialize(
+      jax.device_get(phi)))
+  assert all(isinstance(l, np.ndarray) for l in jax.tree.leaves(phi_np))
+  params = jax.tree.map(lambda x: x.astype(jnp.float32), tree())
+  grads = jax.tree.map(lambda x: jnp.sin(3 * x) + 0.1, params)
+
+  def run(ph):
+    tx = optax.chain(nj.scale_by_amplifier(amp.apply, ph),
+                     optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+    state = tx.init(params)
+    return jax.jit(tx.update)(grads, state, params)
+
+  upd_np, state_np = run(phi_np)
+  upd_j, state_j = run(phi)
+  chex.assert_tree_all_finite(upd_np)
+  chex.assert_trees_all_equal(upd_np, upd_j)
+  chex.assert_trees_all_equal(state_np, state_j)
+
+
 def test_transform_factories_reject_bad_values():
   with pytest.raises(ValueError, match="callable"):
     nj.scale_by_amplifier(3)
