@@ -1,11 +1,37 @@
+"""Session-wide test setup: the ``--runslow`` option and a persistent XLA
+compilation cache."""
 import os
+import tempfile
 
 import pytest
+
+# Shared by every test of the session and, through the environment, by the
+# ``python -m ngrok_jax`` subprocesses the tests start (the runs here are
+# tiny: compiling dominates their time; a cached executable is the same
+# program, so results are unchanged).  An explicitly set
+# JAX_COMPILATION_CACHE_DIR is respected.
+CACHE_ENV = {
+    "JAX_COMPILATION_CACHE_DIR": os.path.join(tempfile.gettempdir(),
+                                              "ngrok_jax_test_jaxcache"),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+}
 
 
 def pytest_addoption(parser):
   parser.addoption("--runslow", action="store_true", default=False,
                    help="also run tests marked slow")
+
+
+def pytest_configure(config):
+  del config
+  for name, default in CACHE_ENV.items():
+    os.environ.setdefault(name, default)
+  import jax  # after the environment is set, before any test compiles
+  jax.config.update("jax_compilation_cache_dir",
+                    os.environ["JAX_COMPILATION_CACHE_DIR"])
+  jax.config.update(
+      "jax_persistent_cache_min_compile_time_secs",
+      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,7 +2,6 @@
 SIGKILL of a real run, SIGTERM checkpointing, config mismatch on resume."""
 import json
 import os
-import tempfile
 import signal
 import subprocess
 import sys
@@ -15,16 +14,6 @@ import pytest
 import ngrok_jax as nj
 from ngrok_jax import runner
 from ngrok_jax.checkpoint import CheckpointError, Checkpointer
-
-# A persistent XLA compilation cache shared by the tests of this session and
-# their subprocesses (the runs here are tiny: compiling dominates their time;
-# a cached executable is the same program, so results are unchanged).
-_CACHE = os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR",
-    os.path.join(tempfile.gettempdir(), "ngrok_jax_test_jaxcache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-jax.config.update("jax_compilation_cache_dir", _CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),

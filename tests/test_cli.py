@@ -3,11 +3,9 @@ run folder, report on two folders, amplifier show/export, transfer, and bad
 options (exit 2, one line, no traceback), with hypothesis on validation."""
 import json
 import os
-import tempfile
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,16 +14,6 @@ from hypothesis import strategies as st
 from ngrok_jax import cli, runner
 from ngrok_jax.metrics import steps_to_threshold
 from ngrok_jax.train import METHODS
-
-# A persistent XLA compilation cache shared by the tests of this session and
-# their subprocesses (the runs here are tiny: compiling dominates their time;
-# a cached executable is the same program, so results are unchanged).
-_CACHE = os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR",
-    os.path.join(tempfile.gettempdir(), "ngrok_jax_test_jaxcache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-jax.config.update("jax_compilation_cache_dir", _CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",

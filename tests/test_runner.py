@@ -2,7 +2,6 @@
 divergence), divergence of one seed in a vmapped run, atomic writes."""
 import json
 import os
-import tempfile
 
 import jax
 import numpy as np
@@ -10,16 +9,6 @@ import pytest
 
 import ngrok_jax as nj
 from ngrok_jax import runner
-
-# A persistent XLA compilation cache shared by the tests of this session and
-# their subprocesses (the runs here are tiny: compiling dominates their time;
-# a cached executable is the same program, so results are unchanged).
-_CACHE = os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR",
-    os.path.join(tempfile.gettempdir(), "ngrok_jax_test_jaxcache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-jax.config.update("jax_compilation_cache_dir", _CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
             batch_size=32, meta_every=2)
