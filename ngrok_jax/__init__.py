@@ -14,4 +14,16 @@ from ngrok_jax.transforms import (GrokfastEmaState, GrokfastMaState,
                                   grokfast_ema, grokfast_ma,
                                   normalize_gradients, scale_by_amplifier)
 
+__all__ = [
+    "Amplifier", "amplify", "pwl_table", "safe_normalize",
+    "absolute_entropy", "global_norm", "steps_to_threshold", "summarize_steps",
+    "Transformer", "accuracy", "cross_entropy",
+    "TASKS", "Task", "make_split", "make_splits", "make_task",
+    "HPARAMS", "METHODS", "Data", "SeedState", "TrainConfig", "Trainer",
+    "TrainState", "check_hparam",
+    "GrokfastEmaState", "GrokfastMaState", "NormalizeGradientsState",
+    "ScaleByAmplifierState", "coupled_adam", "grokfast_ema", "grokfast_ma",
+    "normalize_gradients", "scale_by_amplifier",
+]
+
 __version__ = "0.1.0"

@@ -27,6 +27,7 @@ def absolute_entropy(tree) -> jax.Array:
 
 
 def global_norm(tree) -> jax.Array:
+  r""":math:`\sqrt{\sum_i x_i^2}` over all leaves, computed in float32."""
   leaves = jax.tree.leaves(tree)
   return jnp.sqrt(sum(jnp.sum(jnp.square(l.astype(jnp.float32)))
                       for l in leaves))

@@ -93,4 +93,5 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Fraction of rows whose arg-max logit equals the integer label."""
   return (jnp.argmax(logits, -1) == labels).mean()

@@ -31,7 +31,9 @@ def _binary(fn: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
   return dict(arity=2, fn=fn, prime_only=prime_only)
 
 
-# name -> (arity, label function, needs prime p)
+#: Task name -> ``dict(arity, fn, prime_only)``: the number of operands, the
+#: label function ``fn(a, b, p)`` of binary tasks (``None`` for
+#: ``a*c+b*d-e``, built in :func:`make_task`) and whether ``p`` must be prime.
 TASKS: Dict[str, dict] = {
     "a+b": _binary(lambda a, b, p: (a + b) % p),
     "a-b": _binary(lambda a, b, p: (a - b) % p),

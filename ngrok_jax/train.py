@@ -47,12 +47,15 @@ from ngrok_jax.transforms import (coupled_adam, grokfast_ema, grokfast_ma,
 __all__ = ["METHODS", "HPARAMS", "TrainConfig", "SeedState", "TrainState",
            "Data", "Trainer"]
 
+#: Values of ``TrainConfig.method``: the baselines and NeuralGrok (learned
+#: amplifier, or a trained one kept frozen).
 METHODS = ("adam", "adamw", "grokfast-ema", "grokfast-ma", "rescale",
            "neuralgrok", "neuralgrok-frozen")
 AMPLIFIER_METHODS = ("neuralgrok", "neuralgrok-frozen")
 LOOKAHEADS = ("sgd", "inner")
 
-# Numeric hyperparameters carried per seed as arrays.
+#: Numeric hyperparameters carried per seed as arrays (``TrainConfig``
+#: fields; overridable per seed in ``Trainer.init(hparams=...)``).
 HPARAMS = ("lr", "wd", "b1", "b2", "eps", "eps_root", "clip", "c", "alpha",
            "lamb", "meta_lr", "meta_wd", "lookahead_lr")
 
@@ -228,11 +231,19 @@ class SeedState(NamedTuple):
 
 
 class TrainState(NamedTuple):
+  """The state of all vmapped seeds: the step count shared by the seeds and
+  their :class:`SeedState` (leading seed axis on every leaf)."""
   step: jax.Array  # int32 scalar shared by all seeds
   seeds: SeedState
 
 
 class Data(NamedTuple):
+  """The task's examples and each seed's split, as row indices into them.
+
+  ``inputs`` (N, L) and ``labels`` (N,) are shared by all seeds; ``train``
+  (S, n_train), ``outer`` (S, n_outer; the held-out batch of the amplifier's
+  meta-objective) and ``test`` (S, n_test) hold one row of indices per seed.
+  """
   inputs: jax.Array  # (N, L) int32, shared
   labels: jax.Array  # (N,) int32, shared
   train: jax.Array  # (S, n_train) indices

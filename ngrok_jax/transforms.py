@@ -110,7 +110,7 @@ def scale_by_amplifier(apply_fn: Callable[[Any, jax.Array], jax.Array],
 
 
 class NormalizeGradientsState(NamedTuple):
-  """No state."""
+  """State of :func:`normalize_gradients` (empty: it keeps no state)."""
 
 
 def normalize_gradients(c: float = 1.0) -> optax.GradientTransformation:
@@ -138,6 +138,10 @@ def normalize_gradients(c: float = 1.0) -> optax.GradientTransformation:
 
 
 class GrokfastEmaState(NamedTuple):
+  r"""State of :func:`grokfast_ema`: the update count and :math:`\mu_t`.
+
+  ``ema`` has the structure, shapes and dtypes of the updates.
+  """
   count: chex.Array  # int32 scalar: updates seen
   ema: optax.Updates
 
@@ -178,6 +182,8 @@ def grokfast_ema(alpha: float = 0.98, lamb: float = 2.0
 
 
 class GrokfastMaState(NamedTuple):
+  """State of :func:`grokfast_ma`: the update count and the last ``window``
+  updates (leaf ``(window, *shape)``, written at ``count % window``)."""
   count: chex.Array  # int32 scalar: updates seen
   buffer: optax.Updates  # each leaf (window, *shape), a ring buffer
 
