@@ -886,6 +886,20 @@ def _execute(spec: RunSpec, out_dir, *, resume, force, progress, plots,
         report(summary_line(m, s["methods"][m]))
   summary = r.write_summary()
   r.write_metrics(force=True)
+  if stop.signum is not None:
+    # The signal arrived during the last chunk of a method: that method
+    # finished and was saved, but later ones were not started.  Never return
+    # as if the run were done (a caller would go on to its next job).
+    left = [m for m in spec.methods if not r.complete[m]]
+    name = signal.Signals(stop.signum).name
+    if left:
+      where = (f"resume with: ngrok-jax train --resume {out_dir}"
+               if out_dir is not None else "no run folder, nothing saved")
+      raise RunInterrupted(f"{name} received: stopped before {left[0]} "
+                           f"(not started: {', '.join(left)}); {where}",
+                           stop.signum, out_dir)
+    raise RunInterrupted(f"{name} received as the run finished: every "
+                         "method is complete and saved", stop.signum, out_dir)
   if out_dir is not None and plots:
     try:
       from ngrok_jax import plots as plots_lib

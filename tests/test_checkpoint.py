@@ -185,3 +185,31 @@ def test_sigterm_saves_checkpoint_and_in_process_resume_matches(
   # the handlers are restored
   assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None) or \
       not isinstance(signal.getsignal(signal.SIGTERM), type(throttle))
+
+
+def test_signal_in_the_last_chunk_of_a_method_is_not_swallowed(
+    tmp_path, monkeypatch):
+  # SIGTERM while the first method runs its final chunk: that method
+  # completes and is saved, the next one must not start, and run() must
+  # raise instead of returning as if the whole run were done.
+  cfg = nj.TrainConfig(method="adam", **TINY)
+  kw = dict(methods=["adam", "rescale"], seeds=2, steps=20, eval_every=10,
+            progress=False, plots=False, report=lambda m: None)
+  calls = []
+
+  def throttle():
+    calls.append(1)
+    if len(calls) == 2:  # adam's last chunk (step 20/20)
+      os.kill(os.getpid(), signal.SIGTERM)
+  monkeypatch.setattr(runner, "_test_throttle", throttle)
+  with pytest.raises(runner.RunInterrupted) as ei:
+    runner.run(cfg, out_dir=str(tmp_path / "r"), **kw)
+  assert ei.value.signum == signal.SIGTERM
+  assert "rescale" in str(ei.value)
+  assert len(calls) == 2  # rescale never ran a chunk
+  monkeypatch.setattr(runner, "_test_throttle", lambda: None)
+  run = runner.load_run(str(tmp_path / "r"))
+  assert {r["method"] for r in run["rows"]} == {"adam"}
+  got = runner.resume(str(tmp_path / "r"), progress=False, plots=False,
+                      report=lambda m: None)
+  assert got["methods"]["rescale"]["complete"]
