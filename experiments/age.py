@@ -5,6 +5,7 @@ median AGE of the raw and the transformed gradient and the weight entropy at
 a few points of training.
 
     python experiments/age.py --quick
+    python experiments/age.py --runs runs/experiments/compare-quick/a+b
 """
 import os
 import sys
@@ -16,30 +17,53 @@ import _common as C  # noqa: E402
 from ngrok_jax import runner  # noqa: E402
 
 
-def main():
-  p = C.parser(__doc__)
-  p.add_argument("--task", default="a*a-b")
-  args = p.parse_args()
-  setup = C.task_setup(args.task, args)
-  out = C.out_dir(args, "age")
-  C.run_one(setup, ["neuralgrok", "adam"], out, args)
-  C.print_table([out], f"AGE experiment, {args.task}")
+def age_table(out, methods=("neuralgrok", "adam")):
+  """Median over seeds of AGE (raw/transformed), weight entropy and test
+  accuracy at 0, 10, 25, 50 and 100% of training, for ``methods``."""
   rows = runner.read_metrics(out)
+  methods = [m for m in methods if any(r["method"] == m for r in rows)]
   steps = sorted({r["step"] for r in rows})
   pick = sorted({steps[int(f * (len(steps) - 1))] for f in
                  (0, 0.1, 0.25, 0.5, 1.0)})
-  print("| method | step | AGE raw | AGE transformed | weight entropy | "
-        "test acc |\n|---|---|---|---|---|---|")
-  for m in ("neuralgrok", "adam"):
+  lines = ["| method | step | AGE raw | AGE transformed | weight entropy | "
+           "test acc |", "|---|---|---|---|---|---|"]
+  for m in methods:
     for s in pick:
       sel = [r for r in rows if r["method"] == m and r["step"] == s]
-      med = {k: np.nanmedian([np.nan if r[k] is None else r[k] for r in sel])
+      med = {k: np.nanmedian([np.nan if r.get(k) is None else r[k]
+                              for r in sel])
              for k in ("grad/age", "grad/age_transformed", "weights/entropy",
                        "test/acc")}
-      print(f"| {m} | {s} | {med['grad/age']:.2f} | "
-            f"{med['grad/age_transformed']:.2f} | "
-            f"{med['weights/entropy']:.1f} | {med['test/acc']:.3f} |")
-  print(f"\nplots: {os.path.join(out, 'plots', 'age.png')}")
+      lines.append(f"| {m} | {s} | {med['grad/age']:.1f} | "
+                   f"{med['grad/age_transformed']:.1f} | "
+                   f"{med['weights/entropy']:.0f} | {med['test/acc']:.3f} |")
+  return "\n".join(lines)
+
+
+def main():
+  p = C.parser(__doc__)
+  p.add_argument("--task", default="a*a-b")
+  p.add_argument("--runs", default=None,
+                 help="comma-separated finished run folders to analyse "
+                      "instead of training (e.g. compare.py's, which hold "
+                      "every method)")
+  p.add_argument("--methods", default="neuralgrok,adam",
+                 help="methods to tabulate")
+  args = p.parse_args()
+  methods = args.methods.split(",")
+  if args.runs:
+    outs = args.runs.split(",")
+    for o in outs:
+      if not os.path.isfile(os.path.join(o, "config.json")):
+        raise ValueError(f"{o!r} is not a run folder (no config.json)")
+  else:
+    setup = C.task_setup(args.task, args)
+    outs = [C.out_dir(args, "age")]
+    C.run_one(setup, ["neuralgrok", "adam"], outs[0], args)
+    C.print_table(outs, f"AGE experiment, {args.task}")
+  for out in outs:
+    print(f"\n## AGE over training: {out}\n\n{age_table(out, methods)}")
+    print(f"\nplots: {os.path.join(out, 'plots', 'age.png')}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,38 +1,93 @@
 """(e) Transfer: an amplifier trained on one task, frozen, on another.
 
-1. neuralgrok on the source task (saves amplifier.msgpack);
-2. on the target task: neuralgrok-frozen (that amplifier, no meta step),
-   neuralgrok (learned from scratch) and adam, all seeds vmapped.
+For every (source, target) pair: the amplifier NeuralGrok learned on the
+source task (seed ``--amplifier-seed`` of the source run) is frozen
+(``neuralgrok-frozen``: no meta step) and trains a fresh transformer on the
+target task, all seeds vmapped.  Sources come from finished runs of
+``compare.py`` (``<source-runs>/<task>``, which hold ``amplifier.msgpack``);
+a source not found there is trained first (NeuralGrok only) into
+``<out>/source-<task>``.  The amplifier keeps its own width (the target
+model's amplifier size is the source's).
 
-The target model must use the same amplifier size; the source's size wins.
+Prints the matrix of steps to 95% test accuracy (median, successes/seeds),
+source x target, with the target's own NeuralGrok and Adam runs from the
+compare folder as reference rows when they exist.
 
-    python experiments/transfer.py --quick
-    python experiments/transfer.py --source a+b --target a-b
+    python experiments/transfer.py --quick          # after compare.py --quick
+    python experiments/transfer.py --sources a+b --targets a-b,a*b
 """
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
+from ngrok_jax import runner  # noqa: E402
+
+
+def _cell(summary, method, t=95):
+  per = summary["methods"].get(method)
+  if per is None:
+    return "-"
+  s = per[f"t{t}"]
+  med = "never" if s["median"] is None else f"{s['median']:.0f}"
+  return f"{med} ({s['success']}/{s['n']})"
+
+
+def _has_amplifier(d):
+  return os.path.isfile(os.path.join(d, "amplifier.msgpack"))
 
 
 def main():
   p = C.parser(__doc__)
-  p.add_argument("--source", default="a+b")
-  p.add_argument("--target", default="a-b")
-  p.add_argument("--amplifier-seed", type=int, default=0)
+  p.add_argument("--sources", default="a+b,a-b,a*b",
+                 help="comma-separated source tasks")
+  p.add_argument("--targets", default="a+b,a-b,a*b",
+                 help="comma-separated target tasks")
+  p.add_argument("--source-runs", default=None,
+                 help="folder of compare.py runs (<folder>/<task>); default:"
+                      " runs/experiments/compare[-quick]")
+  p.add_argument("--amplifier-seed", type=int, default=0,
+                 help="which seed's amplifier of the source run (index)")
   args = p.parse_args()
+  sources = args.sources.split(",")
+  targets = args.targets.split(",")
+  for t in sources + targets:
+    if t not in C.TASKS:
+      raise ValueError(f"unknown task {t!r}; valid tasks: "
+                       f"{', '.join(C.TASKS)}")
   base = C.out_dir(args, "transfer")
-  src = C.task_setup(args.source, args)
-  src_out = os.path.join(base, f"source-{args.source}")
-  C.run_one(src, ["neuralgrok"], src_out, args)
-  tgt = C.task_setup(args.target, args)
-  tgt["config"]["amp_hidden"] = src["config"]["amp_hidden"]
-  tgt_out = os.path.join(base, f"target-{args.target}")
-  C.run_one(tgt, ["neuralgrok-frozen", "neuralgrok", "adam"], tgt_out, args,
-            amplifier=src_out, amplifier_seed=args.amplifier_seed)
-  C.print_table([src_out, tgt_out],
-                f"transfer {args.source} -> {args.target}")
+  runs = args.source_runs or C.out_dir(args, "compare")
+  src_dir = {}
+  for s in sources:
+    d = os.path.join(runs, s)
+    if not _has_amplifier(d):
+      d = os.path.join(base, f"source-{s}")
+      C.run_one(C.task_setup(s, args), ["neuralgrok"], d, args)
+    src_dir[s] = d
+  matrix = {}
+  for t in targets:
+    setup = C.task_setup(t, args)
+    for s in sources:
+      out = os.path.join(base, f"{s}__to__{t}")
+      matrix[s, t] = C.run_one(setup, ["neuralgrok-frozen"], out, args,
+                               amplifier=src_dir[s],
+                               amplifier_seed=args.amplifier_seed)
+  lines = ["| frozen amplifier from \\ target | " + " | ".join(targets) +
+           " |", "|---|" + "---|" * len(targets)]
+  for s in sources:
+    lines.append(f"| {s} | " + " | ".join(
+        _cell(matrix[s, t], "neuralgrok-frozen") for t in targets) + " |")
+  for m in ("neuralgrok", "adam"):
+    cells = []
+    for t in targets:
+      d = os.path.join(runs, t)
+      cells.append(_cell(runner.load_run(d)["summary"], m)
+                   if os.path.isfile(os.path.join(d, "summary.json")) else
+                   "-")
+    lines.append(f"| ({m} on the target, {runs}) | " + " | ".join(cells) +
+                 " |")
+  print("\n## Transfer: steps to 95% test accuracy, median (successes/seeds)"
+        "\n\n" + "\n".join(lines) + "\n", flush=True)
 
 
 if __name__ == "__main__":
