@@ -5,6 +5,7 @@ hyperparameter array (each value gets --seeds seeds).
 
     python experiments/sweep_c.py --quick
     python experiments/sweep_c.py --task a*a-b --values 0.25,0.5,1,2,4
+    python experiments/sweep_c.py --quick --task a+b --values 0.1,1,10 --wd 1e-3
 """
 import os
 import sys
@@ -18,6 +19,9 @@ def main():
   p.add_argument("--task", default="a*a-b")
   p.add_argument("--values", default="0.25,0.5,1,2,4")
   p.add_argument("--methods", default="rescale,neuralgrok")
+  p.add_argument("--wd", type=float, default=None,
+                 help="model weight decay for every method (default: each "
+                      "method's own: rescale 0, neuralgrok 1e-3)")
   args = p.parse_args()
   setup = C.task_setup(args.task, args)
   values = [float(v) for v in args.values.split(",")]
@@ -25,8 +29,11 @@ def main():
   seeds = list(range(n * len(values)))
   c = [values[i // n] for i in seeds]
   out = C.out_dir(args, "sweep_c")
+  hp = {"c": c}
+  if args.wd is not None:
+    hp["wd"] = args.wd
   C.run_one(setup, args.methods.split(","), out, args, seeds=seeds,
-            hparams={"c": c})
+            hparams=hp)
   C.print_table([out], f"rescaling coefficient c on {args.task}")
 
 
