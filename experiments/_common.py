@@ -49,6 +49,8 @@ def parser(doc: str) -> argparse.ArgumentParser:
 
 def task_setup(task: str, args) -> Dict[str, Any]:
   """config / method_config / steps / eval_every / seeds for one task."""
+  if task not in PAPER_PRESET_FOR_TASK:
+    raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
   preset = get_preset(PAPER_PRESET_FOR_TASK[task])
   cfg = dict(preset["config"])
   if args.quick:

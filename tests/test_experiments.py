@@ -1,0 +1,293 @@
+"""End-to-end runs of the paper-experiment scripts (experiments/*.py) at a
+tiny size, each as a subprocess, checking exit status, the printed tables
+and the run folders they leave.
+
+p is 11, not smaller: the tasks' outer split (1%) of p=7's examples is empty
+and the scripts refuse it.  Compiling dominates; the subprocesses share the
+session's persistent compilation cache through the environment
+(tests/conftest.py sets it in os.environ before any test runs).  The
+independent training scripts (compare, sweep_c, weight_decay) start together
+in the background when the module's first test needs them, transfer.py as
+soon as compare.py is done, so compiling overlaps on a multi-core machine.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--quick", "--p", "11", "--steps", "20", "--eval-every", "10",
+        "--seeds", "2", "--no-progress"]
+STEPS = (10, 20)  # evaluated steps of a 20-step run evaluated every 10
+
+
+def _env():
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env["PYTHONPATH"] = os.pathsep.join(
+      [REPO] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+  return env
+
+
+def _argv(name, args, tiny):
+  return ([sys.executable, os.path.join(REPO, "experiments", name)] +
+          (TINY if tiny else []) + [str(a) for a in args])
+
+
+def _script(name, *args, tiny=True):
+  return subprocess.run(_argv(name, args, tiny), cwd=REPO, env=_env(),
+                        capture_output=True, text=True, timeout=600)
+
+
+class _Job:
+  """A script started in the background; output to files (no pipe to fill)."""
+
+  def __init__(self, logdir, key, name, *args):
+    self.log = [os.path.join(logdir, f"{key}.{s}") for s in ("out", "err")]
+    self.argv = _argv(name, args, True)
+    with open(self.log[0], "w") as out, open(self.log[1], "w") as err:
+      self.proc = subprocess.Popen(self.argv, cwd=REPO, env=_env(),
+                                   stdout=out, stderr=err)
+
+  def result(self):
+    rc = self.proc.wait(timeout=600)
+    text = []
+    for path in self.log:
+      with open(path) as f:
+        text.append(f.read())
+    return subprocess.CompletedProcess(self.argv, rc, *text)
+
+  def kill(self):
+    if self.proc.poll() is None:
+      self.proc.kill()
+      self.proc.wait()
+
+
+def _ok(proc):
+  assert proc.returncode == 0, (
+      f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n"
+      f"{proc.stderr}")
+  return proc.stdout
+
+
+def _table(text, marker):
+  """Rows (lists of cells) of the first markdown table at or after the first
+  line containing ``marker``; header first, the ---|--- line dropped."""
+  lines = text.splitlines()
+  start = next(i for i, l in enumerate(lines) if marker in l)
+  rows = []
+  for line in lines[start:]:
+    if line.startswith("|"):
+      cells = [c.strip() for c in line.strip().strip("|").split("|")]
+      if not all(set(c) <= {"-"} for c in cells):
+        rows.append(cells)
+    elif rows:
+      break
+  assert rows, f"no table after {marker!r} in:\n{text}"
+  return rows
+
+
+def _json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _metric_keys(run):
+  with open(os.path.join(run, "metrics.jsonl")) as f:
+    rows = [json.loads(l) for l in f if l.strip()]
+  return sorted((r["method"], r["seed"], r["step"]) for r in rows)
+
+
+def _check_run_folder(run, methods, seeds):
+  for f in ("config.json", "metrics.jsonl", "summary.json"):
+    assert os.path.isfile(os.path.join(run, f)), (run, f)
+  config = _json(os.path.join(run, "config.json"))
+  summary = _json(os.path.join(run, "summary.json"))
+  assert config["methods"] == list(methods)
+  assert config["seeds"] == list(seeds)
+  assert (config["steps"], config["eval_every"]) == (20, 10)
+  assert config["configs"][methods[0]]["p"] == 11
+  assert list(summary["methods"]) == list(methods)
+  for m in methods:
+    assert summary["methods"][m]["complete"] is True
+    assert summary["methods"][m]["last_step"] == [20] * len(seeds)
+  assert _metric_keys(run) == sorted(
+      (m, s, t) for m in methods for s in seeds for t in STEPS)
+  return config, summary
+
+
+COMPARE_TESTS = {"test_compare", "test_compare_same_wd_folder",
+                 "test_age_on_compare_runs", "test_transfer_from_compare_runs"}
+
+
+@pytest.fixture(scope="module")
+def jobs(request, tmp_path_factory):
+  """(base folder, {key: _Job}): the training scripts that the selected
+  tests of this module need, started together."""
+  base = tmp_path_factory.mktemp("experiments")
+  wanted = {getattr(i, "originalname", i.name) for i in request.session.items
+            if i.path == request.path}
+  started = {}
+  if wanted & COMPARE_TESTS:
+    started["compare"] = _Job(base, "compare", "compare.py",
+                              "--out", base / "compare", "--tasks", "a+b",
+                              "--methods", "neuralgrok,adam")
+  if "test_sweep_c" in wanted:
+    started["sweep"] = _Job(base, "sweep", "sweep_c.py",
+                            "--out", base / "sweep", "--task", "a+b",
+                            "--values", "0.5,2", "--methods", "rescale",
+                            "--wd", "1e-3")
+  if "test_weight_decay" in wanted:
+    started["wd"] = _Job(base, "wd", "weight_decay.py",
+                         "--out", base / "wd", "--task", "a+b",
+                         "--values", "0.1,1", "--methods", "adamw")
+  yield str(base), started
+  for job in started.values():
+    job.kill()
+
+
+@pytest.fixture(scope="module")
+def compare_run(jobs):
+  """compare.py on a+b with neuralgrok and adam, shared by the tests that
+  analyse its folders (age.py --runs, transfer.py --source-runs); transfer.py
+  starts as soon as it is done."""
+  base, started = jobs
+  proc = started["compare"].result()
+  if proc.returncode == 0 and "transfer" not in started:
+    started["transfer"] = _Job(
+        base, "transfer", "transfer.py", "--out",
+        os.path.join(base, "transfer"), "--sources", "a+b", "--targets",
+        "a-b", "--source-runs", os.path.join(base, "compare"))
+  return os.path.join(base, "compare"), proc
+
+
+def test_compare(compare_run):
+  out, proc = compare_run
+  stdout = _ok(proc)
+  rows = _table(stdout, "## NeuralGrok vs baselines")
+  assert rows[0][:3] == ["run", "method", "95% median"]
+  assert [r[:2] for r in rows[1:]] == [
+      ["a+b", "neuralgrok"], ["a+b", "adam"], ["a+b-wd1e-3", "adam [wd=0.001]"]]
+  for r in rows[1:]:
+    assert r[4].endswith("/2")  # 95% success over 2 seeds
+  assert sorted(os.listdir(out)) == ["a+b", "a+b-wd1e-3"]
+  config, _ = _check_run_folder(os.path.join(out, "a+b"),
+                                ["neuralgrok", "adam"], [0, 1])
+  assert config["hparams"] == {}
+  assert config["configs"]["neuralgrok"]["wd"] == 1e-3  # the preset's
+  assert config["configs"]["adam"]["wd"] in (None, 0, 0.0)
+  assert config["configs"]["neuralgrok"]["task"] == "a+b"
+  assert config["configs"]["neuralgrok"]["amp_hidden"] == [32, 32]  # quick
+  assert os.path.isfile(os.path.join(out, "a+b", "amplifier.msgpack"))
+
+
+def test_compare_same_wd_folder(compare_run):
+  """adam (rescale not asked for) again with NeuralGrok's wd 1e-3."""
+  out, proc = compare_run
+  _ok(proc)
+  run = os.path.join(out, "a+b-wd1e-3")
+  config, summary = _check_run_folder(run, ["adam"], [0, 1])
+  assert config["hparams"] == {"wd": [1e-3, 1e-3]}
+  assert list(summary["methods"]["adam"]["groups"]) == ["wd=0.001"]
+
+
+def test_age_on_compare_runs(compare_run, tmp_path):
+  runs, proc = compare_run
+  _ok(proc)
+  run = os.path.join(runs, "a+b")
+  out = str(tmp_path / "age")
+  stdout = _ok(_script("age.py", "--out", out, "--runs", run))
+  rows = _table(stdout, f"## AGE over training: {run}")
+  assert rows[0] == ["method", "step", "AGE raw", "AGE transformed",
+                     "weight entropy", "test acc"]
+  assert [(r[0], int(r[1])) for r in rows[1:]] == [
+      (m, s) for m in ("neuralgrok", "adam") for s in STEPS]
+  for r in rows[1:]:
+    age, age_t, _, acc = (float(x) for x in r[2:])
+    assert age > 0 and age_t > 0 and 0 <= acc <= 1
+    if r[0] == "adam":  # no transform: the transformed gradient is the raw
+      assert age_t == age
+  assert f"plots: {os.path.join(run, 'plots', 'age.png')}" in stdout
+  assert os.path.isfile(os.path.join(run, "plots", "age.png"))
+  assert not os.path.exists(out)  # analysed, nothing trained
+
+
+def test_transfer_from_compare_runs(compare_run, jobs):
+  runs, proc = compare_run
+  _ok(proc)
+  base, started = jobs
+  out = os.path.join(base, "transfer")
+  stdout = _ok(started["transfer"].result())
+  rows = _table(stdout, "## Transfer: steps to 95% test accuracy")
+  assert rows[0] == ["frozen amplifier from \\ target", "a-b"]
+  assert rows[1][0] == "a+b"
+  assert rows[1][1].endswith("/2)")  # "<median or never> (k/2)"
+  # compare ran a+b only: no reference runs on the target a-b
+  assert rows[2:] == [[f"(neuralgrok on the target, {runs})", "-"],
+                      [f"(adam on the target, {runs})", "-"]]
+  # the source amplifier came from compare's folder, none was trained
+  assert sorted(os.listdir(out)) == ["a+b__to__a-b"]
+  config, _ = _check_run_folder(os.path.join(out, "a+b__to__a-b"),
+                                ["neuralgrok-frozen"], [0, 1])
+  assert config["amplifier"] == os.path.abspath(os.path.join(runs, "a+b"))
+  assert config["amplifier_seed"] == 0
+  assert config["configs"]["neuralgrok-frozen"]["task"] == "a-b"
+  assert config["configs"]["neuralgrok-frozen"]["amp_hidden"] == [32, 32]
+
+
+def test_sweep_c(jobs):
+  base, started = jobs
+  out = os.path.join(base, "sweep")
+  stdout = _ok(started["sweep"].result())
+  rows = _table(stdout, "## rescaling coefficient c on a+b")
+  assert [r[:2] for r in rows[1:]] == [
+      ["sweep", "rescale [c=0.5,wd=0.001]"], ["sweep", "rescale [c=2,wd=0.001]"]]
+  assert all(r[4].endswith("/2") for r in rows[1:])  # 2 seeds per value
+  config, summary = _check_run_folder(out, ["rescale"], [0, 1, 2, 3])
+  assert config["hparams"] == {"c": [0.5, 0.5, 2.0, 2.0], "wd": [1e-3] * 4}
+  groups = summary["methods"]["rescale"]["groups"]
+  assert list(groups) == ["c=0.5,wd=0.001", "c=2,wd=0.001"]
+  assert [g["seeds"] for g in groups.values()] == [[0, 1], [2, 3]]
+
+
+def test_weight_decay(jobs):
+  base, started = jobs
+  out = os.path.join(base, "wd")
+  stdout = _ok(started["wd"].result())
+  rows = _table(stdout, "## weight decay on a+b")
+  assert [r[1] for r in rows[1:]] == ["adamw [wd=0.1]", "adamw [wd=1]"]
+  inst = _table(stdout, "| method | wd | max drop after 95%")
+  assert inst[0][:2] == ["method", "wd"]
+  assert [r[:2] for r in inst[1:]] == [["adamw", "0.1"], ["adamw", "1"]]
+  for r in inst[1:]:
+    assert r[3].endswith("/2") and r[4].endswith("/2")
+  config, summary = _check_run_folder(out, ["adamw"], [0, 1, 2, 3])
+  assert config["hparams"] == {"wd": [0.1, 0.1, 1.0, 1.0]}
+  assert list(summary["methods"]["adamw"]["groups"]) == ["wd=0.1", "wd=1"]
+
+
+@pytest.mark.parametrize("script,args", [
+    ("compare.py", ["--tasks", "nope"]),
+    ("sweep_c.py", ["--task", "nope"]),
+    ("weight_decay.py", ["--task", "nope"]),
+    ("age.py", ["--task", "nope"]),
+    ("transfer.py", ["--targets", "nope"]),
+])
+def test_unknown_task_is_a_one_line_error(script, args, tmp_path):
+  out = str(tmp_path / "out")
+  proc = _script(script, "--out", out, *args)
+  assert proc.returncode == 2, proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines() == [
+      "error: unknown task 'nope'; valid tasks: a+b, a-b, a*b, a*a-b, "
+      "a*c+b*d-e"]
+  assert not os.path.exists(out)
+
+
+def test_age_runs_not_a_run_folder(tmp_path):
+  missing = str(tmp_path / "missing")
+  proc = _script("age.py", "--runs", missing, tiny=False)
+  assert proc.returncode == 2, proc.stderr
+  assert proc.stderr.strip().splitlines() == [
+      f"error: {missing!r} is not a run folder (no config.json)"]
