@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import json
 import math
 import os
@@ -399,10 +400,16 @@ def _metric_rows(method: str, seeds: Sequence[int], step: int,
 
 
 def read_metrics(path: str) -> List[dict]:
-  """Rows of ``metrics.jsonl`` (path of the file or of the run folder)."""
+  """Rows of ``metrics.jsonl`` (path of the file or of the run folder).
+
+  A run folder without ``metrics.jsonl`` but with ``metrics.jsonl.gz`` (as
+  exported by ``experiments/export_results.py``) is read from the gzip."""
   if os.path.isdir(path):
-    path = os.path.join(path, "metrics.jsonl")
-  with open(path) as f:
+    plain = os.path.join(path, "metrics.jsonl")
+    gz = plain + ".gz"
+    path = gz if not os.path.exists(plain) and os.path.exists(gz) else plain
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rt") as f:
     return [json.loads(line) for line in f if line.strip()]
 
 
@@ -918,8 +925,9 @@ def load_run(out_dir: str) -> RunData:
   spec = load_spec(out_dir)
   with open(os.path.join(out_dir, "config.json")) as f:
     config = json.load(f)
-  rows = read_metrics(out_dir) if os.path.exists(
-      os.path.join(out_dir, "metrics.jsonl")) else []
+  rows = read_metrics(out_dir) if any(os.path.exists(
+      os.path.join(out_dir, f)) for f in ("metrics.jsonl",
+                                          "metrics.jsonl.gz")) else []
   sp = os.path.join(out_dir, "summary.json")
   if os.path.exists(sp):
     with open(sp) as f:

@@ -291,3 +291,28 @@ def test_age_runs_not_a_run_folder(tmp_path):
   assert proc.returncode == 2, proc.stderr
   assert proc.stderr.strip().splitlines() == [
       f"error: {missing!r} is not a run folder (no config.json)"]
+
+
+def test_export_results_round_trip(compare_run, tmp_path):
+  """export_results.py keeps what report/read_metrics need: the exported
+  folder (metrics.jsonl.gz, no checkpoints) gives the same rows and table."""
+  sys.path.insert(0, REPO)
+  from ngrok_jax import runner
+  from ngrok_jax.report import markdown_table
+  runs, proc = compare_run
+  _ok(proc)
+  dst = str(tmp_path / "exported")
+  res = _script("export_results.py", runs, dst, tiny=False)
+  assert res.returncode == 0, res.stderr
+  for name in ("a+b", "a+b-wd1e-3"):
+    src_run, dst_run = os.path.join(runs, name), os.path.join(dst, name)
+    assert sorted(os.listdir(dst_run)) == sorted(
+        f for f in ("config.json", "summary.json", "metrics.jsonl.gz",
+                    "plots", "amplifier.json")
+        if f != "amplifier.json" or
+        os.path.exists(os.path.join(src_run, "amplifier.json")))
+    assert runner.read_metrics(dst_run) == runner.read_metrics(src_run)
+    assert markdown_table([dst_run]) == markdown_table([src_run])
+  bad = _script("export_results.py", str(tmp_path / "nothing"), dst,
+                tiny=False)
+  assert bad.returncode == 2 and bad.stderr.count("\n") == 1
