@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,7 +119,9 @@ def _check_run_folder(run, methods, seeds):
 
 
 COMPARE_TESTS = {"test_compare", "test_compare_same_wd_folder",
-                 "test_age_on_compare_runs", "test_transfer_from_compare_runs"}
+                 "test_age_on_compare_runs", "test_transfer_from_compare_runs",
+                 "test_export_results_round_trip",
+                 "test_amplifier_vs_rescale"}
 
 
 @pytest.fixture(scope="module")
@@ -316,3 +319,30 @@ def test_export_results_round_trip(compare_run, tmp_path):
   bad = _script("export_results.py", str(tmp_path / "nothing"), dst,
                 tiny=False)
   assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_amplifier_vs_rescale(compare_run):
+  runs, proc = compare_run
+  _ok(proc)
+  res = _script("amplifier_vs_rescale.py", os.path.join(runs, "a+b"),
+                tiny=False)
+  assert res.returncode == 0, res.stderr
+  rows = _table(res.stdout, "| run |")
+  assert [r[:3] for r in rows[1:]] == [["a+b", "1-32-32-1", "2"]]
+  nums = [float(x) for x in rows[1][3:7]]
+  assert all(np.isfinite(nums)) and all(x >= 0 for x in nums)
+  assert nums[0] > 0  # an amplifier at init is not exactly rescaling
+  # a folder without a neuralgrok run is a one-line error, exit 2
+  bad = _script("amplifier_vs_rescale.py", os.path.join(runs, "a+b-wd1e-3"),
+                tiny=False)
+  assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_amplify_with_constant_scores_is_rescaling():
+  sys.path.insert(0, os.path.join(REPO, "experiments"))
+  import jax.numpy as jnp
+  from amplifier_vs_rescale import distance
+  g = {"a": jnp.arange(-3.0, 3.0, 0.5).reshape(3, 4), "b": jnp.ones((5,))}
+  assert distance(g, lambda v: jnp.full_like(v, 2.0)) == (0.0, 0.0)
+  rel, dev = distance(g, lambda v: v)
+  assert rel > 1e-2 and dev > 1e-2
