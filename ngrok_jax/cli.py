@@ -141,6 +141,11 @@ _CONFIG_OPTS = [
     ("--amp-hidden", "amp_hidden", _int_list("--amp-hidden"),
      "amplifier hidden sizes, e.g. 128,128"),
     ("--amp-method", "amp_method", str, "amplifier evaluation: pwl or dense"),
+    ("--amp-chunk", "amp_chunk", _pos_int("--amp-chunk"),
+     "dense amplifier only: evaluate in rematerialised blocks of N "
+     "components (bounds the meta step's memory)"),
+    ("--amp-dtype", "amp_dtype", str, "dense amplifier matmul dtype: float32 "
+     "or bfloat16"),
     ("--meta-every", "meta_every", _nonneg_int("--meta-every"),
      "T: meta step every T steps (NeuralGrok)"),
     ("--lookahead", "lookahead", str, "meta look-ahead: sgd or inner"),
@@ -223,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
   for flag, field, typ, hlp in _CONFIG_OPTS:
     g.add_argument(flag, dest=f"cfg_{field}", type=typ, default=None,
                    metavar=field.upper(), help=hlp)
+  t.add_argument("--devices", type=_pos_int("--devices"), default=None,
+                 metavar="N",
+                 help="shard the seeds over at most N local devices, the "
+                 "largest count dividing the number of seeds (default: all "
+                 "devices; 1: no sharding)")
   t.add_argument("--no-progress", action="store_true",
                  help="no progress bar (default: shown)")
   t.add_argument("--no-plots", action="store_true",
@@ -387,7 +397,8 @@ def _cmd_train(args) -> int:
     summary = runner._execute(spec, out, resume=bool(args.resume),
                               force=args.force,
                               progress=not args.no_progress,
-                              plots=not args.no_plots, report=None)
+                              plots=not args.no_plots, report=None,
+                              devices=args.devices)
   except runner.RunInterrupted as e:
     print(f"{PROG}: {e}", file=sys.stderr, flush=True)
     return 128 + int(e.signum)

@@ -583,6 +583,7 @@ class _Run:
     self.wall: Dict[str, float] = {m: 0.0 for m in spec.methods}
     self.complete: Dict[str, bool] = {m: False for m in spec.methods}
     self._last_write = 0.0
+    self.devices: Optional[int] = None
 
   # files ---------------------------------------------------------------
   def path(self, *names) -> str:
@@ -643,6 +644,7 @@ class _Run:
             self.complete[method] = True
           else:
             self.report(f"{method}: resuming from step {step}")
+      state, data = self._place(state, data)
       if grad_stats is not None and "grad_range0" not in extra:
         lo, hi, _ = grad_stats(state, data)
         extra["grad_range0"] = [float(np.min(lo)), float(np.max(hi))]
@@ -654,6 +656,16 @@ class _Run:
     finally:
       if ckpt is not None:
         ckpt.close()
+
+  def _place(self, state, data):
+    """Shards the seed axis over ``self.devices`` local devices (the largest
+    count <= it that divides the number of seeds); checkpoints stay layout
+    independent (restored to the host, then placed here)."""
+    n = _shard_count(len(self.spec.seeds), self.devices)
+    if n <= 1:
+      return state, data
+    from ngrok_jax.sharding import seed_mesh, shard_seeds
+    return shard_seeds(state, data, mesh=seed_mesh(jax.local_devices()[:n]))
 
   def _loop(self, method, trainer, state, data, step, ckpt, stop, extra):
     spec = self.spec
@@ -738,6 +750,17 @@ def _quiet():
     yield
 
 
+def _shard_count(num_seeds: int, devices: Optional[int]) -> int:
+  """Devices to shard ``num_seeds`` over: the largest count <= ``devices``
+  (default: all local devices) that divides the number of seeds."""
+  avail = jax.local_device_count()
+  want = avail if devices is None else min(int(devices), avail)
+  for n in range(max(want, 1), 0, -1):
+    if num_seeds % n == 0:
+      return n
+  return 1
+
+
 def _test_throttle():
   # Test hook: sleep after each chunk so a test can kill a run mid-way.
   s = os.environ.get("NGROK_JAX_TEST_SLEEP")
@@ -772,7 +795,8 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
         checkpoint_every: Optional[int] = None, keep_checkpoints: int = 3,
         amplifier: Optional[str] = None, amplifier_seed: int = 0,
         resume: bool = False, force: bool = False, progress: bool = True,
-        plots: bool = True, report=None) -> Dict[str, Any]:
+        plots: bool = True, report=None,
+        devices: Optional[int] = None) -> Dict[str, Any]:
   """Trains ``methods`` on one task for all ``seeds``; returns the summary.
 
   Args:
@@ -801,6 +825,12 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
     progress: show a tqdm progress bar per method.
     plots: write PNG plots into ``out_dir/plots`` at the end.
     report: callable for one-line messages (default: print to stderr).
+    devices: shard the seed axis over at most this many local devices
+      (``None``: all of them; 1: no sharding).  The count used is the
+      largest that divides the number of seeds (``jax.sharding`` Mesh +
+      NamedSharding, :mod:`ngrok_jax.sharding`).  Not part of the run's
+      configuration: results do not depend on it beyond float rounding, and
+      a run may resume on a different number of devices.
 
   Returns:
     The summary dict (also ``out_dir/summary.json``):
@@ -819,7 +849,8 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
                    keep_checkpoints=keep_checkpoints, amplifier=amplifier,
                    amplifier_seed=amplifier_seed)
   return _execute(spec, out_dir, resume=resume, force=force,
-                  progress=progress, plots=plots, report=report)
+                  progress=progress, plots=plots, report=report,
+                  devices=devices)
 
 
 def load_spec(out_dir: str) -> RunSpec:
@@ -837,15 +868,18 @@ def load_spec(out_dir: str) -> RunSpec:
 
 def resume(out_dir: str, *, force: bool = False, progress: bool = True,
            plots: bool = True, report=None,
-           spec: Optional[RunSpec] = None) -> Dict[str, Any]:
+           spec: Optional[RunSpec] = None,
+           devices: Optional[int] = None) -> Dict[str, Any]:
   """Continues the run in ``out_dir`` from its newest good checkpoint.
 
   ``spec`` (optional) is checked against the saved config: differing fields
-  are refused with a ValueError naming them, unless ``force``.
+  are refused with a ValueError naming them, unless ``force``.  ``devices``
+  as in :func:`run` (the run may have been started on another count).
   """
   saved = load_spec(out_dir)
   return _execute(spec or saved, out_dir, resume=True, force=force,
-                  progress=progress, plots=plots, report=report)
+                  progress=progress, plots=plots, report=report,
+                  devices=devices)
 
 
 def check_resume(spec: RunSpec, out_dir: Optional[str], resume: bool,
@@ -871,8 +905,11 @@ def check_resume(spec: RunSpec, out_dir: Optional[str], resume: bool,
 
 
 def _execute(spec: RunSpec, out_dir, *, resume, force, progress, plots,
-             report) -> Dict[str, Any]:
+             report, devices: Optional[int] = None) -> Dict[str, Any]:
   report = report or _default_report
+  if devices is not None and (isinstance(devices, bool) or
+                              not isinstance(devices, int) or devices < 1):
+    raise ValueError(f"devices must be a positive integer, got {devices!r}")
   diff = check_resume(spec, out_dir, resume, force)
   if out_dir is not None:
     out_dir = os.fspath(out_dir)
@@ -882,6 +919,13 @@ def _execute(spec: RunSpec, out_dir, *, resume, force, progress, plots,
     os.makedirs(out_dir, exist_ok=True)
     atomic_write(os.path.join(out_dir, "config.json"), _dumps(spec.to_dict()))
   r = _Run(spec, out_dir, progress, plots, report)
+  r.devices = devices
+  n = _shard_count(len(spec.seeds), devices)
+  if n > 1:
+    report(f"seeds sharded over {n} devices")
+  elif jax.local_device_count() > 1 and devices != 1:
+    report(f"{len(spec.seeds)} seeds do not split evenly over the "
+           f"{jax.local_device_count()} devices: running on one device")
   with _StopFlag() as stop:
     for m in spec.methods:
       if stop.signum is not None:

@@ -118,3 +118,59 @@ def test_mesh_without_seed_axis_is_rejected():
   with pytest.raises(ValueError, match="seeds"):
     shard_seeds(state, data, jax.sharding.Mesh(np.asarray(jax.devices()[:1]),
                                                ("other",)))
+
+
+RUNNER_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import jax
+    from ngrok_jax import runner
+    from ngrok_jax.train import TrainConfig
+    cfg = json.loads(sys.argv[1]); base = sys.argv[2]
+    cfg["amp_hidden"] = tuple(cfg["amp_hidden"])
+    msgs = []
+    kw = dict(methods=["neuralgrok"], seeds=4, steps=20, eval_every=10,
+              progress=False, plots=False, report=msgs.append)
+    c = TrainConfig(**cfg)
+    runner.run(c, out_dir=os.path.join(base, "one"), devices=1, **kw)
+    runner.run(c, out_dir=os.path.join(base, "four"), **kw)
+    # 4 devices for 10 steps (checkpointed), then resumed on 1 device
+    runner.run(c, out_dir=os.path.join(base, "mixed"), checkpoint_every=10,
+               **dict(kw, steps=10))
+    spec = runner.load_spec(os.path.join(base, "mixed"))
+    spec = runner.make_spec(c, ["neuralgrok"], 4, 20, 10, checkpoint_every=10)
+    runner.resume(os.path.join(base, "mixed"), spec=spec, force=True,
+                  progress=False, plots=False, report=msgs.append, devices=1)
+    # 3 seeds: sharded over 3 of the 4 devices; 5 seeds: one device
+    runner.run(c, out_dir=None, **dict(kw, seeds=3))
+    runner.run(c, out_dir=None, **dict(kw, seeds=5))
+    print(json.dumps(dict(devices=jax.device_count(), msgs=msgs)))
+""")
+
+
+def test_runner_shards_seeds_and_resumes_across_device_counts(tmp_path):
+  env = dict(os.environ,
+             XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  res = subprocess.run(
+      [sys.executable, "-c", RUNNER_SCRIPT, json.dumps(TINY), str(tmp_path)],
+      env=env, capture_output=True, text=True, timeout=600)
+  assert res.returncode == 0, res.stderr[-3000:]
+  out = json.loads(res.stdout.strip().splitlines()[-1])
+  assert out["devices"] == 4
+  assert "seeds sharded over 4 devices" in out["msgs"]
+  assert "seeds sharded over 3 devices" in out["msgs"]
+  assert any("5 seeds do not split evenly" in m for m in out["msgs"])
+
+  def rows(name):
+    with open(tmp_path / name / "metrics.jsonl") as f:
+      return [json.loads(l) for l in f]
+  one, four, mixed = rows("one"), rows("four"), rows("mixed")
+  assert len(one) == len(four) == len(mixed) == 8  # 4 seeds x 2 evals
+  for a, b, c in zip(one, four, mixed):
+    assert (a["seed"], a["step"]) == (b["seed"], b["step"]) == (
+        c["seed"], c["step"])
+    for k in ("train/loss", "test/loss", "test/acc", "outer/loss"):
+      # sharded programs round differently (see test above): close, not
+      # bitwise
+      np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-6)
+      np.testing.assert_allclose(c[k], a[k], rtol=1e-4, atol=1e-6)
