@@ -363,7 +363,7 @@ def table(records: List[Dict[str, Any]]) -> str:
   head = (f"| config | S | " + " | ".join(
       c + (" (s)" if c == "compile" else " (ms)") for c in cols)
       + " | NG/Adam | peak MiB |")
-  lines = [head, "|" + "---|" * (len(cols) + 5)]
+  lines = [head, "|" + "---|" * (len(cols) + 4)]
   for (cfg, S), d in rows.items():
     vals = []
     for c in cols:

@@ -405,7 +405,11 @@ def _cmd_train(args) -> int:
   if args.no_progress:
     for m, per in summary["methods"].items():
       print(runner.summary_line(m, per), file=sys.stderr)
-  print(f"{PROG}: run folder {out}", file=sys.stderr)
+  from ngrok_jax.report import markdown_table
+  print(markdown_table([out]), flush=True)
+  print(f"{PROG}: run folder {out}"
+        + ("" if args.no_plots else f" (plots in {os.path.join(out, 'plots')})"),
+        file=sys.stderr)
   return 0
 
 

@@ -164,6 +164,9 @@ BAD = [
     (["--amplifier", "/nonexistent", "--methods", "neuralgrok-frozen"],
      "no amplifier"),
     (["--bogus"], "unrecognized arguments"),
+    (["--devices", "0"], "--devices"),
+    (["--amp-chunk", "-5"], "--amp-chunk"),
+    (["--amp-dtype", "float16"], "amp_dtype"),
 ]
 
 
@@ -309,3 +312,15 @@ def test_quick_preset_main_job(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   summary = json.load(open(os.path.join(out, "summary.json")))
   assert summary["methods"]["neuralgrok"]["t95"]["success_rate"] == 1.0
+
+
+def test_train_prints_the_comparison_table(capsys, tmp_path):
+  out = str(tmp_path / "r")
+  rc, stdout, err = _main(["train"] + TINY + ["--methods", "adam,rescale",
+                                              "--no-plots", "--out", out],
+                          capsys)
+  assert rc == 0, err
+  lines = [l for l in stdout.splitlines() if l.startswith("| r |")]
+  assert [l.split("|")[2].strip() for l in lines] == ["adam", "rescale"]
+  assert all(l.count("/2") == 2 for l in lines)  # 95% and 99% successes
+  assert f"run folder {out}" in err
