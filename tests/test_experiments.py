@@ -145,7 +145,9 @@ def jobs(request, tmp_path_factory):
     started["wd"] = _Job(base, "wd", "weight_decay.py",
                          "--out", base / "wd", "--task", "a+b",
                          "--values", "0.1,1", "--methods", "adamw")
+  started["_wanted"] = wanted
   yield str(base), started
+  wanted = started.pop("_wanted")
   for job in started.values():
     job.kill()
 
@@ -157,7 +159,8 @@ def compare_run(jobs):
   starts as soon as it is done."""
   base, started = jobs
   proc = started["compare"].result()
-  if proc.returncode == 0 and "transfer" not in started:
+  if (proc.returncode == 0 and "transfer" not in started and
+      "test_transfer_from_compare_runs" in started["_wanted"]):
     started["transfer"] = _Job(
         base, "transfer", "transfer.py", "--out",
         os.path.join(base, "transfer"), "--sources", "a+b", "--targets",
@@ -216,6 +219,7 @@ def test_age_on_compare_runs(compare_run, tmp_path):
   assert not os.path.exists(out)  # analysed, nothing trained
 
 
+@pytest.mark.slow  # opt-in: keeps the CI suite under 15 min
 def test_transfer_from_compare_runs(compare_run, jobs):
   runs, proc = compare_run
   _ok(proc)
@@ -239,6 +243,7 @@ def test_transfer_from_compare_runs(compare_run, jobs):
   assert config["configs"]["neuralgrok-frozen"]["amp_hidden"] == [32, 32]
 
 
+@pytest.mark.slow  # opt-in: keeps the CI suite under 15 min
 def test_sweep_c(jobs):
   base, started = jobs
   out = os.path.join(base, "sweep")
@@ -254,6 +259,7 @@ def test_sweep_c(jobs):
   assert [g["seeds"] for g in groups.values()] == [[0, 1], [2, 3]]
 
 
+@pytest.mark.slow  # opt-in: keeps the CI suite under 15 min
 def test_weight_decay(jobs):
   base, started = jobs
   out = os.path.join(base, "wd")

@@ -140,10 +140,10 @@ RUNNER_SCRIPT = textwrap.dedent("""
     spec = runner.make_spec(c, ["neuralgrok"], 4, 20, 10, checkpoint_every=10)
     runner.resume(os.path.join(base, "mixed"), spec=spec, force=True,
                   progress=False, plots=False, report=msgs.append, devices=1)
-    # 3 seeds: sharded over 3 of the 4 devices; 5 seeds: one device
-    runner.run(c, out_dir=None, **dict(kw, seeds=3))
-    runner.run(c, out_dir=None, **dict(kw, seeds=5))
-    print(json.dumps(dict(devices=jax.device_count(), msgs=msgs)))
+    counts = {s: runner._shard_count(s, None) for s in (1, 3, 4, 5, 8)}
+    counts["cap2"] = runner._shard_count(8, 2)
+    print(json.dumps(dict(devices=jax.device_count(), msgs=msgs,
+                          counts=counts)))
 """)
 
 
@@ -158,8 +158,9 @@ def test_runner_shards_seeds_and_resumes_across_device_counts(tmp_path):
   out = json.loads(res.stdout.strip().splitlines()[-1])
   assert out["devices"] == 4
   assert "seeds sharded over 4 devices" in out["msgs"]
-  assert "seeds sharded over 3 devices" in out["msgs"]
-  assert any("5 seeds do not split evenly" in m for m in out["msgs"])
+  # the largest device count <= 4 (or the cap) that divides the seeds
+  assert out["counts"] == {"1": 1, "3": 3, "4": 4, "5": 1, "8": 4,
+                           "cap2": 2}
 
   def rows(name):
     with open(tmp_path / name / "metrics.jsonl") as f:
