@@ -92,4 +92,10 @@ def test_runs_in_quick_mode(path, kernel_dirs, monkeypatch, tmp_path):
     client.execute()
   except nbclient.exceptions.CellExecutionError as e:
     pytest.fail(f"{path.name}: a cell raised in quick mode:\n{e}")
+  finally:
+    # The client does not own a kernel manager it was given: shut the
+    # kernel down here, or it lives (and holds memory and CPU) until pytest
+    # exits.
+    if km.has_kernel:
+      km.shutdown_kernel(now=True)
   print(f"{path.name}: {time.time() - start:.1f}s in quick mode")
