@@ -302,6 +302,7 @@ def test_age_runs_not_a_run_folder(tmp_path):
       f"error: {missing!r} is not a run folder (no config.json)"]
 
 
+@pytest.mark.slow  # opt-in: keeps the CI suite under 15 min
 def test_export_results_round_trip(compare_run, tmp_path):
   """export_results.py keeps what report/read_metrics need: the exported
   folder (metrics.jsonl.gz, no checkpoints) gives the same rows and table."""
@@ -327,6 +328,7 @@ def test_export_results_round_trip(compare_run, tmp_path):
   assert bad.returncode == 2 and bad.stderr.count("\n") == 1
 
 
+@pytest.mark.slow  # opt-in: keeps the CI suite under 15 min
 def test_amplifier_vs_rescale(compare_run):
   runs, proc = compare_run
   _ok(proc)
