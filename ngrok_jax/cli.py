@@ -90,6 +90,16 @@ def _int_list(name):
   return f
 
 
+def _choice(name, choices):
+  def f(s):
+    if s not in choices:
+      raise argparse.ArgumentTypeError(
+          f"{name} must be one of {', '.join(choices)}, got {s!r}")
+    return s
+  f.metavar = "{" + ",".join(choices) + "}"
+  return f
+
+
 def _seeds(s):
   """'4' -> 4 seeds (0..3); '0,5,7' -> those seeds."""
   try:
@@ -140,12 +150,15 @@ _CONFIG_OPTS = [
      "linear learning-rate warm-up steps"),
     ("--amp-hidden", "amp_hidden", _int_list("--amp-hidden"),
      "amplifier hidden sizes, e.g. 128,128"),
-    ("--amp-method", "amp_method", str, "amplifier evaluation: pwl or dense"),
+    ("--amp-method", "amp_method", _choice("--amp-method", ("pwl", "dense")),
+     "amplifier evaluation: pwl (exact piecewise-linear table, fast) or "
+     "dense (the MLP itself)"),
     ("--amp-chunk", "amp_chunk", _pos_int("--amp-chunk"),
-     "dense amplifier only: evaluate in rematerialised blocks of N "
-     "components (bounds the meta step's memory)"),
-    ("--amp-dtype", "amp_dtype", str, "dense amplifier matmul dtype: float32 "
-     "or bfloat16"),
+     "dense amplifier only: evaluate in rematerialised blocks of AMP_CHUNK "
+     "components (bounds the meta step's memory; default: one block)"),
+    ("--amp-dtype", "amp_dtype",
+     _choice("--amp-dtype", ("float32", "bfloat16")),
+     "dense amplifier matmul dtype"),
     ("--meta-every", "meta_every", _nonneg_int("--meta-every"),
      "T: meta step every T steps (NeuralGrok)"),
     ("--lookahead", "lookahead", str, "meta look-ahead: sgd or inner"),
@@ -227,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
   g = t.add_argument_group("configuration (default: the preset's value)")
   for flag, field, typ, hlp in _CONFIG_OPTS:
     g.add_argument(flag, dest=f"cfg_{field}", type=typ, default=None,
-                   metavar=field.upper(), help=hlp)
+                   metavar=getattr(typ, "metavar", field.upper()), help=hlp)
   t.add_argument("--devices", type=_pos_int("--devices"), default=None,
                  metavar="N",
                  help="shard the seeds over at most N local devices, the "
@@ -383,6 +396,10 @@ def _cmd_train(args) -> int:
       os.path.abspath(args.resume):
     raise UsageError("--out and --resume name different folders")
   spec = _spec_from_args(args)
+  if (args.cfg_amp_chunk is not None or args.cfg_amp_dtype == "bfloat16") \
+      and any(c.amp_method != "dense" for c in spec.configs.values()):
+    raise UsageError("--amp-chunk and --amp-dtype bfloat16 apply only to "
+                     "--amp-method dense")
   if args.resume:
     out = args.resume
   else:

@@ -166,7 +166,12 @@ BAD = [
     (["--bogus"], "unrecognized arguments"),
     (["--devices", "0"], "--devices"),
     (["--amp-chunk", "-5"], "--amp-chunk"),
-    (["--amp-dtype", "float16"], "amp_dtype"),
+    (["--amp-dtype", "float16"], "--amp-dtype must be one of float32, "
+     "bfloat16"),
+    (["--amp-method", "mlp"], "--amp-method must be one of pwl, dense"),
+    (["--amp-chunk", "64"], "apply only to --amp-method dense"),
+    (["--amp-dtype", "bfloat16", "--amp-method", "pwl"],
+     "apply only to --amp-method dense"),
 ]
 
 
@@ -324,3 +329,22 @@ def test_train_prints_the_comparison_table(capsys, tmp_path):
   assert [l.split("|")[2].strip() for l in lines] == ["adam", "rescale"]
   assert all(l.count("/2") == 2 for l in lines)  # 95% and 99% successes
   assert f"run folder {out}" in err
+
+
+def test_train_dense_amplifier_options(capsys, tmp_path):
+  """--amp-method/--amp-chunk/--amp-dtype reach the run's configuration
+  (and --devices 1, no sharding, is accepted)."""
+  out = str(tmp_path / "r")
+  rc, _, err = _main(["train"] + TINY + [
+      "--methods", "neuralgrok", "--amp-method", "dense", "--amp-chunk", "64",
+      "--amp-dtype", "bfloat16", "--devices", "1", "--no-plots", "--out",
+      out], capsys)
+  assert rc == 0, err
+  cfg = json.load(open(os.path.join(out, "config.json")))
+  ng = cfg["configs"]["neuralgrok"]
+  assert (ng["amp_method"], ng["amp_chunk"], ng["amp_dtype"]) == (
+      "dense", 64, "bfloat16")
+  with open(os.path.join(out, "metrics.jsonl")) as f:
+    rows = [json.loads(l) for l in f]
+  assert len(rows) == 4  # 2 seeds x 2 evaluations
+  assert all(np.isfinite(r["train/loss"]) for r in rows)
