@@ -35,6 +35,17 @@ a run interrupted anywhere (even by SIGKILL) and resumed produces the same
 ``metrics.jsonl``, bit for bit on CPU, as an uninterrupted run.  SIGINT and
 SIGTERM set a flag; the runner saves a checkpoint at the next chunk boundary
 and raises :class:`RunInterrupted`.
+
+Several local devices: the seed axis of the state and data is sharded over
+a 1-D ``jax.sharding`` mesh (``NamedSharding``, :mod:`ngrok_jax.sharding`;
+the jitted, state-donating ``train_steps`` / ``evaluate`` follow it), over
+the largest number of devices (at most ``devices=``, default all) that
+divides the number of seeds; if no count above 1 does, the run stays on
+one device with a one-line note.  ``devices=1`` turns sharding off.
+Checkpoints are host (NumPy) arrays, restored to the host and then placed,
+so a run may resume on another device count.  Results equal the
+single-device run up to float rounding (programs over fewer seeds per device
+round differently; ``tests/test_sharding.py``).
 """
 from __future__ import annotations
 
