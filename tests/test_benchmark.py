@@ -78,3 +78,26 @@ def test_amp_chunk_config_is_validated():
   for bad in (0, -1, 2.5, True):
     with pytest.raises(ValueError, match="amp_chunk"):
       TrainConfig(amp_chunk=bad).validate()
+
+
+def test_markdown_tables_have_matching_separator_rows():
+  """Every table's separator row has as many cells as its header (a
+  mismatch keeps GitHub from rendering the table)."""
+  import glob
+  import re
+  sep = re.compile(r"\|(\s*:?-+:?\s*\|)+")
+  ncells = lambda l: len(re.split(r"(?<!\\)\|", l.strip().strip("|")))
+  files = [os.path.join(ROOT, f) for f in ("README.md", "BENCHMARK.md",
+                                           "RESULTS.md")]
+  files += glob.glob(os.path.join(ROOT, "docs", "*.md"))
+  bad, seen = [], 0
+  for path in files:
+    with open(path) as f:
+      lines = f.read().splitlines()
+    for i in range(1, len(lines)):
+      if sep.fullmatch(lines[i].strip()) and lines[i - 1].lstrip().startswith(
+          "|"):
+        seen += 1
+        if ncells(lines[i]) != ncells(lines[i - 1]):
+          bad.append(f"{os.path.basename(path)}:{i + 1}")
+  assert seen > 5 and not bad, bad
