@@ -161,7 +161,21 @@ _CONFIG_OPTS = [
      "dense amplifier matmul dtype"),
     ("--meta-every", "meta_every", _nonneg_int("--meta-every"),
      "T: meta step every T steps (NeuralGrok)"),
-    ("--lookahead", "lookahead", str, "meta look-ahead: sgd or inner"),
+    ("--lookahead", "lookahead", _choice("--lookahead", ("sgd", "inner")),
+     "meta look-ahead: sgd or inner (inner needs --eps-root > 0)"),
+    ("--meta-placement", "meta_placement",
+     _choice("--meta-placement", ("after", "before")),
+     "meta step after the inner step at the updated parameters (the "
+     "reference) or before it at the current ones"),
+    ("--init", "init", _choice("--init", ("torch", "flax")),
+     "transformer initialisation: torch (PyTorch defaults, the reference) "
+     "or flax"),
+    ("--batching", "batching", _choice("--batching", ("epoch", "iid")),
+     "batches: epoch (shuffled each epoch, as a DataLoader) or iid draws"),
+    ("--train-on-outer", "train_on_outer",
+     _choice("--train-on-outer", ("yes", "no")),
+     "train on the outer split too (default: yes for methods without a "
+     "meta step, as the reference's baselines)"),
     ("--window", "window", _pos_int("--window"), "GrokFast-MA window"),
     ("--split-seed", "split_seed", _nonneg_int("--split-seed"),
      "one data split for all seeds (default: each seed splits)"),
@@ -177,6 +191,10 @@ _CONFIG_OPTS = [
      "learning rate"),
     ("--meta-wd", "meta_wd", _float("--meta-wd"), "meta weight decay "
      "(default: the model's wd)"),
+    ("--lookahead-lr", "lookahead_lr", _float("--lookahead-lr"),
+     "look-ahead SGD learning rate (default: the model's lr)"),
+    ("--eps-root", "eps_root", _float("--eps-root"), "Adam eps_root "
+     "(> 0 needed by --lookahead inner, e.g. 1e-16)"),
 ]
 
 
@@ -231,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
                  default=None, metavar="K",
                  help="which seed's amplifier in that file, by index "
                  "(default 0)")
+  t.add_argument("--stop-after", type=_nonneg_int("--stop-after"),
+                 default=None, metavar="N",
+                 help="stop a method once every seed has held test accuracy "
+                 ">= 0.99 for N consecutive evaluations (default: preset; "
+                 "0: never)")
   t.add_argument("--sweep", type=_sweep, action="append", default=None,
                  metavar="NAME=V1,V2",
                  help="hyperparameter sweep as per-seed values in one "
@@ -280,8 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------- train
 def _explicit_cfg(args) -> Dict[str, Any]:
-  return {field: getattr(args, f"cfg_{field}") for _, field, _, _ in
-          _CONFIG_OPTS if getattr(args, f"cfg_{field}") is not None}
+  out = {field: getattr(args, f"cfg_{field}") for _, field, _, _ in
+         _CONFIG_OPTS if getattr(args, f"cfg_{field}") is not None}
+  if "train_on_outer" in out:
+    out["train_on_outer"] = out["train_on_outer"] == "yes"
+  return out
 
 
 def _methods_arg(s: Optional[str]) -> Optional[List[str]]:
@@ -357,7 +383,8 @@ def _spec_from_args(args):
         checkpoint_every=_pick(args.checkpoint_every, saved.checkpoint_every),
         keep_checkpoints=_pick(args.keep_checkpoints, saved.keep_checkpoints),
         amplifier=_pick(args.amplifier, saved.amplifier),
-        amplifier_seed=_pick(args.amplifier_seed, saved.amplifier_seed))
+        amplifier_seed=_pick(args.amplifier_seed, saved.amplifier_seed),
+        stop_after=_pick(args.stop_after, saved.stop_after))
   preset = get_preset(args.preset or "quick")
   base = TrainConfig.from_dict({**preset["config"], **cfg_over})
   over = {m: {k: v for k, v in preset["method_config"].get(m, {}).items()
@@ -374,7 +401,8 @@ def _spec_from_args(args):
       hparams=hp, checkpoint_every=_pick(args.checkpoint_every,
                                          preset.get("checkpoint_every")),
       keep_checkpoints=_pick(args.keep_checkpoints, 3),
-      amplifier=args.amplifier, amplifier_seed=_pick(args.amplifier_seed, 0))
+      amplifier=args.amplifier, amplifier_seed=_pick(args.amplifier_seed, 0),
+      stop_after=_pick(args.stop_after, preset.get("stop_after")))
 
 
 def _cfg_fields(cfg) -> Dict[str, Any]:
@@ -495,7 +523,7 @@ def _cmd_presets(args) -> int:
   for name, p in PRESETS.items():
     print(f"{name:12s} {p['description']}; methods {','.join(p['methods'])},"
           f" {p['seeds']} seeds, {p['steps']} steps, eval every "
-          f"{p['eval_every']}")
+          f"{p['eval_every']}; source: {p['source']}")
   return 0
 
 

@@ -6,6 +6,23 @@ Block (reference quirk, kept so that training dynamics match)::
 
 followed by a final LayerNorm and a bias-free linear head; the logits of the
 last position predict the answer.
+
+Initialisation (``init_style``; ``TrainConfig.init``):
+
+* ``"torch"`` (default): PyTorch's defaults, as the authors' reference code
+  (NeuralOptGrok a7490be, ``src/model.py``) gets them: token and position
+  embeddings N(0, 1); every linear kernel and bias U(-1/sqrt(fan_in),
+  1/sqrt(fan_in)); the attention in-projection (q, k, v together, a (3d, d)
+  matrix in PyTorch) Xavier-uniform, U(+-sqrt(6 / (d + 3d))), with zero bias;
+  the attention out-projection kernel as a linear layer and zero bias;
+  LayerNorm scale 1, bias 0.  The initialisation scale decides when (and
+  whether) grokking happens, so this is part of the reproduction.
+* ``"flax"``: embeddings N(0, 0.02), LeCun-normal kernels, zero biases (this
+  library's behaviour before it followed the reference).
+
+The reference's position table has one more row than the model reads (its
+``seq_len`` counts the answer token); that row never receives a gradient and
+never changes an output, so it is left out here.
 """
 from __future__ import annotations
 
@@ -16,18 +33,47 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["Transformer", "cross_entropy", "accuracy"]
+__all__ = ["Transformer", "cross_entropy", "accuracy", "INITS"]
+
+#: Values of ``Transformer.init_style`` (and ``TrainConfig.init``).
+INITS = ("torch", "flax")
+
+
+def torch_uniform(fan_in: int):
+  """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's ``nn.Linear`` default for
+  both the weight (kaiming-uniform with a = sqrt(5)) and the bias."""
+  bound = 1.0 / float(fan_in) ** 0.5
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
+
+
+def _dense(features: int, fan_in: int, init: str, name: str,
+           use_bias: bool = True, kernel_init=None, bias_init=None):
+  """``nn.Dense`` with the initialisers of ``init`` (see the module doc)."""
+  if init == "flax":
+    return nn.Dense(features, use_bias=use_bias, name=name)
+  return nn.Dense(features, use_bias=use_bias, name=name,
+                  kernel_init=kernel_init or torch_uniform(fan_in),
+                  bias_init=bias_init or torch_uniform(fan_in))
 
 
 class CausalSelfAttention(nn.Module):
   dim: int
   heads: int
+  init_style: str = "torch"
 
   @nn.compact
   def __call__(self, x):
     b, t, d = x.shape
     hd = self.dim // self.heads
-    qkv = nn.Dense(3 * self.dim, name="qkv")(x)
+    zeros = nn.initializers.zeros
+    # PyTorch MultiheadAttention: in_proj_weight (3d, d) Xavier-uniform over
+    # the whole matrix, i.e. bound sqrt(6 / (d + 3d)); both biases zero.
+    xavier = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+    qkv = _dense(3 * self.dim, self.dim, self.init_style, "qkv",
+                 kernel_init=xavier, bias_init=zeros)(x)
     q, k, v = jnp.split(qkv, 3, axis=-1)
     q, k, v = (z.reshape(b, t, self.heads, hd) for z in (q, k, v))
     att = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(hd).astype(x.dtype)
@@ -35,21 +81,23 @@ class CausalSelfAttention(nn.Module):
     att = jnp.where(mask, att, jnp.finfo(att.dtype).min)
     att = jax.nn.softmax(att, axis=-1)
     y = jnp.einsum("bhqk,bkhd->bqhd", att, v).reshape(b, t, d)
-    return nn.Dense(self.dim, name="proj")(y)
+    return _dense(self.dim, self.dim, self.init_style, "proj", bias_init=zeros)(y)
 
 
 class Block(nn.Module):
   dim: int
   heads: int
+  init_style: str = "torch"
 
   @nn.compact
   def __call__(self, x):
     x = nn.LayerNorm(epsilon=1e-5, name="ln1")(x)
-    x = x + CausalSelfAttention(self.dim, self.heads, name="attn")(x)
+    x = x + CausalSelfAttention(self.dim, self.heads, self.init_style,
+                                name="attn")(x)
     h = nn.LayerNorm(epsilon=1e-5, name="ln2")(x)
-    h = nn.Dense(4 * self.dim, name="fc")(h)
+    h = _dense(4 * self.dim, self.dim, self.init_style, "fc")(h)
     h = nn.gelu(h, approximate=False)
-    h = nn.Dense(self.dim, name="out")(h)
+    h = _dense(self.dim, 4 * self.dim, self.init_style, "out")(h)
     return x + h
 
 
@@ -62,34 +110,51 @@ class Transformer(nn.Module):
     dim: model width.
     heads: attention heads (must divide ``dim``).
     depth: number of blocks.
+    init_style: ``"torch"`` (PyTorch's defaults, as the reference; default) or
+      ``"flax"`` (see the module docstring).
   """
   vocab_size: int
   seq_len: int
   dim: int = 128
   heads: int = 4
   depth: int = 2
+  init_style: str = "torch"
 
   @nn.compact
   def __call__(self, tokens: jax.Array) -> jax.Array:
     """tokens: (B, L) int -> logits (B, vocab_size) at the last position."""
     if self.dim % self.heads:
       raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
+    if self.init_style not in INITS:
+      raise ValueError(f"unknown init {self.init_style!r}; valid: "
+                       f"{', '.join(INITS)}")
     _, t = tokens.shape
-    init = nn.initializers.normal(0.02)
-    tok = nn.Embed(self.vocab_size, self.dim, embedding_init=init,
+    emb = nn.initializers.normal(0.02 if self.init_style == "flax" else 1.0)
+    tok = nn.Embed(self.vocab_size, self.dim, embedding_init=emb,
                    name="tok_emb")(tokens)
-    pos = self.param("pos_emb", init, (self.seq_len, self.dim))
+    pos = self.param("pos_emb", emb, (self.seq_len, self.dim))
     x = tok + pos[None, :t]
     for i in range(self.depth):
-      x = Block(self.dim, self.heads, name=f"block_{i}")(x)
+      x = Block(self.dim, self.heads, self.init_style, name=f"block_{i}")(x)
     x = nn.LayerNorm(epsilon=1e-5, name="ln_f")(x)
-    return nn.Dense(self.vocab_size, use_bias=False, name="head")(x[:, -1])
+    return _dense(self.vocab_size, self.dim, self.init_style, "head",
+                  use_bias=False)(x[:, -1])
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean softmax cross-entropy with integer labels."""
+def cross_entropy(logits: jax.Array, labels: jax.Array,
+                  weights: Optional[jax.Array] = None) -> jax.Array:
+  """Mean softmax cross-entropy with integer labels.
+
+  ``weights`` (0/1 per row) masks padding rows: the mean is then over the
+  rows with weight 1 (a short last batch of an epoch, padded to a fixed
+  shape, gives the loss of the short batch).
+  """
   logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  if weights is None:
+    return ce.mean()
+  w = weights.astype(ce.dtype)
+  return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1)
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:

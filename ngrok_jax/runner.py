@@ -74,6 +74,9 @@ __all__ = ["RunSpec", "RunInterrupted", "run", "resume", "make_spec",
            "save_amplifier", "atomic_write", "THRESHOLDS"]
 
 THRESHOLDS = (0.95, 0.99)
+#: Test accuracy that every seed must hold for ``stop_after`` evaluations
+#: before a method stops early.
+STOP_ACC = 0.99
 FORMAT = "ngrok_jax.run/1"
 AMP_FORMAT = "ngrok_jax.amplifier/1"
 _WRITE_INTERVAL_S = 5.0
@@ -135,6 +138,9 @@ class RunSpec:
     hparams: per-seed hyperparameter values (sweeps), ``{name: (v_seed...)}``.
     amplifier: path of a saved amplifier (``neuralgrok-frozen``).
     amplifier_seed: which seed's amplifier in that file (index).
+    stop_after: stop a method early once every seed has held test accuracy
+      >= ``STOP_ACC`` (0.99) for this many consecutive evaluations (recorded
+      in the summary as ``stopped_early_at``); ``None``/0: run every step.
   """
   configs: Dict[str, TrainConfig]
   seeds: Tuple[int, ...]
@@ -145,6 +151,7 @@ class RunSpec:
   hparams: Dict[str, Tuple[float, ...]] = dataclasses.field(default_factory=dict)
   amplifier: Optional[str] = None
   amplifier_seed: int = 0
+  stop_after: Optional[int] = None
 
   @property
   def methods(self) -> List[str]:
@@ -196,6 +203,10 @@ class RunSpec:
     if "neuralgrok-frozen" in self.configs and not self.amplifier:
       raise ValueError("method neuralgrok-frozen needs a trained amplifier "
                        "(--amplifier PATH: a run folder or amplifier.msgpack)")
+    if self.stop_after is not None and (not _is_int(self.stop_after) or
+                                        self.stop_after < 0):
+      raise ValueError(f"stop_after must be an integer >= 0, got "
+                       f"{self.stop_after!r}")
     if not _is_int(self.amplifier_seed) or self.amplifier_seed < 0:
       raise ValueError(f"amplifier_seed must be an integer >= 0, got "
                        f"{self.amplifier_seed!r}")
@@ -211,7 +222,8 @@ class RunSpec:
         keep_checkpoints=self.keep_checkpoints,
         hparams={k: [_enc_float(float(x)) for x in v]
                  for k, v in self.hparams.items()},
-        amplifier=self.amplifier, amplifier_seed=self.amplifier_seed)
+        amplifier=self.amplifier, amplifier_seed=self.amplifier_seed,
+        stop_after=self.stop_after, stop_acc=STOP_ACC)
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
@@ -223,7 +235,8 @@ class RunSpec:
                hparams={k: tuple(float(_dec_float(x)) for x in v)
                         for k, v in d.get("hparams", {}).items()},
                amplifier=d.get("amplifier"),
-               amplifier_seed=int(d.get("amplifier_seed", 0)))
+               amplifier_seed=int(d.get("amplifier_seed", 0)),
+               stop_after=d.get("stop_after") or None)
 
   def diff(self, other: "RunSpec") -> List[str]:
     """Names of the fields that differ (``configs.<method>.<field>``)."""
@@ -276,7 +289,8 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
               hparams: Optional[Mapping[str, Any]] = None,
               checkpoint_every: Optional[int] = None,
               keep_checkpoints: int = 3, amplifier: Optional[str] = None,
-              amplifier_seed: int = 0) -> RunSpec:
+              amplifier_seed: int = 0,
+              stop_after: Optional[int] = None) -> RunSpec:
   """Builds and validates a :class:`RunSpec` (arguments as in :func:`run`)."""
   if config is None:
     base = TrainConfig()
@@ -335,7 +349,8 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
                  eval_every=eval_every,
                  checkpoint_every=checkpoint_every or None,
                  keep_checkpoints=keep_checkpoints, hparams=hp,
-                 amplifier=amplifier, amplifier_seed=amplifier_seed)
+                 amplifier=amplifier, amplifier_seed=amplifier_seed,
+                 stop_after=stop_after or None)
   return spec.validate()
 
 
@@ -486,10 +501,31 @@ def summarize(rows: Sequence[dict], spec: RunSpec,
         g["diverged_at"] = [per["diverged_at"][i] for i in idx]
         g["num_diverged"] = sum(d is not None for d in g["diverged_at"])
         per["groups"][label] = g
+    held = held_evaluations(rows, m, spec.seeds)
+    per["stopped_early_at"] = (
+        max(per["last_step"]) if spec.stop_after and held >= spec.stop_after
+        and max(per["last_step"]) < spec.steps else None)
     per["wall_time_s"] = round(float(wall_time.get(m, 0.0)), 3)
     per["complete"] = bool(complete.get(m, False))
     out["methods"][m] = per
   return out
+
+
+def held_evaluations(rows: Sequence[dict], method: str, seeds: Sequence[int],
+                     acc: float = None) -> int:
+  """The number of most recent evaluations in which *every* seed of
+  ``method`` had test accuracy >= ``acc`` (default ``STOP_ACC``)."""
+  acc = STOP_ACC if acc is None else acc
+  held = None
+  for seed in seeds:
+    _, vals = _seed_curve(rows, method, seed, "test/acc")
+    n = 0
+    for v in vals[::-1]:
+      if not v >= acc:
+        break
+      n += 1
+    held = n if held is None else min(held, n)
+  return held or 0
 
 
 def _fmt(v: float) -> str:
@@ -651,7 +687,7 @@ class _Run:
           self.rows[method] = list(meta["rows"])
           self.wall[method] = float(meta["wall_time"])
           extra = dict(meta.get("extra", {}))
-          if step >= spec.steps:
+          if step >= spec.steps or self._stop_early(method):
             self.complete[method] = True
           else:
             self.report(f"{method}: resuming from step {step}")
@@ -667,6 +703,11 @@ class _Run:
     finally:
       if ckpt is not None:
         ckpt.close()
+
+  def _stop_early(self, method: str) -> bool:
+    n = self.spec.stop_after
+    return bool(n) and held_evaluations(self.rows[method], method,
+                                        self.spec.seeds) >= n
 
   def _place(self, state, data):
     """Shards the seed axis over ``self.devices`` local devices (the largest
@@ -705,7 +746,11 @@ class _Run:
         bar.set_postfix_str(f"median test acc {np.nanmedian(acc):.3f}",
                             refresh=False)
         bar.update(n)
-        done = step >= spec.steps
+        done = step >= spec.steps or self._stop_early(method)
+        if done and step < spec.steps:
+          self.report(f"{method}: every seed held test accuracy >= "
+                      f"{STOP_ACC} for {spec.stop_after} evaluations; "
+                      f"stopped at step {step} of {spec.steps}")
         _test_throttle()
         if ckpt is not None and (done or stop.signum is not None or
                                  (ce and step % ce == 0)):
@@ -715,6 +760,8 @@ class _Run:
           self.write_metrics(force=True)
         else:
           self.write_metrics()
+        if done:
+          break
         if stop.signum is not None and not done:
           if ckpt is not None:
             ckpt.wait()
@@ -807,7 +854,8 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
         amplifier: Optional[str] = None, amplifier_seed: int = 0,
         resume: bool = False, force: bool = False, progress: bool = True,
         plots: bool = True, report=None,
-        devices: Optional[int] = None) -> Dict[str, Any]:
+        devices: Optional[int] = None,
+        stop_after: Optional[int] = None) -> Dict[str, Any]:
   """Trains ``methods`` on one task for all ``seeds``; returns the summary.
 
   Args:
@@ -842,6 +890,9 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
       NamedSharding, :mod:`ngrok_jax.sharding`).  Not part of the run's
       configuration: results do not depend on it beyond float rounding, and
       a run may resume on a different number of devices.
+    stop_after: stop a method once every seed has held test accuracy >=
+      0.99 for this many consecutive evaluations (``None``/0: never); part
+      of the run's configuration, reported as ``stopped_early_at``.
 
   Returns:
     The summary dict (also ``out_dir/summary.json``):
@@ -858,7 +909,7 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
                    method_overrides=method_overrides, hparams=hparams,
                    checkpoint_every=checkpoint_every,
                    keep_checkpoints=keep_checkpoints, amplifier=amplifier,
-                   amplifier_seed=amplifier_seed)
+                   amplifier_seed=amplifier_seed, stop_after=stop_after)
   return _execute(spec, out_dir, resume=resume, force=force,
                   progress=progress, plots=plots, report=report,
                   devices=devices)

@@ -11,14 +11,30 @@ stacked along a leading axis and advanced by one compiled program::
     metrics = trainer.evaluate(state, data)                 # dict of (S,)
 
 Inner step (every step): g = grad of the batch loss; g -> method transform
-(amplifier / rescaling / GrokFast / identity) -> clip -> Adam (coupled L2
-decay, or AdamW) with linear warm-up.
+(amplifier / rescaling / GrokFast / identity) -> clip (NeuralGrok and
+rescaling; the baselines are unclipped by default, as in the reference) ->
+Adam (coupled L2 decay, or AdamW) with linear warm-up.
 
-Meta step (NeuralGrok, when ``step % T == 0``, before the inner step, on the
-same batch gradient): look-ahead theta' = theta + lookahead(G(g; phi));
-outer loss = CE(theta') on the outer split; phi <- Adam(meta_lr) step on
+Meta step (NeuralGrok), ``meta_placement``:
+
+* ``"after"`` (default; the authors' final code, NeuralOptGrok a7490be):
+  after the inner step of every T-th step (1-indexed steps T, 2T, ...), at
+  the *updated* parameters, with the gradient recomputed on the same batch.
+* ``"before"``: before the inner step of steps 0, T, 2T, ... (0-indexed), at
+  the current parameters, reusing the step's gradient (one forward/backward
+  pass fewer per meta step; the description in the paper's algorithm).
+
+Either way: look-ahead theta' = theta + lookahead(G(g; phi)); outer loss =
+CE(theta') on the outer split; phi <- Adam(meta_lr, coupled meta_wd) step on
 d outer / d phi.  The step counter is shared by all seeds, so the ``cond``
 stays a real branch under ``vmap``.
+
+Batches (``batching``): ``"epoch"`` (default, as the reference's shuffled
+DataLoader: a new permutation of the training split every epoch, cut into
+batches, the last one short; padded to a fixed shape with a 0/1 mask) or
+``"iid"`` (every step an independent draw of ``batch_size`` distinct
+examples).  Methods without an outer loop train on the outer split too
+(``train_on_outer``), as the reference's baselines do.
 
 Hyperparameters that are plain numbers (``HPARAMS``) are per-seed arrays in
 the state: changing them, or sweeping them across the seed axis, never
@@ -52,7 +68,12 @@ __all__ = ["METHODS", "HPARAMS", "TrainConfig", "SeedState", "TrainState",
 METHODS = ("adam", "adamw", "grokfast-ema", "grokfast-ma", "rescale",
            "neuralgrok", "neuralgrok-frozen")
 AMPLIFIER_METHODS = ("neuralgrok", "neuralgrok-frozen")
+#: Methods clipped (global norm ``clip``) by default: the amplifier's
+#: pipeline and its rescaling ablation; the other baselines are unclipped.
+CLIPPED_METHODS = ("neuralgrok", "neuralgrok-frozen", "rescale")
 LOOKAHEADS = ("sgd", "inner")
+PLACEMENTS = ("after", "before")
+BATCHINGS = ("epoch", "iid")
 
 #: Numeric hyperparameters carried per seed as arrays (``TrainConfig``
 #: fields; overridable per seed in ``Trainer.init(hparams=...)``).
@@ -68,7 +89,14 @@ class TrainConfig:
   compiles a new program.  The numeric fields named in ``HPARAMS`` become
   per-seed arrays; ``None`` means the method's default (``wd``: 1.0 for
   ``adamw``, else 0; ``lamb``: 5.0 for ``grokfast-ma``, else 2.0;
-  ``meta_wd``: the model's ``wd``).
+  ``meta_wd``: the model's ``wd``; ``lookahead_lr``: the model's ``lr``;
+  ``clip``: 1.0 for NeuralGrok and
+  rescaling, inf (no clipping) for the other baselines).
+
+  Defaults follow the authors' final code (NeuralOptGrok a7490be):
+  ``init="torch"``, ``meta_placement="after"``, ``batching="epoch"``,
+  ``c=0.2``, baselines unclipped and trained on the outer split too
+  (``train_on_outer=None``: True for every method without a meta step).
   """
   task: str = "a+b"
   p: int = 97
@@ -80,6 +108,10 @@ class TrainConfig:
   heads: int = 4
   batch_size: int = 512
   warmup_steps: int = 10
+  init: str = "torch"  # "torch" (reference) or "flax"
+  batching: str = "epoch"  # "epoch" (reference DataLoader) or "iid"
+  # None: True for methods without an outer loop (they train on 50%)
+  train_on_outer: Optional[bool] = None
   amp_hidden: Tuple[int, ...] = (128, 128)
   amp_method: str = "pwl"  # "pwl" (exact, fast) or "dense"
   amp_dtype: str = "float32"  # "bfloat16": mixed precision, dense path only
@@ -88,6 +120,7 @@ class TrainConfig:
   amp_chunk: Optional[int] = None
   meta_every: int = 3  # T
   lookahead: str = "sgd"  # "sgd" (reference) or "inner" (real optimizer)
+  meta_placement: str = "after"  # "after" (reference) or "before"
   window: int = 100  # GrokFast-MA
   # numeric hyperparameters (see HPARAMS)
   lr: float = 1e-3
@@ -96,13 +129,13 @@ class TrainConfig:
   b2: float = 0.98
   eps: float = 1e-8
   eps_root: float = 0.0
-  clip: float = 1.0
-  c: float = 1.0
+  clip: Optional[float] = None
+  c: float = 0.2
   alpha: float = 0.98
   lamb: Optional[float] = None
   meta_lr: float = 1e-4
   meta_wd: Optional[float] = None
-  lookahead_lr: float = 1e-3
+  lookahead_lr: Optional[float] = None  # None: the model's lr (reference)
 
   # ------------------------------------------------------------------ checks
   def validate(self) -> "TrainConfig":
@@ -116,6 +149,18 @@ class TrainConfig:
     if self.lookahead not in LOOKAHEADS:
       raise ValueError(f"unknown lookahead {self.lookahead!r}; valid: "
                        f"{', '.join(LOOKAHEADS)}")
+    for name, valid in (("init", ("torch", "flax")),
+                        ("batching", BATCHINGS),
+                        ("meta_placement", PLACEMENTS)):
+      if getattr(self, name) not in valid:
+        raise ValueError(f"unknown {name} {getattr(self, name)!r}; valid: "
+                         f"{', '.join(valid)}")
+    if self.train_on_outer not in (None, True, False):
+      raise ValueError(f"train_on_outer must be None, True or False, got "
+                       f"{self.train_on_outer!r}")
+    if self.method == "neuralgrok" and self.train_on_outer:
+      raise ValueError("train_on_outer=True would train neuralgrok on its "
+                       "own meta-validation (outer) split")
     if self.amp_method not in ("pwl", "dense"):
       raise ValueError(f"unknown amp_method {self.amp_method!r}; valid: "
                        "pwl, dense")
@@ -151,9 +196,9 @@ class TrainConfig:
                        "needs eps_root > 0 (e.g. 1e-16)")
     for name, v in self.hparams().items():
       check_hparam(name, v)
-    tasks_lib.split_sizes(_num_examples(self.task, self.p), self.fractions)
     if self.task == "a/b" and not tasks_lib._is_prime(self.p):
       raise ValueError(f"task 'a/b' needs a prime p, got {self.p}")
+    tasks_lib.split_sizes(_num_examples(self.task, self.p), self.fractions)
     return self
 
   def hparams(self) -> Dict[str, float]:
@@ -163,9 +208,21 @@ class TrainConfig:
     lamb = self.lamb if self.lamb is not None else (
         5.0 if self.method == "grokfast-ma" else 2.0)
     meta_wd = self.meta_wd if self.meta_wd is not None else wd
+    clip = self.clip if self.clip is not None else (
+        1.0 if self.method in CLIPPED_METHODS else math.inf)
     out = {k: getattr(self, k) for k in HPARAMS}
-    out.update(wd=wd, lamb=lamb, meta_wd=meta_wd)
+    lookahead_lr = (self.lookahead_lr if self.lookahead_lr is not None
+                    else self.lr)
+    out.update(wd=wd, lamb=lamb, meta_wd=meta_wd, clip=clip,
+               lookahead_lr=lookahead_lr)
     return {k: float(v) for k, v in out.items()}
+
+  @property
+  def pools_outer(self) -> bool:
+    """Whether this method trains on the outer split too (see the class)."""
+    if self.train_on_outer is not None:
+      return bool(self.train_on_outer)
+    return self.method != "neuralgrok"
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
@@ -264,7 +321,8 @@ class Trainer:
     self.task = task if task is not None else tasks_lib.make_task(
         config.task, config.p)
     self.model = Transformer(self.task.vocab_size, self.task.seq_len,
-                             config.dim, config.heads, config.depth)
+                             config.dim, config.heads, config.depth,
+                             init_style=config.init)
     self.uses_amplifier = config.method in AMPLIFIER_METHODS
     self.has_meta = config.method == "neuralgrok"
     self.amplifier = Amplifier(
@@ -307,8 +365,10 @@ class Trainer:
         optax.sgd(hp["lookahead_lr"]))
 
   def meta_optimizer(self, hp) -> optax.GradientTransformation:
+    """PyTorch ``Adam(meta_lr, betas=(b1, b2), weight_decay=meta_wd)`` (the
+    reference's meta optimizer: the model's betas and weight decay)."""
     return optax.chain(optax.add_decayed_weights(hp["meta_wd"]),
-                       optax.scale_by_adam(b1=0.9, b2=0.98, eps=1e-8),
+                       optax.scale_by_adam(b1=hp["b1"], b2=hp["b2"], eps=1e-8),
                        optax.scale(-hp["meta_lr"]))
 
   # -------------------------------------------------------------------- init
@@ -358,7 +418,8 @@ class Trainer:
     hp = self.default_hparams(len(seeds), hparams)
     split_seeds = seeds if cfg.split_seed is None else [
         cfg.split_seed] * len(seeds)
-    sp = tasks_lib.make_splits(self.task, split_seeds, cfg.fractions)
+    sp = tasks_lib.make_splits(self.task, split_seeds, cfg.fractions,
+                               pool_outer=cfg.pools_outer)
     data = Data(self.task.inputs, self.task.labels, sp["train"], sp["outer"],
                 sp["test"])
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
@@ -388,21 +449,34 @@ class Trainer:
     return TrainState(jnp.zeros([], jnp.int32), seeds_state), data
 
   # -------------------------------------------------------------------- step
-  def loss_fn(self, params, x, y):
-    return cross_entropy(self.model.apply(params, x), y)
+  def loss_fn(self, params, x, y, w=None):
+    """Mean cross-entropy of the batch ``(x, y)``; ``w``: 0/1 row mask."""
+    return cross_entropy(self.model.apply(params, x), y, w)
 
   def _batch(self, key, train_idx, step, data: Data):
+    """The batch of ``step``: tokens, labels and a 0/1 mask (padding rows)."""
     n = train_idx.shape[0]
     b = min(self.config.batch_size, n)
-    sel = jax.random.choice(jax.random.fold_in(key, step), n, (b,),
-                            replace=False)
+    if self.config.batching == "iid":
+      sel = jax.random.choice(jax.random.fold_in(key, step), n, (b,),
+                              replace=False)
+      w = jnp.ones((b,), jnp.float32)
+    else:  # "epoch": one permutation per epoch, the last batch short
+      per_epoch = -(-n // b)
+      epoch, k = step // per_epoch, step % per_epoch
+      perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+      perm = jnp.concatenate(
+          [perm, jnp.zeros((per_epoch * b - n,), perm.dtype)])
+      sel = jax.lax.dynamic_slice(perm, (k * b,), (b,))
+      w = (k * b + jnp.arange(b) < n).astype(jnp.float32)
     idx = train_idx[sel]
-    return data.inputs[idx], data.labels[idx]
+    return data.inputs[idx], data.labels[idx], w
 
   def outer_loss(self, s: SeedState, g, phi, outer_x, outer_y):
     """Meta objective: CE on the outer split after a look-ahead step with phi.
 
-    ``theta' = theta + lookahead(G(g; phi))``; differentiable in ``phi``.
+    ``theta' = theta + lookahead(G(g; phi))`` at ``s.params``; differentiable
+    in ``phi``.
     """
     la = self.lookahead_optimizer(s.hparams)
     la_state = s.opt_state if self.config.lookahead == "inner" else la.init(
@@ -418,31 +492,63 @@ class Trainer:
                                                      s.amp_params)
     return optax.apply_updates(s.amp_params, upd), meta_state, loss.astype(jnp.float32)
 
-  def seed_step(self, s: SeedState, train_idx, outer_idx, data: Data, step,
-                meta: Optional[bool] = None):
-    """One training step of one seed (vmapped by ``train_steps``).
+  def seed_state(self, params, amp_params=None, key=None,
+                 hparams: Optional[Mapping[str, Any]] = None) -> SeedState:
+    """One seed's fresh state around given weights (no seed axis).
 
-    ``meta`` (static, for profiling): ``None`` runs the meta step when
-    ``step % T == 0`` (training); ``False`` never runs it (the inner step
-    alone); ``True`` runs it on every step.
+    For loading weights made elsewhere (e.g. the reference's initial weights)
+    and stepping them with :meth:`batch_step`.  ``hparams``: overrides of the
+    config's numeric hyperparameters (scalars).
     """
-    x, y = self._batch(s.key, train_idx, step, data)
-    loss, g = jax.value_and_grad(self.loss_fn)(s.params, x, y)
+    hp = {k: v[0] for k, v in self.default_hparams(1, hparams).items()}
+    if amp_params is None:
+      amp_params = self.init_amplifier() if self.uses_amplifier else {}
+    meta_state = (self.meta_optimizer(hp).init(amp_params) if self.has_meta
+                  else ())
+    return SeedState(params, self.inner_optimizer(hp).init(params), amp_params,
+                     meta_state,
+                     jax.random.PRNGKey(0) if key is None else key, hp,
+                     jnp.array(-1, jnp.int32))
+
+  def batch_step(self, s: SeedState, x, y, w, outer_x, outer_y, step,
+                 meta: Optional[bool] = None):
+    """One training step of one seed on the given batch (no seed axis).
+
+    ``x`` (B, L) tokens, ``y`` (B,) labels, ``w`` (B,) 0/1 row mask (or
+    ``None``); ``outer_x``, ``outer_y``: the outer split; ``step``: the
+    0-indexed step number (decides the warm-up and the meta steps).  Returns
+    the new state and ``dict(loss, outer_loss)`` (``outer_loss`` NaN on
+    steps without a meta step).
+
+    ``meta`` (static, for profiling): ``None`` runs the meta step on the
+    steps ``meta_placement`` says (training); ``False`` never runs it;
+    ``True`` runs it on every step.
+    """
+    cfg = self.config
+    loss, g = jax.value_and_grad(self.loss_fn)(s.params, x, y, w)
     amp, meta_state = s.amp_params, s.meta_opt_state
-    outer = jnp.full([], jnp.nan, jnp.float32)
-    if self.has_meta and meta:
-      ox, oy = data.inputs[outer_idx], data.labels[outer_idx]
-      amp, meta_state, outer = self._meta_step(s, g, ox, oy)
-    elif self.has_meta and meta is None:
-      ox, oy = data.inputs[outer_idx], data.labels[outer_idx]
+    nan = jnp.full([], jnp.nan, jnp.float32)
+    outer = nan
+    run_meta = self.has_meta and meta is not False
+    T = cfg.meta_every
+    if run_meta and cfg.meta_placement == "before":
+      do = True if meta else step % T == 0
       amp, meta_state, outer = jax.lax.cond(
-          step % self.config.meta_every == 0,
-          lambda: self._meta_step(s, g, ox, oy),
-          lambda: (s.amp_params, s.meta_opt_state,
-                   jnp.full([], jnp.nan, jnp.float32)))
+          do, lambda: self._meta_step(s, g, outer_x, outer_y),
+          lambda: (amp, meta_state, nan))
     updates, opt_state = self.inner_optimizer(s.hparams).update(
         g, s.opt_state, s.params, amplifier_params=amp)
     params = optax.apply_updates(s.params, updates)
+    if run_meta and cfg.meta_placement == "after":
+      # The reference: a copy of the updated model, the gradient recomputed
+      # on the same batch, then the look-ahead and the amplifier's update.
+      def after():
+        s2 = s._replace(params=params, opt_state=opt_state)
+        g2 = jax.grad(self.loss_fn)(params, x, y, w)
+        return self._meta_step(s2, g2, outer_x, outer_y)
+      do = True if meta else (step + 1) % T == 0
+      amp, meta_state, outer = jax.lax.cond(
+          do, after, lambda: (amp, meta_state, nan))
     new = s._replace(params=params, opt_state=opt_state, amp_params=amp,
                      meta_opt_state=meta_state)
     ok = jnp.isfinite(loss) & _tree_all_finite(params)
@@ -453,6 +559,14 @@ class Trainer:
     new = jax.tree.map(lambda n, o: jnp.where(frozen, o, n), new, s)
     new = new._replace(diverged_at=diverged_at)
     return new, dict(loss=loss, outer_loss=outer)
+
+  def seed_step(self, s: SeedState, train_idx, outer_idx, data: Data, step,
+                meta: Optional[bool] = None):
+    """One training step of one seed (vmapped by ``train_steps``): draws the
+    step's batch (``batching``) and applies :meth:`batch_step`."""
+    x, y, w = self._batch(s.key, train_idx, step, data)
+    ox, oy = data.inputs[outer_idx], data.labels[outer_idx]
+    return self.batch_step(s, x, y, w, ox, oy, step, meta)
 
   def _check_shapes(self, state: TrainState, data: Data):
     num_seeds = data.train.shape[0]

@@ -47,20 +47,25 @@ def test_meta_gradient_nonzero_and_matches_finite_differences(lookahead):
                                  atol=1e-9)
 
 
-def test_meta_step_changes_amplifier_every_T_steps_only():
-  tr = nj.Trainer(tiny(meta_every=3))
+@pytest.mark.parametrize("placement,meta_steps", [
+    ("after", [2, 5]),    # reference: after 1-indexed steps T, 2T
+    ("before", [0, 3]),   # before 0-indexed steps 0, T
+])
+def test_meta_step_changes_amplifier_every_T_steps_only(placement, meta_steps):
+  tr = nj.Trainer(tiny(meta_every=3, meta_placement=placement))
   state, data = tr.init([0])
-  phi0 = jax.tree.map(np.asarray, state.seeds.amp_params)
-  state, out = tr.train_steps(state, data, 1)  # step 0: meta step
-  phi1 = jax.tree.map(np.asarray, state.seeds.amp_params)
-  assert np.isfinite(out["outer_loss"][0, 0])
-  assert any(not np.array_equal(a, b) for a, b in
-             zip(jax.tree.leaves(phi0), jax.tree.leaves(phi1)))
-  state, out = tr.train_steps(state, data, 2)  # steps 1, 2: no meta step
-  assert np.all(np.isnan(np.asarray(out["outer_loss"])))
-  for a, b in zip(jax.tree.leaves(phi1),
-                  jax.tree.leaves(state.seeds.amp_params)):
-    np.testing.assert_array_equal(a, b)
+  phis = [jax.tree.map(np.asarray, state.seeds.amp_params)]
+  outer = []
+  for _ in range(6):
+    state, out = tr.train_steps(state, data, 1)
+    outer.append(float(out["outer_loss"][0, 0]))
+    phis.append(jax.tree.map(np.asarray, state.seeds.amp_params))
+  for step in range(6):
+    changed = any(not np.array_equal(a, b) for a, b in
+                  zip(jax.tree.leaves(phis[step]),
+                      jax.tree.leaves(phis[step + 1])))
+    assert changed == (step in meta_steps), step
+    assert np.isfinite(outer[step]) == (step in meta_steps), step
 
 
 @pytest.mark.parametrize("method", ["neuralgrok", "grokfast-ma"])

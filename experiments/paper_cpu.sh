@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Paper-size reproduction on a CPU (RESULTS.md, "Paper size"): the authors'
+# final recipe (presets paper-*), 3 seeds, evaluation every 100 steps, a
+# 5,000-step budget, a method stopped once every seed has held >= 99% test
+# accuracy for 5 evaluations (--stop-after 5), checkpoints every 500 steps.
+# Each task: one folder with the preset's methods (NeuralGrok, rescaling,
+# Adam wd 1e-3, AdamW wd 1, GrokFast-EMA/MA) and one with plain Adam (wd 0).
+# Re-running the script resumes unfinished folders (--resume).
+#
+#   bash experiments/paper_cpu.sh add mul sub sqsub    # tasks in this order
+#   OUT=runs/paper STEPS=5000 SEEDS=3 bash experiments/paper_cpu.sh add
+set -euo pipefail
+OUT=${OUT:-runs/paper}
+STEPS=${STEPS:-5000}
+SEEDS=${SEEDS:-3}
+STOP=${STOP:-5}
+mkdir -p "$OUT"
+run() {  # run DIR ARGS...: train into DIR, or resume it if it exists
+  local dir=$1; shift
+  if [ -f "$dir/summary.json" ] && python3 -c "import json,sys; s=json.load(open('$dir/summary.json')); sys.exit(0 if all(m['complete'] for m in s['methods'].values()) else 1)"; then
+    echo "done: $dir"; return 0
+  fi
+  if [ -f "$dir/config.json" ]; then
+    python3 -m ngrok_jax train --resume "$dir" --no-progress
+  else
+    python3 -m ngrok_jax train "$@" --seeds "$SEEDS" --steps "$STEPS" \
+      --eval-every 100 --checkpoint-every 500 --stop-after "$STOP" \
+      --out "$dir" --no-progress
+  fi
+}
+for task in "$@"; do
+  run "$OUT/$task" --preset "paper-$task"
+  run "$OUT/$task-adam-wd0" --preset "paper-$task" --methods adam --wd 0
+done
