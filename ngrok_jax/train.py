@@ -490,7 +490,7 @@ class Trainer:
         lambda phi: self.outer_loss(s, g, phi, outer_x, outer_y))(s.amp_params)
     upd, meta_state = self.meta_optimizer(hp).update(mg, s.meta_opt_state,
                                                      s.amp_params)
-    return optax.apply_updates(s.amp_params, upd), meta_state, loss.astype(jnp.float32)
+    return optax.apply_updates(s.amp_params, upd), meta_state, loss
 
   def seed_state(self, params, amp_params=None, key=None,
                  hparams: Optional[Mapping[str, Any]] = None) -> SeedState:
@@ -500,7 +500,12 @@ class Trainer:
     and stepping them with :meth:`batch_step`.  ``hparams``: overrides of the
     config's numeric hyperparameters (scalars).
     """
-    hp = {k: v[0] for k, v in self.default_hparams(1, hparams).items()}
+    vals = self.config.hparams()
+    for k, v in (hparams or {}).items():
+      check_hparam(k, v)
+      vals[k] = float(v)
+    # float64 under jax_enable_x64 (e.g. a float64 golden trace), else float32
+    hp = {k: jnp.asarray(np.float64(v)) for k, v in vals.items()}
     if amp_params is None:
       amp_params = self.init_amplifier() if self.uses_amplifier else {}
     meta_state = (self.meta_optimizer(hp).init(amp_params) if self.has_meta
@@ -527,7 +532,7 @@ class Trainer:
     cfg = self.config
     loss, g = jax.value_and_grad(self.loss_fn)(s.params, x, y, w)
     amp, meta_state = s.amp_params, s.meta_opt_state
-    nan = jnp.full([], jnp.nan, jnp.float32)
+    nan = jnp.full([], jnp.nan, loss.dtype)
     outer = nan
     run_meta = self.has_meta and meta is not False
     T = cfg.meta_every
