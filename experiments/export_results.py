@@ -3,8 +3,11 @@
 For every run folder under SRC (a folder holding ``config.json``), writes to
 the same relative path under DST: ``config.json``, ``summary.json``,
 ``metrics.jsonl.gz`` (gzip of the per-seed metrics, which pandas reads with
-``pd.read_json(path, lines=True)``) and the plots named by ``--plots``.
-Checkpoints and amplifier parameters stay behind (they are large).
+``pd.read_json(path, lines=True)``), the learned amplifier of a NeuralGrok
+run (``amplifier.msgpack``, every seed's parameters, which
+``runner.load_amplifier``, ``--amplifier`` and ``plots.plot_amplifier`` read,
+and its metadata ``amplifier.json``; tens to hundreds of kB) and the plots
+named by ``--plots``.  Checkpoints stay behind (they are large).
 
     python experiments/export_results.py runs/results experiments/results/cpu
 """
@@ -26,7 +29,8 @@ def export(src: str, dst: str, plots=("accuracy.png",)) -> list:
     rel = os.path.relpath(root, src)
     out = os.path.join(dst, rel)
     os.makedirs(out, exist_ok=True)
-    for f in ("config.json", "summary.json", "amplifier.json"):
+    for f in ("config.json", "summary.json", "amplifier.json",
+              "amplifier.msgpack"):
       if f in files:
         shutil.copyfile(os.path.join(root, f), os.path.join(out, f))
     if "metrics.jsonl" in files:

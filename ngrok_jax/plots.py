@@ -3,7 +3,10 @@
 :func:`plot_run` writes into ``out_dir/plots``:
 
 * ``accuracy.png``: train and test accuracy against steps (log x), every
-  seed thin, the median over seeds bold, one colour per method;
+  seed thin, the median over seeds bold, one colour per method; in a sweep
+  (per-seed hyperparameters, ``hp/<name>`` metric keys) one median per
+  method and swept value (``adamw [wd=0.1]``); a method whose config sets a
+  non-default weight decay names it (``neuralgrok (wd 0.001)``);
 * ``loss.png``: train and test loss, same layout (log y);
 * ``age.png``: Absolute Gradient Entropy of the raw and of the transformed
   gradient; ``weights.png``: weight norm and weight entropy;
@@ -15,7 +18,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import matplotlib
 
@@ -23,7 +26,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_run", "plot_curves", "plot_amplifier", "compare_runs"]
+__all__ = ["plot_run", "plot_curves", "plot_amplifier", "compare_runs",
+           "curve_groups"]
+
+#: One curve: (legend label, method, seeds); seeds None: all of the method.
+Group = Tuple[str, str, Optional[List[int]]]
 
 
 def _colors(methods: Sequence[str]) -> Dict[str, str]:
@@ -31,9 +38,48 @@ def _colors(methods: Sequence[str]) -> Dict[str, str]:
   return {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
 
 
-def _curves(rows, method, key):
-  """(steps (E,), values (S, E)) of one method; NaN where missing."""
-  sel = [r for r in rows if r["method"] == method]
+def _hp_value(v) -> str:
+  return v if isinstance(v, str) else f"{v:g}"  # "inf" is stored as a str
+
+
+def _default_wd(method: str) -> float:
+  from ngrok_jax.train import TrainConfig
+  return TrainConfig(method=method).hparams()["wd"]
+
+
+def curve_groups(rows, methods: Sequence[str],
+                 config: Optional[Mapping[str, Any]] = None) -> List[Group]:
+  """The median curves to draw: one per method, or, where the method's rows
+  carry per-seed hyperparameters (``hp/<name>``: a sweep), one per swept
+  value, labelled ``method [name=value,...]``.  ``config`` (a run's
+  config.json): a method whose ``configs.<method>.wd`` is set (None: the
+  method's default) to a non-default value not swept gets ``(wd X)``."""
+  out: List[Group] = []
+  for m in methods:
+    label = m
+    wd = ((config or {}).get("configs", {}).get(m) or {}).get("wd")
+    sel = [r for r in rows if r["method"] == m]
+    swept = sorted({k for r in sel for k in r if k.startswith("hp/")})
+    if wd is not None and "hp/wd" not in swept and (
+        float(wd) != _default_wd(m)):
+      label += f" (wd {float(wd):g})"
+    if not swept:
+      out.append((label, m, None))
+      continue
+    groups: Dict[str, set] = {}
+    for r in sel:
+      key = ",".join(f"{k[3:]}={_hp_value(r.get(k))}" for k in swept)
+      groups.setdefault(key, set()).add(r["seed"])
+    for key, seeds in sorted(groups.items(), key=lambda kv: min(kv[1])):
+      out.append((f"{label} [{key}]", m, sorted(seeds)))
+  return out
+
+
+def _curves(rows, method, key, seeds=None):
+  """(steps (E,), values (S, E)) of one method (``seeds``: only these);
+  NaN where missing."""
+  sel = [r for r in rows if r["method"] == method and
+         (seeds is None or r["seed"] in seeds)]
   steps = sorted({r["step"] for r in sel})
   seeds = sorted({r["seed"] for r in sel})
   si = {s: i for i, s in enumerate(steps)}
@@ -47,22 +93,27 @@ def _curves(rows, method, key):
 
 
 def plot_curves(ax, rows, methods, key, colors=None, label_suffix="",
-                linestyle="-", logy=False):
-  """Every seed thin, the median over seeds bold, one colour per method."""
-  colors = colors or _colors(methods)
-  for m in methods:
-    steps, vals = _curves(rows, m, key)
+                linestyle="-", logy=False,
+                groups: Optional[List[Group]] = None):
+  """Every seed thin, the median over seeds bold, one colour per curve
+  (``groups``, default :func:`curve_groups` without a config: one per
+  method or per swept value; ``colors`` keyed by label)."""
+  groups = groups if groups is not None else curve_groups(rows, methods)
+  colors = colors or _colors([g[0] for g in groups])
+  for label, m, seeds in groups:
+    steps, vals = _curves(rows, m, key, seeds)
     if steps.size == 0 or np.all(np.isnan(vals)):
       continue
+    color = colors.get(label, colors.get(m))
     for v in vals:
-      ax.plot(steps, v, color=colors[m], lw=0.6, alpha=0.35, ls=linestyle)
+      ax.plot(steps, v, color=color, lw=0.6, alpha=0.35, ls=linestyle)
     with np.errstate(all="ignore"):
       import warnings
       with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(vals, axis=0)
-    ax.plot(steps, med, color=colors[m], lw=2.2, ls=linestyle,
-            label=f"{m}{label_suffix}")
+    ax.plot(steps, med, color=color, lw=2.2, ls=linestyle,
+            label=f"{label}{label_suffix}")
   ax.set_xscale("log")
   if logy:
     ax.set_yscale("log")
@@ -85,7 +136,8 @@ def plot_run(out_dir: str) -> List[str]:
   rows, methods = run["rows"], run["spec"].methods
   pdir = os.path.join(out_dir, "plots")
   os.makedirs(pdir, exist_ok=True)
-  colors = _colors(methods)
+  groups = curve_groups(rows, methods, run["config"])
+  colors = _colors([g[0] for g in groups])
   written = []
   if not rows:
     return written
@@ -98,13 +150,14 @@ def plot_run(out_dir: str) -> List[str]:
       ("weights", ("weights/norm", "weights/entropy"), "", False)):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key in zip(axes, keys):
-      plot_curves(ax, rows, methods, key, colors, logy=logy)
+      plot_curves(ax, rows, methods, key, colors, logy=logy, groups=groups)
       ax.set_title(key)
       ax.set_ylabel(ylabel or key)
       if name == "accuracy":
         ax.axhline(0.95, color="k", lw=0.6, ls=":")
         ax.set_ylim(-0.02, 1.02)
-      ax.legend(fontsize=8)
+      if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     path = os.path.join(pdir, f"{name}.png")
     _save(fig, path)
@@ -186,15 +239,17 @@ def compare_runs(run_dirs: Sequence[str], out_png: str,
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for d in run_dirs:
     run = load_run(d)
-    for m in run["spec"].methods:
-      steps, vals = _curves(run["rows"], m, key)
+    name = os.path.basename(os.path.normpath(d))
+    for label, m, seeds in curve_groups(run["rows"], run["spec"].methods,
+                                        run["config"]):
+      steps, vals = _curves(run["rows"], m, key, seeds)
       if steps.size == 0:
         continue
       import warnings
       with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(vals, axis=0)
-      ax.plot(steps, med, lw=1.8, label=f"{os.path.basename(os.path.normpath(d))}:{m}")
+      ax.plot(steps, med, lw=1.8, label=f"{name}:{label}")
   ax.set_xscale("log")
   ax.set_xlabel("step")
   ax.set_ylabel(key)

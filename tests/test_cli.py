@@ -220,15 +220,31 @@ def test_every_preset_resolves():
     args = cli.build_parser().parse_args(["train", "--preset", name])
     spec = cli._spec_from_args(args)
     assert spec.steps == PRESETS[name]["steps"]
-    if "neuralgrok" in spec.configs and name.startswith("paper-"):
-      assert spec.configs["neuralgrok"].hparams()["wd"] == 1e-3
-      assert spec.configs["adam"].hparams()["wd"] == 0.0
-      assert spec.configs["adamw"].hparams()["wd"] == 1.0
-  spec = cli._spec_from_args(cli.build_parser().parse_args(
-      ["train", "--preset", "paper-poly"]))
-  assert spec.configs["neuralgrok"].depth == 4
-  assert spec.configs["neuralgrok"].amp_hidden == (1152,)
-  assert spec.configs["neuralgrok"].meta_every == 2
+    if name.startswith(("paper-", "early-")):
+      hp = {m: c.hparams() for m, c in spec.configs.items()}
+      # the reference's baseline is Adam with NeuralGrok's weight decay
+      assert hp["neuralgrok"]["wd"] == hp["adam"]["wd"] == 1e-3
+      assert hp["rescale"]["wd"] == 1e-3
+      assert hp["adamw"]["wd"] == 1.0
+      assert hp["grokfast-ema"]["wd"] == 0.005
+      assert hp["grokfast-ma"]["wd"] == 0.01
+      # only NeuralGrok and its rescaling ablation are clipped
+      assert hp["neuralgrok"]["clip"] == hp["rescale"]["clip"] == 1.0
+      for m in ("adam", "adamw", "grokfast-ema", "grokfast-ma"):
+        assert hp[m]["clip"] == float("inf"), (name, m)
+      assert hp["neuralgrok"]["c"] == (0.2 if name.startswith("paper-")
+                                       else 1.0)
+      assert spec.eval_every == 100
+  final = {"paper-add": ((128, 128), 4, 2), "paper-sub": ((128, 128), 4, 2),
+           "paper-mul": ((128, 128), 4, 2), "paper-sqsub": ((128, 128), 4, 2),
+           "paper-poly": ((1152,), 1, 4), "early-add": ((128, 128), 3, 2),
+           "early-sub": ((576,), 3, 2), "early-mul": ((320,), 3, 2),
+           "early-sqsub": ((256,), 4, 2), "early-poly": ((1152,), 2, 4)}
+  for name, (amp, T, depth) in final.items():
+    spec = cli._spec_from_args(cli.build_parser().parse_args(
+        ["train", "--preset", name]))
+    ng = spec.configs["neuralgrok"]
+    assert (ng.amp_hidden, ng.meta_every, ng.depth) == (amp, T, depth), name
 
 
 def test_sweep_becomes_per_seed_values():

@@ -316,16 +316,34 @@ def test_export_results_round_trip(compare_run, tmp_path):
   assert res.returncode == 0, res.stderr
   for name in ("a+b", "a+b-wd1e-3"):
     src_run, dst_run = os.path.join(runs, name), os.path.join(dst, name)
+    amp = ("amplifier.json", "amplifier.msgpack")
     assert sorted(os.listdir(dst_run)) == sorted(
         f for f in ("config.json", "summary.json", "metrics.jsonl.gz",
-                    "plots", "amplifier.json")
-        if f != "amplifier.json" or
-        os.path.exists(os.path.join(src_run, "amplifier.json")))
+                    "plots") + amp
+        if f not in amp or os.path.exists(os.path.join(src_run, f)))
+    if name == "a+b":  # compare.py ran neuralgrok there: its amplifier
+      assert runner.load_amplifier(dst_run)[1]["seeds"] == [0, 1]
     assert runner.read_metrics(dst_run) == runner.read_metrics(src_run)
     assert markdown_table([dst_run]) == markdown_table([src_run])
   bad = _script("export_results.py", str(tmp_path / "nothing"), dst,
                 tiny=False)
   assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_export_copies_amplifier_files(tmp_path):
+  """No training: the amplifier files go along, checkpoints stay behind."""
+  sys.path.insert(0, os.path.join(REPO, "experiments"))
+  from export_results import export
+  run = tmp_path / "src" / "a+b"
+  (run / "checkpoints").mkdir(parents=True)
+  for f in ("config.json", "summary.json", "metrics.jsonl",
+            "amplifier.msgpack", "amplifier.json", "checkpoints/x"):
+    (run / f).write_bytes(b"{}")
+  assert export(str(tmp_path / "src"), str(tmp_path / "dst")) == ["a+b"]
+  assert sorted(os.listdir(tmp_path / "dst" / "a+b")) == [
+      "amplifier.json", "amplifier.msgpack", "config.json",
+      "metrics.jsonl.gz", "summary.json"]
+  assert (tmp_path / "dst" / "a+b" / "amplifier.msgpack").read_bytes() == b"{}"
 
 
 @pytest.mark.slow  # opt-in: keeps the CI suite under 15 min

@@ -72,8 +72,8 @@ def test_one_seed_diverges_others_unaffected(tmp_path):
   cfg = nj.TrainConfig(method="adam", **TINY)
   kw = dict(methods=["adam"], steps=30, eval_every=10, progress=False,
             plots=False, report=lambda m: None)
-  s = runner.run(cfg, seeds=[0, 1], hparams={"lr": [1e-3, 1e30],
-                                             "clip": [1.0, float("inf")]},
+  # (adam is unclipped by default, as the reference's baseline)
+  s = runner.run(cfg, seeds=[0, 1], hparams={"lr": [1e-3, 1e30]},
                  out_dir=str(tmp_path / "div"), **kw)
   per = s["methods"]["adam"]
   assert per["diverged_at"][0] is None
@@ -157,3 +157,34 @@ def test_atomic_write_and_existing_run_refused(tmp_path):
                out_dir=str(tmp_path / "run"), progress=False)
   with pytest.raises(ValueError, match="not a valid run config"):
     runner.resume(str(tmp_path / "run"))
+
+
+def test_held_evaluations_counts_the_latest_streak_of_every_seed():
+  rows = (_rows("adam", 0, [0.5, 0.99, 0.995, 1.0]) +
+          _rows("adam", 1, [0.99, 0.2, 0.999, 0.999]))
+  assert runner.held_evaluations(rows, "adam", [0, 1]) == 2
+  assert runner.held_evaluations(rows, "adam", [0]) == 3
+  rows += _rows("adam", 2, [0.99, 0.99, 0.99, 0.5])
+  assert runner.held_evaluations(rows, "adam", [0, 1, 2]) == 0
+
+
+def test_stop_after_ends_a_method_early_and_is_recorded(tmp_path, monkeypatch):
+  # every evaluation "holds" when the bar is 0, so the run must stop after
+  # exactly stop_after evaluations, save, and stay finished on --resume
+  monkeypatch.setattr(runner, "STOP_ACC", 0.0)
+  out = str(tmp_path / "run")
+  s = runner.run(TINY, methods="adam", seeds=2, steps=100, eval_every=10,
+                 out_dir=out, progress=False, plots=False, stop_after=3)
+  per = s["methods"]["adam"]
+  assert per["last_step"] == [30, 30] and per["stopped_early_at"] == 30
+  assert per["complete"]
+  assert json.load(open(os.path.join(out, "config.json")))["stop_after"] == 3
+  s2 = runner.resume(out, progress=False, plots=False)
+  assert s2["methods"]["adam"]["last_step"] == [30, 30]
+  assert s2["methods"]["adam"]["stopped_early_at"] == 30
+  with pytest.raises(ValueError, match="stop_after"):
+    runner.make_spec(TINY, "adam", 1, 10, 5, stop_after=-1)
+  # without stop_after the same run goes to the end
+  s3 = runner.run(TINY, methods="adam", seeds=1, steps=30, eval_every=10,
+                  out_dir=None, progress=False, plots=False)
+  assert s3["methods"]["adam"]["stopped_early_at"] is None

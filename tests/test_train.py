@@ -216,3 +216,66 @@ def test_mismatched_state_and_data_are_rejected():
     tr.train_steps(state, data3, 1)
   with pytest.raises(ValueError, match="num_steps"):
     tr.train_steps(state, data3, 0)
+
+
+def test_epoch_batches_cover_the_training_split_once_per_epoch():
+  tr = nj.Trainer(tiny(method="adam", batch_size=16))  # 59 examples: 16*3 + 11
+  _, data = tr.init([0])
+  train = np.asarray(data.train[0])
+  key = jax.random.PRNGKey(3)
+  batch = jax.jit(lambda step: tr._batch(key, data.train[0], step, data))
+  per_epoch = -(-train.size // 16)
+  epochs = []
+  for e in range(2):
+    seen = []
+    for k in range(per_epoch):
+      x, y, w = (np.asarray(a) for a in batch(e * per_epoch + k))
+      n = int(w.sum())
+      assert n == (16 if k < per_epoch - 1 else train.size - 16 * k)
+      assert (w[:n] == 1).all() and (w[n:] == 0).all()
+      rows = {tuple(r) for r in np.asarray(data.inputs)[train]}
+      assert all(tuple(r) in rows for r in x[:n])
+      seen += [tuple(r) for r in x[:n]]
+    assert len(seen) == train.size and len(set(seen)) == train.size
+    epochs.append(seen)
+  assert epochs[0] != epochs[1]  # reshuffled every epoch
+
+
+def test_masked_batch_loss_equals_the_short_batch_loss():
+  tr = nj.Trainer(tiny(method="adam"))
+  state, data = tr.init([0])
+  params = jax.tree.map(lambda x: x[0], state.seeds.params)
+  x, y = data.inputs[:10], data.labels[:10]
+  pad_x = jnp.concatenate([x, jnp.zeros_like(x[:6])])
+  pad_y = jnp.concatenate([y, jnp.zeros_like(y[:6])])
+  w = (jnp.arange(16) < 10).astype(jnp.float32)
+  np.testing.assert_allclose(tr.loss_fn(params, pad_x, pad_y, w),
+                             tr.loss_fn(params, x, y), rtol=1e-6)
+
+
+def test_method_defaults_follow_the_reference():
+  hp = {m: tiny(method=m).hparams() for m in nj.METHODS}
+  for m in ("neuralgrok", "neuralgrok-frozen", "rescale"):
+    assert hp[m]["clip"] == 1.0
+  for m in ("adam", "adamw", "grokfast-ema", "grokfast-ma"):
+    assert hp[m]["clip"] == float("inf")
+  assert hp["neuralgrok"]["c"] == 0.2
+  assert hp["neuralgrok"]["lookahead_lr"] == hp["neuralgrok"]["lr"]
+  assert tiny(method="neuralgrok", lr=3e-3).hparams()["lookahead_lr"] == 3e-3
+  cfg = tiny()
+  assert (cfg.init, cfg.batching, cfg.meta_placement) == (
+      "torch", "epoch", "after")
+  # only NeuralGrok keeps the outer split out of its training data
+  sizes = {m: nj.Trainer(tiny(method=m)).init([0])[1].train.shape[1]
+           for m in ("neuralgrok", "adam", "rescale")}
+  n = 11 * 10
+  assert sizes == {"neuralgrok": int(0.49 * n), "adam": n // 2,
+                   "rescale": n // 2}
+  with pytest.raises(ValueError, match="outer"):
+    tiny(method="neuralgrok", train_on_outer=True).validate()
+  with pytest.raises(ValueError, match="meta_placement"):
+    tiny(meta_placement="middle").validate()
+  with pytest.raises(ValueError, match="batching"):
+    tiny(batching="random").validate()
+  with pytest.raises(ValueError, match="init"):
+    tiny(init="jax").validate()

@@ -1,0 +1,71 @@
+"""Paired per-seed comparison of every method with a reference method.
+
+For each run folder (no training): every other method against the reference
+(default neuralgrok) on the same seeds: mean difference of the steps to 95%
+test accuracy (reference minus method, over the seeds where both reached it)
+with a 95% t-interval, the speed-up (method / reference steps, geometric
+mean), the difference of the normalised area under the test-accuracy curve
+(AUC over the run's budget, never censored) with a 95% t-interval, and how
+many seeds only one of the two, or neither, brought to 95%
+(``ngrok_jax.stats``).
+
+    python experiments/paired.py experiments/results/cpu/compare/a+b
+    python experiments/paired.py runs/results/compare/* --with-suffix=-wd1e-3
+    python experiments/paired.py runs/results/sweep_c --out paired.md
+
+``--with-suffix S`` also pairs the methods of the folder ``RUN_DIR + S``
+(compare.py's same-weight-decay ablation ``<task>-wd1e-3``, same seeds) with
+the reference of RUN_DIR; such a folder, if also given, is not tabulated on
+its own.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402
+from ngrok_jax import runner, stats  # noqa: E402
+
+
+def tables(run_dirs, reference="neuralgrok", suffix=None, budget=None,
+           threshold=0.95) -> str:
+  """The markdown of every folder: a heading and its paired table."""
+  for d in run_dirs:
+    if not os.path.isfile(os.path.join(d, "config.json")):
+      raise ValueError(f"{d!r} is not a run folder (no config.json)")
+  norm = [os.path.normpath(d) for d in run_dirs]
+  siblings = {d + suffix for d in norm} if suffix else set()
+  out = []
+  for d in norm:
+    if d in siblings and reference not in runner.load_spec(d).methods:
+      continue  # tabulated with the folder it belongs to
+    others = [d + suffix] if suffix and os.path.isfile(
+        os.path.join(d + suffix, "config.json")) else []
+    table = stats.paired_markdown(d, reference, budget, threshold, others)
+    out.append(f"## {d}: {reference} vs each method (paired seeds)\n\n"
+               f"{table}\n")
+  return "\n".join(out)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+  p.add_argument("--reference", default="neuralgrok",
+                 help="the method every other one is paired with")
+  p.add_argument("--with-suffix", default=None, metavar="S",
+                 help="also pair the methods of RUN_DIR+S (e.g. -wd1e-3)")
+  p.add_argument("--budget", type=int, default=None,
+                 help="AUC/steps budget (default: each run's steps)")
+  p.add_argument("--threshold", type=float, default=0.95)
+  p.add_argument("--out", default=None, help="also write the tables here")
+  a = p.parse_args()
+  text = tables(a.run_dirs, a.reference, a.with_suffix, a.budget,
+                a.threshold)
+  print(text, flush=True)
+  if a.out:
+    with open(a.out, "w") as f:
+      f.write(text)
+
+
+if __name__ == "__main__":
+  C.main_guard(main)
