@@ -10,11 +10,12 @@ many seeds only one of the two, or neither, brought to 95%
 (``ngrok_jax.stats``).
 
     python experiments/paired.py experiments/results/cpu/compare/a+b
-    python experiments/paired.py runs/results/compare/* --with-suffix=-wd1e-3
+    python experiments/paired.py runs/results/compare/* --with-suffix=-wd0
     python experiments/paired.py runs/results/sweep_c --out paired.md
 
 ``--with-suffix S`` also pairs the methods of the folder ``RUN_DIR + S``
-(compare.py's same-weight-decay ablation ``<task>-wd1e-3``, same seeds) with
+(compare.py's ablation ``<task>-wd0``; the CPU-size study of RESULTS.md has
+``<task>-wd1e-3``; same seeds) with
 the reference of RUN_DIR; such a folder, if also given, is not tabulated on
 its own.
 """
@@ -53,7 +54,7 @@ def main():
   p.add_argument("--reference", default="neuralgrok",
                  help="the method every other one is paired with")
   p.add_argument("--with-suffix", default=None, metavar="S",
-                 help="also pair the methods of RUN_DIR+S (e.g. -wd1e-3)")
+                 help="also pair the methods of RUN_DIR+S (e.g. -wd0)")
   p.add_argument("--budget", type=int, default=None,
                  help="AUC/steps budget (default: each run's steps)")
   p.add_argument("--threshold", type=float, default=0.95)

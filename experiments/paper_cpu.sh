@@ -9,6 +9,7 @@
 #
 #   bash experiments/paper_cpu.sh add mul sub sqsub    # tasks in this order
 #   OUT=runs/paper STEPS=5000 SEEDS=3 bash experiments/paper_cpu.sh add
+#   STEPS=600 bash experiments/paper_cpu.sh poly       # a*c+b*d-e, see below
 set -euo pipefail
 OUT=${OUT:-runs/paper}
 STEPS=${STEPS:-5000}
@@ -29,6 +30,12 @@ run() {  # run DIR ARGS...: train into DIR, or resume it if it exists
   fi
 }
 for task in "$@"; do
+  if [ "$task" = poly ]; then
+    # a*c+b*d-e mod 7, depth 4, amplifier 1-1152-1, T=1: the costliest;
+    # NeuralGrok, rescaling and Adam with the same weight decay only.
+    run "$OUT/poly" --preset paper-poly --methods neuralgrok,rescale,adam
+    continue
+  fi
   run "$OUT/$task" --preset "paper-$task"
   run "$OUT/$task-adam-wd0" --preset "paper-$task" --methods adam --wd 0
 done

@@ -81,11 +81,12 @@ def _recipe(source: str, task: str, p: int, amp_hidden, T: int, c: float,
 PRESETS: Dict[str, Dict[str, Any]] = {
     "quick": dict(
         description="small CPU configuration (a+b mod 47, depth 1, d 64, "
-                    "amplifier 1-32-32-1, T=3, lr 3e-3), minutes on 2 cores",
+                    "amplifier 1-32-32-1, T=4, c=0.2, lr 3e-3), minutes on "
+                    "2 cores",
         source="this library: a scale-down calibrated on a 2-core CPU",
         config=dict(task="a+b", p=47, depth=1, dim=64, heads=4,
                     batch_size=512, warmup_steps=10, amp_hidden=(32, 32),
-                    meta_every=3, lr=3e-3),
+                    meta_every=4, lr=3e-3),
         method_config={"neuralgrok": dict(wd=1e-3),
                        "neuralgrok-frozen": dict(wd=1e-3)},
         methods=["neuralgrok", "adam"],

@@ -174,28 +174,30 @@ def test_compare(compare_run):
   rows = _table(stdout, "## NeuralGrok vs baselines")
   assert rows[0][:3] == ["run", "method", "95% median"]
   assert [r[:2] for r in rows[1:]] == [
-      ["a+b", "neuralgrok"], ["a+b", "adam"], ["a+b-wd1e-3", "adam [wd=0.001]"]]
+      ["a+b", "neuralgrok"], ["a+b", "adam"], ["a+b-wd0", "adam [wd=0]"]]
   for r in rows[1:]:
     assert r[4].endswith("/2")  # 95% success over 2 seeds
-  assert sorted(os.listdir(out)) == ["a+b", "a+b-wd1e-3"]
+  assert sorted(os.listdir(out)) == ["a+b", "a+b-wd0"]
   config, _ = _check_run_folder(os.path.join(out, "a+b"),
                                 ["neuralgrok", "adam"], [0, 1])
   assert config["hparams"] == {}
   assert config["configs"]["neuralgrok"]["wd"] == 1e-3  # the preset's
-  assert config["configs"]["adam"]["wd"] in (None, 0, 0.0)
+  # the authors' baseline: Adam with NeuralGrok's weight decay, unclipped
+  assert config["configs"]["adam"]["wd"] == 1e-3
+  assert config["configs"]["adam"]["clip"] is None  # method default: none
   assert config["configs"]["neuralgrok"]["task"] == "a+b"
   assert config["configs"]["neuralgrok"]["amp_hidden"] == [32, 32]  # quick
   assert os.path.isfile(os.path.join(out, "a+b", "amplifier.msgpack"))
 
 
 def test_compare_same_wd_folder(compare_run):
-  """adam (rescale not asked for) again with NeuralGrok's wd 1e-3."""
+  """adam (rescale not asked for) again without weight decay."""
   out, proc = compare_run
   _ok(proc)
-  run = os.path.join(out, "a+b-wd1e-3")
+  run = os.path.join(out, "a+b-wd0")
   config, summary = _check_run_folder(run, ["adam"], [0, 1])
-  assert config["hparams"] == {"wd": [1e-3, 1e-3]}
-  assert list(summary["methods"]["adam"]["groups"]) == ["wd=0.001"]
+  assert config["hparams"] == {"wd": [0.0, 0.0]}
+  assert list(summary["methods"]["adam"]["groups"]) == ["wd=0"]
 
 
 def test_age_on_compare_runs(compare_run, tmp_path):
@@ -314,7 +316,7 @@ def test_export_results_round_trip(compare_run, tmp_path):
   dst = str(tmp_path / "exported")
   res = _script("export_results.py", runs, dst, tiny=False)
   assert res.returncode == 0, res.stderr
-  for name in ("a+b", "a+b-wd1e-3"):
+  for name in ("a+b", "a+b-wd0"):
     src_run, dst_run = os.path.join(runs, name), os.path.join(dst, name)
     amp = ("amplifier.json", "amplifier.msgpack")
     assert sorted(os.listdir(dst_run)) == sorted(
@@ -359,7 +361,7 @@ def test_amplifier_vs_rescale(compare_run):
   assert all(np.isfinite(nums)) and all(x >= 0 for x in nums)
   assert nums[0] > 0  # an amplifier at init is not exactly rescaling
   # a folder without a neuralgrok run is a one-line error, exit 2
-  bad = _script("amplifier_vs_rescale.py", os.path.join(runs, "a+b-wd1e-3"),
+  bad = _script("amplifier_vs_rescale.py", os.path.join(runs, "a+b-wd0"),
                 tiny=False)
   assert bad.returncode == 2 and bad.stderr.count("\n") == 1
 

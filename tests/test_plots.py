@@ -10,13 +10,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ngrok_jax import plots, runner  # noqa: E402
+from run_folders import write_run_folder  # noqa: E402
 
 STEPS = (100, 200, 300)
 
 
 def _folder(path, methods, seeds, hparams=None, overrides=None):
-  spec = runner.make_spec(dict(task="a+b", p=11), methods, seeds, 300, 100,
-                          hparams=hparams, method_overrides=overrides)
   rows = []
   for m in methods:
     for i, s in enumerate(seeds):
@@ -25,12 +24,8 @@ def _folder(path, methods, seeds, hparams=None, overrides=None):
              "train/acc": 1.0, "diverged_at": None}
         r.update({f"hp/{k}": v[i] for k, v in (hparams or {}).items()})
         rows.append(r)
-  os.makedirs(path)
-  with open(os.path.join(path, "config.json"), "w") as f:
-    json.dump(spec.to_dict(), f)
-  with open(os.path.join(path, "metrics.jsonl"), "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in rows)
-  return str(path)
+  return write_run_folder(path, methods, seeds, rows, 300, hparams=hparams,
+                          overrides=overrides)
 
 
 def _legend(run_dir):

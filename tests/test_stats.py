@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from ngrok_jax import runner, stats
+from run_folders import write_run_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = list(range(100, 1001, 100))
@@ -127,14 +128,8 @@ def test_paired_table():
 
 
 def _run_folder(path, methods, rows, seeds, hparams=None, overrides=None):
-  spec = runner.make_spec(dict(task="a+b", p=11), methods, seeds, 1000, 100,
-                          hparams=hparams, method_overrides=overrides)
-  os.makedirs(path, exist_ok=True)
-  with open(os.path.join(path, "config.json"), "w") as f:
-    json.dump(spec.to_dict(), f)
-  with open(os.path.join(path, "metrics.jsonl"), "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in rows)
-  return str(path)
+  return write_run_folder(path, methods, seeds, rows, 1000, hparams=hparams,
+                          overrides=overrides)
 
 
 def _cells(line):
