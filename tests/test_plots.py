@@ -1,7 +1,6 @@
 """Legend labels of the run plots: one median per swept value in sweeps, and
 a method's non-default weight decay named (synthetic run folders, no
 training)."""
-import json
 import os
 
 import matplotlib

@@ -1,7 +1,6 @@
 """ngrok_jax.stats and experiments/paired.py: AUC, paired differences with
 t-intervals, the paired table and its markdown (no training; synthetic rows
 and run folders written here)."""
-import json
 import math
 import os
 import re
@@ -11,7 +10,7 @@ import sys
 
 import pytest
 
-from ngrok_jax import runner, stats
+from ngrok_jax import stats
 from run_folders import write_run_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
