@@ -69,15 +69,17 @@ def _recipe(source: str, task: str, p: int, amp_hidden, T: int, c: float,
 #: Preset name -> dict(description, config, method_config, methods, seeds,
 #: steps, eval_every, checkpoint_every).
 #:
-#: ``quick`` calibration (this project's 2-core CPU, shared with other jobs;
-#: ``ngrok-jax train --preset quick --methods neuralgrok,adam --seeds 4``):
-#: 5 min 40 s wall in total (NeuralGrok 165 s, Adam 150 s of training, the
+#: ``quick`` calibration (this project's 2-core CPU, shared with another
+#: training job; ``ngrok-jax train --preset quick --methods neuralgrok,adam
+#: --seeds 4``, the defaults of the reference code: PyTorch init, epoch
+#: batches, meta step after the inner step, c=0.2, Adam unclipped on 50%):
+#: 5 min 26 s wall in total (NeuralGrok 176 s, Adam 127 s of training, the
 #: rest start-up, compilation, checkpoints and plots); NeuralGrok reached 95%
-#: test accuracy in 4/4 seeds (steps 1000-1400, median 1350) and 99% in 4/4
-#: (median 1450); plain Adam reached 95% in 0/4 within 2000 steps.  A 3000
-#: step run of the same seeds gave the same steps (6.4 min for NeuralGrok
-#: alone under heavier load), hence 2000 steps.  With lr 1e-3 (the paper's)
-#: or p=31, NeuralGrok did not reach 95% within 2000 steps on this size.
+#: test accuracy in 4/4 seeds (steps 1100-1700, median 1400) and 99% in 1/4;
+#: plain Adam reached 95% in 0/4 within 2000 steps.  (Before the library
+#: followed the reference, commit ed7aee1, T=3 and c=1: median 1350, 99% in
+#: 4/4.)  With lr 1e-3 (the paper's) or p=31, NeuralGrok did not reach 95%
+#: within 2000 steps on this size (measured at ed7aee1).
 PRESETS: Dict[str, Dict[str, Any]] = {
     "quick": dict(
         description="small CPU configuration (a+b mod 47, depth 1, d 64, "
