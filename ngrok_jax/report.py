@@ -29,7 +29,12 @@ def _rows_of(name: str, summary: Mapping[str, Any]) -> List[List[str]]:
       for t in THRESHOLDS:
         cells += _steps_cell(g[f"t{int(t * 100)}"])
       cells.append(str(g.get("num_diverged", 0)))
-      cells.append(f"{per.get('wall_time_s', 0.0):.1f}")
+      ran = max(per.get("last_step") or [0])
+      cells.append(f"{ran}" + (" (stopped early)" if per.get(
+          "stopped_early_at") else ""))
+      wall = per.get("wall_time_s", 0.0)
+      cells.append(f"{wall:.1f}")
+      cells.append(f"{wall / ran:.3f}" if ran else "-")
       if not per.get("complete", True):
         cells[1] += " (incomplete)"
       out.append(cells)
@@ -38,12 +43,14 @@ def _rows_of(name: str, summary: Mapping[str, Any]) -> List[List[str]]:
 
 def markdown_table(run_dirs: Sequence[str]) -> str:
   """One markdown table: run x method, steps to 95%/99% (median, IQR,
-  successes/seeds), diverged seeds and wall time."""
+  successes/seeds), diverged seeds, the steps run (fewer than the budget
+  when the method stopped early, ``--stop-after``), the training wall time of
+  all seeds together and that time per step."""
   header = ["run", "method"]
   for t in THRESHOLDS:
     p = int(t * 100)
     header += [f"{p}% median", f"{p}% IQR", f"{p}% success"]
-  header += ["diverged", "wall s"]
+  header += ["diverged", "steps run", "wall s", "s/step"]
   rows = []
   for d in run_dirs:
     run = load_run(d)
