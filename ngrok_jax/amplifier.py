@@ -234,6 +234,12 @@ def amplify(grads, score_fn: Callable[[jax.Array], jax.Array], c=1.0):
     n = leaf.size
     g = flat[start:start + n]
     s = jax.nn.softmax(scores[start:start + n].astype(ft))
+    # g / max|g| first (the result is scale invariant in g): the product
+    # s * g of tiny components would otherwise underflow to zero (e.g. two
+    # components of 1.2e-38 in float32: s = 0.5 makes them subnormal, and
+    # CPUs flush those to 0, so the output lost its norm c).
+    m = jnp.max(jnp.abs(g))
+    g = g / jnp.where(m == 0, jnp.ones_like(m), m)
     out.append(safe_normalize(s * g, c).reshape(leaf.shape).astype(leaf.dtype))
     start += n
   return jax.tree.unflatten(treedef, out)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import ngrok_jax as nj
@@ -202,6 +202,7 @@ leaf = hnp.arrays(np.float32, hnp.array_shapes(min_dims=0, max_dims=3, max_side=
 
 @settings(max_examples=25, deadline=None)
 @given(st.dictionaries(st.sampled_from("abcd"), leaf, min_size=1))
+@example({"a": np.full((2,), np.finfo(np.float32).tiny, np.float32)})
 def test_property_outputs_finite_and_normalized(grads):
   for name in ("amplifier_frozen", "normalize"):
     tx = TRANSFORMS[name]()
