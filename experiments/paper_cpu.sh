@@ -9,12 +9,14 @@
 #
 #   bash experiments/paper_cpu.sh add mul sub sqsub    # tasks in this order
 #   OUT=runs/paper STEPS=5000 SEEDS=3 bash experiments/paper_cpu.sh add
+#   PARTS=main bash experiments/paper_cpu.sh mul       # without plain Adam
 #   STEPS=600 bash experiments/paper_cpu.sh poly       # a*c+b*d-e, see below
 set -euo pipefail
 OUT=${OUT:-runs/paper}
 STEPS=${STEPS:-5000}
 SEEDS=${SEEDS:-3}
 STOP=${STOP:-5}
+PARTS=${PARTS:-main wd0}  # "main": the preset's methods; "wd0": plain Adam
 mkdir -p "$OUT"
 run() {  # run DIR ARGS...: train into DIR, or resume it if it exists
   local dir=$1; shift
@@ -36,6 +38,8 @@ for task in "$@"; do
     run "$OUT/poly" --preset paper-poly --methods neuralgrok,rescale,adam
     continue
   fi
-  run "$OUT/$task" --preset "paper-$task"
-  run "$OUT/$task-adam-wd0" --preset "paper-$task" --methods adam --wd 0
+  case " $PARTS " in *" main "*) run "$OUT/$task" --preset "paper-$task" ;; esac
+  case " $PARTS " in *" wd0 "*)
+    run "$OUT/$task-adam-wd0" --preset "paper-$task" --methods adam --wd 0 ;;
+  esac
 done
