@@ -120,7 +120,7 @@ def _seeds(s):
 
 def _sweep(s):
   """'c=0.5,1,2' -> ('c', (0.5, 1.0, 2.0))."""
-  from ngrok_jax.train import HPARAMS
+  from ngrok_jax.config import HPARAMS
   name, sep, vals = s.partition("=")
   name = name.strip()
   if not sep or name not in HPARAMS:
@@ -200,7 +200,7 @@ _CONFIG_OPTS = [
 
 def build_parser() -> argparse.ArgumentParser:
   from ngrok_jax.presets import PRESETS
-  from ngrok_jax.train import METHODS
+  from ngrok_jax.config import METHODS
   p = _Parser(prog=PROG, description="NeuralGrok in JAX: multi-seed "
               "grokking experiments (train, report, amplifier).")
   sub = p.add_subparsers(dest="command", metavar="COMMAND",
@@ -311,7 +311,7 @@ def _explicit_cfg(args) -> Dict[str, Any]:
 
 
 def _methods_arg(s: Optional[str]) -> Optional[List[str]]:
-  from ngrok_jax.train import METHODS
+  from ngrok_jax.config import METHODS
   if s is None:
     return None
   ms = [m.strip() for m in s.split(",") if m.strip()]
@@ -355,7 +355,7 @@ def _sweep_hparams(sweeps, n_seeds):
 def _spec_from_args(args):
   from ngrok_jax import runner
   from ngrok_jax.presets import get_preset
-  from ngrok_jax.train import TrainConfig
+  from ngrok_jax.config import TrainConfig
   cfg_over = _explicit_cfg(args)
   methods = _methods_arg(args.methods)
   if args.resume:

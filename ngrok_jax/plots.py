@@ -43,7 +43,7 @@ def _hp_value(v) -> str:
 
 
 def _default_wd(method: str) -> float:
-  from ngrok_jax.train import TrainConfig
+  from ngrok_jax.config import TrainConfig
   return TrainConfig(method=method).hparams()["wd"]
 
 

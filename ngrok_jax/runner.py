@@ -66,7 +66,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ngrok_jax import metrics as metrics_lib
-from ngrok_jax.train import HPARAMS, METHODS, TrainConfig, Trainer, check_hparam
+from ngrok_jax.config import HPARAMS, METHODS, TrainConfig, check_hparam
+from ngrok_jax.train import Trainer
 
 __all__ = ["RunSpec", "RunInterrupted", "run", "resume", "make_spec",
            "check_resume", "load_spec", "summary_line",
