@@ -5,6 +5,8 @@ from ngrok_jax.amplifier import Amplifier, amplify, pwl_table, safe_normalize
 from ngrok_jax.metrics import (absolute_entropy, global_norm,
                                steps_to_threshold, summarize_steps)
 from ngrok_jax.model import Transformer, accuracy, cross_entropy
+from ngrok_jax.neuralgrok import (NeuralGrokState, amplifier_params,
+                                  is_meta_step, neuralgrok)
 from ngrok_jax.tasks import TASKS, Task, make_split, make_splits, make_task
 from ngrok_jax.train import (HPARAMS, METHODS, Data, SeedState, TrainConfig,
                              Trainer, TrainState, check_hparam)
@@ -18,6 +20,7 @@ __all__ = [
     "Amplifier", "amplify", "pwl_table", "safe_normalize",
     "absolute_entropy", "global_norm", "steps_to_threshold", "summarize_steps",
     "Transformer", "accuracy", "cross_entropy",
+    "NeuralGrokState", "amplifier_params", "is_meta_step", "neuralgrok",
     "TASKS", "Task", "make_split", "make_splits", "make_task",
     "HPARAMS", "METHODS", "Data", "SeedState", "TrainConfig", "Trainer",
     "TrainState", "check_hparam",

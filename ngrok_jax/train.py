@@ -1,14 +1,22 @@
 """The jitted NeuralGrok bilevel step and the baselines, vmapped over seeds.
 
-Layout (learned_optimization style): the transformer parameters, their
-optimizer state, the amplifier parameters (theta / phi) and the meta
-optimizer state live in one per-seed :class:`SeedState`; all seeds are
-stacked along a leading axis and advanced by one compiled program::
+A functional core: :func:`init`, :func:`train_steps` (many steps in one
+``lax.scan``) and :func:`evaluate` are module-level pure functions of a
+(frozen, hashable) :class:`TrainConfig`, jitted with the config static, so
+equal configs share compiled programs.  The transformer parameters and
+their optimizer state live in one per-seed :class:`SeedState`; for
+NeuralGrok the optimizer state is the :func:`ngrok_jax.neuralgrok`
+transformation's, which holds the amplifier parameters (phi) and the meta
+optimizer's state.  All seeds are stacked along a leading axis and advanced
+by one compiled program; :class:`Trainer` is a thin facade::
 
     trainer = Trainer(TrainConfig(task="a+b", p=23, method="neuralgrok"))
     state, data = trainer.init(seeds=[0, 1, 2, 3])
     state, losses = trainer.train_steps(state, data, 300)   # lax.scan
     metrics = trainer.evaluate(state, data)                 # dict of (S,)
+
+    state, data = init(cfg, seeds=[0, 1])                   # the same, bare
+    state, out = train_steps(cfg, state, data, 300)
 
 Inner step (every step): g = grad of the batch loss; g -> method transform
 (amplifier / rescaling / GrokFast / identity) -> clip (NeuralGrok and
@@ -26,8 +34,14 @@ Meta step (NeuralGrok), ``meta_placement``:
 
 Either way: look-ahead theta' = theta + lookahead(G(g; phi)); outer loss =
 CE(theta') on the outer split; phi <- Adam(meta_lr, coupled meta_wd) step on
-d outer / d phi.  The step counter is shared by all seeds, so the ``cond``
-stays a real branch under ``vmap``.
+d outer / d phi (all inside :func:`ngrok_jax.neuralgrok`).  The step counter
+is shared by all seeds and passed to the transformation as ``meta_step``,
+so its ``cond`` stays a real branch under ``vmap``.
+
+Seeds on one CPU (``seed_group``): vmapping many seeds on a CPU can cost
+more than running them one after another; ``train_steps(...,
+seed_group=G)`` runs groups of G vmapped seeds one after another
+(``lax.map``) with the same results.
 
 Batches (``batching``): ``"epoch"`` (default, as the reference's shuffled
 DataLoader: a new permutation of the training split every epoch, cut into
@@ -57,21 +71,34 @@ from ngrok_jax.config import (AMPLIFIER_METHODS, HPARAMS, METHODS,
                               TrainConfig, check_hparam)
 from ngrok_jax.metrics import absolute_entropy, global_norm
 from ngrok_jax.model import Transformer, accuracy, cross_entropy
+from ngrok_jax.neuralgrok import NeuralGrokState, is_meta_step, neuralgrok
 from ngrok_jax.transforms import (coupled_adam, grokfast_ema, grokfast_ma,
                                   normalize_gradients, scale_by_amplifier)
 
 __all__ = ["METHODS", "HPARAMS", "TrainConfig", "SeedState", "TrainState",
-           "Data", "Trainer"]
+           "Data", "Trainer", "init", "train_steps", "evaluate",
+           "batch_step", "optimizer", "transform_gradient", "loss_fn"]
 
 class SeedState(NamedTuple):
-  """Per-seed state; every leaf has a leading seed axis inside TrainState."""
+  """Per-seed state; every leaf has a leading seed axis inside TrainState.
+
+  ``opt_state`` is the method's optimizer state: a
+  :class:`ngrok_jax.NeuralGrokState` for the amplifier methods (it holds the
+  amplifier parameters, see :attr:`amp_params`), else the state of
+  ``chain(method transform, Adam)``.
+  """
   params: Any
   opt_state: Any
-  amp_params: Any
-  meta_opt_state: Any
   key: jax.Array  # uint32 (2,) PRNG key for batches
   hparams: Dict[str, jax.Array]
   diverged_at: jax.Array  # int32, -1 while finite
+
+  @property
+  def amp_params(self):
+    """The amplifier parameters (``{}`` for methods without an amplifier)."""
+    if isinstance(self.opt_state, NeuralGrokState):
+      return self.opt_state.amplifier_params
+    return {}
 
 
 class TrainState(NamedTuple):
@@ -95,337 +122,414 @@ class Data(NamedTuple):
   test: jax.Array  # (S, n_test)
 
 
+# ------------------------------------------------------------------- parts
+@functools.lru_cache(maxsize=64)
+def task_of(cfg: TrainConfig) -> tasks_lib.Task:
+  """The task's examples (built once per task and modulus)."""
+  return tasks_lib.make_task(cfg.task, cfg.p)
+
+
+def model_of(cfg: TrainConfig) -> Transformer:
+  task = task_of(cfg)
+  return Transformer(task.vocab_size, task.seq_len, cfg.dim, cfg.heads,
+                     cfg.depth, init_style=cfg.init)
+
+
+def amplifier_of(cfg: TrainConfig) -> Amplifier:
+  return Amplifier(tuple(cfg.amp_hidden), cfg.amp_method,
+                   jnp.bfloat16 if cfg.amp_dtype == "bfloat16" else jnp.float32,
+                   cfg.amp_chunk)
+
+
+def loss_fn(cfg: TrainConfig, params, x, y, w=None):
+  """Mean cross-entropy of the batch ``(x, y)``; ``w``: 0/1 row mask."""
+  return cross_entropy(model_of(cfg).apply(params, x), y, w)
+
+
+def _adam(cfg: TrainConfig, hp) -> optax.GradientTransformation:
+  """Clip, coupled decay (or AdamW) and Adam with warm-up."""
+  return coupled_adam(hp["lr"], hp["wd"], hp["b1"], hp["b2"], hp["eps"],
+                      hp["eps_root"], cfg.warmup_steps, hp["clip"],
+                      decoupled=cfg.method == "adamw")
+
+
+def meta_optimizer(hp) -> optax.GradientTransformation:
+  """PyTorch ``Adam(meta_lr, betas=(b1, b2), weight_decay=meta_wd)`` (the
+  reference's meta optimizer: the model's betas and weight decay)."""
+  return optax.chain(optax.add_decayed_weights(hp["meta_wd"]),
+                     optax.scale_by_adam(b1=hp["b1"], b2=hp["b2"], eps=1e-8),
+                     optax.scale(-hp["meta_lr"]))
+
+
+def optimizer(cfg: TrainConfig, hp, amp_init: Any = None
+              ) -> optax.GradientTransformationExtraArgs:
+  """The method's whole optimizer for hyperparameters ``hp`` (name -> value).
+
+  Amplifier methods: :func:`ngrok_jax.neuralgrok` around clip + Adam
+  (``neuralgrok-frozen``: ``meta_every=0``); the other methods:
+  ``chain(method transform, clip + Adam)``.  ``amp_init``: the amplifier
+  parameters its ``init`` starts from (unused by ``update``).
+  """
+  if cfg.method in AMPLIFIER_METHODS:
+    meta = cfg.method == "neuralgrok"
+    return neuralgrok(
+        _adam(cfg, hp), amplifier_of(cfg).apply, amp_init,
+        meta_every=cfg.meta_every if meta else 0, c=hp["c"],
+        lookahead=("inner" if cfg.lookahead == "inner"
+                   else optax.sgd(hp["lookahead_lr"])),
+        meta_optimizer=meta_optimizer(hp), placement=cfg.meta_placement)
+  return optax.chain(_pre_transform(cfg, hp), _adam(cfg, hp))
+
+
+def _pre_transform(cfg: TrainConfig, hp, phi=None):
+  m = cfg.method
+  if m in AMPLIFIER_METHODS:
+    return scale_by_amplifier(amplifier_of(cfg).apply, phi, c=hp["c"])
+  if m == "rescale":
+    return optax.with_extra_args_support(normalize_gradients(hp["c"]))
+  if m == "grokfast-ema":
+    return optax.with_extra_args_support(grokfast_ema(hp["alpha"], hp["lamb"]))
+  if m == "grokfast-ma":
+    return optax.with_extra_args_support(grokfast_ma(cfg.window, hp["lamb"]))
+  return optax.with_extra_args_support(optax.identity())
+
+
+def transform_gradient(cfg: TrainConfig, s: SeedState, g):
+  """The method's transform of the gradient ``g`` at state ``s`` (before
+  clip and Adam; the amplifier's output for NeuralGrok).  Pure: no state
+  changes (GrokFast's averages include ``g`` as the next step would)."""
+  if cfg.method in AMPLIFIER_METHODS:
+    pre, pre_state = _pre_transform(cfg, s.hparams, s.amp_params), ()
+  else:
+    pre, pre_state = _pre_transform(cfg, s.hparams), s.opt_state[0]
+  return pre.update(g, pre_state, s.params)[0]
+
+
+def hparams_of(cfg: TrainConfig, num_seeds: int,
+               overrides: Optional[Mapping[str, Any]] = None
+               ) -> Dict[str, jax.Array]:
+  """Per-seed hyperparameter arrays (S,), with optional per-seed values."""
+  out = {k: np.full((num_seeds,), v, np.float32)
+         for k, v in cfg.hparams().items()}
+  for k, v in (overrides or {}).items():
+    check_hparam(k, v)
+    arr = np.asarray(v, np.float32)
+    if arr.ndim == 0:
+      arr = np.full((num_seeds,), arr, np.float32)
+    if arr.shape != (num_seeds,):
+      raise ValueError(f"hyperparameter {k} needs one value or {num_seeds} "
+                       f"values (one per seed), got shape {arr.shape}")
+    out[k] = arr
+  if cfg.method == "neuralgrok" and cfg.lookahead == "inner" and np.any(
+      out["eps_root"] <= 0):
+    raise ValueError("lookahead='inner' needs eps_root > 0 for every seed")
+  return {k: jnp.asarray(v) for k, v in out.items()}
+
+
+def init_amplifier(cfg: TrainConfig, seed: int = 0):
+  return amplifier_of(cfg).init(jax.random.PRNGKey(seed),
+                                jnp.zeros((1,), jnp.float32))
+
+
+# -------------------------------------------------------------------- init
+def _init_seed(cfg: TrainConfig, key, hp, amp_params):
+  k_model, k_batch, k_amp = jax.random.split(key, 3)
+  dummy = jnp.zeros((1, task_of(cfg).seq_len), jnp.int32)
+  params = model_of(cfg).init(k_model, dummy)
+  if amp_params is None and cfg.method in AMPLIFIER_METHODS:
+    amp_params = amplifier_of(cfg).init(k_amp, jnp.zeros((1,), jnp.float32))
+  opt_state = optimizer(cfg, hp, amp_params).init(params)
+  return SeedState(params, opt_state, k_batch, hp, jnp.array(-1, jnp.int32))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_seeds(cfg, keys, hp, amp_params):
+  return jax.vmap(lambda k, h: _init_seed(cfg, k, h, amp_params))(keys, hp)
+
+
+def init(cfg: TrainConfig, seeds: Sequence[int],
+         hparams: Optional[Mapping[str, Any]] = None,
+         amp_params: Any = None) -> Tuple[TrainState, Data]:
+  """Initial state and data for ``seeds`` (each seed: init, split, batches).
+
+  Args:
+    cfg: the configuration (validated here).
+    seeds: distinct integer seeds, one per vmapped run.
+    hparams: optional ``{name: value or per-seed values}`` overrides.
+    amp_params: amplifier parameters to start from (required for
+      ``neuralgrok-frozen``), shared by all seeds.
+  """
+  cfg = cfg.validate()
+  seeds = [int(s) for s in seeds]
+  if not seeds:
+    raise ValueError("seeds must be a non-empty list of integers")
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f"seeds must be distinct, got {seeds}")
+  if cfg.method == "neuralgrok-frozen" and amp_params is None:
+    raise ValueError("method 'neuralgrok-frozen' needs amp_params (a "
+                     "trained amplifier)")
+  hp = hparams_of(cfg, len(seeds), hparams)
+  split_seeds = seeds if cfg.split_seed is None else [cfg.split_seed] * len(
+      seeds)
+  task = task_of(cfg)
+  sp = tasks_lib.make_splits(task, split_seeds, cfg.fractions,
+                             pool_outer=cfg.pools_outer)
+  data = Data(task.inputs, task.labels, sp["train"], sp["outer"], sp["test"])
+  keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+  if amp_params is not None:
+    amp_params = jax.tree.map(jnp.asarray, amp_params)
+    if jax.tree.structure(amp_params) != jax.tree.structure(
+        init_amplifier(cfg)):
+      raise ValueError("amp_params do not match the configured amplifier "
+                       f"(amp_hidden={cfg.amp_hidden})")
+  seeds_state = _init_seeds(cfg, keys, hp, amp_params)
+  return TrainState(jnp.zeros([], jnp.int32), seeds_state), data
+
+
+def seed_state(cfg: TrainConfig, params, amp_params=None, key=None,
+               hparams: Optional[Mapping[str, Any]] = None) -> SeedState:
+  """One seed's fresh state around given weights (no seed axis).
+
+  For loading weights made elsewhere (e.g. the reference's initial weights)
+  and stepping them with :func:`batch_step`.  ``hparams``: overrides of the
+  config's numeric hyperparameters (scalars).
+  """
+  vals = cfg.hparams()
+  for k, v in (hparams or {}).items():
+    check_hparam(k, v)
+    vals[k] = float(v)
+  # float64 under jax_enable_x64 (e.g. a float64 golden trace), else float32
+  hp = {k: jnp.asarray(np.float64(v)) for k, v in vals.items()}
+  if amp_params is None and cfg.method in AMPLIFIER_METHODS:
+    amp_params = init_amplifier(cfg)
+  return SeedState(params, optimizer(cfg, hp, amp_params).init(params),
+                   jax.random.PRNGKey(0) if key is None else key, hp,
+                   jnp.array(-1, jnp.int32))
+
+
+# -------------------------------------------------------------------- step
 def _tree_all_finite(tree) -> jax.Array:
   leaves = jax.tree.leaves(tree)
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(l)) for l in leaves]))
 
 
-class Trainer:
-  """Pure init / step / evaluate functions for one :class:`TrainConfig`."""
+def batch_of(cfg: TrainConfig, key, train_idx, step, data: Data):
+  """The batch of ``step``: tokens, labels and a 0/1 mask (padding rows)."""
+  n = train_idx.shape[0]
+  b = min(cfg.batch_size, n)
+  if cfg.batching == "iid":
+    sel = jax.random.choice(jax.random.fold_in(key, step), n, (b,),
+                            replace=False)
+    w = jnp.ones((b,), jnp.float32)
+  else:  # "epoch": one permutation per epoch, the last batch short
+    per_epoch = -(-n // b)
+    epoch, k = step // per_epoch, step % per_epoch
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    perm = jnp.concatenate([perm, jnp.zeros((per_epoch * b - n,), perm.dtype)])
+    sel = jax.lax.dynamic_slice(perm, (k * b,), (b,))
+    w = (k * b + jnp.arange(b) < n).astype(jnp.float32)
+  idx = train_idx[sel]
+  return data.inputs[idx], data.labels[idx], w
 
-  def __init__(self, config: TrainConfig, task: Optional[tasks_lib.Task] = None):
+
+def batch_step(cfg: TrainConfig, s: SeedState, x, y, w, outer_x, outer_y,
+               step):
+  """One training step of one seed on the given batch (no seed axis).
+
+  ``x`` (B, L) tokens, ``y`` (B,) labels, ``w`` (B,) 0/1 row mask (or
+  ``None``); ``outer_x``, ``outer_y``: the outer split; ``step``: the
+  0-indexed step number (decides the warm-up and the meta steps).  Returns
+  the new state and ``dict(loss, outer_loss)`` (``outer_loss`` NaN on
+  steps without a meta step).  A seed whose loss or weights stop being
+  finite is frozen from then on (``diverged_at``).
+  """
+  loss, g = jax.value_and_grad(loss_fn, argnums=1)(cfg, s.params, x, y, w)
+  tx = optimizer(cfg, s.hparams)
+  outer = jnp.full([], jnp.nan, loss.dtype)
+  if cfg.method == "neuralgrok":
+    meta = is_meta_step(step, cfg.meta_every, cfg.meta_placement)
+    updates, opt_state = tx.update(
+        g, s.opt_state, s.params, meta_step=meta,
+        train_loss=lambda p: loss_fn(cfg, p, x, y, w),
+        outer_loss=lambda p: loss_fn(cfg, p, outer_x, outer_y))
+    outer = jnp.where(meta, opt_state.outer_loss.astype(loss.dtype), outer)
+  else:
+    updates, opt_state = tx.update(g, s.opt_state, s.params)
+  params = optax.apply_updates(s.params, updates)
+  new = s._replace(params=params, opt_state=opt_state)
+  ok = jnp.isfinite(loss) & _tree_all_finite(params)
+  if cfg.method == "neuralgrok":
+    ok &= _tree_all_finite(new.amp_params)
+  diverged_at = jnp.where((s.diverged_at < 0) & ~ok, step, s.diverged_at)
+  new = jax.tree.map(lambda n, o: jnp.where(diverged_at >= 0, o, n), new, s)
+  return new._replace(diverged_at=diverged_at), dict(loss=loss,
+                                                      outer_loss=outer)
+
+
+def _seed_step(cfg, s: SeedState, train_idx, outer_idx, data: Data, step):
+  x, y, w = batch_of(cfg, s.key, train_idx, step, data)
+  ox, oy = data.inputs[outer_idx], data.labels[outer_idx]
+  return batch_step(cfg, s, x, y, w, ox, oy, step)
+
+
+def check_shapes(state: TrainState, data: Data) -> None:
+  num_seeds = data.train.shape[0]
+  chex.assert_rank(state.step, 0)
+  chex.assert_tree_shape_prefix(state.seeds, (num_seeds,))
+  chex.assert_equal_shape_prefix([data.train, data.outer, data.test], 1)
+  chex.assert_rank([data.train, data.outer, data.test, data.inputs], 2)
+  chex.assert_shape(data.labels, (data.inputs.shape[0],))
+
+
+def _scan(cfg, seeds: SeedState, train, outer, shared: Data, step0,
+          num_steps: int):
+  step_all = jax.vmap(functools.partial(_seed_step, cfg),
+                      in_axes=(0, 0, 0, None, None))
+
+  def body(carry, _):
+    st, step = carry
+    st, out = step_all(st, train, outer, shared, step)
+    return (st, step + 1), out
+
+  (seeds, _), out = jax.lax.scan(body, (seeds, step0), None, length=num_steps)
+  return seeds, out
+
+
+def group_size(num_seeds: int, seed_group: Optional[int]) -> int:
+  """The largest divisor of ``num_seeds`` that is <= ``seed_group`` (None:
+  all seeds in one group)."""
+  if seed_group is None or seed_group >= num_seeds:
+    return num_seeds
+  if isinstance(seed_group, bool) or int(seed_group) != seed_group or (
+      seed_group < 1):
+    raise ValueError(f"seed_group must be None or an integer >= 1, got "
+                     f"{seed_group!r}")
+  return max(d for d in range(1, int(seed_group) + 1) if num_seeds % d == 0)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4), donate_argnums=1)
+def _train_steps(cfg, state: TrainState, data: Data, num_steps: int,
+                 seed_group: Optional[int]):
+  check_shapes(state, data)
+  shared = data._replace(train=None, outer=None, test=None)
+  num_seeds = data.train.shape[0]
+  g = group_size(num_seeds, seed_group)
+  if g == num_seeds:
+    seeds, out = _scan(cfg, state.seeds, data.train, data.outer, shared,
+                       state.step, num_steps)
+  else:  # groups of g vmapped seeds, one group after another
+    n = num_seeds // g
+    split = lambda x: x.reshape((n, g) + x.shape[1:])
+    grouped = jax.tree.map(split, (state.seeds, data.train, data.outer))
+    seeds, out = jax.lax.map(
+        lambda a: _scan(cfg, *a, shared, state.step, num_steps), grouped)
+    seeds = jax.tree.map(lambda x: x.reshape((num_seeds,) + x.shape[2:]),
+                         seeds)
+    out = jax.tree.map(
+        lambda x: jnp.moveaxis(x, 0, 1).reshape(num_steps, num_seeds), out)
+  return TrainState(state.step + num_steps, seeds), out
+
+
+def train_steps(cfg: TrainConfig, state: TrainState, data: Data,
+                num_steps: int, seed_group: Optional[int] = None):
+  """``num_steps`` steps of all seeds in one ``lax.scan`` (jitted; ``cfg``,
+  ``num_steps`` and ``seed_group`` static; ``state`` donated).
+
+  Returns the new state and ``dict(loss, outer_loss)`` of shape
+  (num_steps, S).  ``seed_group``: run groups of that many vmapped seeds one
+  after another (the largest divisor of S not above it); ``None``: all
+  seeds vmapped at once.  The results are the same either way.
+  """
+  if isinstance(num_steps, bool) or int(num_steps) != num_steps or (
+      num_steps < 1):
+    raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+  group_size(1, seed_group)  # validates it
+  return _train_steps(cfg, state, data, int(num_steps), seed_group)
+
+
+# ---------------------------------------------------------------- evaluate
+def _eval_seed(cfg, s: SeedState, train_idx, outer_idx, test_idx,
+               data: Data):
+  model = model_of(cfg)
+  out = {}
+  for name, idx in (("train", train_idx), ("outer", outer_idx),
+                    ("test", test_idx)):
+    logits = model.apply(s.params, data.inputs[idx])
+    labels = data.labels[idx]
+    out[f"{name}/loss"] = cross_entropy(logits, labels)
+    out[f"{name}/acc"] = accuracy(logits, labels)
+  g = jax.grad(loss_fn, argnums=1)(cfg, s.params, data.inputs[train_idx],
+                                   data.labels[train_idx])
+  gt = transform_gradient(cfg, s, g)
+  out["grad/norm"] = global_norm(g)
+  out["grad/age"] = absolute_entropy(g)
+  out["grad/norm_transformed"] = global_norm(gt)
+  out["grad/age_transformed"] = absolute_entropy(gt)
+  out["weights/norm"] = global_norm(s.params)
+  out["weights/entropy"] = absolute_entropy(s.params)
+  for name in s.params["params"]:
+    out[f"grad_norm/{name}"] = global_norm(g["params"][name])
+  out["diverged_at"] = s.diverged_at
+  return out
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def evaluate(cfg: TrainConfig, state: TrainState, data: Data
+             ) -> Dict[str, jax.Array]:
+  """Metrics of every seed (flat dict of (S,) arrays, slash-separated
+  names, plus the shared ``step``)."""
+  check_shapes(state, data)
+  ev = jax.vmap(functools.partial(_eval_seed, cfg),
+                in_axes=(0, 0, 0, 0, None))
+  shared = data._replace(train=None, outer=None, test=None)
+  out = ev(state.seeds, data.train, data.outer, data.test, shared)
+  out["step"] = state.step
+  return out
+
+
+# ------------------------------------------------------------------ facade
+class Trainer:
+  """The functions above bound to one validated :class:`TrainConfig`.
+
+  ``seed_group``: see :func:`train_steps` (``None``: every seed vmapped).
+  """
+
+  def __init__(self, config: TrainConfig, seed_group: Optional[int] = None):
     self.config = config.validate()
-    self.task = task if task is not None else tasks_lib.make_task(
-        config.task, config.p)
-    self.model = Transformer(self.task.vocab_size, self.task.seq_len,
-                             config.dim, config.heads, config.depth,
-                             init_style=config.init)
+    group_size(1, seed_group)
+    self.seed_group = seed_group
+    self.task = task_of(self.config)
+    self.model = model_of(self.config)
+    self.amplifier = amplifier_of(self.config)
     self.uses_amplifier = config.method in AMPLIFIER_METHODS
     self.has_meta = config.method == "neuralgrok"
-    self.amplifier = Amplifier(
-        tuple(config.amp_hidden), config.amp_method,
-        jnp.bfloat16 if config.amp_dtype == "bfloat16" else jnp.float32,
-        config.amp_chunk)
-    self.train_steps = jax.jit(self._train_steps,
-                               static_argnames=("num_steps", "meta"),
-                               donate_argnums=0)
-    self.evaluate = jax.jit(self._evaluate)
 
-  # -------------------------------------------------------------- optimizers
-  def pre_transform(self, hp) -> optax.GradientTransformationExtraArgs:
-    """The method's gradient transform (before clip and Adam)."""
-    m = self.config.method
-    if m in AMPLIFIER_METHODS:
-      return scale_by_amplifier(self.amplifier.apply, None, c=hp["c"])
-    if m == "rescale":
-      return optax.with_extra_args_support(normalize_gradients(hp["c"]))
-    if m == "grokfast-ema":
-      return optax.with_extra_args_support(grokfast_ema(hp["alpha"], hp["lamb"]))
-    if m == "grokfast-ma":
-      return optax.with_extra_args_support(
-          grokfast_ma(self.config.window, hp["lamb"]))
-    return optax.with_extra_args_support(optax.identity())
+  def init(self, seeds: Sequence[int], hparams=None, amp_params=None):
+    return init(self.config, seeds, hparams, amp_params)
 
-  def inner_optimizer(self, hp) -> optax.GradientTransformationExtraArgs:
-    cfg = self.config
-    return optax.chain(
-        self.pre_transform(hp),
-        coupled_adam(hp["lr"], hp["wd"], hp["b1"], hp["b2"], hp["eps"],
-                     hp["eps_root"], cfg.warmup_steps, hp["clip"],
-                     decoupled=cfg.method == "adamw"))
+  def train_steps(self, state: TrainState, data: Data, num_steps: int):
+    return train_steps(self.config, state, data, num_steps, self.seed_group)
 
-  def lookahead_optimizer(self, hp) -> optax.GradientTransformationExtraArgs:
-    if self.config.lookahead == "inner":
-      return self.inner_optimizer(hp)
-    return optax.chain(
-        scale_by_amplifier(self.amplifier.apply, None, c=hp["c"]),
-        optax.sgd(hp["lookahead_lr"]))
+  def evaluate(self, state: TrainState, data: Data):
+    return evaluate(self.config, state, data)
 
-  def meta_optimizer(self, hp) -> optax.GradientTransformation:
-    """PyTorch ``Adam(meta_lr, betas=(b1, b2), weight_decay=meta_wd)`` (the
-    reference's meta optimizer: the model's betas and weight decay)."""
-    return optax.chain(optax.add_decayed_weights(hp["meta_wd"]),
-                       optax.scale_by_adam(b1=hp["b1"], b2=hp["b2"], eps=1e-8),
-                       optax.scale(-hp["meta_lr"]))
+  def loss_fn(self, params, x, y, w=None):
+    return loss_fn(self.config, params, x, y, w)
 
-  # -------------------------------------------------------------------- init
-  def default_hparams(self, num_seeds: int,
-                      overrides: Optional[Mapping[str, Any]] = None
-                      ) -> Dict[str, jax.Array]:
-    """Per-seed hyperparameter arrays (S,), with optional per-seed values."""
-    hp = self.config.hparams()
-    out = {k: np.full((num_seeds,), v, np.float32) for k, v in hp.items()}
-    for k, v in (overrides or {}).items():
-      check_hparam(k, v)
-      arr = np.asarray(v, np.float32)
-      if arr.ndim == 0:
-        arr = np.full((num_seeds,), arr, np.float32)
-      if arr.shape != (num_seeds,):
-        raise ValueError(f"hyperparameter {k} needs one value or {num_seeds} "
-                         f"values (one per seed), got shape {arr.shape}")
-      out[k] = arr
-    if self.has_meta and self.config.lookahead == "inner" and np.any(
-        out["eps_root"] <= 0):
-      raise ValueError("lookahead='inner' needs eps_root > 0 for every seed")
-    return {k: jnp.asarray(v) for k, v in out.items()}
+  def optimizer(self, hp, amp_init=None):
+    return optimizer(self.config, hp, amp_init)
+
+  def transform_gradient(self, s: SeedState, g):
+    return transform_gradient(self.config, s, g)
+
+  def default_hparams(self, num_seeds: int, overrides=None):
+    return hparams_of(self.config, num_seeds, overrides)
 
   def init_amplifier(self, seed: int = 0):
-    return self.amplifier.init(jax.random.PRNGKey(seed),
-                               jnp.zeros((1,), jnp.float32))
+    return init_amplifier(self.config, seed)
 
-  def init(self, seeds: Sequence[int], hparams: Optional[Mapping[str, Any]] = None,
-           amp_params: Any = None) -> Tuple[TrainState, Data]:
-    """Initial state and data for ``seeds`` (each seed: init, split, batches).
+  def seed_state(self, params, amp_params=None, key=None, hparams=None):
+    return seed_state(self.config, params, amp_params, key, hparams)
 
-    Args:
-      seeds: distinct integer seeds, one per vmapped run.
-      hparams: optional ``{name: value or per-seed values}`` overrides.
-      amp_params: amplifier parameters to start from (required for
-        ``neuralgrok-frozen``), shared by all seeds.
-    """
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-      raise ValueError("seeds must be a non-empty list of integers")
-    if len(set(seeds)) != len(seeds):
-      raise ValueError(f"seeds must be distinct, got {seeds}")
-    if self.config.method == "neuralgrok-frozen" and amp_params is None:
-      raise ValueError("method 'neuralgrok-frozen' needs amp_params (a "
-                       "trained amplifier)")
-    cfg = self.config
-    hp = self.default_hparams(len(seeds), hparams)
-    split_seeds = seeds if cfg.split_seed is None else [
-        cfg.split_seed] * len(seeds)
-    sp = tasks_lib.make_splits(self.task, split_seeds, cfg.fractions,
-                               pool_outer=cfg.pools_outer)
-    data = Data(self.task.inputs, self.task.labels, sp["train"], sp["outer"],
-                sp["test"])
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-    if amp_params is not None:
-      amp_params = jax.tree.map(jnp.asarray, amp_params)
-      expected = jax.tree.structure(self.init_amplifier())
-      if jax.tree.structure(amp_params) != expected:
-        raise ValueError("amp_params do not match the configured amplifier "
-                         f"(amp_hidden={cfg.amp_hidden})")
-
-    def init_one(key, hp_one):
-      k_model, k_batch, k_amp = jax.random.split(key, 3)
-      dummy = jnp.zeros((1, self.task.seq_len), jnp.int32)
-      params = self.model.init(k_model, dummy)
-      opt_state = self.inner_optimizer(hp_one).init(params)
-      if amp_params is not None:
-        amp = amp_params
-      elif self.uses_amplifier:
-        amp = self.amplifier.init(k_amp, jnp.zeros((1,), jnp.float32))
-      else:
-        amp = {}
-      meta_state = self.meta_optimizer(hp_one).init(amp) if self.has_meta else ()
-      return SeedState(params, opt_state, amp, meta_state, k_batch, hp_one,
-                       jnp.array(-1, jnp.int32))
-
-    seeds_state = jax.jit(jax.vmap(init_one))(keys, hp)
-    return TrainState(jnp.zeros([], jnp.int32), seeds_state), data
-
-  # -------------------------------------------------------------------- step
-  def loss_fn(self, params, x, y, w=None):
-    """Mean cross-entropy of the batch ``(x, y)``; ``w``: 0/1 row mask."""
-    return cross_entropy(self.model.apply(params, x), y, w)
-
-  def _batch(self, key, train_idx, step, data: Data):
-    """The batch of ``step``: tokens, labels and a 0/1 mask (padding rows)."""
-    n = train_idx.shape[0]
-    b = min(self.config.batch_size, n)
-    if self.config.batching == "iid":
-      sel = jax.random.choice(jax.random.fold_in(key, step), n, (b,),
-                              replace=False)
-      w = jnp.ones((b,), jnp.float32)
-    else:  # "epoch": one permutation per epoch, the last batch short
-      per_epoch = -(-n // b)
-      epoch, k = step // per_epoch, step % per_epoch
-      perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-      perm = jnp.concatenate(
-          [perm, jnp.zeros((per_epoch * b - n,), perm.dtype)])
-      sel = jax.lax.dynamic_slice(perm, (k * b,), (b,))
-      w = (k * b + jnp.arange(b) < n).astype(jnp.float32)
-    idx = train_idx[sel]
-    return data.inputs[idx], data.labels[idx], w
-
-  def outer_loss(self, s: SeedState, g, phi, outer_x, outer_y):
-    """Meta objective: CE on the outer split after a look-ahead step with phi.
-
-    ``theta' = theta + lookahead(G(g; phi))`` at ``s.params``; differentiable
-    in ``phi``.
-    """
-    la = self.lookahead_optimizer(s.hparams)
-    la_state = s.opt_state if self.config.lookahead == "inner" else la.init(
-        s.params)
-    upd, _ = la.update(g, la_state, s.params, amplifier_params=phi)
-    return self.loss_fn(optax.apply_updates(s.params, upd), outer_x, outer_y)
-
-  def _meta_step(self, s: SeedState, g, outer_x, outer_y):
-    hp = s.hparams
-    loss, mg = jax.value_and_grad(
-        lambda phi: self.outer_loss(s, g, phi, outer_x, outer_y))(s.amp_params)
-    upd, meta_state = self.meta_optimizer(hp).update(mg, s.meta_opt_state,
-                                                     s.amp_params)
-    return optax.apply_updates(s.amp_params, upd), meta_state, loss
-
-  def seed_state(self, params, amp_params=None, key=None,
-                 hparams: Optional[Mapping[str, Any]] = None) -> SeedState:
-    """One seed's fresh state around given weights (no seed axis).
-
-    For loading weights made elsewhere (e.g. the reference's initial weights)
-    and stepping them with :meth:`batch_step`.  ``hparams``: overrides of the
-    config's numeric hyperparameters (scalars).
-    """
-    vals = self.config.hparams()
-    for k, v in (hparams or {}).items():
-      check_hparam(k, v)
-      vals[k] = float(v)
-    # float64 under jax_enable_x64 (e.g. a float64 golden trace), else float32
-    hp = {k: jnp.asarray(np.float64(v)) for k, v in vals.items()}
-    if amp_params is None:
-      amp_params = self.init_amplifier() if self.uses_amplifier else {}
-    meta_state = (self.meta_optimizer(hp).init(amp_params) if self.has_meta
-                  else ())
-    return SeedState(params, self.inner_optimizer(hp).init(params), amp_params,
-                     meta_state,
-                     jax.random.PRNGKey(0) if key is None else key, hp,
-                     jnp.array(-1, jnp.int32))
-
-  def batch_step(self, s: SeedState, x, y, w, outer_x, outer_y, step,
-                 meta: Optional[bool] = None):
-    """One training step of one seed on the given batch (no seed axis).
-
-    ``x`` (B, L) tokens, ``y`` (B,) labels, ``w`` (B,) 0/1 row mask (or
-    ``None``); ``outer_x``, ``outer_y``: the outer split; ``step``: the
-    0-indexed step number (decides the warm-up and the meta steps).  Returns
-    the new state and ``dict(loss, outer_loss)`` (``outer_loss`` NaN on
-    steps without a meta step).
-
-    ``meta`` (static, for profiling): ``None`` runs the meta step on the
-    steps ``meta_placement`` says (training); ``False`` never runs it;
-    ``True`` runs it on every step.
-    """
-    cfg = self.config
-    loss, g = jax.value_and_grad(self.loss_fn)(s.params, x, y, w)
-    amp, meta_state = s.amp_params, s.meta_opt_state
-    nan = jnp.full([], jnp.nan, loss.dtype)
-    outer = nan
-    run_meta = self.has_meta and meta is not False
-    T = cfg.meta_every
-    if run_meta and cfg.meta_placement == "before":
-      do = True if meta else step % T == 0
-      amp, meta_state, outer = jax.lax.cond(
-          do, lambda: self._meta_step(s, g, outer_x, outer_y),
-          lambda: (amp, meta_state, nan))
-    updates, opt_state = self.inner_optimizer(s.hparams).update(
-        g, s.opt_state, s.params, amplifier_params=amp)
-    params = optax.apply_updates(s.params, updates)
-    if run_meta and cfg.meta_placement == "after":
-      # The reference: a copy of the updated model, the gradient recomputed
-      # on the same batch, then the look-ahead and the amplifier's update.
-      def after():
-        s2 = s._replace(params=params, opt_state=opt_state)
-        g2 = jax.grad(self.loss_fn)(params, x, y, w)
-        return self._meta_step(s2, g2, outer_x, outer_y)
-      do = True if meta else (step + 1) % T == 0
-      amp, meta_state, outer = jax.lax.cond(
-          do, after, lambda: (amp, meta_state, nan))
-    new = s._replace(params=params, opt_state=opt_state, amp_params=amp,
-                     meta_opt_state=meta_state)
-    ok = jnp.isfinite(loss) & _tree_all_finite(params)
-    if self.has_meta:
-      ok &= _tree_all_finite(amp)
-    diverged_at = jnp.where((s.diverged_at < 0) & ~ok, step, s.diverged_at)
-    frozen = diverged_at >= 0
-    new = jax.tree.map(lambda n, o: jnp.where(frozen, o, n), new, s)
-    new = new._replace(diverged_at=diverged_at)
-    return new, dict(loss=loss, outer_loss=outer)
-
-  def seed_step(self, s: SeedState, train_idx, outer_idx, data: Data, step,
-                meta: Optional[bool] = None):
-    """One training step of one seed (vmapped by ``train_steps``): draws the
-    step's batch (``batching``) and applies :meth:`batch_step`."""
-    x, y, w = self._batch(s.key, train_idx, step, data)
-    ox, oy = data.inputs[outer_idx], data.labels[outer_idx]
-    return self.batch_step(s, x, y, w, ox, oy, step, meta)
-
-  def _check_shapes(self, state: TrainState, data: Data):
-    num_seeds = data.train.shape[0]
-    chex.assert_rank(state.step, 0)
-    chex.assert_tree_shape_prefix(state.seeds, (num_seeds,))
-    chex.assert_equal_shape_prefix([data.train, data.outer, data.test], 1)
-    chex.assert_rank([data.train, data.outer, data.test, data.inputs], 2)
-    chex.assert_shape(data.labels, (data.inputs.shape[0],))
-
-  def _train_steps(self, state: TrainState, data: Data, num_steps: int,
-                   meta: Optional[bool] = None):
-    """``num_steps`` steps of all seeds in one ``lax.scan``.
-
-    ``meta`` (static) is for profiling only, see :meth:`seed_step`: the
-    default ``None`` is training; ``False`` times the inner step alone,
-    ``True`` the inner step plus a meta step on every step.
-    """
-    if num_steps < 1:
-      raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    if meta not in (None, True, False):
-      raise ValueError(f"meta must be None, True or False, got {meta!r}")
-    self._check_shapes(state, data)
-    step_all = jax.vmap(functools.partial(self.seed_step, meta=meta),
-                        in_axes=(0, 0, 0, None, None))
-    data_shared = data._replace(train=None, outer=None, test=None)
-
-    def body(st: TrainState, _):
-      seeds, out = step_all(st.seeds, data.train, data.outer, data_shared,
-                            st.step)
-      return TrainState(st.step + 1, seeds), out
-
-    return jax.lax.scan(body, state, None, length=num_steps)
-
-  def train_step(self, state: TrainState, data: Data):
-    """One step for all seeds (a scan of length 1)."""
-    return self.train_steps(state, data, num_steps=1)
-
-  # ---------------------------------------------------------------- evaluate
-  def _eval_seed(self, s: SeedState, train_idx, outer_idx, test_idx,
-                 data: Data):
-    out = {}
-    for name, idx in (("train", train_idx), ("outer", outer_idx),
-                      ("test", test_idx)):
-      logits = self.model.apply(s.params, data.inputs[idx])
-      labels = data.labels[idx]
-      out[f"{name}/loss"] = cross_entropy(logits, labels)
-      out[f"{name}/acc"] = accuracy(logits, labels)
-    g = jax.grad(self.loss_fn)(s.params, data.inputs[train_idx],
-                               data.labels[train_idx])
-    pre = self.pre_transform(s.hparams)
-    pre_state = s.opt_state[0]
-    gt, _ = pre.update(g, pre_state, s.params, amplifier_params=s.amp_params)
-    out["grad/norm"] = global_norm(g)
-    out["grad/age"] = absolute_entropy(g)
-    out["grad/norm_transformed"] = global_norm(gt)
-    out["grad/age_transformed"] = absolute_entropy(gt)
-    out["weights/norm"] = global_norm(s.params)
-    out["weights/entropy"] = absolute_entropy(s.params)
-    for name, sub in s.params["params"].items():
-      out[f"grad_norm/{name}"] = global_norm(g["params"][name])
-    out["diverged_at"] = s.diverged_at
-    return out
-
-  def _evaluate(self, state: TrainState, data: Data) -> Dict[str, jax.Array]:
-    self._check_shapes(state, data)
-    ev = jax.vmap(self._eval_seed, in_axes=(0, 0, 0, 0, None))
-    shared = data._replace(train=None, outer=None, test=None)
-    out = ev(state.seeds, data.train, data.outer, data.test, shared)
-    out["step"] = state.step
-    return out
+  def batch_step(self, s: SeedState, x, y, w, outer_x, outer_y, step):
+    return batch_step(self.config, s, x, y, w, outer_x, outer_y, step)

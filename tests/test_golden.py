@@ -167,8 +167,7 @@ def _run_trace(ref, method, prefix):
     # what the reference logs: the norm after the method's transform and
     # the clip, before the optimizer step
     g = jax.grad(tr.loss_fn)(s.params, x, y, w)
-    g, _ = tr.pre_transform(hp).update(g, s.opt_state[0], s.params,
-                                       amplifier_params=s.amp_params)
+    g = tr.transform_gradient(s, g)
     g, _ = optax.clip_by_global_norm(hp["clip"]).update(g, None)
     return optax.tree.norm(g)
 
