@@ -10,8 +10,7 @@ import os
 import sys
 from typing import Any, Dict, Optional
 
-from ngrok_jax import runner
-from ngrok_jax.presets import PAPER_PRESET_FOR_TASK, get_preset
+from ngrok_jax import presets, runner
 from ngrok_jax.report import markdown_table
 
 TASKS = ("a+b", "a-b", "a*b", "a*a-b", "a*c+b*d-e")
@@ -48,16 +47,19 @@ def parser(doc: str) -> argparse.ArgumentParser:
 
 
 def task_setup(task: str, args) -> Dict[str, Any]:
-  """config / method_config / steps / eval_every / seeds for one task."""
-  if task not in PAPER_PRESET_FOR_TASK:
+  """preset (with the --quick / --p sizes merged), config, steps,
+  eval_every, seeds and checkpoint_every for one task."""
+  if task not in presets.PAPER_PRESET_FOR_TASK:
     raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-  preset = get_preset(PAPER_PRESET_FOR_TASK[task])
-  cfg = dict(preset["config"])
+  preset = presets.get_preset(presets.PAPER_PRESET_FOR_TASK[task])
+  over: Dict[str, Any] = {}
   if args.quick:
-    cfg.update(QUICK, p=QUICK_P.get(task, QUICK_DEFAULT_P))
-    cfg["amp_hidden"] = QUICK_AMP.get(task, cfg["amp_hidden"])
+    over.update(QUICK, p=QUICK_P.get(task, QUICK_DEFAULT_P))
+    if task in QUICK_AMP:
+      over["amp_hidden"] = QUICK_AMP[task]
   if args.p is not None:
-    cfg["p"] = args.p
+    over["p"] = args.p
+  preset = presets.merge(preset, over)
   steps = args.steps or (QUICK_STEPS if args.quick else preset["steps"])
   ev = args.eval_every or (QUICK_EVAL if args.quick else preset["eval_every"])
   ev = min(ev, steps)
@@ -67,7 +69,7 @@ def task_setup(task: str, args) -> Dict[str, Any]:
   ce = None if args.quick else preset.get("checkpoint_every")
   if ce and ce % ev:
     ce = None
-  return dict(config=cfg, method_config=preset["method_config"], steps=steps,
+  return dict(preset=preset, config=preset["config"], steps=steps,
               eval_every=ev, seeds=seeds, checkpoint_every=ce)
 
 
@@ -84,9 +86,8 @@ def run_one(setup: Dict[str, Any], methods, out: str, args, *,
   return runner.run(setup["config"], methods,
                     seeds if seeds is not None else setup["seeds"],
                     setup["steps"], setup["eval_every"], out,
-                    method_overrides={m: o for m, o in
-                                      setup["method_config"].items()
-                                      if m in methods},
+                    method_overrides=presets.method_overrides(
+                        setup["preset"], methods),
                     hparams=hparams, resume=resume,
                     checkpoint_every=setup.get("checkpoint_every"),
                     progress=not args.no_progress, **kw)

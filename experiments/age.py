@@ -4,29 +4,27 @@ Trains neuralgrok and adam; plots (run folder plots/age.png) and prints the
 median AGE of the raw and the transformed gradient and the weight entropy at
 a few points of training.
 
-    python experiments/age.py --quick
-    python experiments/age.py --runs runs/experiments/compare-quick/a+b
+    python -m experiments.age --quick
+    python -m experiments.age --runs runs/experiments/compare-quick/a+b
 """
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as C  # noqa: E402
-from ngrok_jax import runner  # noqa: E402
+from experiments import _common as C
+from ngrok_jax.results import read_metrics
+from ngrok_jax.tables import md_table
 
 
 def age_table(out, methods=("neuralgrok", "adam")):
   """Median over seeds of AGE (raw/transformed), weight entropy and test
   accuracy at 0, 10, 25, 50 and 100% of training, for ``methods``."""
-  rows = runner.read_metrics(out)
+  rows = read_metrics(out)
   methods = [m for m in methods if any(r["method"] == m for r in rows)]
   steps = sorted({r["step"] for r in rows})
   pick = sorted({steps[int(f * (len(steps) - 1))] for f in
                  (0, 0.1, 0.25, 0.5, 1.0)})
-  lines = ["| method | step | AGE raw | AGE transformed | weight entropy | "
-           "test acc |", "|---|---|---|---|---|---|"]
+  lines = []
   for m in methods:
     for s in pick:
       sel = [r for r in rows if r["method"] == m and r["step"] == s]
@@ -34,10 +32,11 @@ def age_table(out, methods=("neuralgrok", "adam")):
                               for r in sel])
              for k in ("grad/age", "grad/age_transformed", "weights/entropy",
                        "test/acc")}
-      lines.append(f"| {m} | {s} | {med['grad/age']:.1f} | "
-                   f"{med['grad/age_transformed']:.1f} | "
-                   f"{med['weights/entropy']:.0f} | {med['test/acc']:.3f} |")
-  return "\n".join(lines)
+      lines.append([m, s, f"{med['grad/age']:.1f}",
+                    f"{med['grad/age_transformed']:.1f}",
+                    f"{med['weights/entropy']:.0f}", f"{med['test/acc']:.3f}"])
+  return md_table(["method", "step", "AGE raw", "AGE transformed",
+                   "weight entropy", "test acc"], lines)
 
 
 def main():

@@ -10,7 +10,7 @@ deviation of the amplified/rescaled ratio from 1.  The same for the run's
 saved example gradient tensor at the end of training (``amplifier.msgpack``).
 A value near 0 means the amplifier acts as rescaling.
 
-    python experiments/amplifier_vs_rescale.py runs/results/compare/a+b ...
+    python -m experiments.amplifier_vs_rescale runs/results/compare/a+b ...
 """
 import argparse
 import os
@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                ".."))
-from ngrok_jax import runner  # noqa: E402
-from ngrok_jax.amplifier import amplify  # noqa: E402
-from ngrok_jax.train import Trainer  # noqa: E402
+from ngrok_jax.amplifier import amplify
+from ngrok_jax.ampfile import load_amplifier
+from ngrok_jax.results import load_run
+from ngrok_jax.tables import md_row, md_table
+from ngrok_jax.train import Trainer
 
 
 def distance(g, score_fn, c=1.0):
@@ -40,14 +40,14 @@ def distance(g, score_fn, c=1.0):
 
 
 def analyse(run_dir):
-  run = runner.load_run(run_dir)
+  run = load_run(run_dir)
   spec = run["spec"]
   if "neuralgrok" not in spec.configs:
     raise ValueError(f"{run_dir!r} has no neuralgrok run")
   cfg = spec.configs["neuralgrok"]
   tr = Trainer(cfg)
   state, data = tr.init(list(spec.seeds))
-  learned, meta = runner.load_amplifier(run_dir, None)
+  learned, meta = load_amplifier(run_dir, None)
   learned = jax.tree.map(jnp.asarray, learned)
   c = float(cfg.c)
   out = []
@@ -73,10 +73,11 @@ def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("runs", nargs="+", help="NeuralGrok run folders")
   args = ap.parse_args()
-  print("| run | amplifier | seeds | init: rel. L2 dist. (median) | init: max "
-        "ratio dev. | learned: rel. L2 dist. (median) | learned: max "
-        "ratio dev. | end-of-training tensor, learned: rel. dist. |")
-  print("|---|---|---|---|---|---|---|---|")
+  header = ["run", "amplifier", "seeds", "init: rel. L2 dist. (median)",
+            "init: max ratio dev.", "learned: rel. L2 dist. (median)",
+            "learned: max ratio dev.",
+            "end-of-training tensor, learned: rel. dist."]
+  print(md_table(header, []), flush=True)  # the rows follow, one per run
   for d in args.runs:
     try:
       cfg, rows, late = analyse(d)
@@ -85,11 +86,12 @@ def main():
       sys.exit(2)
     med = lambda k, j: np.median([r[k][j] for r in rows])  # noqa: E731
     mx = lambda k, j: np.max([r[k][j] for r in rows])  # noqa: E731
-    print(f"| {os.path.basename(os.path.normpath(d))} | 1-"
-          f"{'-'.join(map(str, cfg.amp_hidden))}-1 | {len(rows)} | "
-          f"{med('init', 0):.2e} | {mx('init', 1):.2e} | "
-          f"{med('learned', 0):.2e} | {mx('learned', 1):.2e} | "
-          f"{late[2][0]:.2e} ({late[0]}, seed {late[1]}) |", flush=True)
+    row = [os.path.basename(os.path.normpath(d)),
+           f"1-{'-'.join(map(str, cfg.amp_hidden))}-1", len(rows),
+           f"{med('init', 0):.2e}", f"{mx('init', 1):.2e}",
+           f"{med('learned', 0):.2e}", f"{mx('learned', 1):.2e}",
+           f"{late[2][0]:.2e} ({late[0]}, seed {late[1]})"]
+    print(md_row(row), flush=True)
 
 
 if __name__ == "__main__":

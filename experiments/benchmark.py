@@ -5,14 +5,17 @@ steps, divided by the number of steps):
 
 * ``adam_step``: the plain Adam step (method ``adam``, same model/batch);
 * ``inner_step``: the NeuralGrok inner step alone (batch, grad, amplifier,
-  clip, Adam): ``train_steps(..., meta=False)``;
+  clip, Adam): method ``neuralgrok-frozen`` (the same step, never a meta
+  step);
 * ``meta_step``: the extra cost of one meta step, measured as
-  ``train_steps(..., meta=True)`` (inner + meta on every step) minus the
+  ``neuralgrok`` with ``meta_every=1`` (inner + meta on every step) minus the
   inner step;
 * ``amortised_step``: the real training program, ``train_steps`` with the
   meta step every T steps (the number of steps per call is a multiple of T);
   ``inner + meta/T`` is also reported as ``amortised_sum`` for comparison;
-* ``compile``: seconds to lower and compile the training program (once).
+* ``compile``: seconds to lower and compile the training program (once);
+* ``grouped_step``: the amortised step with the seeds run in groups
+  (``train_steps(..., seed_group=G)``, ``--seed-group``), for S > 1.
 
 Each timing record carries the compiled program's memory (XLA memory
 analysis: arguments + outputs + temporaries - aliased), ``peak_bytes``.
@@ -36,17 +39,17 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                ".."))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+import optax  # noqa: E402
+
+from ngrok_jax import train as train_lib  # noqa: E402
+from ngrok_jax.amplifier import amplify  # noqa: E402
 from ngrok_jax.train import TrainConfig, Trainer  # noqa: E402
 
 # Seconds per step of the authors' reference PyTorch code (NeuralOptGrok,
@@ -112,13 +115,17 @@ def abstract_state(trainer: Trainer, num_seeds: int):
 class Program:
   """One compiled ``train_steps`` program, timed per step."""
 
-  def __init__(self, trainer: Trainer, num_seeds: int, steps: int,
-               meta: Optional[bool]):
-    self.trainer, self.steps = trainer, steps
-    self.state, self.data = trainer.init(seeds=list(range(num_seeds)))
+  def __init__(self, cfg: TrainConfig, num_seeds: int, steps: int,
+               seed_group: Optional[int] = None):
+    self.cfg, self.steps = cfg, steps
+    amp = (train_lib.init_amplifier(cfg)
+           if cfg.method == "neuralgrok-frozen" else None)
+    self.state, self.data = train_lib.init(cfg, list(range(num_seeds)),
+                                           amp_params=amp)
     t0 = time.perf_counter()
-    lowered = trainer.train_steps.lower(self.state, self.data,
-                                        num_steps=steps, meta=meta)
+    lowered = train_lib.train_steps.lower(cfg, self.state, self.data,
+                                          num_steps=steps,
+                                          seed_group=seed_group)
     self.compiled = lowered.compile()
     self.compile_seconds = time.perf_counter() - t0
     self.memory = memory_bytes(self.compiled)
@@ -147,7 +154,8 @@ def _record(config_name, seeds, what, times, device, **extra):
 
 def bench_config(name: str, base: Dict[str, Any], seeds: Sequence[int],
                  repeats: int, steps: int, amp_method: str, device: str,
-                 log=print) -> List[Dict[str, Any]]:
+                 log=print, seed_group: Optional[int] = 1
+                 ) -> List[Dict[str, Any]]:
   """Timing records for one configuration and each seed count.
 
   All programs (4 per seed count) are compiled first; then each repeat runs
@@ -157,17 +165,22 @@ def bench_config(name: str, base: Dict[str, Any], seeds: Sequence[int],
   records = []
   T = base["meta_every"]
   steps = max(T, (steps // T) * T)  # a whole number of meta periods
-  adam = Trainer(TrainConfig(**{**base, "method": "adam"}))
-  ng = Trainer(TrainConfig(**{**base, "method": "neuralgrok",
-                              "amp_method": amp_method}))
+  adam = TrainConfig(**{**base, "method": "adam"}).validate()
+  ng = TrainConfig(**{**base, "method": "neuralgrok",
+                      "amp_method": amp_method}).validate()
+  frozen = dataclasses.replace(ng, method="neuralgrok-frozen")
+  every = dataclasses.replace(ng, meta_every=1)
   progs = {}
   for S in seeds:
     progs[S] = {
-        "adam_step": Program(adam, S, steps, None),
-        "inner_step": Program(ng, S, steps, False),
-        "inner_meta": Program(ng, S, steps, True),
-        "amortised_step": Program(ng, S, steps, None),
+        "adam_step": Program(adam, S, steps),
+        "inner_step": Program(frozen, S, steps),
+        "inner_meta": Program(every, S, steps),
+        "amortised_step": Program(ng, S, steps),
     }
+    if S > 1 and seed_group is not None and train_lib.group_size(
+        S, seed_group) < S:
+      progs[S]["grouped_step"] = Program(ng, S, steps, seed_group)
     for p in progs[S].values():
       p.time(0, warmup=1)
   times = {S: {k: [] for k in progs[S]} for S in seeds}
@@ -183,9 +196,12 @@ def bench_config(name: str, base: Dict[str, Any], seeds: Sequence[int],
     meta = [a - b for a, b in zip(t["inner_meta"], t["inner_step"])]
     summed = [i + m / T for i, m in zip(t["inner_step"], meta)]
     recs = []
-    for k in ("adam_step", "inner_step", "amortised_step"):
-      recs.append(_record(name, S, k, t[k], device, **common,
-                          **pr[k].memory))
+    for k in ("adam_step", "inner_step", "amortised_step", "grouped_step"):
+      if k in t:
+        extra = dict(seed_group=train_lib.group_size(S, seed_group)) if (
+            k == "grouped_step") else {}
+        recs.append(_record(name, S, k, t[k], device, **common, **extra,
+                            **pr[k].memory))
     recs.append(_record(name, S, "meta_step", meta, device, **common,
                         **pr["inner_meta"].memory))
     recs.append(_record(name, S, "amortised_sum", summed, device, **common))
@@ -209,13 +225,16 @@ def meta_memory(base: Dict[str, Any], seeds: Sequence[int],
   """Compile-only memory analysis of one step with a meta step."""
   records = []
   for var in variants:
-    tr = Trainer(TrainConfig(**{**base, "method": "neuralgrok", **var}))
+    # meta_every=1: every step has a meta step
+    cfg = TrainConfig(**{**base, "method": "neuralgrok", **var,
+                         "meta_every": 1}).validate()
+    tr = Trainer(cfg)
     for S in seeds:
       st, da = abstract_state(tr, S)
       t0 = time.perf_counter()
       try:
-        comp = tr.train_steps.lower(st, da, num_steps=1,
-                                    meta=True).compile()
+        comp = train_lib.train_steps.lower(cfg, st, da,
+                                           num_steps=1).compile()
         mem = memory_bytes(comp)
         err = None
       except Exception as e:  # e.g. the backend refuses the allocation
@@ -232,6 +251,18 @@ def meta_memory(base: Dict[str, Any], seeds: Sequence[int],
       log(f"  memory {base['task']} {var} S={S}: peak {gb:.2f} GiB "
           f"(temp {(mem['temp_bytes'] or float('nan')) / 2**30:.2f} GiB)")
   return records
+
+
+def meta_objective(tr: Trainer, s, g, ox, oy):
+  """phi -> the outer loss after the SGD look-ahead (the meta objective of
+  ``ngrok_jax.neuralgrok``), for one seed's state ``s`` and gradient ``g``."""
+  hp = s.hparams
+
+  def objective(phi):
+    ga = amplify(g, lambda v: tr.amplifier.apply(phi, v), hp["c"])
+    upd, _ = optax.sgd(hp["lookahead_lr"]).update(ga, None)
+    return tr.loss_fn(optax.apply_updates(s.params, upd), ox, oy)
+  return objective
 
 
 # ------------------------------------------------------------ precision
@@ -251,11 +282,10 @@ def meta_grad_precision(base: Dict[str, Any], device: str, seeds=(0, 1, 2),
     state, data = tr.init(seeds=list(seeds))
 
     def mg(s, train_idx, outer_idx, tr=tr, data=data):
-      x, y = tr._batch(s.key, train_idx, 0, data)
-      g = jax.grad(tr.loss_fn)(s.params, x, y)
+      x, y, w = train_lib.batch_of(tr.config, s.key, train_idx, 0, data)
+      g = jax.grad(tr.loss_fn)(s.params, x, y, w)
       ox, oy = data.inputs[outer_idx], data.labels[outer_idx]
-      return jax.grad(lambda phi: tr.outer_loss(s, g, phi, ox, oy))(
-          s.amp_params)
+      return jax.grad(meta_objective(tr, s, g, ox, oy))(s.amp_params)
     grads[key] = jax.jit(jax.vmap(mg))(state.seeds, data.train, data.outer)
   ref = grads["dense_f32"]
   for key in ("dense_bf16", "pwl_f32"):
@@ -295,24 +325,28 @@ def profile_components(name: str, base: Dict[str, Any], device: str,
                        repeats: int = 7, amp_method: str = "pwl",
                        log=print) -> List[Dict[str, Any]]:
   """Times the pieces of one seed's step, each as its own jitted program."""
-  import optax
-  from ngrok_jax.amplifier import amplify
   tr = Trainer(TrainConfig(**{**base, "method": "neuralgrok",
                               "amp_method": amp_method}))
+  cfg = tr.config
   state, data = tr.init(seeds=[0])
   s = jax.tree.map(lambda x: x[0], state.seeds)
   tidx, oidx = data.train[0], data.outer[0]
-  x, y = tr._batch(s.key, tidx, 0, data)
-  g = jax.grad(tr.loss_fn)(s.params, x, y)
+  x, y, w = train_lib.batch_of(cfg, s.key, tidx, 0, data)
+  g = jax.grad(tr.loss_fn)(s.params, x, y, w)
   ox, oy = data.inputs[oidx], data.labels[oidx]
   flat = jnp.concatenate([jnp.ravel(l) for l in jax.tree.leaves(g)])
   amp_apply = tr.amplifier.apply
-  adam = Trainer(TrainConfig(**{**base, "method": "adam"}))
-  adam_opt = adam.inner_optimizer(s.hparams)
+  adam_cfg = dataclasses.replace(cfg, method="adam")
+  adam_opt = train_lib.optimizer(adam_cfg, s.hparams)
   adam_state = adam_opt.init(s.params)
+  tx = train_lib.optimizer(cfg, s.hparams)
+  objective = meta_objective(tr, s, g, ox, oy)
+  losses = dict(train_loss=lambda p: tr.loss_fn(p, x, y, w),
+                outer_loss=lambda p: tr.loss_fn(p, ox, oy))
 
   pieces = {
-      "batch_sampling": (lambda k, t: tr._batch(k, t, 3, data), (s.key, tidx)),
+      "batch_sampling": (lambda k, t: train_lib.batch_of(cfg, k, t, 3, data),
+                         (s.key, tidx)),
       "transformer_fwd_bwd": (jax.value_and_grad(tr.loss_fn), (s.params, x, y)),
       "amplifier_scores": (amp_apply, (s.amp_params, flat)),
       "amplify_total": (lambda phi, g: amplify(
@@ -321,15 +355,14 @@ def profile_components(name: str, base: Dict[str, Any], device: str,
           g, lambda v: v * 0.5, 1.0), (g,)),
       "clip_adam_update": (lambda g, st, p: adam_opt.update(g, st, p),
                            (g, adam_state, s.params)),
-      "inner_update_total": (lambda g, st, p, phi: tr.inner_optimizer(
-          s.hparams).update(g, st, p, amplifier_params=phi),
-          (g, s.opt_state, s.params, s.amp_params)),
+      "inner_update_total": (lambda g, st, p: tx.update(
+          g, st, p, meta_step=False), (g, s.opt_state, s.params)),
+      "update_with_meta_step": (lambda g, st, p: tx.update(
+          g, st, p, meta_step=True, **losses), (g, s.opt_state, s.params)),
       "amplifier_scores_grad": (jax.grad(lambda phi, v: jnp.sum(
           amp_apply(phi, v) * v)), (s.amp_params, flat)),
-      "meta_grad": (jax.grad(lambda phi: tr.outer_loss(s, g, phi, ox, oy)),
-                    (s.amp_params,)),
-      "outer_loss_fwd": (lambda phi: tr.outer_loss(s, g, phi, ox, oy),
-                         (s.amp_params,)),
+      "meta_grad": (jax.grad(objective), (s.amp_params,)),
+      "outer_loss_fwd": (objective, (s.amp_params,)),
       "divergence_check": (lambda p: jnp.all(jnp.stack(
           [jnp.all(jnp.isfinite(l)) for l in jax.tree.leaves(p)])),
           (s.params,)),
@@ -361,7 +394,7 @@ def table(records: List[Dict[str, Any]]) -> str:
       continue
     rows.setdefault((r["config"], r["seeds"]), {})[r["what"]] = r
   cols = ["adam_step", "inner_step", "meta_step", "amortised_step",
-          "amortised_sum", "compile"]
+          "amortised_sum", "grouped_step", "compile"]
   head = (f"| config | S | " + " | ".join(
       c + (" (s)" if c == "compile" else " (ms)") for c in cols)
       + " | NG/Adam | peak MiB |")
@@ -408,6 +441,11 @@ def targets(records: List[Dict[str, Any]]) -> List[str]:
           ("a+b", S, "amortised_step"))
       if m1 and mS:
         out.append(f"  (fastest repeats: S={S} / S=1 = {mS / m1:.2f})")
+    g8 = get.get(("a+b", S, "grouped_step"))
+    if a and g8:
+      r = g8 / a
+      out.append(f"a+b S={S} in seed groups / S=1 amortised step = {r:.2f} "
+                 f"(target <= {S}: {'met' if r <= S else 'NOT met'})")
   h = get.get(("a*c+b*d-e", 1, "amortised_step"))
   if h:
     sp = REFERENCE_SECONDS["a*c+b*d-e"]["amortised_step"] / h
@@ -432,6 +470,9 @@ def main(argv=None):
                   help="scanned steps per call (rounded to a multiple of T; "
                        "default 12; quick: 6)")
   ap.add_argument("--amp-method", default="pwl", choices=("pwl", "dense"))
+  ap.add_argument("--seed-group", type=int, default=1,
+                  help="also time S > 1 seeds in groups of this many "
+                       "(grouped_step; default 1: one seed after another)")
   ap.add_argument("--memory", action="store_true",
                   help="compile-only meta-step memory analysis, 1152 wide")
   ap.add_argument("--memory-seeds", default="1,8,64")
@@ -463,7 +504,8 @@ def main(argv=None):
                                     amp_method=args.amp_method)
   for n in names if not args.no_steps else []:
     records += bench_config(n, configs[n], seeds if n == "a+b" else [1],
-                            repeats, steps, args.amp_method, device)
+                            repeats, steps, args.amp_method, device,
+                            seed_group=args.seed_group)
   if args.memory:
     base = configs["a*c+b*d-e"]
     mseeds = [int(s) for s in args.memory_seeds.split(",")]

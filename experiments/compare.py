@@ -8,14 +8,12 @@ as a second run folder ``<task>-wd0``, adam (and rescale) without weight
 decay: plain Adam, the "standard training" of the grokking literature.
 Prints one markdown table (steps to 95% / 99%).
 
-    python experiments/compare.py --quick            # CPU, minutes
-    python experiments/compare.py --tasks a*a-b      # paper size, one task
+    python -m experiments.compare --quick            # CPU, minutes
+    python -m experiments.compare --tasks a*a-b      # paper size, one task
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as C  # noqa: E402
+from experiments import _common as C
 
 METHODS = ["neuralgrok", "adam", "adamw", "grokfast-ema", "grokfast-ma",
            "rescale"]

@@ -9,7 +9,7 @@ run (``amplifier.msgpack``, every seed's parameters, which
 and its metadata ``amplifier.json``; tens to hundreds of kB) and the plots
 named by ``--plots``.  Checkpoints stay behind (they are large).
 
-    python experiments/export_results.py runs/results experiments/results/cpu
+    python -m experiments.export_results runs/results experiments/results/cpu
 """
 import argparse
 import gzip

@@ -9,9 +9,9 @@ mean), the difference of the normalised area under the test-accuracy curve
 many seeds only one of the two, or neither, brought to 95%
 (``ngrok_jax.stats``).
 
-    python experiments/paired.py experiments/results/cpu/compare/a+b
-    python experiments/paired.py runs/results/compare/* --with-suffix=-wd0
-    python experiments/paired.py runs/results/sweep_c --out paired.md
+    python -m experiments.paired experiments/results/cpu/compare/a+b
+    python -m experiments.paired runs/results/compare/* --with-suffix=-wd0
+    python -m experiments.paired runs/results/sweep_c --out paired.md
 
 ``--with-suffix S`` also pairs the methods of the folder ``RUN_DIR + S``
 (compare.py's ablation ``<task>-wd0``; the CPU-size study of RESULTS.md has
@@ -21,11 +21,9 @@ its own.
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as C  # noqa: E402
-from ngrok_jax import runner, stats  # noqa: E402
+from experiments import _common as C
+from ngrok_jax import runner, stats
 
 
 def tables(run_dirs, reference="neuralgrok", suffix=None, budget=None,

@@ -3,15 +3,12 @@
 All values of c run as ONE vmapped program per method: c is a per-seed
 hyperparameter array (each value gets --seeds seeds).
 
-    python experiments/sweep_c.py --quick
-    python experiments/sweep_c.py --task a*a-b --values 0.25,0.5,1,2,4
-    python experiments/sweep_c.py --quick --task a+b --values 0.1,1,10 --wd 1e-3
+    python -m experiments.sweep_c --quick
+    python -m experiments.sweep_c --task a*a-b --values 0.25,0.5,1,2,4
+    python -m experiments.sweep_c --quick --task a+b --values 0.1,1,10 --wd 1e-3
 """
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as C  # noqa: E402
+from experiments import _common as C
+from ngrok_jax.spec import sweep_seeds
 
 
 def main():
@@ -25,11 +22,8 @@ def main():
   args = p.parse_args()
   setup = C.task_setup(args.task, args)
   values = [float(v) for v in args.values.split(",")]
-  n = setup["seeds"]
-  seeds = list(range(n * len(values)))
-  c = [values[i // n] for i in seeds]
+  seeds, hp = sweep_seeds(setup["seeds"], {"c": values})
   out = C.out_dir(args, "sweep_c")
-  hp = {"c": c}
   if args.wd is not None:
     hp["wd"] = args.wd
   C.run_one(setup, args.methods.split(","), out, args, seeds=seeds,

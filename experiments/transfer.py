@@ -13,24 +13,19 @@ Prints the matrix of steps to 95% test accuracy (median, successes/seeds),
 source x target, with the target's own NeuralGrok and Adam runs from the
 compare folder as reference rows when they exist.
 
-    python experiments/transfer.py --quick          # after compare.py --quick
-    python experiments/transfer.py --sources a+b --targets a-b,a*b
+    python -m experiments.transfer --quick          # after compare.py --quick
+    python -m experiments.transfer --sources a+b --targets a-b,a*b
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as C  # noqa: E402
-from ngrok_jax import runner  # noqa: E402
+from experiments import _common as C
+from ngrok_jax.results import load_run
+from ngrok_jax.tables import md_table, steps_text
 
 
 def _cell(summary, method, t=95):
   per = summary["methods"].get(method)
-  if per is None:
-    return "-"
-  s = per[f"t{t}"]
-  med = "never" if s["median"] is None else f"{s['median']:.0f}"
-  return f"{med} ({s['success']}/{s['n']})"
+  return "-" if per is None else steps_text(per[f"t{t}"])
 
 
 def _has_amplifier(d):
@@ -72,22 +67,19 @@ def main():
       matrix[s, t] = C.run_one(setup, ["neuralgrok-frozen"], out, args,
                                amplifier=src_dir[s],
                                amplifier_seed=args.amplifier_seed)
-  lines = ["| frozen amplifier from \\ target | " + " | ".join(targets) +
-           " |", "|---|" + "---|" * len(targets)]
-  for s in sources:
-    lines.append(f"| {s} | " + " | ".join(
-        _cell(matrix[s, t], "neuralgrok-frozen") for t in targets) + " |")
+  lines = [[s] + [_cell(matrix[s, t], "neuralgrok-frozen") for t in targets]
+           for s in sources]
   for m in ("neuralgrok", "adam"):
     cells = []
     for t in targets:
       d = os.path.join(runs, t)
-      cells.append(_cell(runner.load_run(d)["summary"], m)
+      cells.append(_cell(load_run(d)["summary"], m)
                    if os.path.isfile(os.path.join(d, "summary.json")) else
                    "-")
-    lines.append(f"| ({m} on the target, {runs}) | " + " | ".join(cells) +
-                 " |")
+    lines.append([f"({m} on the target, {runs})"] + cells)
+  table = md_table(["frozen amplifier from \\ target"] + targets, lines)
   print("\n## Transfer: steps to 95% test accuracy, median (successes/seeds)"
-        "\n\n" + "\n".join(lines) + "\n", flush=True)
+        "\n\n" + table + "\n", flush=True)
 
 
 if __name__ == "__main__":

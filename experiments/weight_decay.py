@@ -6,25 +6,20 @@ prints, per wd, how unstable training was after reaching 95%: the largest
 later drop of test accuracy, and the number of seeds whose test accuracy
 fell back below 0.5 after reaching 0.95, and diverged seeds.
 
-    python experiments/weight_decay.py --quick
+    python -m experiments.weight_decay --quick
 """
-import os
-import sys
-
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as C  # noqa: E402
-from ngrok_jax import runner  # noqa: E402
+from experiments import _common as C
+from ngrok_jax.results import load_run, seed_curve
+from ngrok_jax.spec import sweep_seeds
+from ngrok_jax.tables import md_table
 
 
 def instability(rows, method, seeds):
   drops, relapses = [], 0
   for s in seeds:
-    sel = sorted((r for r in rows if r["method"] == method and
-                  r["seed"] == s), key=lambda r: r["step"])
-    acc = np.array([np.nan if r["test/acc"] is None else r["test/acc"]
-                    for r in sel])
+    _, acc = seed_curve(rows, method, s, mask_diverged=False)
     hit = np.nonzero(acc >= 0.95)[0]
     if not hit.size:
       continue
@@ -42,25 +37,23 @@ def main():
   args = p.parse_args()
   setup = C.task_setup(args.task, args)
   values = [float(v) for v in args.values.split(",")]
-  n = setup["seeds"]
-  seeds = list(range(n * len(values)))
-  wd = [values[i // n] for i in seeds]
+  seeds, hp = sweep_seeds(setup["seeds"], {"wd": values})
   out = C.out_dir(args, "weight_decay")
   C.run_one(setup, args.methods.split(","), out, args, seeds=seeds,
-            hparams={"wd": wd})
+            hparams=hp)
   C.print_table([out], f"weight decay on {args.task}")
-  rows = runner.read_metrics(out)
-  print("| method | wd | max drop after 95% | relapses < 0.5 | diverged |")
-  print("|---|---|---|---|---|")
-  summary = runner.load_run(out)["summary"]
+  run = load_run(out)
+  lines = []
   for m in args.methods.split(","):
     for v in values:
-      idx = [i for i in seeds if wd[i] == v]
-      drop, rel = instability(rows, m, idx)
-      div = sum(summary["methods"][m]["diverged_at"][i] is not None
+      idx = [i for i, s in enumerate(seeds) if hp["wd"][i] == v]
+      drop, rel = instability(run["rows"], m, [seeds[i] for i in idx])
+      div = sum(run["summary"]["methods"][m]["diverged_at"][i] is not None
                 for i in idx)
-      print(f"| {m} | {v:g} | {'-' if drop is None else f'{drop:.3f}'} | "
-            f"{rel}/{len(idx)} | {div}/{len(idx)} |")
+      lines.append([m, f"{v:g}", "-" if drop is None else f"{drop:.3f}",
+                    f"{rel}/{len(idx)}", f"{div}/{len(idx)}"])
+  print(md_table(["method", "wd", "max drop after 95%", "relapses < 0.5",
+                  "diverged"], lines))
 
 
 if __name__ == "__main__":

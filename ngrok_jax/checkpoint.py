@@ -3,12 +3,22 @@
 One :class:`Checkpointer` per (run folder, method) wraps an
 ``ocp.CheckpointManager`` whose checkpoints are composites of
 
-* ``state``: every leaf of the :class:`ngrok_jax.TrainState` (all seeds:
-  model params, optimizer states, GrokFast buffers, amplifier params, meta
-  optimizer state, RNG keys, per-seed hyperparameters, ``diverged_at``, the
-  step counter), flattened to ``{"000": array, ...}`` (``StandardSave``);
+* ``state``: the :class:`ngrok_jax.TrainState` pytree as it is
+  (``StandardSave``; all seeds: model params, optimizer states, GrokFast
+  buffers, amplifier params, meta optimizer state, RNG keys, per-seed
+  hyperparameters, ``diverged_at``, the step counter), its leaves named by
+  their path (``seeds/params/params/head/kernel``, ...), so plain orbax
+  reads it without this module: ``ocp.CheckpointManager(dir,
+  item_names=("state", "meta")).restore(step, args=ocp.args.Composite(
+  state=ocp.args.StandardRestore()))["state"]`` is a nested dict
+  (``["seeds"]["params"]``, ...);
 * ``meta``: JSON (``JsonSave``) with the step, the metrics history so far,
-  the accumulated wall time, and a SHA-256 checksum of the state leaves.
+  the accumulated wall time, a SHA-256 checksum of the state leaves and
+  ``layout: "tree"``.
+
+Checkpoints written before the state was saved as a tree (no ``layout``:
+the leaves flattened to ``{"0000": array, ...}``) are still restored, into
+the structure of the template.
 
 Saves are asynchronous (the arrays are copied to host memory first, so the
 donated device buffers can be reused at once); :meth:`Checkpointer.close`
@@ -37,9 +47,23 @@ class CheckpointError(RuntimeError):
   """No usable checkpoint (all missing, truncated or corrupted)."""
 
 
-def _flatten(state) -> Tuple[dict, Any]:
-  leaves, treedef = jax.tree.flatten(state)
-  return {f"{i:04d}": np.array(l) for i, l in enumerate(leaves)}, treedef
+class _Mismatch(Exception):
+  """The checkpoint's state does not fit the template."""
+
+
+#: ``meta["layout"]`` of a checkpoint whose state is the pytree as it is.
+TREE = "tree"
+
+
+def _abstract(tree):
+  return jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype), tree)
+
+
+def _legacy_abstract(template) -> dict:
+  """The abstract state of a checkpoint of the old flat layout."""
+  return {f"{i:04d}": jax.ShapeDtypeStruct(np.shape(l), np.asarray(l).dtype)
+          for i, l in enumerate(jax.tree.leaves(template))}
 
 
 def state_checksum(state) -> str:
@@ -79,11 +103,11 @@ class Checkpointer:
   # ------------------------------------------------------------------ save
   def save(self, step: int, state, meta: Mapping[str, Any]) -> None:
     """Saves ``state`` (any pytree) and JSON-able ``meta`` at ``step``."""
-    flat, _ = _flatten(state)
-    meta = dict(meta, step=int(step), checksum=state_checksum(state),
-                num_leaves=len(flat))
+    host = jax.tree.map(np.array, state)  # a copy: the buffers may be donated
+    meta = dict(meta, step=int(step), checksum=state_checksum(host),
+                num_leaves=len(jax.tree.leaves(host)), layout=TREE)
     self.manager.save(int(step), args=ocp.args.Composite(
-        state=ocp.args.StandardSave(flat), meta=ocp.args.JsonSave(meta)),
+        state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)),
         force=True)
 
   def wait(self) -> None:
@@ -110,31 +134,44 @@ class Checkpointer:
     Raises :class:`CheckpointError` if it cannot be read, does not match the
     template's leaves (shape, dtype) or fails its checksum.
     """
-    flat_t, treedef = _flatten(template)
-    abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
-                for k, v in flat_t.items()}
+    want = _abstract(template)
     try:
-      out = self.manager.restore(int(step), args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract),
-          meta=ocp.args.JsonRestore()))
+      meta = dict(self.manager.restore(int(step), args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore()))["meta"])
+      tree = meta.get("layout") == TREE
+      n = len(jax.tree.leaves(want))
+      if meta.get("num_leaves", n) != n:
+        raise _Mismatch(f"{meta['num_leaves']} leaves, this configuration's "
+                        f"state has {n}")
+      abstract = want if tree else _legacy_abstract(template)
+      got = self.manager.restore(int(step), args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract)))["state"]
+    except _Mismatch as e:
+      raise CheckpointError(f"checkpoint {step} in {self.directory} has a "
+                            f"different state structure ({e})") from None
     except Exception as e:  # noqa: BLE001 - any read failure means unusable
       msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
       raise CheckpointError(f"checkpoint {step} in {self.directory} cannot "
                             f"be read ({type(e).__name__}: {msg[:200]})") from e
-    meta = dict(out["meta"])
-    flat = out["state"]
-    if set(flat) != set(flat_t):
+    if not tree:  # the old flat layout: leaves in the template's order
+      if set(got) != set(abstract):
+        raise CheckpointError(f"checkpoint {step} has a different state "
+                              "structure than this configuration")
+      got = jax.tree.unflatten(jax.tree.structure(template),
+                               [got[k] for k in sorted(got)])
+    if jax.tree.structure(got) != jax.tree.structure(want):
       raise CheckpointError(f"checkpoint {step} has a different state "
                             "structure than this configuration")
+    paths = jax.tree_util.tree_flatten_with_path(want)[0]
     leaves = []
-    for k in sorted(flat_t):
-      a = np.asarray(flat[k])
-      if a.shape != flat_t[k].shape or a.dtype != flat_t[k].dtype:
+    for (path, w), a in zip(paths, jax.tree.leaves(got)):
+      a = np.asarray(a)
+      if a.shape != w.shape or a.dtype != w.dtype:
         raise CheckpointError(
-            f"checkpoint {step}: leaf {k} is {a.dtype}{list(a.shape)}, "
-            f"expected {flat_t[k].dtype}{list(flat_t[k].shape)}")
+            f"checkpoint {step}: leaf {jax.tree_util.keystr(path)} is "
+            f"{a.dtype}{list(a.shape)}, expected {w.dtype}{list(w.shape)}")
       leaves.append(a)
-    state = jax.tree.unflatten(treedef, leaves)
+    state = jax.tree.unflatten(jax.tree.structure(template), leaves)
     if meta.get("checksum") != state_checksum(state):
       raise CheckpointError(f"checkpoint {step} in {self.directory} fails "
                             "its checksum (corrupted)")

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ngrok_jax import tasks as tasks_lib
+from ngrok_jax.fileio import is_int
 
 __all__ = ["METHODS", "AMPLIFIER_METHODS", "CLIPPED_METHODS", "LOOKAHEADS",
-           "PLACEMENTS", "BATCHINGS", "HPARAMS", "TrainConfig", "check_hparam",
+           "PLACEMENTS", "BATCHINGS", "INITS", "AMP_KINDS", "AMP_DTYPES",
+           "HPARAMS", "TrainConfig", "check_hparam",
            "num_examples"]
 
 #: Values of ``TrainConfig.method``: the baselines and NeuralGrok (learned
@@ -29,11 +31,26 @@ CLIPPED_METHODS = ("neuralgrok", "neuralgrok-frozen", "rescale")
 LOOKAHEADS = ("sgd", "inner")
 PLACEMENTS = ("after", "before")
 BATCHINGS = ("epoch", "iid")
+INITS = ("torch", "flax")
+#: ``amp_method``: the exact piecewise-linear table or the MLP itself.
+AMP_KINDS = ("pwl", "dense")
+AMP_DTYPES = ("float32", "bfloat16")
 
 #: Numeric hyperparameters carried per seed as arrays (``TrainConfig``
 #: fields; overridable per seed in ``Trainer.init(hparams=...)``).
 HPARAMS = ("lr", "wd", "b1", "b2", "eps", "eps_root", "clip", "c", "alpha",
            "lamb", "meta_lr", "meta_wd", "lookahead_lr")
+
+
+def _field(default, help: str, *, choices: Optional[Sequence] = None,
+           min: Optional[int] = None, flag: Optional[str] = None):
+  """A :class:`TrainConfig` field with its help text, its valid ``choices``
+  and, for integers, its ``min``imum in ``metadata``: the one source of the
+  command line's flags (:mod:`ngrok_jax.cli`, ``--<name-with-dashes>``
+  unless ``flag`` names another) and of :meth:`TrainConfig.validate`."""
+  return dataclasses.field(default=default, metadata=dict(
+      help=help, choices=tuple(choices) if choices is not None else None,
+      min=min, flag=flag))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,97 +69,109 @@ class TrainConfig:
   ``init="torch"``, ``meta_placement="after"``, ``batching="epoch"``,
   ``c=0.2``, baselines unclipped and trained on the outer split too
   (``train_on_outer=None``: True for every method without a meta step).
+
+  Every field carries its help text and checks in ``metadata`` (see
+  :func:`_field`); ``ngrok-jax train`` has one flag per field.
   """
-  task: str = "a+b"
-  p: int = 97
-  method: str = "neuralgrok"
-  fractions: Tuple[float, float, float] = (0.49, 0.01, 0.50)
-  split_seed: Optional[int] = None  # None: each seed splits the data itself
-  depth: int = 2
-  dim: int = 128
-  heads: int = 4
-  batch_size: int = 512
-  warmup_steps: int = 10
-  init: str = "torch"  # "torch" (reference) or "flax"
-  batching: str = "epoch"  # "epoch" (reference DataLoader) or "iid"
-  # None: True for methods without an outer loop (they train on 50%)
-  train_on_outer: Optional[bool] = None
-  amp_hidden: Tuple[int, ...] = (128, 128)
-  amp_method: str = "pwl"  # "pwl" (exact, fast) or "dense"
-  amp_dtype: str = "float32"  # "bfloat16": mixed precision, dense path only
-  # dense path only: evaluate the amplifier in rematerialised blocks of this
-  # many components (bounds the meta step's activation memory); None: off.
-  amp_chunk: Optional[int] = None
-  meta_every: int = 3  # T
-  lookahead: str = "sgd"  # "sgd" (reference) or "inner" (real optimizer)
-  meta_placement: str = "after"  # "after" (reference) or "before"
-  window: int = 100  # GrokFast-MA
-  # numeric hyperparameters (see HPARAMS)
-  lr: float = 1e-3
-  wd: Optional[float] = None
-  b1: float = 0.9
-  b2: float = 0.98
-  eps: float = 1e-8
-  eps_root: float = 0.0
-  clip: Optional[float] = None
-  c: float = 0.2
-  alpha: float = 0.98
-  lamb: Optional[float] = None
-  meta_lr: float = 1e-4
-  meta_wd: Optional[float] = None
-  lookahead_lr: Optional[float] = None  # None: the model's lr (reference)
+  task: str = _field("a+b", "task (a modular-arithmetic expression)",
+                     choices=tasks_lib.TASKS)
+  p: int = _field(97, "modulus p", min=1)
+  method: str = _field("neuralgrok", "training method (one run per method)",
+                       choices=METHODS, flag="--methods")
+  fractions: Tuple[float, float, float] = _field(
+      (0.49, 0.01, 0.50), "inner-train, outer (meta-validation) and test "
+      "fractions of the examples, e.g. 0.49,0.01,0.5")
+  split_seed: Optional[int] = _field(
+      None, "one data split for all seeds (default: each seed splits the "
+      "data itself)", min=0)
+  depth: int = _field(2, "transformer blocks", min=1)
+  dim: int = _field(128, "model width d", min=1)
+  heads: int = _field(4, "attention heads (must divide dim)", min=1)
+  batch_size: int = _field(512, "batch size", min=1)
+  warmup_steps: int = _field(10, "linear learning-rate warm-up steps", min=0)
+  init: str = _field("torch", "transformer initialisation: torch (PyTorch "
+                     "defaults, the reference) or flax", choices=INITS)
+  batching: str = _field("epoch", "batches: epoch (shuffled each epoch, as a "
+                         "DataLoader; the reference) or iid draws",
+                         choices=BATCHINGS)
+  train_on_outer: Optional[bool] = _field(
+      None, "train on the outer split too (default: yes for methods without "
+      "a meta step, as the reference's baselines)")
+  amp_hidden: Tuple[int, ...] = _field(
+      (128, 128), "amplifier hidden sizes, e.g. 128,128", min=1)
+  amp_method: str = _field("pwl", "amplifier evaluation: pwl (exact "
+                           "piecewise-linear table, fast) or dense (the MLP "
+                           "itself)", choices=AMP_KINDS)
+  amp_dtype: str = _field("float32", "dense amplifier matmul dtype "
+                          "(bfloat16: mixed precision; dense only)",
+                          choices=AMP_DTYPES)
+  amp_chunk: Optional[int] = _field(
+      None, "dense amplifier only: evaluate in rematerialised blocks of this "
+      "many components (bounds the meta step's memory; default: one block)",
+      min=1)
+  meta_every: int = _field(3, "T: meta step every T steps (NeuralGrok)",
+                           min=0)
+  lookahead: str = _field("sgd", "meta look-ahead: sgd (the reference) or "
+                          "inner (the real optimizer; needs eps_root > 0)",
+                          choices=LOOKAHEADS)
+  meta_placement: str = _field(
+      "after", "meta step after the inner step at the updated parameters "
+      "(the reference) or before it at the current ones", choices=PLACEMENTS)
+  window: int = _field(100, "GrokFast-MA window", min=1)
+  # numeric hyperparameters (see HPARAMS; ranges in check_hparam)
+  lr: float = _field(1e-3, "learning rate")
+  wd: Optional[float] = _field(
+      None, "weight decay (coupled L2 for Adam, decoupled for AdamW; "
+      "default: 1 for adamw, else 0)")
+  b1: float = _field(0.9, "Adam beta1 (model and meta optimizer)")
+  b2: float = _field(0.98, "Adam beta2 (model and meta optimizer)")
+  eps: float = _field(1e-8, "Adam eps")
+  eps_root: float = _field(0.0, "Adam eps_root (> 0 needed by lookahead "
+                           "inner, e.g. 1e-16)")
+  clip: Optional[float] = _field(
+      None, "global-norm clip, inf: off (default: 1 for neuralgrok and "
+      "rescale, off for the other baselines)")
+  c: float = _field(0.2, "rescaling coefficient c (neuralgrok, rescale)")
+  alpha: float = _field(0.98, "GrokFast-EMA alpha")
+  lamb: Optional[float] = _field(
+      None, "GrokFast lamb (default: 5 for grokfast-ma, else 2)")
+  meta_lr: float = _field(1e-4, "meta (amplifier) learning rate")
+  meta_wd: Optional[float] = _field(
+      None, "meta weight decay (default: the model's wd)")
+  lookahead_lr: Optional[float] = _field(
+      None, "look-ahead SGD learning rate (default: the model's lr, as the "
+      "reference)")
 
   # ------------------------------------------------------------------ checks
   def validate(self) -> "TrainConfig":
-    """Raises ValueError naming the field and the valid choices."""
-    if self.method not in METHODS:
-      raise ValueError(f"unknown method {self.method!r}; valid methods: "
-                       f"{', '.join(METHODS)}")
-    if self.task not in tasks_lib.TASKS:
-      raise ValueError(f"unknown task {self.task!r}; valid tasks: "
-                       f"{', '.join(sorted(tasks_lib.TASKS))}")
-    if self.lookahead not in LOOKAHEADS:
-      raise ValueError(f"unknown lookahead {self.lookahead!r}; valid: "
-                       f"{', '.join(LOOKAHEADS)}")
-    for name, valid in (("init", ("torch", "flax")),
-                        ("batching", BATCHINGS),
-                        ("meta_placement", PLACEMENTS)):
-      if getattr(self, name) not in valid:
-        raise ValueError(f"unknown {name} {getattr(self, name)!r}; valid: "
-                         f"{', '.join(valid)}")
+    """Raises ValueError naming the field and the valid choices or range."""
+    for f in dataclasses.fields(self):
+      v, meta = getattr(self, f.name), f.metadata
+      if meta["choices"] is not None and v not in meta["choices"]:
+        raise ValueError(f"unknown {f.name} {v!r}; valid: "
+                         f"{', '.join(meta['choices'])}")
+      if meta["min"] is not None and not (v is None and f.default is None):
+        many = isinstance(f.default, tuple)  # e.g. amp_hidden: one or more
+        vals = (v,) if not many else tuple(v) if isinstance(
+            v, (tuple, list)) else ()
+        if not vals or not all(is_int(x) and x >= meta["min"] for x in vals):
+          what = ("positive integer" if meta["min"] == 1 else
+                  f"integer >= {meta['min']}")
+          what = f"{what}s" if many else f"a{'n' * (what[0] == 'i')} {what}"
+          none = "None or " if f.default is None else ""
+          raise ValueError(f"{f.name} must be {none}{what}, got {v!r}")
     if self.train_on_outer not in (None, True, False):
       raise ValueError(f"train_on_outer must be None, True or False, got "
                        f"{self.train_on_outer!r}")
     if self.method == "neuralgrok" and self.train_on_outer:
       raise ValueError("train_on_outer=True would train neuralgrok on its "
                        "own meta-validation (outer) split")
-    if self.amp_method not in ("pwl", "dense"):
-      raise ValueError(f"unknown amp_method {self.amp_method!r}; valid: "
-                       "pwl, dense")
-    if self.amp_dtype not in ("float32", "bfloat16"):
-      raise ValueError(f"unknown amp_dtype {self.amp_dtype!r}; valid: "
-                       "float32, bfloat16")
-    if self.amp_chunk is not None and (
-        isinstance(self.amp_chunk, bool) or
-        not isinstance(self.amp_chunk, (int, np.integer)) or
-        self.amp_chunk < 1):
-      raise ValueError(f"amp_chunk must be None or a positive integer, got "
-                       f"{self.amp_chunk!r}")
-    for name in ("p", "depth", "dim", "heads", "batch_size", "window"):
-      v = getattr(self, name)
-      if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    for name in ("warmup_steps", "meta_every"):
-      v = getattr(self, name)
-      if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+    if self.amp_method != "dense" and (self.amp_chunk is not None or
+                                       self.amp_dtype != "float32"):
+      raise ValueError("amp_chunk and amp_dtype='bfloat16' apply only to "
+                       "amp_method='dense' (--amp-method dense)")
     if self.dim % self.heads:
       raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
-    if not self.amp_hidden or any(
-        isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1
-        for h in self.amp_hidden):
-      raise ValueError(f"amp_hidden must be positive integers, got "
-                       f"{self.amp_hidden!r}")
     if self.method == "neuralgrok" and self.meta_every < 1:
       raise ValueError("meta_every (T) must be >= 1 for neuralgrok")
     if self.method == "neuralgrok" and self.lookahead == "inner" and not (

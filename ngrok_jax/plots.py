@@ -26,6 +26,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ngrok_jax.ampfile import load_amplifier  # noqa: E402
+from ngrok_jax.results import load_run, sweep_label  # noqa: E402
+
 __all__ = ["plot_run", "plot_curves", "plot_amplifier", "compare_runs",
            "curve_groups"]
 
@@ -36,10 +39,6 @@ Group = Tuple[str, str, Optional[List[int]]]
 def _colors(methods: Sequence[str]) -> Dict[str, str]:
   cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   return {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
-
-
-def _hp_value(v) -> str:
-  return v if isinstance(v, str) else f"{v:g}"  # "inf" is stored as a str
 
 
 def _default_wd(method: str) -> float:
@@ -68,7 +67,7 @@ def curve_groups(rows, methods: Sequence[str],
       continue
     groups: Dict[str, set] = {}
     for r in sel:
-      key = ",".join(f"{k[3:]}={_hp_value(r.get(k))}" for k in swept)
+      key = sweep_label({k[3:]: r.get(k) for k in swept})
       groups.setdefault(key, set()).add(r["seed"])
     for key, seeds in sorted(groups.items(), key=lambda kv: min(kv[1])):
       out.append((f"{label} [{key}]", m, sorted(seeds)))
@@ -131,7 +130,6 @@ def _save(fig, path):
 
 def plot_run(out_dir: str) -> List[str]:
   """Writes all plots of a run folder; returns the paths written."""
-  from ngrok_jax.runner import load_run
   run = load_run(out_dir)
   rows, methods = run["rows"], run["spec"].methods
   pdir = os.path.join(out_dir, "plots")
@@ -182,7 +180,6 @@ def plot_amplifier(path: str, out_png: str) -> str:
   """The learned amplifier: score function and reweighting of a real tensor."""
   import jax.numpy as jnp
   from ngrok_jax.amplifier import Amplifier, amplify
-  from ngrok_jax.runner import load_amplifier
   params, meta = load_amplifier(path, seed_index=None)
   amp = Amplifier(tuple(meta["hidden"]), meta.get("amp_method", "pwl"))
   lo, hi = meta["grad_range"]
@@ -235,7 +232,6 @@ def plot_amplifier(path: str, out_png: str) -> str:
 def compare_runs(run_dirs: Sequence[str], out_png: str,
                  key: str = "test/acc") -> str:
   """Median curves of every (run, method) in one figure."""
-  from ngrok_jax.runner import load_run
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for d in run_dirs:
     run = load_run(d)

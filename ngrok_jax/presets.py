@@ -32,9 +32,10 @@ prints each one's ``source``.
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict
+from typing import Any, Dict, Mapping, Optional, Sequence
 
-__all__ = ["PRESETS", "get_preset", "preset_names"]
+__all__ = ["PRESETS", "get_preset", "preset_names", "merge",
+           "method_overrides"]
 
 _PAPER_COMMON = dict(dim=128, heads=4, batch_size=512, warmup_steps=10,
                      lr=1e-3, b1=0.9, b2=0.98, wd=1e-3, c=0.2)
@@ -124,3 +125,27 @@ def get_preset(name: str) -> Dict[str, Any]:
     raise ValueError(f"unknown preset {name!r}; valid presets: "
                      f"{', '.join(PRESETS)}")
   return copy.deepcopy(PRESETS[name])
+
+
+def merge(preset: Mapping[str, Any],
+          config: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+  """A copy of ``preset`` with the :class:`ngrok_jax.TrainConfig` fields
+  ``config`` set: an explicit value replaces the preset's ``config`` value
+  and the same field of every per-method setting (``method_config``), so
+  it holds for every method.  The one place where presets and explicit
+  options meet (``ngrok-jax train``, the experiment scripts)."""
+  out = copy.deepcopy(dict(preset))
+  config = dict(config or {})
+  out["config"] = {**out["config"], **config}
+  out["method_config"] = {
+      m: {k: v for k, v in over.items() if k not in config}
+      for m, over in out.get("method_config", {}).items()}
+  return out
+
+
+def method_overrides(preset: Mapping[str, Any],
+                     methods: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+  """The preset's per-method settings of ``methods`` (for
+  ``make_spec(method_overrides=...)``)."""
+  mc = preset.get("method_config", {})
+  return {m: dict(mc[m]) for m in methods if m in mc}

@@ -2,20 +2,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
-from ngrok_jax.runner import THRESHOLDS, load_run
+from ngrok_jax.results import THRESHOLDS, load_run
+from ngrok_jax.tables import md_table, steps_cells
 
 __all__ = ["markdown_table", "report"]
-
-
-def _steps_cell(s: Mapping[str, Any]) -> List[str]:
-  if s["median"] is None:
-    med, iqr = "never", "-"
-  else:
-    med = f"{s['median']:.0f}"
-    iqr = f"{s['q25']:.0f}-{s['q75']:.0f}"
-  return [med, iqr, f"{s['success']}/{s['n']}"]
 
 
 def _rows_of(name: str, summary: Mapping[str, Any]) -> List[List[str]]:
@@ -27,7 +19,7 @@ def _rows_of(name: str, summary: Mapping[str, Any]) -> List[List[str]]:
     for label, g in entries:
       cells = [name, label]
       for t in THRESHOLDS:
-        cells += _steps_cell(g[f"t{int(t * 100)}"])
+        cells += steps_cells(g[f"t{int(t * 100)}"])
       cells.append(str(g.get("num_diverged", 0)))
       ran = max(per.get("last_step") or [0])
       cells.append(f"{ran}" + (" (stopped early)" if per.get(
@@ -55,10 +47,7 @@ def markdown_table(run_dirs: Sequence[str]) -> str:
   for d in run_dirs:
     run = load_run(d)
     rows += _rows_of(os.path.basename(os.path.normpath(d)), run["summary"])
-  lines = ["| " + " | ".join(header) + " |",
-           "|" + "|".join("---" for _ in header) + "|"]
-  lines += ["| " + " | ".join(r) + " |" for r in rows]
-  return "\n".join(lines)
+  return md_table(header, rows)
 
 
 def report(run_dirs: Sequence[str], plots: bool = True,

@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ngrok_jax.metrics import steps_to_threshold
+from ngrok_jax.results import load_run, row_sweep, seed_curve, sweep_label
+from ngrok_jax.tables import md_table
 
 __all__ = ["T975", "t975", "auc", "paired_differences", "paired_auc",
            "seed_curve", "paired_table", "paired_markdown"]
@@ -99,18 +101,6 @@ def paired_auc(a: Sequence[float], b: Sequence[float]) -> Dict[str, Any]:
   return paired_differences(a, b)
 
 
-def seed_curve(rows, method: str, seed: int, key: str = "test/acc"):
-  """Sorted (steps, values) of one seed; NaN after its ``diverged_at``."""
-  sel = sorted((r for r in rows if r["method"] == method and
-                r["seed"] == seed), key=lambda r: r["step"])
-  steps = np.array([r["step"] for r in sel], np.int64)
-  vals = np.array([r.get(key) for r in sel], np.float64)  # None -> nan
-  div = sel[-1].get("diverged_at") if sel else None
-  if div is not None and div >= 0:
-    vals = np.where(steps <= div, vals, np.nan)
-  return steps, vals
-
-
 def paired_table(rows, method_a: str, method_b: str, seeds: Sequence[int],
                  budget: float, threshold: float = 0.95, rows_b=None
                  ) -> Dict[str, Any]:
@@ -155,9 +145,7 @@ def _groups(rows, method: str, seeds) -> Dict[str, List[int]]:
   out: Dict[str, set] = {}
   for r in rows:
     if r["method"] == method and r["seed"] in seeds:
-      label = ",".join(f"{k[3:]}={v if isinstance(v, str) else f'{v:g}'}"
-                       for k, v in sorted(r.items()) if k.startswith("hp/"))
-      out.setdefault(label, set()).add(r["seed"])
+      out.setdefault(sweep_label(row_sweep(r)), set()).add(r["seed"])
   return {k: sorted(v) for k, v in out.items()}
 
 
@@ -168,7 +156,6 @@ def paired_markdown(run_dir: str, reference_method: str = "neuralgrok",
   the run folders ``others``, paired by seed) against ``reference_method``
   of ``run_dir``; one row per sweep value if the run has ``hparams``.
   ``budget``: the run's ``steps`` by default.  Differences: ref - method."""
-  from ngrok_jax.runner import load_run
   run = load_run(run_dir)
   spec, rows = run["spec"], run["rows"]
   if reference_method not in spec.methods:
@@ -179,8 +166,7 @@ def paired_markdown(run_dir: str, reference_method: str = "neuralgrok",
   header = ["method", "pairs", f"steps to {p}%: ref - method [95% CI]",
             "speed-up (method/ref, geo. mean)", "AUC: ref - method [95% CI]",
             f"reached {p}%: ref only / method only / neither"]
-  _md = lambda cells: "| " + " | ".join(cells) + " |"  # noqa: E731
-  lines = [_md(header), _md(["---"] * len(header))]
+  lines = []
   entries = [(m, rows, "") for m in spec.methods if m != reference_method]
   for d in others:
     o, tag = load_run(d), os.path.basename(os.path.normpath(d))
@@ -190,10 +176,10 @@ def paired_markdown(run_dir: str, reference_method: str = "neuralgrok",
       t = paired_table(rows, reference_method, m, seeds, budget, threshold,
                        rows_b=rows_m)
       sp = t["speedup"]
-      lines.append(_md([
+      lines.append([
           f"{m}{f' [{label}]' if label else ''}{tag}", str(len(seeds)),
           _ci(t["steps"], ".0f"),
           f"{sp['geomean']:.2f}x (n {sp['n']})" if sp["n"] else "-",
           _ci(t["auc"], ".3f"),
-          f"{t['a_only']} / {t['b_only']} / {t['neither']}"]))
-  return "\n".join(lines)
+          f"{t['a_only']} / {t['b_only']} / {t['neither']}"])
+  return md_table(header, lines)

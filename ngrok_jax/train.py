@@ -398,18 +398,32 @@ def _scan(cfg, seeds: SeedState, train, outer, shared: Data, step0,
 def group_size(num_seeds: int, seed_group: Optional[int]) -> int:
   """The largest divisor of ``num_seeds`` that is <= ``seed_group`` (None:
   all seeds in one group)."""
-  if seed_group is None or seed_group >= num_seeds:
+  if seed_group is None:
     return num_seeds
   if isinstance(seed_group, bool) or int(seed_group) != seed_group or (
       seed_group < 1):
     raise ValueError(f"seed_group must be None or an integer >= 1, got "
                      f"{seed_group!r}")
+  if seed_group >= num_seeds:
+    return num_seeds
   return max(d for d in range(1, int(seed_group) + 1) if num_seeds % d == 0)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4), donate_argnums=1)
-def _train_steps(cfg, state: TrainState, data: Data, num_steps: int,
-                 seed_group: Optional[int]):
+@functools.partial(jax.jit, static_argnames=("cfg", "num_steps", "seed_group"),
+                   donate_argnames="state")
+def train_steps(cfg: TrainConfig, state: TrainState, data: Data,
+                num_steps: int, seed_group: Optional[int] = None):
+  """``num_steps`` steps of all seeds in one ``lax.scan`` (jitted; ``cfg``,
+  ``num_steps`` and ``seed_group`` static; ``state`` donated).
+
+  Returns the new state and ``dict(loss, outer_loss)`` of shape
+  (num_steps, S).  ``seed_group``: run groups of that many vmapped seeds one
+  after another (the largest divisor of S not above it); ``None``: all
+  seeds vmapped at once.  The results are the same either way.
+  """
+  if isinstance(num_steps, bool) or int(num_steps) != num_steps or (
+      num_steps < 1):
+    raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
   check_shapes(state, data)
   shared = data._replace(train=None, outer=None, test=None)
   num_seeds = data.train.shape[0]
@@ -428,23 +442,6 @@ def _train_steps(cfg, state: TrainState, data: Data, num_steps: int,
     out = jax.tree.map(
         lambda x: jnp.moveaxis(x, 0, 1).reshape(num_steps, num_seeds), out)
   return TrainState(state.step + num_steps, seeds), out
-
-
-def train_steps(cfg: TrainConfig, state: TrainState, data: Data,
-                num_steps: int, seed_group: Optional[int] = None):
-  """``num_steps`` steps of all seeds in one ``lax.scan`` (jitted; ``cfg``,
-  ``num_steps`` and ``seed_group`` static; ``state`` donated).
-
-  Returns the new state and ``dict(loss, outer_loss)`` of shape
-  (num_steps, S).  ``seed_group``: run groups of that many vmapped seeds one
-  after another (the largest divisor of S not above it); ``None``: all
-  seeds vmapped at once.  The results are the same either way.
-  """
-  if isinstance(num_steps, bool) or int(num_steps) != num_steps or (
-      num_steps < 1):
-    raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
-  group_size(1, seed_group)  # validates it
-  return _train_steps(cfg, state, data, int(num_steps), seed_group)
 
 
 # ---------------------------------------------------------------- evaluate
@@ -508,7 +505,8 @@ class Trainer:
     return init(self.config, seeds, hparams, amp_params)
 
   def train_steps(self, state: TrainState, data: Data, num_steps: int):
-    return train_steps(self.config, state, data, num_steps, self.seed_group)
+    return train_steps(self.config, state, data, num_steps=num_steps,
+                       seed_group=self.seed_group)
 
   def evaluate(self, state: TrainState, data: Data):
     return evaluate(self.config, state, data)

@@ -2,15 +2,15 @@
 import json
 import os
 
-from ngrok_jax import runner
+from ngrok_jax.spec import make_spec
 
 
 def write_run_folder(path, methods, seeds, rows, steps, eval_every=100,
                      hparams=None, overrides=None) -> str:
   """A run folder (config.json, metrics.jsonl) for ``a+b mod 11``."""
-  spec = runner.make_spec(dict(task="a+b", p=11), methods, seeds, steps,
-                          eval_every, hparams=hparams,
-                          method_overrides=overrides)
+  spec = make_spec(dict(task="a+b", p=11), methods, seeds, steps,
+                   eval_every, hparams=hparams,
+                   method_overrides=overrides)
   os.makedirs(path, exist_ok=True)
   with open(os.path.join(path, "config.json"), "w") as f:
     json.dump(spec.to_dict(), f)

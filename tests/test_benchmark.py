@@ -1,4 +1,5 @@
-"""Smoke test: ``experiments/benchmark.py --quick`` writes valid records."""
+"""Smoke test: ``python -m experiments.benchmark --quick`` writes valid
+records."""
 import json
 import os
 import subprocess
@@ -13,8 +14,7 @@ def test_quick_benchmark_writes_json_records(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS",
                                                         "cpu"))
   proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "experiments", "benchmark.py"),
-       "--quick", "--configs", "a+b", "--seeds", "1", "--repeats", "1",
+      [sys.executable, "-m", "experiments.benchmark", "--quick", "--configs", "a+b", "--seeds", "1", "--repeats", "1",
        "--steps", "3", "--json", str(out)],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]

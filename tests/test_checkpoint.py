@@ -94,11 +94,78 @@ def test_checksum_detects_flipped_bytes_and_template_mismatch(tmp_path):
     Checkpointer(str(tmp_path / "x"), max_to_keep=0)
 
 
-def _cli(args, env_extra=None, **kw):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", **(env_extra or {}))
-  return subprocess.Popen([sys.executable, "-m", "ngrok_jax"] + args,
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, **kw)
+def test_plain_orbax_reads_the_state_tree_with_named_leaves(tmp_path):
+  """A checkpoint is the state pytree as it is: orbax alone (no ngrok_jax
+  helpers, no template) restores it as nested dicts keyed by field names."""
+  import orbax.checkpoint as ocp
+  _, state, _ = _state(steps=4)
+  with Checkpointer(str(tmp_path / "ck")) as ck:
+    ck.save(4, state, dict(rows=[], wall_time=0.0))
+  mngr = ocp.CheckpointManager(str(tmp_path / "ck"),
+                               item_names=("state", "meta"))
+  got = mngr.restore(4, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+  mngr.close()
+  tree, meta = got["state"], got["meta"]
+  assert meta["layout"] == "tree" and meta["step"] == 4
+  assert int(np.asarray(tree["step"])) == 4
+  seeds = tree["seeds"]
+  assert {"params", "opt_state", "hparams"} <= set(seeds)
+  kernel = seeds["params"]["params"]["head"]["kernel"]
+  np.testing.assert_array_equal(
+      kernel, np.asarray(state.seeds.params["params"]["head"]["kernel"]))
+  assert np.asarray(seeds["hparams"]["lr"]).shape == (2,)  # per seed
+
+  def keys(t):  # every dict key of the restored tree
+    if isinstance(t, dict):
+      return set(t) | set().union(*map(keys, t.values()))
+    if isinstance(t, (list, tuple)):
+      return set().union(*map(keys, t))
+    return set()
+  # the amplifier's parameters and the Adam moments are there by name too
+  assert {"kernel_0", "bias_0", "mu", "nu", "tok_emb"} <= keys(seeds)
+  # as many leaves as the state, none flattened away
+  assert len(jax.tree.leaves(tree)) == len(jax.tree.leaves(state))
+
+
+def test_old_flat_checkpoints_still_restore(tmp_path):
+  """Checkpoints of the earlier layout ({"0000": leaf, ...}, no "layout" in
+  meta) restore into the template's structure, bit for bit."""
+  import orbax.checkpoint as ocp
+  from ngrok_jax.checkpoint import state_checksum
+  _, state, _ = _state(steps=4)
+  leaves = [np.array(l) for l in jax.tree.leaves(state)]
+  flat = {f"{i:04d}": l for i, l in enumerate(leaves)}
+  meta = dict(rows=[{"step": 4}], wall_time=1.0, step=4,
+              checksum=state_checksum(state), num_leaves=len(flat))
+  mngr = ocp.CheckpointManager(str(tmp_path / "ck"),
+                               item_names=("state", "meta"))
+  mngr.save(4, args=ocp.args.Composite(state=ocp.args.StandardSave(flat),
+                                       meta=ocp.args.JsonSave(meta)))
+  mngr.wait_until_finished()
+  mngr.close()
+  with Checkpointer(str(tmp_path / "ck")) as ck:
+    step, restored, got = ck.restore_latest(state)
+    assert step == 4 and got["rows"] == [{"step": 4}]
+    assert _equal(restored, state) and isinstance(restored, nj.TrainState)
+    # another configuration's template: a clear error, not a wrong state
+    _, other, _ = _state(method="rescale", steps=0)
+    with pytest.raises(CheckpointError, match="different state structure"):
+      ck.restore(4, other)
+
+
+#: ``python -m ngrok_jax`` with a per-chunk hook that sleeps 0.5 s, so that
+#: a run can be killed mid-way (hooks are a Python argument of cli.main).
+SLOW = ["-c", "import sys, time; from ngrok_jax import cli; sys.exit("
+        "cli.main(sys.argv[1:], hooks=[lambda chunk: time.sleep(0.5)]))"]
+
+
+def _cli(args, slow=False):
+  # the session's compilation cache is inherited via os.environ
+  return subprocess.Popen(
+      [sys.executable] + (SLOW if slow else ["-m", "ngrok_jax"]) + args,
+      cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 TRAIN = ["train", "--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
@@ -109,14 +176,12 @@ TRAIN = ["train", "--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
 
 
 def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
-  cache = {}  # the session's compilation cache is inherited via os.environ
-  ref = _cli(TRAIN + ["--out", str(tmp_path / "ref")], cache)
+  ref = _cli(TRAIN + ["--out", str(tmp_path / "ref")])
   out, err = ref.communicate(timeout=600)
   assert ref.returncode == 0, err[-3000:]
 
   victim = tmp_path / "victim"
-  proc = _cli(TRAIN + ["--out", str(victim)],
-              dict(cache, NGROK_JAX_TEST_SLEEP="0.5"))
+  proc = _cli(TRAIN + ["--out", str(victim)], slow=True)
   ck = victim / "checkpoints" / "neuralgrok"
   deadline = time.time() + 300
   while time.time() < deadline and proc.poll() is None:
@@ -138,7 +203,7 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
     runner.read_metrics(str(victim))
 
   res = _cli(["train", "--resume", str(victim), "--no-progress",
-              "--no-plots"], cache)
+              "--no-plots"])
   out, err = res.communicate(timeout=600)
   assert res.returncode == 0, err[-3000:]
   assert "resuming from step" in err
@@ -151,27 +216,25 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
   assert a == b
 
 
-def test_sigterm_saves_checkpoint_and_in_process_resume_matches(
-    tmp_path, monkeypatch):
+def test_sigterm_saves_checkpoint_and_in_process_resume_matches(tmp_path):
   cfg = nj.TrainConfig(method="adam", **TINY)
   kw = dict(methods=["adam"], seeds=2, steps=40, eval_every=10,
             progress=False, plots=False, report=lambda m: None)
   ref = runner.run(cfg, out_dir=str(tmp_path / "ref"), **kw)
   calls = []
 
-  def throttle():
-    calls.append(1)
+  def sigterm_at_second_chunk(chunk):
+    calls.append(chunk.step)
     if len(calls) == 2:
       os.kill(os.getpid(), signal.SIGTERM)
-  monkeypatch.setattr(runner, "_test_throttle", throttle)
   with pytest.raises(runner.RunInterrupted) as ei:
-    runner.run(cfg, out_dir=str(tmp_path / "b"), **kw)
+    runner.run(cfg, out_dir=str(tmp_path / "b"),
+               hooks=[sigterm_at_second_chunk], **kw)
   assert ei.value.signum == signal.SIGTERM
   assert "step 20/40" in str(ei.value)
   ck = Checkpointer(str(tmp_path / "b" / "checkpoints" / "adam"))
   assert ck.steps() == [20]
   ck.close()
-  monkeypatch.setattr(runner, "_test_throttle", lambda: None)
   # a differing configuration is refused, naming the field
   with pytest.raises(ValueError, match=r"configs\.adam\.lr"):
     runner.run(nj.TrainConfig(method="adam", lr=2e-3, **TINY),
@@ -184,11 +247,11 @@ def test_sigterm_saves_checkpoint_and_in_process_resume_matches(
       ref["methods"]["adam"]["steps_to_95"]
   # the handlers are restored
   assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None) or \
-      not isinstance(signal.getsignal(signal.SIGTERM), type(throttle))
+      not isinstance(signal.getsignal(signal.SIGTERM),
+                     type(sigterm_at_second_chunk))
 
 
-def test_signal_in_the_last_chunk_of_a_method_is_not_swallowed(
-    tmp_path, monkeypatch):
+def test_signal_in_the_last_chunk_of_a_method_is_not_swallowed(tmp_path):
   # SIGTERM while the first method runs its final chunk: that method
   # completes and is saved, the next one must not start, and run() must
   # raise instead of returning as if the whole run were done.
@@ -197,17 +260,16 @@ def test_signal_in_the_last_chunk_of_a_method_is_not_swallowed(
             progress=False, plots=False, report=lambda m: None)
   calls = []
 
-  def throttle():
-    calls.append(1)
+  def sigterm_at_second_chunk(chunk):
+    calls.append((chunk.method, chunk.step))
     if len(calls) == 2:  # adam's last chunk (step 20/20)
       os.kill(os.getpid(), signal.SIGTERM)
-  monkeypatch.setattr(runner, "_test_throttle", throttle)
   with pytest.raises(runner.RunInterrupted) as ei:
-    runner.run(cfg, out_dir=str(tmp_path / "r"), **kw)
+    runner.run(cfg, out_dir=str(tmp_path / "r"),
+               hooks=[sigterm_at_second_chunk], **kw)
   assert ei.value.signum == signal.SIGTERM
   assert "rescale" in str(ei.value)
-  assert len(calls) == 2  # rescale never ran a chunk
-  monkeypatch.setattr(runner, "_test_throttle", lambda: None)
+  assert calls == [("adam", 10), ("adam", 20)]  # rescale never ran a chunk
   run = runner.load_run(str(tmp_path / "r"))
   assert {r["method"] for r in run["rows"]} == {"adam"}
   got = runner.resume(str(tmp_path / "r"), progress=False, plots=False,

@@ -11,8 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ngrok_jax import cli, runner
+from ngrok_jax import cli
+from ngrok_jax.ampfile import load_amplifier
+from ngrok_jax.config import TrainConfig
 from ngrok_jax.metrics import steps_to_threshold
+from ngrok_jax.results import read_metrics
+from ngrok_jax.spec import RunSpec, make_spec
 from ngrok_jax.train import METHODS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,7 +62,7 @@ def test_every_method_end_to_end_and_run_folder(runs):
   config = json.load(open(os.path.join(a, "config.json")))
   assert config["methods"] == BASE_METHODS
   assert config["configs"]["neuralgrok"]["p"] == 11
-  rows = runner.read_metrics(a)
+  rows = read_metrics(a)
   assert len(rows) == len(BASE_METHODS) * 2 * 2  # methods x seeds x evals
   keys = {"method", "seed", "step", "train/acc", "test/acc", "train/loss",
           "test/loss", "outer_loss", "grad/age", "grad/age_transformed",
@@ -72,12 +76,12 @@ def test_every_method_end_to_end_and_run_folder(runs):
   fz = json.load(open(os.path.join(b, "config.json")))
   assert fz["configs"]["neuralgrok-frozen"]["amp_hidden"] == [8, 8]
   assert fz["configs"]["neuralgrok-frozen"]["task"] == "a-b"
-  assert len(runner.read_metrics(b)) == 2 * 2 * 2
+  assert len(read_metrics(b)) == 2 * 2 * 2
 
 
 def test_summary_agrees_with_metrics_file(runs):
   for d in runs:
-    rows = runner.read_metrics(d)
+    rows = read_metrics(d)
     summary = json.load(open(os.path.join(d, "summary.json")))
     for m, per in summary["methods"].items():
       assert per["complete"]
@@ -122,7 +126,7 @@ def test_amplifier_show_and_export(runs, capsys, tmp_path):
   assert any("kernel_0" in k for k in z.files)
   rc, _, err = _main(["amplifier", a, "--export", mp], capsys)
   assert rc == 0, err
-  params, meta = runner.load_amplifier(mp)
+  params, meta = load_amplifier(mp)
   assert meta["hidden"] == [8, 8] and len(meta["seeds"]) == 1
   rc, _, err = _main(["amplifier", a, "--seed-index", "7"], capsys)
   assert rc == 2 and len(err.strip().splitlines()) == 1
@@ -143,35 +147,45 @@ def test_resume_of_finished_run_and_config_mismatch(runs, capsys):
 BAD = [
     (["--methods", "sgd"], "unknown method 'sgd'"),
     (["--methods", "adam,adam"], "twice"),
-    (["--task", "a^b"], "unknown task"),
+    (["--task", "a^b"], "unknown task 'a^b'"),
     (["--preset", "huge"], "unknown preset"),
-    (["--steps", "-5"], "--steps must be >= 1"),
+    (["--steps", "-5"], "steps must be a positive integer, got -5"),
     (["--steps", "ten"], "--steps must be an integer"),
     (["--eval-every", "50"], "eval_every (50) must be <= steps (20)"),
-    (["--seeds", "0"], "--seeds must be >= 1"),
-    (["--seeds", "1,1"], "--seeds"),
+    (["--seeds", "0"], "seeds must be a positive number of seeds"),
+    (["--seeds", "1,1"], "seeds must be distinct"),
+    (["--seeds", "x"], "--seeds must be a count"),
     (["--checkpoint-every", "15"], "multiple of eval_every"),
     (["--lr", "-1"], "lr"),
-    (["--lr", "nan"], "--lr must be a number"),
+    (["--lr", "nan"], "hyperparameter lr must be > 0, got nan"),
+    (["--lr", "fast"], "--lr must be a number, got 'fast'"),
     (["--c", "0"], "c must be > 0"),
     (["--alpha", "1.5"], "alpha"),
     (["--heads", "3"], "heads (3) must divide dim (16)"),
-    (["--amp-hidden", "8,0"], "--amp-hidden"),
-    (["--lookahead", "adam"], "lookahead"),
-    (["--sweep", "foo=1,2"], "--sweep"),
+    (["--amp-hidden", "8,0"], "amp_hidden must be positive integers"),
+    (["--amp-hidden", "8,x"], "--amp-hidden must be comma-separated"),
+    (["--lookahead", "adam"], "unknown lookahead 'adam'; valid: sgd, inner"),
+    (["--sweep", "foo=1,2"], "unknown hyperparameter 'foo'"),
+    (["--sweep", "c"], "--sweep must be NAME=v1,v2"),
+    (["--train-on-outer", "maybe"], "--train-on-outer must be yes or no"),
+    (["--lookahead", "inner", "--methods", "neuralgrok"],
+     "needs eps_root > 0"),
+    (["--stop-acc", "2"], "stop_acc must be a number in [0, 1]"),
+    (["--keep-checkpoints", "0"], "keep_checkpoints must be a positive"),
     (["--sweep", "c=1,x"], "numbers"),
     (["--methods", "neuralgrok-frozen"], "needs a trained amplifier"),
     (["--amplifier", "/nonexistent", "--methods", "neuralgrok-frozen"],
      "no amplifier"),
     (["--bogus"], "unrecognized arguments"),
-    (["--devices", "0"], "--devices"),
-    (["--amp-chunk", "-5"], "--amp-chunk"),
-    (["--amp-dtype", "float16"], "--amp-dtype must be one of float32, "
-     "bfloat16"),
-    (["--amp-method", "mlp"], "--amp-method must be one of pwl, dense"),
-    (["--amp-chunk", "64"], "apply only to --amp-method dense"),
+    (["--devices", "0"], "devices must be a positive integer, got 0"),
+    (["--amp-chunk", "-5"], "amp_chunk must be None or a positive integer"),
+    (["--amp-dtype", "float16"], "unknown amp_dtype 'float16'; valid: "
+     "float32, bfloat16"),
+    (["--amp-method", "mlp"], "unknown amp_method 'mlp'; valid: pwl, dense"),
+    (["--amp-chunk", "64"], "apply only to amp_method='dense' "
+     "(--amp-method dense)"),
     (["--amp-dtype", "bfloat16", "--amp-method", "pwl"],
-     "apply only to --amp-method dense"),
+     "apply only to amp_method='dense'"),
 ]
 
 
@@ -247,6 +261,69 @@ def test_every_preset_resolves():
     assert (ng.amp_hidden, ng.meta_every, ng.depth) == (amp, T, depth), name
 
 
+#: A valid non-default value of every TrainConfig field, set together through
+#: the command line (method: via --methods).  A field missing here fails
+#: test_every_config_field_round_trips_through_the_command_line.
+NON_DEFAULT = dict(
+    task="a-b", p=11, method="rescale", fractions=(0.5, 0.1, 0.4),
+    split_seed=3, depth=1, dim=16, heads=2, batch_size=32, warmup_steps=5,
+    init="flax", batching="iid", train_on_outer=False, amp_hidden=(8, 4),
+    amp_method="dense", amp_dtype="bfloat16", amp_chunk=64, meta_every=5,
+    lookahead="inner", meta_placement="before", window=7, lr=2e-3, wd=0.01,
+    b1=0.8, b2=0.95, eps=1e-7, eps_root=1e-16, clip=0.5, c=0.7, alpha=0.9,
+    lamb=3.0, meta_lr=2e-4, meta_wd=0.02, lookahead_lr=5e-3)
+
+
+def _cli_value(v):
+  if isinstance(v, bool):
+    return "yes" if v else "no"
+  if isinstance(v, tuple):
+    return ",".join(repr(x) for x in v)
+  return repr(v) if isinstance(v, float) else str(v)
+
+
+def test_every_config_field_round_trips_through_the_command_line():
+  """Every TrainConfig field has a flag of `ngrok-jax train`; setting all
+  of them to non-default values gives exactly that configuration."""
+  import dataclasses
+  fields = dataclasses.fields(TrainConfig)
+  assert set(NON_DEFAULT) == {f.name for f in fields}, (
+      "every TrainConfig field needs a value in NON_DEFAULT (and a flag)")
+  parser = cli.build_parser()
+  # one flag per field (method: --methods), and no other config flag
+  cfg = {k[4:] for k in vars(parser.parse_args(["train"]))
+         if k.startswith("cfg_")}
+  assert cfg == {f.name for f in fields} - {"method"}
+  argv = ["train"]
+  for f in fields:
+    assert NON_DEFAULT[f.name] != f.default, f.name
+    argv += [cli.config_flag(f), _cli_value(NON_DEFAULT[f.name])]
+  spec = cli._spec_from_args(parser.parse_args(argv))  # exit 2 if a flag is
+  assert spec.configs == {"rescale": TrainConfig(**NON_DEFAULT)}  # missing
+
+
+def test_lookahead_inner_runs_end_to_end(capsys, tmp_path):
+  """--lookahead inner (which differentiates through Adam) with --eps-root
+  from the command line, in-process, to the run folder."""
+  out = str(tmp_path / "inner")
+  rc, stdout, err = _main(
+      ["train", "--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
+       "--depth", "1", "--amp-hidden", "8,8", "--batch-size", "32",
+       "--meta-every", "2", "--methods", "neuralgrok", "--seeds", "1",
+       "--steps", "4", "--eval-every", "2", "--lookahead", "inner",
+       "--eps-root", "1e-16", "--no-progress", "--no-plots", "--out", out],
+      capsys)
+  assert rc == 0, err
+  cfg = json.load(open(os.path.join(out, "config.json")))
+  ng = cfg["configs"]["neuralgrok"]
+  assert (ng["lookahead"], ng["eps_root"]) == ("inner", 1e-16)
+  rows = read_metrics(out)
+  assert [r["step"] for r in rows] == [2, 4]
+  assert all(np.isfinite(r["train/loss"]) for r in rows)
+  assert rows[-1]["outer_loss"] is not None  # meta steps ran
+  assert "| inner | neuralgrok |" in stdout
+
+
 def test_sweep_becomes_per_seed_values():
   args = cli.build_parser().parse_args(
       ["train", "--seeds", "2", "--sweep", "c=0.5,1,2", "--methods",
@@ -254,6 +331,19 @@ def test_sweep_becomes_per_seed_values():
   spec = cli._spec_from_args(args)
   assert spec.seeds == tuple(range(6))
   assert spec.hparams == {"c": (0.5, 0.5, 1.0, 1.0, 2.0, 2.0)}
+  # listed seeds: repeated per value, offset to stay distinct
+  args = cli.build_parser().parse_args(
+      ["train", "--seeds", "3,5", "--sweep", "c=1,2", "--sweep", "wd=0,0.1",
+       "--methods", "rescale"])
+  spec = cli._spec_from_args(args)
+  assert spec.seeds == (3, 5, 9, 11)
+  assert spec.hparams == {"c": (1.0, 1.0, 2.0, 2.0),
+                          "wd": (0.0, 0.0, 0.1, 0.1)}
+  for bad, msg in ((["--sweep", "c=1,2", "--sweep", "wd=0"], "same number"),
+                   (["--sweep", "c=1", "--sweep", "c=2"], "twice")):
+    with pytest.raises(ValueError, match=msg):
+      cli._spec_from_args(cli.build_parser().parse_args(
+          ["train", "--methods", "rescale"] + bad))
 
 
 # ------------------------------------------------------- property-based
@@ -303,7 +393,7 @@ def test_cli_validation_property(steps, ev, ck, seeds, lr):
 def test_make_spec_validation_property(steps, ev, ck, seeds, methods, keep,
                                        hp):
   try:
-    spec = runner.make_spec(dict(task="a+b", p=11, dim=16, heads=2, depth=1),
+    spec = make_spec(dict(task="a+b", p=11, dim=16, heads=2, depth=1),
                             methods, seeds, steps, ev, checkpoint_every=ck,
                             keep_checkpoints=keep, hparams=hp)
   except ValueError as e:
@@ -316,8 +406,8 @@ def test_make_spec_validation_property(steps, ev, ck, seeds, methods, keep,
   assert len(set(spec.seeds)) == len(spec.seeds) >= 1
   for k, v in spec.hparams.items():
     assert k != "bad" and len(v) == len(spec.seeds)
-  assert runner.RunSpec.from_dict(spec.to_dict()) == spec
-  assert spec.diff(runner.RunSpec.from_dict(spec.to_dict())) == []
+  assert RunSpec.from_dict(spec.to_dict()) == spec
+  assert spec.diff(RunSpec.from_dict(spec.to_dict())) == []
 
 
 @pytest.mark.slow

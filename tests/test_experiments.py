@@ -1,5 +1,5 @@
-"""End-to-end runs of the paper-experiment scripts (experiments/*.py) at a
-tiny size, each as a subprocess, checking exit status, the printed tables
+"""End-to-end runs of the paper-experiment scripts (``python -m
+experiments.<name>``) at a tiny size, each as a subprocess, checking exit status, the printed tables
 and the run folders they leave.
 
 p is 11, not smaller: the tasks' outer split (1%) of p=7's examples is empty
@@ -32,7 +32,8 @@ def _env():
 
 
 def _argv(name, args, tiny):
-  return ([sys.executable, os.path.join(REPO, "experiments", name)] +
+  """``python -m experiments.<name>`` (``name``: the script's file name)."""
+  return ([sys.executable, "-m", "experiments." + name[:-len(".py")]] +
           (TINY if tiny else []) + [str(a) for a in args])
 
 
@@ -308,9 +309,9 @@ def test_age_runs_not_a_run_folder(tmp_path):
 def test_export_results_round_trip(compare_run, tmp_path):
   """export_results.py keeps what report/read_metrics need: the exported
   folder (metrics.jsonl.gz, no checkpoints) gives the same rows and table."""
-  sys.path.insert(0, REPO)
-  from ngrok_jax import runner
+  from ngrok_jax.ampfile import load_amplifier
   from ngrok_jax.report import markdown_table
+  from ngrok_jax.results import read_metrics
   runs, proc = compare_run
   _ok(proc)
   dst = str(tmp_path / "exported")
@@ -324,8 +325,8 @@ def test_export_results_round_trip(compare_run, tmp_path):
                     "plots") + amp
         if f not in amp or os.path.exists(os.path.join(src_run, f)))
     if name == "a+b":  # compare.py ran neuralgrok there: its amplifier
-      assert runner.load_amplifier(dst_run)[1]["seeds"] == [0, 1]
-    assert runner.read_metrics(dst_run) == runner.read_metrics(src_run)
+      assert load_amplifier(dst_run)[1]["seeds"] == [0, 1]
+    assert read_metrics(dst_run) == read_metrics(src_run)
     assert markdown_table([dst_run]) == markdown_table([src_run])
   bad = _script("export_results.py", str(tmp_path / "nothing"), dst,
                 tiny=False)
@@ -334,8 +335,7 @@ def test_export_results_round_trip(compare_run, tmp_path):
 
 def test_export_copies_amplifier_files(tmp_path):
   """No training: the amplifier files go along, checkpoints stay behind."""
-  sys.path.insert(0, os.path.join(REPO, "experiments"))
-  from export_results import export
+  from experiments.export_results import export
   run = tmp_path / "src" / "a+b"
   (run / "checkpoints").mkdir(parents=True)
   for f in ("config.json", "summary.json", "metrics.jsonl",
@@ -367,9 +367,8 @@ def test_amplifier_vs_rescale(compare_run):
 
 
 def test_amplify_with_constant_scores_is_rescaling():
-  sys.path.insert(0, os.path.join(REPO, "experiments"))
   import jax.numpy as jnp
-  from amplifier_vs_rescale import distance
+  from experiments.amplifier_vs_rescale import distance
   g = {"a": jnp.arange(-3.0, 3.0, 0.5).reshape(3, 4), "b": jnp.ones((5,))}
   assert distance(g, lambda v: jnp.full_like(v, 2.0)) == (0.0, 0.0)
   rel, dev = distance(g, lambda v: v)

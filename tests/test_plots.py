@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ngrok_jax import plots, runner  # noqa: E402
+from ngrok_jax import plots, results  # noqa: E402
 from run_folders import write_run_folder  # noqa: E402
 
 STEPS = (100, 200, 300)
@@ -28,7 +28,7 @@ def _folder(path, methods, seeds, hparams=None, overrides=None):
 
 
 def _legend(run_dir):
-  run = runner.load_run(run_dir)
+  run = results.load_run(run_dir)
   fig, ax = plt.subplots()
   groups = plots.curve_groups(run["rows"], run["spec"].methods, run["config"])
   plots.plot_curves(ax, run["rows"], run["spec"].methods, "test/acc",
@@ -63,5 +63,5 @@ def test_legend_names_a_non_default_weight_decay(tmp_path):
   assert labels == ["neuralgrok (wd 0.001)", "adam (wd 0.001)", "adamw",
                     "rescale"]
   # without a config (plot_curves alone): plain method names
-  rows = runner.load_run(run)["rows"]
+  rows = results.load_run(run)["rows"]
   assert [g[0] for g in plots.curve_groups(rows, ["adam"])] == ["adam"]

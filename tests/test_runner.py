@@ -168,17 +168,19 @@ def test_held_evaluations_counts_the_latest_streak_of_every_seed():
   assert runner.held_evaluations(rows, "adam", [0, 1, 2]) == 0
 
 
-def test_stop_after_ends_a_method_early_and_is_recorded(tmp_path, monkeypatch):
+def test_stop_after_ends_a_method_early_and_is_recorded(tmp_path):
   # every evaluation "holds" when the bar is 0, so the run must stop after
   # exactly stop_after evaluations, save, and stay finished on --resume
-  monkeypatch.setattr(runner, "STOP_ACC", 0.0)
   out = str(tmp_path / "run")
   s = runner.run(TINY, methods="adam", seeds=2, steps=100, eval_every=10,
-                 out_dir=out, progress=False, plots=False, stop_after=3)
+                 out_dir=out, progress=False, plots=False, stop_after=3,
+                 stop_acc=0.0)
   per = s["methods"]["adam"]
   assert per["last_step"] == [30, 30] and per["stopped_early_at"] == 30
   assert per["complete"]
-  assert json.load(open(os.path.join(out, "config.json")))["stop_after"] == 3
+  saved = json.load(open(os.path.join(out, "config.json")))
+  assert (saved["stop_after"], saved["stop_acc"]) == (3, 0.0)
+  assert len(runner.read_metrics(out)) == 3 * 2  # nothing after the stop
   s2 = runner.resume(out, progress=False, plots=False)
   assert s2["methods"]["adam"]["last_step"] == [30, 30]
   assert s2["methods"]["adam"]["stopped_early_at"] == 30

@@ -1,4 +1,4 @@
-"""ngrok_jax.stats and experiments/paired.py: AUC, paired differences with
+"""ngrok_jax.stats and experiments.paired: AUC, paired differences with
 t-intervals, the paired table and its markdown (no training; synthetic rows
 and run folders written here)."""
 import math
@@ -166,9 +166,9 @@ def _paired_script(*args):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env["PYTHONPATH"] = os.pathsep.join(
       [REPO] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-  return subprocess.run([sys.executable, os.path.join(
-      REPO, "experiments", "paired.py"), *map(str, args)], cwd=REPO, env=env,
-      capture_output=True, text=True, timeout=120)
+  return subprocess.run([sys.executable, "-m", "experiments.paired",
+                         *map(str, args)], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=120)
 
 
 def test_paired_script(tmp_path):

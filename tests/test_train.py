@@ -3,6 +3,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import ngrok_jax as nj
@@ -17,6 +18,8 @@ def tiny(**kw):
 
 @pytest.mark.parametrize("lookahead", ["sgd", "inner"])
 def test_meta_gradient_nonzero_and_matches_finite_differences(lookahead):
+  """The trainer's transformation, from a trained state (Adam with history),
+  takes the meta step that finite differences of the objective give."""
   cfg = tiny(lookahead=lookahead, eps_root=1e-12)
   tr = nj.Trainer(cfg)
   state, data = tr.init([0])
@@ -25,13 +28,32 @@ def test_meta_gradient_nonzero_and_matches_finite_differences(lookahead):
     s = jax.tree.map(lambda x: x[0], state.seeds)
     s = jax.tree.map(lambda x: x.astype(jnp.float64)
                      if jnp.issubdtype(x.dtype, jnp.floating) else x, s)
+    hp = s.hparams
     tr_idx, out_idx = data.train[0], data.outer[0]
     x, y = data.inputs[tr_idx[:32]], data.labels[tr_idx[:32]]
     g = jax.jit(jax.grad(tr.loss_fn))(s.params, x, y)
     ox, oy = data.inputs[out_idx], data.labels[out_idx]
-    f = jax.jit(lambda phi: tr.outer_loss(s, g, phi, ox, oy))
+    adam = nj.coupled_adam(hp["lr"], hp["wd"], hp["b1"], hp["b2"], hp["eps"],
+                           hp["eps_root"], cfg.warmup_steps, hp["clip"])
+    la = "inner" if lookahead == "inner" else optax.sgd(hp["lookahead_lr"])
     phi = s.amp_params
-    mg = jax.grad(f)(phi)
+    tx = nj.neuralgrok(adam, tr.amplifier.apply, phi, meta_every=1,
+                       c=hp["c"], lookahead=la, placement="before",
+                       meta_optimizer=optax.sgd(1.0))
+    st = tx.init(s.params)._replace(inner_state=s.opt_state.inner_state)
+    _, st2 = jax.jit(lambda st: tx.update(
+        g, st, s.params, outer_loss=lambda p: tr.loss_fn(p, ox, oy)))(st)
+    mg = jax.tree.map(lambda a, b: a - b, phi, nj.amplifier_params(st2))
+
+    @jax.jit
+    def f(ph):  # the objective, written from the parts
+      ga = nj.amplify(g, lambda v: tr.amplifier.apply(ph, v), hp["c"])
+      if lookahead == "inner":
+        upd, _ = adam.update(ga, s.opt_state.inner_state, s.params)
+      else:
+        upd = jax.tree.map(lambda u: -hp["lookahead_lr"] * u, ga)
+      return tr.loss_fn(optax.apply_updates(s.params, upd), ox, oy)
+
     norm = np.sqrt(sum(float(jnp.sum(l ** 2)) for l in jax.tree.leaves(mg)))
     assert norm > 0
     rng = np.random.default_rng(0)
@@ -101,16 +123,20 @@ def test_no_recompilation_for_new_state_or_hyperparameters():
   tr = nj.Trainer(tiny())
   state, data = tr.init([0, 1], hparams={"lr": [1e-3, 2e-3]})
   state, _ = tr.train_steps(state, data, 4)
-  n = tr.train_steps._cache_size()
+  steps, evaluate = nj.train.train_steps, nj.train.evaluate
+  n = steps._cache_size()
   state, _ = tr.train_steps(state, data, 4)
   state2, data2 = tr.init([5, 6], hparams={"lr": [3e-3, 1e-2], "c": 2.0,
                                            "meta_lr": 1e-3})
   state2, _ = tr.train_steps(state2, data2, 4)
+  # an equal config in a new Trainer shares the compiled programs
+  tr2 = nj.Trainer(tiny())
+  state2, _ = tr2.train_steps(state2, data2, 4)
   tr.evaluate(state2, data2)
-  m = tr.evaluate._cache_size()
-  tr.evaluate(state2, data2)
-  assert tr.train_steps._cache_size() == n == 1
-  assert tr.evaluate._cache_size() == m == 1
+  m = evaluate._cache_size()
+  tr2.evaluate(state2, data2)
+  assert steps._cache_size() == n
+  assert evaluate._cache_size() == m
 
 
 def test_hyperparameter_sweep_changes_results_per_seed():
@@ -178,8 +204,8 @@ def test_a_few_hundred_steps_four_seeds_learns():
 
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(method="sgd"), "valid methods"),
-    (dict(task="a^b"), "valid tasks"),
+    (dict(method="sgd"), "unknown method .*valid: adam"),
+    (dict(task="a^b"), "unknown task .*valid:"),
     (dict(lookahead="adam"), "valid: sgd, inner"),
     (dict(lookahead="inner"), "eps_root"),
     (dict(lr=-1.0), "lr must be > 0"),
@@ -223,7 +249,8 @@ def test_epoch_batches_cover_the_training_split_once_per_epoch():
   _, data = tr.init([0])
   train = np.asarray(data.train[0])
   key = jax.random.PRNGKey(3)
-  batch = jax.jit(lambda step: tr._batch(key, data.train[0], step, data))
+  batch = jax.jit(lambda step: nj.train.batch_of(tr.config, key, data.train[0],
+                                                 step, data))
   per_epoch = -(-train.size // 16)
   epochs = []
   for e in range(2):

@@ -1,0 +1,345 @@
+"""The run spec: everything that determines a run's numbers.
+
+:class:`RunSpec` (per-method :class:`ngrok_jax.TrainConfig`, seeds, steps,
+evaluation and checkpoint intervals, per-seed sweeps, early stop, a frozen
+amplifier), its validation, its JSON codec (a run folder's ``config.json``),
+:meth:`RunSpec.diff` (what ``--resume`` refuses), :func:`make_spec`,
+:func:`sweep_seeds` (seeds x sweep values), :func:`load_spec` and
+:func:`check_resume`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ngrok_jax.config import HPARAMS, METHODS, TrainConfig, check_hparam
+from ngrok_jax.fileio import dec_float, enc_float, is_int
+
+__all__ = ["FORMAT", "STOP_ACC", "RunSpec", "make_spec", "sweep_seeds",
+           "load_spec", "check_resume", "check_out_dir"]
+
+FORMAT = "ngrok_jax.run/1"
+#: Default test accuracy that every seed must hold for ``stop_after``
+#: evaluations before a method stops early (``RunSpec.stop_acc``).
+STOP_ACC = 0.99
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """Everything that determines a run's numbers (saved as config.json).
+
+  Attributes:
+    configs: method name -> resolved :class:`TrainConfig` (in run order).
+    seeds: the seeds, vmapped within each method.
+    steps: training steps per method.
+    eval_every: steps per chunk; every seed is evaluated after each chunk.
+    checkpoint_every: checkpoint interval in steps (a multiple of
+      ``eval_every``); ``None``/0: only at the end of a method and on
+      SIGINT/SIGTERM.
+    keep_checkpoints: newest checkpoints kept per method.
+    hparams: per-seed hyperparameter values (sweeps), ``{name: (v_seed...)}``.
+    amplifier: path of a saved amplifier (``neuralgrok-frozen``).
+    amplifier_seed: which seed's amplifier in that file (index).
+    stop_after: stop a method early once every seed has held test accuracy
+      >= ``stop_acc`` for this many consecutive evaluations (recorded in the
+      summary as ``stopped_early_at``); ``None``/0: run every step.
+    stop_acc: the test accuracy of ``stop_after`` (default 0.99).
+  """
+  configs: Dict[str, TrainConfig]
+  seeds: Tuple[int, ...]
+  steps: int
+  eval_every: int
+  checkpoint_every: Optional[int] = None
+  keep_checkpoints: int = 3
+  hparams: Dict[str, Tuple[float, ...]] = dataclasses.field(default_factory=dict)
+  amplifier: Optional[str] = None
+  amplifier_seed: int = 0
+  stop_after: Optional[int] = None
+  stop_acc: float = STOP_ACC
+
+  @property
+  def methods(self) -> List[str]:
+    return list(self.configs)
+
+  def validate(self) -> "RunSpec":
+    """Raises ValueError naming the field; returns ``self``."""
+    if not self.configs:
+      raise ValueError("methods must name at least one method; valid: "
+                       f"{', '.join(METHODS)}")
+    for m, cfg in self.configs.items():
+      if m not in METHODS:
+        raise ValueError(f"unknown method {m!r}; valid methods: "
+                         f"{', '.join(METHODS)}")
+      if cfg.method != m:
+        raise ValueError(f"config of method {m!r} has method={cfg.method!r}")
+      cfg.validate()
+    if not self.seeds or not all(is_int(s) for s in self.seeds):
+      raise ValueError(f"seeds must be a non-empty list of integers, got "
+                       f"{self.seeds!r}")
+    if len(set(self.seeds)) != len(self.seeds):
+      raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
+    for name, lo in (("steps", 1), ("eval_every", 1), ("keep_checkpoints", 1),
+                     ("checkpoint_every", 0), ("stop_after", 0),
+                     ("amplifier_seed", 0)):
+      v = getattr(self, name)
+      if (v is not None or name in ("steps", "eval_every")) and not (
+          is_int(v) and v >= lo):
+        raise ValueError(f"{name} must be "
+                         + ("a positive integer" if lo else
+                            "an integer >= 0") + f", got {v!r}")
+    if self.eval_every > self.steps:
+      raise ValueError(f"eval_every ({self.eval_every}) must be <= steps "
+                       f"({self.steps})")
+    ce = self.checkpoint_every
+    if ce and ce % self.eval_every:
+      raise ValueError(f"checkpoint_every ({ce}) must be a multiple of "
+                       f"eval_every ({self.eval_every})")
+    for name, vals in self.hparams.items():
+      if name not in HPARAMS:
+        raise ValueError(f"unknown hyperparameter {name!r}; valid: "
+                         f"{', '.join(HPARAMS)}")
+      if len(vals) != len(self.seeds):
+        raise ValueError(f"hyperparameter {name} has {len(vals)} values for "
+                         f"{len(self.seeds)} seeds (one value per seed)")
+      check_hparam(name, vals)
+    if "neuralgrok-frozen" in self.configs and not self.amplifier:
+      raise ValueError("method neuralgrok-frozen needs a trained amplifier "
+                       "(--amplifier PATH: a run folder or amplifier.msgpack)")
+    if isinstance(self.stop_acc, bool) or not isinstance(
+        self.stop_acc, (int, float, np.floating)) or not (
+            0 <= self.stop_acc <= 1):
+      raise ValueError(f"stop_acc must be a number in [0, 1], got "
+                       f"{self.stop_acc!r}")
+    return self
+
+  def to_dict(self) -> Dict[str, Any]:
+    """The JSON of ``config.json`` (``+-inf`` floats as strings)."""
+    return dict(
+        format=FORMAT,
+        methods=self.methods,
+        configs={m: _cfg_dict(c) for m, c in self.configs.items()},
+        seeds=list(self.seeds), steps=self.steps, eval_every=self.eval_every,
+        checkpoint_every=self.checkpoint_every,
+        keep_checkpoints=self.keep_checkpoints,
+        hparams={k: [enc_float(float(x)) for x in v]
+                 for k, v in self.hparams.items()},
+        amplifier=self.amplifier, amplifier_seed=self.amplifier_seed,
+        stop_after=self.stop_after, stop_acc=self.stop_acc)
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
+    """Inverse of :meth:`to_dict`; reads every earlier ``config.json``
+    (missing keys take their defaults)."""
+    configs = {m: _cfg_from_dict(d["configs"][m]) for m in d["methods"]}
+    return cls(configs=configs, seeds=tuple(int(s) for s in d["seeds"]),
+               steps=int(d["steps"]), eval_every=int(d["eval_every"]),
+               checkpoint_every=d.get("checkpoint_every"),
+               keep_checkpoints=int(d.get("keep_checkpoints", 3)),
+               hparams={k: tuple(float(dec_float(x)) for x in v)
+                        for k, v in d.get("hparams", {}).items()},
+               amplifier=d.get("amplifier"),
+               amplifier_seed=int(d.get("amplifier_seed", 0)),
+               stop_after=d.get("stop_after") or None,
+               stop_acc=float(d.get("stop_acc", STOP_ACC)))
+
+  def diff(self, other: "RunSpec") -> List[str]:
+    """Names of the fields that differ (``configs.<method>.<field>``)."""
+    a, b = self.to_dict(), other.to_dict()
+    out = []
+    for k in a:
+      if k == "configs":
+        for m in sorted(set(a[k]) | set(b[k])):
+          ca, cb = a[k].get(m), b[k].get(m)
+          if ca is None or cb is None:
+            out.append(f"configs.{m}")
+            continue
+          out += [f"configs.{m}.{f}" for f in ca if ca[f] != cb.get(f)]
+      elif a[k] != b.get(k):
+        out.append(k)
+    return out
+
+
+def _cfg_dict(cfg: TrainConfig) -> Dict[str, Any]:
+  return {k: (list(v) if isinstance(v, tuple) else enc_float(v))
+          for k, v in cfg.to_dict().items()}
+
+
+def _cfg_from_dict(d: Mapping[str, Any]) -> TrainConfig:
+  return TrainConfig.from_dict(
+      {k: (dec_float(v) if k in HPARAMS else v) for k, v in d.items()})
+
+
+def _base_config(config) -> TrainConfig:
+  if config is None:
+    return TrainConfig()
+  if isinstance(config, TrainConfig):
+    return config
+  if isinstance(config, Mapping):
+    return TrainConfig.from_dict(dict(config))
+  raise ValueError(f"config must be a TrainConfig or a dict, got "
+                   f"{type(config).__name__}")
+
+
+def _seed_tuple(seeds) -> Tuple[int, ...]:
+  if is_int(seeds):
+    if seeds < 1:
+      raise ValueError(f"seeds must be a positive number of seeds or a list "
+                       f"of seeds, got {seeds}")
+    return tuple(range(int(seeds)))
+  try:
+    return tuple(seeds)
+  except TypeError:
+    raise ValueError(f"seeds must be an int or a list of ints, got "
+                     f"{seeds!r}") from None
+
+
+def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
+              methods: Union[str, Sequence[str]] = ("neuralgrok", "adam"),
+              seeds: Union[int, Sequence[int]] = 4, steps: int = 1000,
+              eval_every: int = 100, *,
+              method_overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
+              hparams: Optional[Mapping[str, Any]] = None,
+              checkpoint_every: Optional[int] = None,
+              keep_checkpoints: int = 3, amplifier: Optional[str] = None,
+              amplifier_seed: int = 0,
+              stop_after: Optional[int] = None,
+              stop_acc: float = STOP_ACC) -> RunSpec:
+  """Builds and validates a :class:`RunSpec` (arguments as in
+  :func:`ngrok_jax.runner.run`)."""
+  base = _base_config(config)
+  if isinstance(methods, str):
+    methods = [m.strip() for m in methods.split(",") if m.strip()]
+  methods = list(methods)
+  if len(set(methods)) != len(methods):
+    raise ValueError(f"methods must be distinct (a method is listed twice), "
+                     f"got {methods}")
+  for m in list(methods) + list(method_overrides or {}):
+    if m not in METHODS:
+      raise ValueError(f"unknown method {m!r}; valid methods: "
+                       f"{', '.join(METHODS)}")
+  seeds = _seed_tuple(seeds)
+  method_overrides = dict(method_overrides or {})
+  amp_meta = None
+  if amplifier is not None and "neuralgrok-frozen" in methods:
+    from ngrok_jax.ampfile import load_amplifier
+    amp_meta = load_amplifier(amplifier, amplifier_seed)[1]
+  configs = {}
+  for m in methods:
+    over = dict(method_overrides.get(m, {}))
+    if m == "neuralgrok-frozen" and amp_meta is not None:
+      over.setdefault("amp_hidden", tuple(amp_meta["hidden"]))
+    configs[m] = dataclasses.replace(base, method=m, **over)
+  hp = {}
+  for k, v in (hparams or {}).items():
+    arr = np.asarray(v, np.float64)
+    if arr.ndim == 0:
+      arr = np.full((len(seeds),), float(arr))
+    if arr.ndim != 1:
+      raise ValueError(f"hyperparameter {k} must be one value or a list, got "
+                       f"shape {arr.shape}")
+    hp[k] = tuple(float(x) for x in arr)
+  if amplifier is not None:
+    amplifier = os.path.abspath(amplifier)
+  spec = RunSpec(configs=configs, seeds=seeds, steps=steps,
+                 eval_every=eval_every,
+                 checkpoint_every=checkpoint_every or None,
+                 keep_checkpoints=keep_checkpoints, hparams=hp,
+                 amplifier=amplifier, amplifier_seed=amplifier_seed,
+                 stop_after=stop_after or None, stop_acc=stop_acc)
+  return spec.validate()
+
+
+def sweep_seeds(seeds: Union[int, Sequence[int]],
+                sweeps: Union[Mapping[str, Sequence[float]],
+                              Sequence[Tuple[str, Sequence[float]]]]
+                ) -> Tuple[List[int], Dict[str, List[float]]]:
+  """Seeds x sweep values: every swept value gets every seed.
+
+  Args:
+    seeds: a count ``n`` (seeds 0..n-1) or a list of ``n`` seeds.
+    sweeps: ``{name: values}`` or ``[(name, values), ...]``, the same number
+      ``k`` of values for every name (swept together).
+
+  Returns:
+    ``(seeds, {name: per-seed values})`` with ``n * k`` distinct seeds; value
+    ``i`` goes to seeds ``i*n .. i*n+n-1``.  A count gives seeds
+    ``0..n*k-1``; a list is repeated, offset by ``(max + 1) * i`` for value
+    ``i``.  No sweep: ``seeds`` as a list and ``{}``.
+  """
+  pairs = list(sweeps.items()) if isinstance(sweeps, Mapping) else list(
+      sweeps or ())
+  base = list(_seed_tuple(seeds))
+  if not pairs:
+    return base, {}
+  names = [n for n, _ in pairs]
+  if len(set(names)) != len(names):
+    raise ValueError(f"a sweep names a hyperparameter twice: "
+                     f"{', '.join(names)}")
+  ks = {len(v) for _, v in pairs}
+  if len(ks) != 1 or 0 in ks:
+    raise ValueError("every sweep needs the same number of values (>= 1)")
+  k, n = ks.pop(), len(base)
+  if is_int(seeds):
+    out = list(range(n * k))
+  else:
+    if not base:
+      raise ValueError("seeds must be a non-empty list of integers")
+    off = max(base) + 1
+    out = [s + i * off for i in range(k) for s in base]
+  return out, {name: [float(v[i // n]) for i in range(n * k)]
+               for name, v in pairs}
+
+
+def load_spec(out_dir: str) -> RunSpec:
+  """The :class:`RunSpec` saved in a run folder's config.json."""
+  path = os.path.join(out_dir, "config.json")
+  if not os.path.isfile(path):
+    raise ValueError(f"{out_dir!r} is not a run folder (no config.json)")
+  try:
+    with open(path) as f:
+      d = json.load(f)
+    return RunSpec.from_dict(d)
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"{path} is not a valid run config ({e})") from None
+
+
+def check_out_dir(out_dir: Optional[str], resume: bool) -> None:
+  """ValueError unless ``out_dir`` can take a new run (``resume`` false:
+  no config.json there yet) or be resumed."""
+  if out_dir is None:
+    if resume:
+      raise ValueError("resume needs out_dir (the run folder)")
+    return
+  if not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir):
+    raise ValueError(f"out_dir must be a path, got {out_dir!r}")
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise ValueError(f"out_dir {out_dir!r} exists and is not a folder")
+  if not resume and os.path.exists(os.path.join(out_dir, "config.json")):
+    raise ValueError(f"{out_dir!r} already holds a run; resume it with "
+                     f"--resume {out_dir} or choose a new --out")
+
+
+def check_resume(spec: RunSpec, out_dir: Optional[str], resume: bool,
+                 force: bool = False) -> List[str]:
+  """Validates ``out_dir`` for a new run or a resume; returns the fields in
+  which ``spec`` differs from the saved config (only with ``force``).
+
+  Raises ValueError if ``out_dir`` already holds a run and ``resume`` is
+  false, or if the configuration differs and ``force`` is false (the
+  message names the differing fields).
+  """
+  check_out_dir(out_dir, resume)
+  if out_dir is None or not resume:
+    return []
+  if not os.path.exists(os.path.join(out_dir, "config.json")):
+    return []
+  diff = load_spec(out_dir).diff(spec)
+  if diff and not force:
+    raise ValueError(f"the configuration differs from the checkpointed run "
+                     f"in {out_dir} in: {', '.join(diff)} (use --force to "
+                     "resume anyway)")
+  return diff

@@ -1,0 +1,202 @@
+"""ngrok_jax.neuralgrok: the bilevel update as an optax transformation, on
+models that are not this library's transformer."""
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ngrok_jax as nj
+
+AMP = nj.Amplifier((6, 5))
+
+
+def mlp(params, x):
+  return jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"]
+
+
+def mse(params, x, y):
+  return jnp.mean((mlp(params, x) - y) ** 2)
+
+
+def problem(dtype=jnp.float32):
+  r = np.random.default_rng(0)
+  x = jnp.asarray(r.normal(size=(40, 3)), dtype)
+  y = jnp.sin(x.sum(1, keepdims=True))
+  params = {"w1": jnp.asarray(r.normal(size=(3, 7)), dtype),
+            "b1": jnp.asarray(0.1 * r.normal(size=(7,)), dtype),
+            "w2": jnp.asarray(r.normal(size=(7, 1)), dtype)}
+  phi = jax.tree.map(lambda a: a.astype(dtype),
+                     AMP.init(jax.random.PRNGKey(3), jnp.zeros((1,))))
+  return params, phi, (x[:30], y[:30]), (x[30:], y[30:])
+
+
+def reference_objective(phi, params, g, outer, c, lr):
+  """The meta objective written out directly: softmax-weighted, per-tensor
+  normalised gradient, one SGD look-ahead step, outer loss."""
+  new = {}
+  for k in params:
+    gk = g[k].ravel()
+    s = jax.nn.softmax(AMP.apply(phi, gk))
+    sg = s * gk
+    new[k] = params[k] - lr * (c * sg / jnp.linalg.norm(sg)).reshape(
+        g[k].shape)
+  return mse(new, *outer)
+
+
+@pytest.mark.parametrize("placement", ["before", "after"])
+def test_meta_gradient_matches_finite_differences(placement):
+  """The transform's meta-gradient (read off a meta step with SGD(1) as the
+  meta optimizer) equals finite differences of the objective computed
+  independently of the library, and is not zero."""
+  c, lr = 0.3, 0.05
+  with jax.enable_x64(True):
+    params, phi, train, outer = problem(jnp.float64)
+    tx = nj.neuralgrok(optax.sgd(0.1), AMP.apply, phi, meta_every=1, c=c,
+                       lookahead=optax.sgd(lr),
+                       meta_optimizer=optax.sgd(1.0), placement=placement)
+    state = tx.init(params)
+    g = jax.grad(mse)(params, *train)
+    upd, state2 = jax.jit(lambda g, s, p: tx.update(
+        g, s, p, train_loss=lambda q: mse(q, *train),
+        outer_loss=lambda q: mse(q, *outer)))(g, state, params)
+    mg = jax.tree.map(lambda a, b: a - b, phi, nj.amplifier_params(state2))
+    if placement == "after":  # the meta step sits at the updated params
+      at = optax.apply_updates(params, upd)
+      g_at = jax.grad(mse)(at, *train)
+    else:
+      at, g_at = params, g
+    f = jax.jit(lambda ph: reference_objective(ph, at, g_at, outer, c, lr))
+    np.testing.assert_allclose(float(state2.outer_loss), float(f(phi)),
+                               rtol=1e-12)
+    norm = np.sqrt(sum(float(jnp.sum(l ** 2)) for l in jax.tree.leaves(mg)))
+    assert norm > 1e-8
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+      v = jax.tree.map(lambda l: jnp.asarray(rng.normal(size=l.shape)), phi)
+      h = 1e-6
+      fd = (f(jax.tree.map(lambda a, b: a + h * b, phi, v)) -
+            f(jax.tree.map(lambda a, b: a - h * b, phi, v))) / (2 * h)
+      an = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(mg),
+                                              jax.tree.leaves(v)))
+      np.testing.assert_allclose(float(an), float(fd), rtol=1e-5, atol=1e-10)
+
+
+def test_inner_step_is_inner_optimizer_of_amplified_gradient():
+  params, phi, train, outer = problem()
+  inner = optax.adam(1e-2)
+  tx = nj.neuralgrok(inner, AMP.apply, phi, meta_every=3, c=0.2)
+  g = jax.grad(mse)(params, *train)
+  upd, state = tx.update(g, tx.init(params), params, meta_step=False)
+  ga = nj.amplify(g, lambda x: AMP.apply(phi, x), 0.2)
+  ref, _ = inner.update(ga, inner.init(params), params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+               upd, ref)
+  assert int(state.count) == 1 and np.isnan(float(state.outer_loss))
+  jax.tree.map(np.testing.assert_array_equal, nj.amplifier_params(state), phi)
+
+
+def test_meta_steps_follow_the_count():
+  params, phi, train, outer = problem()
+  kw = dict(train_loss=lambda q: mse(q, *train),
+            outer_loss=lambda q: mse(q, *outer))
+  for placement, expected in (("after", [2, 5]), ("before", [0, 3])):
+    tx = nj.neuralgrok(optax.sgd(0.1), AMP.apply, phi, meta_every=3,
+                       meta_optimizer=optax.sgd(0.5), placement=placement)
+    state, p = tx.init(params), params
+    update = jax.jit(lambda g, s, p: tx.update(g, s, p, **kw))
+    changed = []
+    for i in range(6):
+      before = nj.amplifier_params(state)
+      u, state = update(jax.grad(mse)(p, *train), state, p)
+      p = optax.apply_updates(p, u)
+      if any(not np.array_equal(a, b) for a, b in zip(
+          jax.tree.leaves(before), jax.tree.leaves(
+              nj.amplifier_params(state)))):
+        changed.append(i)
+      assert bool(nj.is_meta_step(i, 3, placement)) == (i in expected)
+    assert changed == expected, placement
+
+
+def _has_cond(jaxpr) -> bool:
+  return bool(re.search(r"\bcond\[", str(jaxpr)))
+
+
+def test_vmap_over_seeds_keeps_a_real_branch_with_a_shared_flag():
+  params, phi, train, outer = problem()
+  tx = nj.neuralgrok(optax.sgd(0.1), AMP.apply, phi, meta_every=4)
+  states = jax.vmap(lambda _: tx.init(params))(jnp.arange(2))
+  kw = dict(train_loss=lambda q: mse(q, *train),
+            outer_loss=lambda q: mse(q, *outer))
+
+  def per_seed(s, flag):
+    g = jax.grad(mse)(params, *train)
+    return tx.update(g, s, params, meta_step=flag, **kw)
+
+  shared = jax.make_jaxpr(jax.vmap(per_seed, in_axes=(0, None)))(
+      states, jnp.asarray(True))
+  own = jax.make_jaxpr(jax.vmap(lambda s: per_seed(s, None)))(states)
+  assert _has_cond(shared)       # a shared flag: the meta step is a branch
+  assert not _has_cond(own)      # batched count: vmap computes both sides
+  # both give the same numbers
+  a = jax.vmap(per_seed, in_axes=(0, None))(states, jnp.asarray(False))
+  b = jax.vmap(lambda s: per_seed(s, None))(states)
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6),
+               a[0], b[0])
+
+
+def test_frozen_with_meta_every_zero_equals_scale_by_amplifier():
+  params, phi, train, _ = problem()
+  tx = nj.neuralgrok(optax.adam(1e-2), AMP.apply, phi, meta_every=0, c=0.4)
+  ref = optax.chain(nj.scale_by_amplifier(AMP.apply, phi, c=0.4),
+                    optax.adam(1e-2))
+  s, rs, p, q = tx.init(params), ref.init(params), params, params
+  for _ in range(3):
+    u, s = tx.update(jax.grad(mse)(p, *train), s, p)  # no outer_loss needed
+    v, rs = ref.update(jax.grad(mse)(q, *train), rs, q)
+    p, q = optax.apply_updates(p, u), optax.apply_updates(q, v)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), p, q)
+  assert s.meta_state == optax.EmptyState()
+
+
+def test_bad_arguments_raise_clear_errors():
+  params, phi, train, _ = problem()
+  with pytest.raises(ValueError, match="meta_every"):
+    nj.neuralgrok(optax.sgd(1.0), AMP.apply, phi, meta_every=-1)
+  with pytest.raises(ValueError, match="placement"):
+    nj.neuralgrok(optax.sgd(1.0), AMP.apply, phi, placement="during")
+  with pytest.raises(ValueError, match="lookahead"):
+    nj.neuralgrok(optax.sgd(1.0), AMP.apply, phi, lookahead="adam")
+  with pytest.raises(ValueError, match="c must be"):
+    nj.neuralgrok(optax.sgd(1.0), AMP.apply, phi, c=0.0)
+  tx = nj.neuralgrok(optax.sgd(1.0), AMP.apply, phi, meta_every=1)
+  g = jax.grad(mse)(params, *train)
+  with pytest.raises(ValueError, match="outer_loss"):
+    tx.update(g, tx.init(params), params)
+  with pytest.raises(ValueError, match="train_loss"):
+    tx.update(g, tx.init(params), params, outer_loss=lambda p: 0.0)
+  with pytest.raises(ValueError, match="one NeuralGrokState"):
+    nj.amplifier_params(optax.adam(1.0).init(params))
+
+
+def readme_snippet() -> str:
+  import pathlib
+  text = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+  m = re.search(r"<!-- neuralgrok-snippet -->\s*```python\n(.*?)```", text,
+                re.S)
+  assert m, "README.md lost its neuralgrok snippet"
+  return m.group(1)
+
+
+def test_readme_snippet_trains_a_users_own_model():
+  ns = {}
+  exec(compile(readme_snippet(), "README.md", "exec"), ns)  # noqa: S102
+  loss, train, held_out = ns["loss"], ns["train"], ns["held_out"]
+  amp, phi = ns["amp"], ns["phi"]
+  assert float(loss(ns["params"], *train)) < 0.05
+  phi0 = amp.init(jax.random.key(1), jnp.zeros((1,)))
+  moved = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
+      jax.tree.leaves(phi), jax.tree.leaves(phi0)))
+  assert moved > 1e-4  # the meta steps trained the amplifier
