@@ -117,7 +117,6 @@ def pwl_table(layers) -> Tuple[jax.Array, jax.Array, jax.Array]:
   bp = jnp.zeros((0,), dtype)
   for w, b in layers[1:]:
     # 1. refine the intervals by the zero crossings of this layer's units.
-    mid = jax.lax.stop_gradient(_interval_midpoints(bp))
     lo = jnp.concatenate([jnp.full((1,), -jnp.inf, dtype), bp])
     hi = jnp.concatenate([bp, jnp.full((1,), jnp.inf, dtype)])
     a_ng, c_ng = jax.lax.stop_gradient(a), jax.lax.stop_gradient(c)
@@ -135,7 +134,6 @@ def pwl_table(layers) -> Tuple[jax.Array, jax.Array, jax.Array]:
     a = jnp.where(on, a_p, 0) @ w
     c = jnp.where(on, c_p, 0) @ w + b
     bp = new_bp
-    del mid
   return bp, a[:, 0], c[:, 0]
 
 
