@@ -42,6 +42,12 @@ class _Parser(argparse.ArgumentParser):
     self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _seed_group(s: str):
+  if s in ("auto", "all"):
+    return None if s == "all" else s
+  return _int("--seed-group")(s)
+
+
 def build_parser() -> argparse.ArgumentParser:
   from ngrok_jax.presets import PRESETS
   from ngrok_jax.config import METHODS
@@ -115,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                  help="shard the seeds over at most N local devices, the "
                  "largest count dividing the number of seeds (default: all "
                  "devices; 1: no sharding)")
+  t.add_argument("--seed-group", type=_seed_group, default="auto",
+                 metavar="N|all|auto",
+                 help="vmap the seeds in groups of N, one group after "
+                 "another (auto: 1 on a CPU, all on accelerators; all: one "
+                 "group); same results, a speed choice")
   t.add_argument("--no-progress", action="store_true",
                  help="no progress bar (default: shown)")
   t.add_argument("--no-plots", action="store_true",
@@ -239,7 +250,8 @@ def _cmd_train(args, hooks=()) -> int:
     summary = runner.execute(spec, out, resume=bool(args.resume),
                              force=args.force, progress=not args.no_progress,
                              plots=not args.no_plots, report=None,
-                             devices=args.devices, hooks=hooks)
+                             devices=args.devices, hooks=hooks,
+                             seed_group=args.seed_group)
   except runner.RunInterrupted as e:
     print(f"{PROG}: {e}", file=sys.stderr, flush=True)
     return 128 + int(e.signum)

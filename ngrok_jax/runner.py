@@ -76,7 +76,7 @@ from ngrok_jax.results import (THRESHOLDS, held_evaluations, load_run,
                                read_metrics, summarize, summary_line)
 from ngrok_jax.spec import (STOP_ACC, RunSpec, check_resume, load_spec,
                             make_spec)
-from ngrok_jax.train import Trainer
+from ngrok_jax.train import Trainer, resolve_seed_group
 
 __all__ = ["RunSpec", "RunInterrupted", "Chunk", "run", "resume",
            "make_spec", "check_resume", "check_devices", "load_spec",
@@ -126,9 +126,13 @@ class _Run:
   """State of one run (folder) while training (internal)."""
 
   def __init__(self, spec: RunSpec, out_dir: Optional[str], progress: bool,
-               report, devices: Optional[int], hooks: Sequence[Hook]):
+               report, devices: Optional[int], hooks: Sequence[Hook],
+               seed_group="auto"):
     self.spec, self.out_dir, self.progress = spec, out_dir, progress
     self.report, self.devices, self.hooks = report, devices, list(hooks)
+    # sharded seeds: every device vmaps its own seeds at once
+    self.seed_group = None if _shard_count(len(spec.seeds), devices) > 1 \
+        else seed_group
     self.rows: Dict[str, List[dict]] = {m: [] for m in spec.methods}
     self.wall: Dict[str, float] = {m: 0.0 for m in spec.methods}
     self.complete: Dict[str, bool] = {m: False for m in spec.methods}
@@ -150,7 +154,7 @@ class _Run:
 
   def train_method(self, method: str, stop: StopFlag, resume: bool) -> None:
     spec, saves = self.spec, self.out_dir is not None
-    trainer = Trainer(spec.configs[method])
+    trainer = Trainer(spec.configs[method], seed_group=self.seed_group)
     amp = (load_amplifier(spec.amplifier, spec.amplifier_seed)[0]
            if method == "neuralgrok-frozen" else None)
     hp = {k: np.asarray(v, np.float32) for k, v in spec.hparams.items()}
@@ -255,7 +259,7 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
         plots: bool = True, report=None,
         devices: Optional[int] = None,
         stop_after: Optional[int] = None, stop_acc: float = STOP_ACC,
-        hooks: Sequence[Hook] = ()) -> Dict[str, Any]:
+        hooks: Sequence[Hook] = (), seed_group="auto") -> Dict[str, Any]:
   """Trains ``methods`` on one task for all ``seeds``; returns the summary.
 
   Args:
@@ -300,6 +304,10 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
       :mod:`ngrok_jax.hooks`), called after the progress bar and the early
       stop, before the metrics writer and the checkpoint; not part of the
       run's configuration.
+    seed_group: run the seeds in groups of this many vmapped seeds, one
+      group after another (``"auto"``: one at a time on a CPU, all at once
+      on accelerators; ``None``: all at once); same results, not part of
+      the run's configuration.
 
   Returns:
     The summary dict (also ``out_dir/summary.json``):
@@ -320,14 +328,14 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
                    stop_acc=stop_acc)
   return execute(spec, out_dir, resume=resume, force=force,
                  progress=progress, plots=plots, report=report,
-                 devices=devices, hooks=hooks)
+                 devices=devices, hooks=hooks, seed_group=seed_group)
 
 
 def resume(out_dir: str, *, force: bool = False, progress: bool = True,
            plots: bool = True, report=None,
            spec: Optional[RunSpec] = None,
            devices: Optional[int] = None,
-           hooks: Sequence[Hook] = ()) -> Dict[str, Any]:
+           hooks: Sequence[Hook] = (), seed_group="auto") -> Dict[str, Any]:
   """Continues the run in ``out_dir`` from its newest good checkpoint.
 
   ``spec`` (optional) is checked against the saved config: differing fields
@@ -338,13 +346,13 @@ def resume(out_dir: str, *, force: bool = False, progress: bool = True,
   saved = load_spec(out_dir)
   return execute(spec or saved, out_dir, resume=True, force=force,
                  progress=progress, plots=plots, report=report,
-                 devices=devices, hooks=hooks)
+                 devices=devices, hooks=hooks, seed_group=seed_group)
 
 
 def execute(spec: RunSpec, out_dir: Optional[str], *, resume: bool = False,
             force: bool = False, progress: bool = True, plots: bool = True,
             report=None, devices: Optional[int] = None,
-            hooks: Sequence[Hook] = ()) -> Dict[str, Any]:
+            hooks: Sequence[Hook] = (), seed_group="auto") -> Dict[str, Any]:
   """Runs a validated :class:`RunSpec` (:func:`run` and :func:`resume` with
   the spec already built; arguments as there)."""
   report = report or _default_report
@@ -357,7 +365,8 @@ def execute(spec: RunSpec, out_dir: Optional[str], *, resume: bool = False,
              " because of --force")
     os.makedirs(out_dir, exist_ok=True)
     atomic_write(os.path.join(out_dir, "config.json"), dumps(spec.to_dict()))
-  r = _Run(spec, out_dir, progress, report, devices, hooks)
+  r = _Run(spec, out_dir, progress, report, devices, hooks,
+           resolve_seed_group(seed_group))
   n = _shard_count(len(spec.seeds), devices)
   if n > 1:
     report(f"seeds sharded over {n} devices")

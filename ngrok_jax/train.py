@@ -290,6 +290,21 @@ def _scan(cfg, seeds: SeedState, train, outer, shared: Data, step0,
   return seeds, out
 
 
+#: Seeds per vmapped group on a CPU backend (``seed_group="auto"``): the
+#: group size that ran S seeds fastest in experiments/benchmark.py on a
+#: 2-core CPU (BENCHMARK.md); accelerators vmap every seed at once.
+CPU_SEED_GROUP = 1
+
+
+def resolve_seed_group(seed_group="auto") -> Optional[int]:
+  """``"auto"``: :data:`CPU_SEED_GROUP` on a CPU backend, else ``None`` (all
+  seeds vmapped at once); ``None`` or a positive integer pass through."""
+  if seed_group == "auto":
+    return CPU_SEED_GROUP if jax.default_backend() == "cpu" else None
+  group_size(1, seed_group)  # validates it
+  return seed_group
+
+
 def group_size(num_seeds: int, seed_group: Optional[int]) -> int:
   """The largest divisor of ``num_seeds`` that is <= ``seed_group`` (None:
   all seeds in one group)."""
@@ -383,13 +398,13 @@ def evaluate(cfg: TrainConfig, state: TrainState, data: Data
 class Trainer:
   """The functions above bound to one validated :class:`TrainConfig`.
 
-  ``seed_group``: see :func:`train_steps` (``None``: every seed vmapped).
+  ``seed_group``: see :func:`train_steps` (``None``: every seed vmapped;
+  ``"auto"``: :func:`resolve_seed_group`).
   """
 
-  def __init__(self, config: TrainConfig, seed_group: Optional[int] = None):
+  def __init__(self, config: TrainConfig, seed_group=None):
     self.config = config.validate()
-    group_size(1, seed_group)
-    self.seed_group = seed_group
+    self.seed_group = resolve_seed_group(seed_group)
     self.task = task_of(self.config)
     self.model = model_of(self.config)
     self.amplifier = amplifier_of(self.config)

@@ -306,3 +306,30 @@ def test_method_defaults_follow_the_reference():
     tiny(batching="random").validate()
   with pytest.raises(ValueError, match="init"):
     tiny(init="jax").validate()
+
+
+def test_seed_groups_give_the_same_results_as_one_vmap():
+  cfg = tiny(meta_every=2)
+  runs = {}
+  for group in (None, 1, 3):  # 3 -> groups of 2 (the largest divisor of 4)
+    state, data = nj.train.init(cfg, [0, 1, 2, 3])
+    state, out = nj.train.train_steps(cfg, state, data, num_steps=4,
+                                      seed_group=group)
+    runs[group] = (state, out, nj.train.evaluate(cfg, state, data))
+  assert nj.train.group_size(4, 3) == 2 and nj.train.group_size(4, 1) == 1
+  ref_state, ref_out, ref_ev = runs[None]
+  for group in (1, 3):
+    state, out, ev = runs[group]
+    assert int(state.step) == 4
+    np.testing.assert_allclose(out["loss"], ref_out["loss"], rtol=1e-5)
+    np.testing.assert_allclose(out["outer_loss"], ref_out["outer_loss"],
+                               rtol=1e-5)
+    np.testing.assert_allclose(ev["test/loss"], ref_ev["test/loss"],
+                               rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(state.seeds.amp_params),
+                    jax.tree.leaves(ref_state.seeds.amp_params)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  with pytest.raises(ValueError, match="seed_group"):
+    nj.Trainer(cfg, seed_group=0)
+  assert nj.Trainer(cfg, seed_group="auto").seed_group == (
+      nj.train.CPU_SEED_GROUP if jax.default_backend() == "cpu" else None)

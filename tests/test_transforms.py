@@ -1,4 +1,7 @@
 """Contract tests run over every transform, plus formula references."""
+import functools
+from typing import Any, Callable, Dict, NamedTuple
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -19,14 +22,90 @@ def const_scores(phi, x):
   return jnp.full_like(x, 0.37)
 
 
-TRANSFORMS = {
-    "amplifier_frozen": lambda: nj.scale_by_amplifier(AMP.apply, PHI, c=1.5),
-    "amplifier_learnable": lambda: nj.scale_by_amplifier(AMP.apply, c=1.5),
-    "normalize": lambda: nj.normalize_gradients(0.7),
-    "grokfast_ema": lambda: nj.grokfast_ema(0.9, 2.0),
-    "grokfast_ma": lambda: nj.grokfast_ma(3, 5.0),
-    "coupled_adam": lambda: nj.coupled_adam(1e-3, 1e-3, warmup_steps=2),
+def _sin_loss(params, shift):
+  # float32 leaves only: a bfloat16 parameter moved by the look-ahead (or by
+  # the inner step, placement="after") lands on one of two neighbouring bf16
+  # values depending on the last rounding, so a loss of it would carry a
+  # bf16-sized jump into every float32 result of the meta step (two equally
+  # right computations would differ by ~1e-3, hiding wrong answers that size)
+  return sum(jnp.sum(jnp.sin(3.0 * l + shift))
+             for l in jax.tree.leaves(params) if l.dtype == jnp.float32)
+
+
+def train_loss(params):
+  return _sin_loss(params, 0.3)
+
+
+def outer_loss(params):
+  return _sin_loss(params, -1.1)
+
+
+def _neuralgrok(meta_every, placement="after"):
+  # inner: clip + Adam as the trainer's (plain optax.adam(lr) returns
+  # float32 updates for a bfloat16 leaf when lr is a float32 array)
+  def build(hp):
+    return nj.neuralgrok(
+        nj.coupled_adam(hp["lr"], warmup_steps=0), AMP.apply, PHI,
+        meta_every=meta_every, c=hp["c"], lookahead=optax.sgd(hp["la_lr"]),
+        # SGD with a (count) schedule: some meta-gradient components are
+        # exactly zero in exact arithmetic (softmax ignores a shift of all
+        # scores: the output bias, the bias of a hidden unit active on every
+        # component) and rounding noise in floats; Adam's first step,
+        # lr * sign(g), would turn that noise into a full step and a
+        # momentum would store it, so two correct computations would differ
+        meta_optimizer=optax.sgd(optax.constant_schedule(hp["meta_lr"])),
+        placement=placement)
+  return build
+
+
+class Spec(NamedTuple):
+  """A transform of the contract: ``build(hp)`` makes it from hyperparameters
+  ``hp`` (Python floats, or traced arrays the way the trainer passes them);
+  ``hp2`` is a second seed's values (each one different); ``kwargs`` are the
+  keywords its ``update`` needs."""
+  build: Callable[[Dict[str, Any]], optax.GradientTransformation]
+  hp: Dict[str, float]
+  hp2: Dict[str, float]
+  kwargs: Dict[str, Any] = {}
+
+
+_NG_HP = dict(c=0.2, lr=1e-2, la_lr=0.1, meta_lr=1.0)
+_NG_HP2 = dict(c=0.35, lr=3e-3, la_lr=0.05, meta_lr=3.0)
+_NG_KW = dict(outer_loss=outer_loss, train_loss=train_loss)
+
+SPECS = {
+    "amplifier_frozen": Spec(
+        lambda h: nj.scale_by_amplifier(AMP.apply, PHI, c=h["c"]),
+        dict(c=1.5), dict(c=0.3)),
+    "amplifier_learnable": Spec(
+        lambda h: nj.scale_by_amplifier(AMP.apply, c=h["c"]),
+        dict(c=1.5), dict(c=0.3), dict(amplifier_params=PHI)),
+    "normalize": Spec(lambda h: nj.normalize_gradients(h["c"]),
+                      dict(c=0.7), dict(c=2.3)),
+    "grokfast_ema": Spec(lambda h: nj.grokfast_ema(h["alpha"], h["lamb"]),
+                         dict(alpha=0.9, lamb=2.0), dict(alpha=0.8, lamb=0.7)),
+    "grokfast_ma": Spec(lambda h: nj.grokfast_ma(3, h["lamb"]),
+                        dict(lamb=5.0), dict(lamb=1.3)),
+    "coupled_adam": Spec(
+        lambda h: nj.coupled_adam(h["lr"], h["wd"], h["b1"], warmup_steps=2,
+                                  clip_norm=h["clip"]),
+        dict(lr=1e-3, wd=1e-3, b1=0.9, clip=1.0),
+        dict(lr=3e-3, wd=0.1, b1=0.8, clip=0.5)),
+    "coupled_adamw": Spec(
+        lambda h: nj.coupled_adam(h["lr"], h["wd"], warmup_steps=0,
+                                  clip_norm=h["clip"], decoupled=True),
+        dict(lr=1e-3, wd=0.1, clip=2.0), dict(lr=2e-3, wd=0.03, clip=0.7)),
+    # the whole bilevel update: learnable (meta step every update, after the
+    # inner step / every second update, before it) and frozen
+    "neuralgrok_after": Spec(_neuralgrok(1), _NG_HP, _NG_HP2, _NG_KW),
+    "neuralgrok_before": Spec(_neuralgrok(2, "before"), _NG_HP, _NG_HP2,
+                              dict(outer_loss=outer_loss)),
+    "neuralgrok_frozen": Spec(_neuralgrok(0), _NG_HP, _NG_HP2, _NG_KW),
 }
+
+# each transform built from its Python-float hyperparameters
+TRANSFORMS = {name: functools.partial(s.build, s.hp)
+              for name, s in SPECS.items()}
 
 
 def tree():
@@ -41,27 +120,153 @@ def _update(tx, g, state, params):
       g, state, params, amplifier_params=PHI)
 
 
-@pytest.mark.parametrize("name", sorted(TRANSFORMS))
-def test_contract_jit_vmap_dtype(name):
-  tx = TRANSFORMS[name]()
-  params = tree()
-  state = tx.init(params)
-  upd, state2 = _update(tx, params, state, params)
-  chex.assert_trees_all_equal_structs(upd, params)
-  chex.assert_trees_all_equal_shapes_and_dtypes(upd, params)
-  chex.assert_trees_all_equal_shapes_and_dtypes(state, state2)
-  # jit gives the same result
-  upd_j, _ = jax.jit(lambda g, s, p: _update(tx, g, s, p))(params, state, params)
-  chex.assert_trees_all_close(upd, upd_j, rtol=1e-2, atol=1e-6)
-  # vmap over a leading batch of pytrees equals per-example updates
-  batch = jax.tree.map(lambda x: jnp.stack([x, 2 * x + 1]), params)
-  states = jax.vmap(tx.init)(batch)
-  upd_v, _ = jax.vmap(lambda g, s: _update(tx, g, s, g))(batch, states)
+# Tolerances of the contract.  float32: the same computation may differ by a
+# few roundings (eps = 1.2e-7) when XLA fuses or reorders it (jit, vmap) or
+# when a hyperparameter is a float32 array instead of a Python float (e.g.
+# 1 - alpha rounded once in float32 instead of in float64); 1e-6 is ~8 eps.
+F32_RTOL = 1e-6
+# bfloat16 keeps 8 significant bits: eps = 2**-7 = 0.0078.  Python-float
+# hyperparameters keep bf16 arithmetic in bf16 (weak types), float32 arrays
+# promote it to float32 before the final cast, and jitted XLA code may keep
+# bf16 intermediates in float32 (excess precision): each differs from the
+# other by a rounding of a few intermediates, each <= eps/2 relative.  Four
+# eps covers that and still catches any error of a few percent.
+BF16_RTOL = 4 * float(jnp.finfo(jnp.bfloat16).eps)
+K = 3  # steps: fills grokfast_ma's window, ends coupled_adam's warm-up
+
+
+def assert_close(actual, expected, what):
+  """Leafwise: same structure, shapes and dtypes; integers equal; floats
+  within the dtype's rtol of the value, with an absolute slack of rtol times
+  the leaf's largest magnitude (entries that are small by cancellation carry
+  the rounding error of the leaf's scale)."""
+  chex.assert_trees_all_equal_structs(actual, expected)
+  flat = jax.tree_util.tree_flatten_with_path(expected)[0]
+  for (path, e), a in zip(flat, jax.tree.leaves(actual)):
+    where = f"{what}: leaf {jax.tree_util.keystr(path)}"
+    a, e = np.asarray(a), np.asarray(e)
+    assert (a.shape, a.dtype) == (e.shape, e.dtype), where
+    if not jnp.issubdtype(e.dtype, jnp.floating):
+      np.testing.assert_array_equal(a, e, err_msg=where)
+      continue
+    rtol = BF16_RTOL if e.dtype == jnp.bfloat16 else F32_RTOL
+    a, e = a.astype(np.float64), e.astype(np.float64)
+    scale = np.max(np.abs(e), initial=0.0, where=np.isfinite(e))
+    np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * scale,
+                               err_msg=where)
+
+
+def _upd(tx, kwargs, g, state, params, **extra):
+  return optax.with_extra_args_support(tx).update(g, state, params,
+                                                  **kwargs, **extra)
+
+
+def grads(seed):
+  """``K`` gradients of ``tree()``'s structure and dtypes (leading axis K)."""
+  r = np.random.default_rng(seed)
+  return jax.tree.map(
+      lambda x: jnp.asarray(r.normal(size=(K,) + x.shape), x.dtype), tree())
+
+
+def _steps(update, state, params, gs):
+  """The updates and the states after each step of ``update(g, state,
+  params)`` over the gradients ``gs`` (leading axis: steps), stacked; a
+  Python loop (eager, or each step a call of a jitted update).  The params
+  stay fixed: a moving bfloat16 parameter would make the sequence chaotic
+  (see ``_sin_loss``)."""
+  out = []
+  for t in range(K):
+    u, state = update(_seed(gs, t), state, params)
+    out.append((u, state))
+  return jax.tree.map(lambda *x: jnp.stack(x), *out)
+
+
+def _scan_steps(update, state, params, gs):
+  """``_steps`` as one ``lax.scan`` (the state is its carry)."""
+  def body(s, g):
+    u, s = update(g, s, params)
+    return s, (u, s)
+  return jax.lax.scan(body, state, gs)[1]
+
+
+def _seed(tree_, i):
+  return jax.tree.map(lambda x: x[i], tree_)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_contract(name):
+  """The optax contract every transform keeps (NeuralGrok's whole bilevel
+  update included)."""
+  spec = SPECS[name]
+  tx, kw = spec.build(spec.hp), spec.kwargs
+  eager = functools.partial(_upd, tx, kw)
+  p0, gs = tree(), grads(1)
+  s0 = tx.init(p0)
+  ref = _steps(eager, s0, p0, gs)  # the reference: eager, Python floats
+  states = ref[1]
+  first = _seed(ref, 0)
+
+  # 3. dtypes: the updates have the params' shapes and dtypes (bfloat16 leaf
+  # included), and every state those of the initial one.
+  for t in range(K):
+    u, s = _seed(ref, t)
+    chex.assert_trees_all_equal_shapes_and_dtypes(u, p0)
+    chex.assert_trees_all_equal_structs(s, s0)
+    chex.assert_trees_all_equal_shapes_and_dtypes(s, s0)
+  if name in ("neuralgrok_after", "neuralgrok_before"):  # phi does learn
+    assert not np.allclose(jax.tree.leaves(states.amplifier_params)[0][-1],
+                           jax.tree.leaves(PHI)[0])
+
+  # 1. an unexpected keyword is ignored
+  extra = eager(_seed(gs, 0), s0, p0, some_unknown_keyword=jnp.arange(3.0),
+                another_one="ignored")
+  chex.assert_trees_all_equal(extra, first)
+
+  # 2. + 6. jit: the second call (new values of the same shapes, the state
+  # the first call returned) compiles nothing; jit equals eager at every step.
+  jitted = jax.jit(eager)
+  assert_close(_steps(jitted, s0, p0, gs), ref, "jit vs eager")
+  assert jitted._cache_size() == 1, "the jitted update compiled again"
+
+  # 4. the state is stable under lax.cond (update or keep it): it traces,
+  # runs, and each branch gives its own state.
+  maybe = jax.jit(lambda pred, g, s, p: jax.lax.cond(
+      pred, lambda: eager(g, s, p)[1], lambda: s))
+  kept = maybe(jnp.asarray(False), _seed(gs, 0), s0, p0)
+  stepped = maybe(jnp.asarray(True), _seed(gs, 0), s0, p0)
+  assert maybe._cache_size() == 1
+  chex.assert_trees_all_equal(kept, s0)
+  assert_close(stepped, first[1], "lax.cond update vs eager")
+
+  # 6. vmap over a leading batch (params and gradients) equals the
+  # per-example updates (the steps as a lax.scan: the state is its carry)
+  batch = [jax.tree.map(lambda x: jnp.stack([x, 2 * x + 1]), p0),
+           jax.tree.map(lambda *x: jnp.stack(x), gs, grads(2))]
+  out_v = jax.jit(jax.vmap(lambda p, g: _scan_steps(eager, tx.init(p), p, g)))(
+      *batch)
   for i in range(2):
-    one = jax.tree.map(lambda x: x[i], batch)
-    u1, _ = _update(tx, one, tx.init(one), one)
-    chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], upd_v), u1,
-                                rtol=1e-2, atol=1e-6)
+    p, g = _seed(batch, i)
+    assert_close(_seed(out_v, i), _steps(jitted, tx.init(p), p, g),
+                 f"vmap vs per-example {i}")
+  assert jitted._cache_size() == 1
+
+  # 5. hyperparameters as traced per-seed float32 arrays (as the trainer
+  # passes them: built inside a jitted vmap over seeds) give each seed the
+  # result of the transform built from that seed's Python floats.
+  def run(hp, p, g):
+    t = spec.build(hp)
+    return _scan_steps(functools.partial(_upd, t, kw), t.init(p), p, g)
+  hp_arrays = {k: jnp.asarray([spec.hp[k], spec.hp2[k]], jnp.float32)
+               for k in spec.hp}
+  per_seed = jax.jit(jax.vmap(run, in_axes=(0, None, None)))
+  out = per_seed(hp_arrays, p0, gs)
+  tx2 = spec.build(spec.hp2)
+  refs = [ref, _steps(functools.partial(_upd, tx2, kw), tx2.init(p0), p0, gs)]
+  for i in range(2):
+    assert_close(_seed(out, i), refs[i], f"traced hyperparameters, seed {i}")
+  # new hyperparameter values: no recompilation
+  per_seed(jax.tree.map(lambda x: x[::-1], hp_arrays), p0, gs)
+  assert per_seed._cache_size() == 1, "new hyperparameters compiled again"
 
 
 def test_constant_scores_equal_normalize_gradients():
