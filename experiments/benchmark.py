@@ -123,9 +123,8 @@ class Program:
     self.state, self.data = train_lib.init(cfg, list(range(num_seeds)),
                                            amp_params=amp)
     t0 = time.perf_counter()
-    lowered = train_lib.train_steps.lower(cfg, self.state, self.data,
-                                          num_steps=steps,
-                                          seed_group=seed_group)
+    lowered = train_lib.programs(cfg).train_steps.lower(
+        self.state, self.data, num_steps=steps, seed_group=seed_group)
     self.compiled = lowered.compile()
     self.compile_seconds = time.perf_counter() - t0
     self.memory = memory_bytes(self.compiled)
@@ -233,8 +232,8 @@ def meta_memory(base: Dict[str, Any], seeds: Sequence[int],
       st, da = abstract_state(tr, S)
       t0 = time.perf_counter()
       try:
-        comp = train_lib.train_steps.lower(cfg, st, da,
-                                           num_steps=1).compile()
+        comp = train_lib.programs(cfg).train_steps.lower(
+            st, da, num_steps=1).compile()
         mem = memory_bytes(comp)
         err = None
       except Exception as e:  # e.g. the backend refuses the allocation

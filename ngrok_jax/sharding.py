@@ -30,8 +30,11 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+# On one CPU the opposite question arises: how many seeds to vmap at once
+# (``group_size``, ``resolve_seed_group``; used by ``train.train_steps``).
+
 __all__ = ["SEED_AXIS", "seed_mesh", "seed_shardings", "shard_seeds",
-           "pad_seeds"]
+           "pad_seeds", "CPU_SEED_GROUP", "group_size", "resolve_seed_group"]
 
 SEED_AXIS = "seeds"
 
@@ -104,3 +107,33 @@ def shard_seeds(state, data, mesh: Optional[Mesh] = None) -> Tuple[Any, Any]:
   state = jax.tree.map(_put, state, state_sh)
   data = jax.tree.map(_put, data, data_sh)
   return state, data
+
+
+# ------------------------------------------------------- seeds in groups
+#: Seeds per vmapped group on a CPU backend (``seed_group="auto"``): the
+#: group size that ran S seeds fastest in experiments/benchmark.py on a
+#: 2-core CPU (BENCHMARK.md); accelerators vmap every seed at once.
+CPU_SEED_GROUP = 1
+
+
+def resolve_seed_group(seed_group="auto") -> Optional[int]:
+  """``"auto"``: :data:`CPU_SEED_GROUP` on a CPU backend, else ``None`` (all
+  seeds vmapped at once); ``None`` or a positive integer pass through."""
+  if seed_group == "auto":
+    return CPU_SEED_GROUP if jax.default_backend() == "cpu" else None
+  group_size(1, seed_group)  # validates it
+  return seed_group
+
+
+def group_size(num_seeds: int, seed_group: Optional[int]) -> int:
+  """The largest divisor of ``num_seeds`` that is <= ``seed_group`` (None:
+  all seeds in one group)."""
+  if seed_group is None:
+    return num_seeds
+  if isinstance(seed_group, bool) or int(seed_group) != seed_group or (
+      seed_group < 1):
+    raise ValueError(f"seed_group must be None or an integer >= 1, got "
+                     f"{seed_group!r}")
+  if seed_group >= num_seeds:
+    return num_seeds
+  return max(d for d in range(1, int(seed_group) + 1) if num_seeds % d == 0)

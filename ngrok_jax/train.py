@@ -18,30 +18,13 @@ by one compiled program; :class:`Trainer` is a thin facade::
     state, data = init(cfg, seeds=[0, 1])                   # the same, bare
     state, out = train_steps(cfg, state, data, 300)
 
-Inner step (every step): g = grad of the batch loss; g -> method transform
-(amplifier / rescaling / GrokFast / identity) -> clip (NeuralGrok and
-rescaling; the baselines are unclipped by default, as in the reference) ->
-Adam (coupled L2 decay, or AdamW) with linear warm-up.
-
-Meta step (NeuralGrok), ``meta_placement``:
-
-* ``"after"`` (default; the authors' final code, NeuralOptGrok a7490be):
-  after the inner step of every T-th step (1-indexed steps T, 2T, ...), at
-  the *updated* parameters, with the gradient recomputed on the same batch.
-* ``"before"``: before the inner step of steps 0, T, 2T, ... (0-indexed), at
-  the current parameters, reusing the step's gradient (one forward/backward
-  pass fewer per meta step; the description in the paper's algorithm).
-
-Either way: look-ahead theta' = theta + lookahead(G(g; phi)); outer loss =
-CE(theta') on the outer split; phi <- Adam(meta_lr, coupled meta_wd) step on
-d outer / d phi (all inside :func:`ngrok_jax.neuralgrok`).  The step counter
-is shared by all seeds and passed to the transformation as ``meta_step``,
-so its ``cond`` stays a real branch under ``vmap``.
-
-Seeds on one CPU (``seed_group``): vmapping many seeds on a CPU can cost
-more than running them one after another; ``train_steps(...,
-seed_group=G)`` runs groups of G vmapped seeds one after another
-(``lax.map``) with the same results.
+Each step: the method's optimizer (:func:`ngrok_jax.methods.optimizer`:
+:func:`ngrok_jax.neuralgrok` around clip + Adam, or a baseline's chain)
+applied to the batch gradient; for NeuralGrok the step counter, shared by
+all seeds, decides the meta steps (``meta_step=is_meta_step(step, T)``), so
+the ``cond`` stays a real branch under ``vmap``.  ``seed_group`` runs the
+seeds in groups of vmapped seeds one after another (``lax.map``; faster on
+a CPU, same results).
 
 Batches (``batching``): ``"epoch"`` (default, as the reference's shuffled
 DataLoader: a new permutation of the training split every epoch, cut into
@@ -73,10 +56,12 @@ from ngrok_jax.methods import (amplifier_of, hparams_of, loss_fn, model_of,
 from ngrok_jax.metrics import absolute_entropy, global_norm
 from ngrok_jax.model import accuracy, cross_entropy
 from ngrok_jax.neuralgrok import NeuralGrokState, is_meta_step
+from ngrok_jax.sharding import CPU_SEED_GROUP, group_size, resolve_seed_group
 
 __all__ = ["METHODS", "HPARAMS", "TrainConfig", "SeedState", "TrainState",
            "Data", "Trainer", "init", "train_steps", "evaluate",
-           "batch_step", "optimizer", "transform_gradient", "loss_fn"]
+           "batch_step", "optimizer", "transform_gradient", "loss_fn",
+           "CPU_SEED_GROUP", "group_size", "resolve_seed_group"]
 
 class SeedState(NamedTuple):
   """Per-seed state; every leaf has a leading seed axis inside TrainState.
@@ -137,7 +122,6 @@ def _init_seed(cfg: TrainConfig, key, hp, amp_params):
   return SeedState(params, opt_state, k_batch, hp, jnp.array(-1, jnp.int32))
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def _init_seeds(cfg, keys, hp, amp_params):
   return jax.vmap(lambda k, h: _init_seed(cfg, k, h, amp_params))(keys, hp)
 
@@ -177,7 +161,7 @@ def init(cfg: TrainConfig, seeds: Sequence[int],
         init_amplifier(cfg)):
       raise ValueError("amp_params do not match the configured amplifier "
                        f"(amp_hidden={cfg.amp_hidden})")
-  seeds_state = _init_seeds(cfg, keys, hp, amp_params)
+  seeds_state = programs(cfg).init(keys, hp, amp_params)
   return TrainState(jnp.zeros([], jnp.int32), seeds_state), data
 
 
@@ -290,47 +274,8 @@ def _scan(cfg, seeds: SeedState, train, outer, shared: Data, step0,
   return seeds, out
 
 
-#: Seeds per vmapped group on a CPU backend (``seed_group="auto"``): the
-#: group size that ran S seeds fastest in experiments/benchmark.py on a
-#: 2-core CPU (BENCHMARK.md); accelerators vmap every seed at once.
-CPU_SEED_GROUP = 1
-
-
-def resolve_seed_group(seed_group="auto") -> Optional[int]:
-  """``"auto"``: :data:`CPU_SEED_GROUP` on a CPU backend, else ``None`` (all
-  seeds vmapped at once); ``None`` or a positive integer pass through."""
-  if seed_group == "auto":
-    return CPU_SEED_GROUP if jax.default_backend() == "cpu" else None
-  group_size(1, seed_group)  # validates it
-  return seed_group
-
-
-def group_size(num_seeds: int, seed_group: Optional[int]) -> int:
-  """The largest divisor of ``num_seeds`` that is <= ``seed_group`` (None:
-  all seeds in one group)."""
-  if seed_group is None:
-    return num_seeds
-  if isinstance(seed_group, bool) or int(seed_group) != seed_group or (
-      seed_group < 1):
-    raise ValueError(f"seed_group must be None or an integer >= 1, got "
-                     f"{seed_group!r}")
-  if seed_group >= num_seeds:
-    return num_seeds
-  return max(d for d in range(1, int(seed_group) + 1) if num_seeds % d == 0)
-
-
-@functools.partial(jax.jit, static_argnames=("cfg", "num_steps", "seed_group"),
-                   donate_argnames="state")
-def train_steps(cfg: TrainConfig, state: TrainState, data: Data,
-                num_steps: int, seed_group: Optional[int] = None):
-  """``num_steps`` steps of all seeds in one ``lax.scan`` (jitted; ``cfg``,
-  ``num_steps`` and ``seed_group`` static; ``state`` donated).
-
-  Returns the new state and ``dict(loss, outer_loss)`` of shape
-  (num_steps, S).  ``seed_group``: run groups of that many vmapped seeds one
-  after another (the largest divisor of S not above it); ``None``: all
-  seeds vmapped at once.  The results are the same either way.
-  """
+def _train_steps(cfg: TrainConfig, state: TrainState, data: Data,
+                 num_steps: int, seed_group: Optional[int] = None):
   if isinstance(num_steps, bool) or int(num_steps) != num_steps or (
       num_steps < 1):
     raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
@@ -380,11 +325,8 @@ def _eval_seed(cfg, s: SeedState, train_idx, outer_idx, test_idx,
   return out
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def evaluate(cfg: TrainConfig, state: TrainState, data: Data
-             ) -> Dict[str, jax.Array]:
-  """Metrics of every seed (flat dict of (S,) arrays, slash-separated
-  names, plus the shared ``step``)."""
+def _evaluate(cfg: TrainConfig, state: TrainState, data: Data
+              ) -> Dict[str, jax.Array]:
   check_shapes(state, data)
   ev = jax.vmap(functools.partial(_eval_seed, cfg),
                 in_axes=(0, 0, 0, 0, None))
@@ -392,6 +334,55 @@ def evaluate(cfg: TrainConfig, state: TrainState, data: Data
   out = ev(state.seeds, data.train, data.outer, data.test, shared)
   out["step"] = state.step
   return out
+
+
+# ---------------------------------------------------------------- programs
+class Programs(NamedTuple):
+  """The jitted programs of one config: ``init(keys, hp, amp_params)``,
+  ``train_steps(state, data, num_steps=, seed_group=)`` (``num_steps`` and
+  ``seed_group`` static, ``state`` donated), ``evaluate(state, data)``."""
+  init: Any
+  train_steps: Any
+  evaluate: Any
+
+
+@functools.lru_cache(maxsize=4)
+def programs(cfg: TrainConfig) -> Programs:
+  """The compiled programs of ``cfg``, shared by every equal config.
+
+  A bounded cache: the programs of the 4 most recently used configs stay
+  alive.  An evicted config's programs are freed with their jit objects
+  (each CPU executable holds thousands of memory mappings; keeping every
+  config of a long session alive exhausts the kernel's map limit).  Use
+  ``programs(cfg).train_steps.lower(...)`` for ahead-of-time compilation.
+  """
+  return Programs(
+      jax.jit(functools.partial(_init_seeds, cfg)),
+      jax.jit(functools.partial(_train_steps, cfg),
+              static_argnames=("num_steps", "seed_group"),
+              donate_argnames="state"),
+      jax.jit(functools.partial(_evaluate, cfg)))
+
+
+def train_steps(cfg: TrainConfig, state: TrainState, data: Data,
+                num_steps: int, seed_group: Optional[int] = None):
+  """``num_steps`` steps of all seeds in one ``lax.scan`` (jitted, the
+  config's program from :func:`programs`; ``state`` is donated).
+
+  Returns the new state and ``dict(loss, outer_loss)`` of shape
+  (num_steps, S).  ``seed_group``: run groups of that many vmapped seeds one
+  after another (the largest divisor of S not above it); ``None``: all
+  seeds vmapped at once.  The results are the same either way.
+  """
+  return programs(cfg).train_steps(state, data, num_steps=num_steps,
+                                   seed_group=seed_group)
+
+
+def evaluate(cfg: TrainConfig, state: TrainState, data: Data
+             ) -> Dict[str, jax.Array]:
+  """Metrics of every seed (flat dict of (S,) arrays, slash-separated
+  names, plus the shared ``step``), jitted per config."""
+  return programs(cfg).evaluate(state, data)
 
 
 # ------------------------------------------------------------------ facade

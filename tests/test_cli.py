@@ -27,10 +27,10 @@ TINY = ["--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
 BASE_METHODS = [m for m in METHODS if m != "neuralgrok-frozen"]
 
 
-def _main(argv, capsys):
+def _main(argv, capsys, hooks=()):
   """Runs the CLI in-process: (exit status, stdout, stderr)."""
   try:
-    rc = cli.main(argv)
+    rc = cli.main(argv, hooks=hooks)
   except SystemExit as e:
     rc = e.code
   out, err = capsys.readouterr()
@@ -142,6 +142,27 @@ def test_resume_of_finished_run_and_config_mismatch(runs, capsys):
   rc, _, err = _main(["train", "--resume", a, "--methods", "adam",
                       "--no-plots"], capsys)
   assert rc == 2 and "methods" in err
+
+
+def test_resume_of_a_finished_run_trains_nothing_and_changes_nothing(runs,
+                                                                     capsys):
+  _, b = runs
+  rows = read_metrics(b)
+  with open(os.path.join(b, "summary.json")) as f:
+    before = json.load(f)
+  ckpts = sorted(os.listdir(os.path.join(b, "checkpoints", "adam")))
+  seen = []
+  rc, _, err = _main(["train", "--resume", b, "--no-plots"], capsys,
+                     hooks=[seen.append])
+  assert rc == 0, err
+  assert seen == []  # no chunk was trained
+  assert read_metrics(b) == rows
+  with open(os.path.join(b, "summary.json")) as f:
+    after = json.load(f)
+  for m in before["methods"]:
+    for key in ("steps_to_95", "steps_to_99", "complete", "steps_run"):
+      assert after["methods"][m].get(key) == before["methods"][m].get(key)
+  assert sorted(os.listdir(os.path.join(b, "checkpoints", "adam"))) == ckpts
 
 
 BAD = [

@@ -1,4 +1,3 @@
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -123,7 +122,8 @@ def test_no_recompilation_for_new_state_or_hyperparameters():
   tr = nj.Trainer(tiny())
   state, data = tr.init([0, 1], hparams={"lr": [1e-3, 2e-3]})
   state, _ = tr.train_steps(state, data, 4)
-  steps, evaluate = nj.train.train_steps, nj.train.evaluate
+  progs = nj.train.programs(tr.config)
+  steps, evaluate = progs.train_steps, progs.evaluate
   n = steps._cache_size()
   state, _ = tr.train_steps(state, data, 4)
   state2, data2 = tr.init([5, 6], hparams={"lr": [3e-3, 1e-2], "c": 2.0,
@@ -131,12 +131,13 @@ def test_no_recompilation_for_new_state_or_hyperparameters():
   state2, _ = tr.train_steps(state2, data2, 4)
   # an equal config in a new Trainer shares the compiled programs
   tr2 = nj.Trainer(tiny())
+  assert nj.train.programs(tr2.config) is progs
   state2, _ = tr2.train_steps(state2, data2, 4)
   tr.evaluate(state2, data2)
   m = evaluate._cache_size()
   tr2.evaluate(state2, data2)
-  assert steps._cache_size() == n
-  assert evaluate._cache_size() == m
+  assert steps._cache_size() == n == 1
+  assert evaluate._cache_size() == m == 1
 
 
 def test_hyperparameter_sweep_changes_results_per_seed():
@@ -333,3 +334,18 @@ def test_seed_groups_give_the_same_results_as_one_vmap():
     nj.Trainer(cfg, seed_group=0)
   assert nj.Trainer(cfg, seed_group="auto").seed_group == (
       nj.train.CPU_SEED_GROUP if jax.default_backend() == "cpu" else None)
+
+
+def test_compiled_programs_of_old_configs_are_freed():
+  """Module-level programs must not keep every config's executables alive:
+  each holds thousands of memory mappings (a long sweep or test session
+  would hit the kernel's map limit and crash in the compiler)."""
+  import gc
+  import weakref
+  first = nj.train.programs(tiny(meta_every=7))
+  ref = weakref.ref(first.train_steps)
+  del first
+  for t in range(8, 8 + nj.train.programs.cache_info().maxsize):
+    nj.train.programs(tiny(meta_every=t))
+  gc.collect()
+  assert ref() is None

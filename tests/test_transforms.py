@@ -344,13 +344,52 @@ def test_learnable_amplifier_meta_gradient_flows_through_chain():
   assert np.isfinite(total) and total > 0
 
 
-def test_frozen_amplifier_in_chain_on_any_model():
-  tx = optax.chain(nj.scale_by_amplifier(AMP.apply, PHI),
-                   optax.clip_by_global_norm(1.0), optax.adam(1e-3))
-  params = {"a": jnp.ones((3, 3)), "b": jnp.asarray(2.0)}
+def _numpy_amplifier(phi, x):
+  """The amplifier MLP 1 -> 8 -> 8 -> 1 (ReLU) evaluated directly in NumPy."""
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), phi)["params"]
+  h = x[:, None] * p["kernel_0"][0][None, :] + p["bias_0"]
+  h = np.maximum(h, 0) @ p["kernel_1"] + p["bias_1"]
+  return (np.maximum(h, 0) @ p["kernel_2"] + p["bias_2"])[:, 0]
+
+
+def test_frozen_amplifier_in_chain_on_any_model_equals_direct_computation():
+  """A user's model (a dict of arrays, no Flax): three steps of
+  amplifier -> clip -> Adam against the formulas evaluated in NumPy."""
+  c, lr, b1, b2, eps = 0.3, 1e-2, 0.9, 0.999, 1e-8
+  tx = optax.chain(nj.scale_by_amplifier(AMP.apply, PHI, c=c),
+                   optax.clip_by_global_norm(1.0),
+                   optax.adam(lr, b1=b1, b2=b2, eps=eps))
+  r = np.random.default_rng(7)
+  params = {"a": jnp.asarray(r.normal(size=(3, 3)), jnp.float32),
+            "b": jnp.asarray(2.0, jnp.float32)}
   state = tx.init(params)
-  upd, _ = jax.jit(tx.update)(params, state, params)
-  chex.assert_tree_all_finite(upd)
+  ref = {k: np.asarray(v, np.float64) for k, v in params.items()}
+  m = {k: np.zeros_like(v) for k, v in ref.items()}
+  v2 = {k: np.zeros_like(v) for k, v in ref.items()}
+  update = jax.jit(tx.update)
+  for t in range(1, 4):
+    g = {k: r.normal(size=np.shape(ref[k])) for k in ref}
+    upd, state = update(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), g),
+                        state, params)
+    params = optax.apply_updates(params, upd)
+    amp = {}
+    for k, gk in g.items():
+      flat = np.ravel(gk)
+      sc = _numpy_amplifier(PHI, flat)
+      s = np.exp(sc - sc.max()); s /= s.sum()
+      sg = s * flat
+      amp[k] = (c * sg / np.linalg.norm(sg)).reshape(np.shape(gk))
+    norm = np.sqrt(sum(np.sum(x ** 2) for x in amp.values()))
+    scale = min(1.0, 1.0 / norm)
+    for k in ref:
+      gk = amp[k] * scale
+      m[k] = b1 * m[k] + (1 - b1) * gk
+      v2[k] = b2 * v2[k] + (1 - b2) * gk ** 2
+      ref[k] = ref[k] - lr * (m[k] / (1 - b1 ** t)) / (
+          np.sqrt(v2[k] / (1 - b2 ** t)) + eps)
+    for k in ref:
+      np.testing.assert_allclose(np.asarray(params[k], np.float64), ref[k],
+                                 rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["pwl", "dense"])
