@@ -1,5 +1,5 @@
-"""Session-wide test setup: the ``--runslow`` option and a persistent XLA
-compilation cache."""
+"""Session-wide test setup: the ``--runslow`` option, a persistent XLA
+compilation cache and fast (-O0) backend compilation."""
 import os
 import tempfile
 
@@ -22,10 +22,21 @@ def pytest_addoption(parser):
                    help="also run tests marked slow")
 
 
+# The test programs are tiny: compiling them dominates the suite's time, and
+# LLVM's optimisation passes are most of that.  Tests compile with -O0 (XLA's
+# HLO passes, and so the computation, are unchanged; only the generated
+# machine code is less optimised): about 20% less wall time from a cold
+# cache.  Subprocesses inherit it; an explicit level in XLA_FLAGS wins.
+FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
+
+
 def pytest_configure(config):
   del config
   for name, default in CACHE_ENV.items():
     os.environ.setdefault(name, default)
+  flags = os.environ.get("XLA_FLAGS", "")
+  if "xla_backend_optimization_level" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} {FAST_COMPILE_FLAG}".strip()
   import jax  # after the environment is set, before any test compiles
   jax.config.update("jax_compilation_cache_dir",
                     os.environ["JAX_COMPILATION_CACHE_DIR"])
