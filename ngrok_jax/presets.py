@@ -74,10 +74,16 @@ def _recipe(source: str, task: str, p: int, amp_hidden, T: int, c: float,
 #: training job; ``ngrok-jax train --preset quick --methods neuralgrok,adam
 #: --seeds 4``, the defaults of the reference code: PyTorch init, epoch
 #: batches, meta step after the inner step, c=0.2, Adam unclipped on 50%):
-#: 5 min 26 s wall in total (NeuralGrok 176 s, Adam 127 s of training, the
-#: rest start-up, compilation, checkpoints and plots); NeuralGrok reached 95%
-#: test accuracy in 4/4 seeds (steps 1100-1700, median 1400) and 99% in 1/4;
-#: plain Adam reached 95% in 0/4 within 2000 steps.  (Before the library
+#: 3 min 49 s wall in total (NeuralGrok 130 s, Adam 79 s of training, the
+#: rest start-up, compilation, checkpoints and plots; seeds one at a time,
+#: the CPU default ``--seed-group auto``); NeuralGrok reached 95% test
+#: accuracy in 4/4 seeds (seeds 0-3: 1700, 1500, 1200, 2000; median 1600)
+#: and 99% in 1/4; plain Adam reached 95% in 0/4 within 2000 steps.  The
+#: same run with ``--seed-group all`` (one vmap): 1700, 1600, 1100, 1400;
+#: before the optax-transformation redesign (one vmap): median 1400, steps
+#: 1100-1700.  The three differ only by float rounding (1e-6 in the loss
+#: after 300 steps), which moves a seed's grokking step by up to 600 steps
+#: at this size: compare methods on paired seeds within one run.  (Before the library
 #: followed the reference, commit ed7aee1, T=3 and c=1: median 1350, 99% in
 #: 4/4.)  With lr 1e-3 (the paper's) or p=31, NeuralGrok did not reach 95%
 #: within 2000 steps on this size (measured at ed7aee1).
