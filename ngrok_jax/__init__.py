@@ -2,9 +2,12 @@
 update) in JAX, with the baselines, a multi-seed runner and optax transforms.
 """
 from ngrok_jax.amplifier import Amplifier, amplify, pwl_table, safe_normalize
-from ngrok_jax.metrics import (absolute_entropy, global_norm,
+from ngrok_jax.metrics import (absolute_entropy, fourier_spectrum,
+                               global_norm, key_frequencies,
                                steps_to_threshold, summarize_steps)
-from ngrok_jax.model import Transformer, accuracy, cross_entropy
+from ngrok_jax.model import (Transformer, accuracy, cross_entropy,
+                             log_stablemax, softmax_collapse,
+                             stablemax_cross_entropy)
 from ngrok_jax.neuralgrok import (NeuralGrokState, amplifier_params,
                                   is_meta_step, neuralgrok)
 from ngrok_jax.tasks import TASKS, Task, make_split, make_splits, make_task
@@ -12,14 +15,20 @@ from ngrok_jax.train import (HPARAMS, METHODS, Data, SeedState, TrainConfig,
                              Trainer, TrainState, check_hparam)
 from ngrok_jax.transforms import (GrokfastEmaState, GrokfastMaState,
                                   NormalizeGradientsState,
+                                  OrthogonalizeGradientsState,
+                                  ProjectWeightNormState,
                                   ScaleByAmplifierState, coupled_adam,
                                   grokfast_ema, grokfast_ma,
-                                  normalize_gradients, scale_by_amplifier)
+                                  normalize_gradients,
+                                  orthogonalize_gradients,
+                                  project_weight_norm, scale_by_amplifier)
 
 __all__ = [
     "Amplifier", "amplify", "pwl_table", "safe_normalize",
-    "absolute_entropy", "global_norm", "steps_to_threshold", "summarize_steps",
-    "Transformer", "accuracy", "cross_entropy",
+    "absolute_entropy", "fourier_spectrum", "global_norm", "key_frequencies",
+    "steps_to_threshold", "summarize_steps",
+    "Transformer", "accuracy", "cross_entropy", "log_stablemax",
+    "softmax_collapse", "stablemax_cross_entropy",
     "NeuralGrokState", "amplifier_params", "is_meta_step", "neuralgrok",
     "TASKS", "Task", "make_split", "make_splits", "make_task",
     "HPARAMS", "METHODS", "Data", "SeedState", "TrainConfig", "Trainer",
@@ -27,6 +36,8 @@ __all__ = [
     "GrokfastEmaState", "GrokfastMaState", "NormalizeGradientsState",
     "ScaleByAmplifierState", "coupled_adam", "grokfast_ema", "grokfast_ma",
     "normalize_gradients", "scale_by_amplifier",
+    "OrthogonalizeGradientsState", "orthogonalize_gradients",
+    "ProjectWeightNormState", "project_weight_norm",
 ]
 
 __version__ = "0.1.0"

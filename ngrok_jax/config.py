@@ -15,15 +15,22 @@ import numpy as np
 from ngrok_jax import tasks as tasks_lib
 from ngrok_jax.fileio import is_int
 
-__all__ = ["METHODS", "AMPLIFIER_METHODS", "CLIPPED_METHODS", "LOOKAHEADS",
+__all__ = ["METHODS", "AMPLIFIER_METHODS", "CLIPPED_METHODS",
+           "DECOUPLED_METHODS", "LOSSES", "LOOKAHEADS",
            "PLACEMENTS", "BATCHINGS", "INITS", "AMP_KINDS", "AMP_DTYPES",
            "HPARAMS", "TrainConfig", "check_hparam",
            "num_examples"]
 
-#: Values of ``TrainConfig.method``: the baselines and NeuralGrok (learned
-#: amplifier, or a trained one kept frozen).
+#: Values of ``TrainConfig.method``: the baselines, the newer grokking
+#: methods (⊥AdamW, Muon) and NeuralGrok (learned amplifier, or a trained one
+#: kept frozen).
 METHODS = ("adam", "adamw", "grokfast-ema", "grokfast-ma", "rescale",
-           "neuralgrok", "neuralgrok-frozen")
+           "orthograd", "muon", "neuralgrok", "neuralgrok-frozen")
+#: Methods whose weight decay is decoupled (AdamW's): the others add
+#: ``wd * w`` to the gradient (PyTorch ``Adam(weight_decay=wd)``).
+DECOUPLED_METHODS = ("adamw", "orthograd", "muon")
+#: ``TrainConfig.loss``: softmax or StableMax cross-entropy.
+LOSSES = ("softmax", "stablemax")
 AMPLIFIER_METHODS = ("neuralgrok", "neuralgrok-frozen")
 #: Methods clipped (global norm ``clip``) by default: the amplifier's
 #: pipeline and its rescaling ablation; the other baselines are unclipped.
@@ -60,7 +67,7 @@ class TrainConfig:
   Structural fields (task, sizes, method, T, ...) are static: changing them
   compiles a new program.  The numeric fields named in ``HPARAMS`` become
   per-seed arrays; ``None`` means the method's default (``wd``: 1.0 for
-  ``adamw``, else 0; ``lamb``: 5.0 for ``grokfast-ma``, else 2.0;
+  ``adamw`` and ``muon``, else 0; ``lamb``: 5.0 for ``grokfast-ma``, else 2.0;
   ``meta_wd``: the model's ``wd``; ``lookahead_lr``: the model's ``lr``;
   ``clip``: 1.0 for NeuralGrok and
   rescaling, inf (no clipping) for the other baselines).
@@ -118,11 +125,17 @@ class TrainConfig:
       "after", "meta step after the inner step at the updated parameters "
       "(the reference) or before it at the current ones", choices=PLACEMENTS)
   window: int = _field(100, "GrokFast-MA window", min=1)
+  loss: str = _field("softmax", "loss: softmax or stablemax cross-entropy "
+                     "(Prieto et al. 2025), for every method",
+                     choices=LOSSES)
+  fix_weight_norm: Optional[float] = _field(
+      None, "after every update, rescale the weights to this global L2 "
+      "norm (Omnigrok; default: off), for every method")
   # numeric hyperparameters (see HPARAMS; ranges in check_hparam)
   lr: float = _field(1e-3, "learning rate")
   wd: Optional[float] = _field(
       None, "weight decay (coupled L2 for Adam, decoupled for AdamW; "
-      "default: 1 for adamw, else 0)")
+      "default: 1 for adamw and muon, else 0)")
   b1: float = _field(0.9, "Adam beta1 (model and meta optimizer)")
   b2: float = _field(0.98, "Adam beta2 (model and meta optimizer)")
   eps: float = _field(1e-8, "Adam eps")
@@ -170,6 +183,12 @@ class TrainConfig:
                                        self.amp_dtype != "float32"):
       raise ValueError("amp_chunk and amp_dtype='bfloat16' apply only to "
                        "amp_method='dense' (--amp-method dense)")
+    if self.fix_weight_norm is not None and not (
+        isinstance(self.fix_weight_norm, (int, float)) and
+        not isinstance(self.fix_weight_norm, bool) and
+        math.isfinite(self.fix_weight_norm) and self.fix_weight_norm > 0):
+      raise ValueError(f"fix_weight_norm must be None or a finite number "
+                       f"> 0, got {self.fix_weight_norm!r}")
     if self.dim % self.heads:
       raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
     if self.method == "neuralgrok" and self.meta_every < 1:
@@ -188,7 +207,7 @@ class TrainConfig:
   def hparams(self) -> Dict[str, float]:
     """The resolved numeric hyperparameters of this method."""
     wd = self.wd if self.wd is not None else (
-        1.0 if self.method == "adamw" else 0.0)
+        1.0 if self.method in ("adamw", "muon") else 0.0)
     lamb = self.lamb if self.lamb is not None else (
         5.0 if self.method == "grokfast-ma" else 2.0)
     meta_wd = self.meta_wd if self.meta_wd is not None else wd

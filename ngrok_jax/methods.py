@@ -4,7 +4,10 @@ each method's optimizer (the functions :mod:`ngrok_jax.train` builds on).
 All are pure functions of a (frozen, hashable) :class:`TrainConfig` and the
 per-seed numeric hyperparameters ``hp`` (name -> scalar or traced array).
 The amplifier methods use :func:`ngrok_jax.neuralgrok` around clip + Adam;
-the baselines ``chain(method transform, clip + Adam)``.
+the baselines ``chain(method transform, clip + Adam)``; ``muon``:
+``optax.contrib.muon`` on the blocks' matrices, AdamW on the rest.  With
+``fix_weight_norm`` every method's update ends with the projection onto
+that weight norm.
 """
 from __future__ import annotations
 
@@ -18,14 +21,19 @@ import optax
 
 from ngrok_jax import tasks as tasks_lib
 from ngrok_jax.amplifier import Amplifier
-from ngrok_jax.config import AMPLIFIER_METHODS, TrainConfig, check_hparam
-from ngrok_jax.model import Transformer, cross_entropy
+from ngrok_jax.config import (AMPLIFIER_METHODS, DECOUPLED_METHODS,
+                              TrainConfig, check_hparam)
+from ngrok_jax.model import (Transformer, cross_entropy,
+                             stablemax_cross_entropy)
 from ngrok_jax.neuralgrok import neuralgrok
-from ngrok_jax.transforms import (coupled_adam, grokfast_ema, grokfast_ma,
-                                  normalize_gradients, scale_by_amplifier)
+from ngrok_jax.transforms import (clip_by_global_norm, coupled_adam, grokfast_ema, grokfast_ma,
+                                  normalize_gradients,
+                                  orthogonalize_gradients,
+                                  project_weight_norm, scale_by_amplifier)
 
-__all__ = ["task_of", "model_of", "amplifier_of", "loss_fn", "optimizer",
-           "meta_optimizer", "transform_gradient", "hparams_of"]
+__all__ = ["task_of", "model_of", "amplifier_of", "loss_fn", "cross_entropy_of",
+           "optimizer", "meta_optimizer", "muon_dimension_numbers",
+           "transform_gradient", "hparams_of"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -46,16 +54,61 @@ def amplifier_of(cfg: TrainConfig) -> Amplifier:
                    cfg.amp_chunk)
 
 
+def cross_entropy_of(cfg: TrainConfig):
+  """The configured loss on logits: softmax or StableMax cross-entropy."""
+  return stablemax_cross_entropy if cfg.loss == "stablemax" else cross_entropy
+
+
 def loss_fn(cfg: TrainConfig, params, x, y, w=None):
-  """Mean cross-entropy of the batch ``(x, y)``; ``w``: 0/1 row mask."""
-  return cross_entropy(model_of(cfg).apply(params, x), y, w)
+  """Mean cross-entropy (``cfg.loss``) of the batch ``(x, y)``; ``w``: 0/1
+  row mask."""
+  return cross_entropy_of(cfg)(model_of(cfg).apply(params, x), y, w)
+
+
+def _project(cfg: TrainConfig, tx) -> optax.GradientTransformationExtraArgs:
+  """``tx``, then the weight-norm projection when ``fix_weight_norm``."""
+  if cfg.fix_weight_norm is None:
+    return optax.with_extra_args_support(tx)
+  return optax.chain(tx, project_weight_norm(cfg.fix_weight_norm))
 
 
 def _adam(cfg: TrainConfig, hp) -> optax.GradientTransformation:
-  """Clip, coupled decay (or AdamW) and Adam with warm-up."""
-  return coupled_adam(hp["lr"], hp["wd"], hp["b1"], hp["b2"], hp["eps"],
-                      hp["eps_root"], cfg.warmup_steps, hp["clip"],
-                      decoupled=cfg.method == "adamw")
+  """Clip, coupled decay (or AdamW) and Adam with warm-up (then the
+  weight-norm projection, if any)."""
+  return _project(cfg, coupled_adam(
+      hp["lr"], hp["wd"], hp["b1"], hp["b2"], hp["eps"], hp["eps_root"],
+      cfg.warmup_steps, hp["clip"],
+      decoupled=cfg.method in DECOUPLED_METHODS))
+
+
+def muon_dimension_numbers(params):
+  """Which leaves Muon orthogonalises: the 2-D kernels inside the
+  transformer blocks (attention ``qkv``/``proj``, MLP ``fc``/``out``),
+  ``MuonDimensionNumbers(0, 1)`` (``x @ W``); ``None`` (AdamW) for the token
+  and position embeddings, the output head, biases and LayerNorms."""
+  def spec(path, leaf):
+    names = [getattr(k, "key", getattr(k, "name", None)) for k in path]
+    hidden = (leaf.ndim == 2 and names[-1] == "kernel" and
+              any(isinstance(n, str) and n.startswith("block_")
+                  for n in names))
+    return optax.contrib.MuonDimensionNumbers(0, 1) if hidden else None
+  return jax.tree_util.tree_map_with_path(spec, params)
+
+
+def _muon(cfg: TrainConfig, hp) -> optax.GradientTransformation:
+  """Muon (momentum 0.95, Nesterov, 5 Newton-Schulz steps) on the blocks'
+  matrices and AdamW (``b1``, ``b2``) on the other leaves, one learning rate
+  with the warm-up, decoupled weight decay ``wd`` on both, the global-norm
+  clip first.  ``consistent_rms=0.2`` scales Muon's updates to AdamW's RMS,
+  so one learning rate serves both parts (and the other methods' grid)."""
+  lr = (optax.linear_schedule(0.0, hp["lr"], cfg.warmup_steps)
+        if cfg.warmup_steps > 0 else hp["lr"])
+  muon = optax.contrib.muon(
+      lr, eps=hp["eps"], weight_decay=hp["wd"], adam_b1=hp["b1"],
+      adam_b2=hp["b2"], adam_eps_root=hp["eps_root"],
+      adam_weight_decay=hp["wd"], consistent_rms=0.2,
+      muon_weight_dimension_numbers=muon_dimension_numbers)
+  return _project(cfg, optax.chain(clip_by_global_norm(hp["clip"]), muon))
 
 
 def meta_optimizer(hp) -> optax.GradientTransformation:
@@ -83,6 +136,8 @@ def optimizer(cfg: TrainConfig, hp, amp_init: Any = None
         lookahead=("inner" if cfg.lookahead == "inner"
                    else optax.sgd(hp["lookahead_lr"])),
         meta_optimizer=meta_optimizer(hp), placement=cfg.meta_placement)
+  if cfg.method == "muon":
+    return optax.with_extra_args_support(_muon(cfg, hp))
   return optax.chain(_pre_transform(cfg, hp), _adam(cfg, hp))
 
 
@@ -96,6 +151,8 @@ def _pre_transform(cfg: TrainConfig, hp, phi=None):
     return optax.with_extra_args_support(grokfast_ema(hp["alpha"], hp["lamb"]))
   if m == "grokfast-ma":
     return optax.with_extra_args_support(grokfast_ma(cfg.window, hp["lamb"]))
+  if m == "orthograd":
+    return optax.with_extra_args_support(orthogonalize_gradients())
   return optax.with_extra_args_support(optax.identity())
 
 

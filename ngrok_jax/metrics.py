@@ -1,4 +1,5 @@
-"""Metrics: Absolute Gradient Entropy, norms, and steps to generalize."""
+"""Metrics: Absolute Gradient Entropy, norms, the embedding's Fourier
+spectrum, and steps to generalize."""
 from __future__ import annotations
 
 import math
@@ -8,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["absolute_entropy", "global_norm", "steps_to_threshold",
-           "summarize_steps"]
+__all__ = ["absolute_entropy", "global_norm", "fourier_spectrum",
+           "key_frequencies", "steps_to_threshold", "summarize_steps"]
 
 
 def absolute_entropy(tree) -> jax.Array:
@@ -31,6 +32,37 @@ def global_norm(tree) -> jax.Array:
   leaves = jax.tree.leaves(tree)
   return jnp.sqrt(sum(jnp.sum(jnp.square(l.astype(jnp.float32)))
                       for l in leaves))
+
+
+def fourier_spectrum(embedding: jax.Array, p: int) -> jax.Array:
+  r"""Energy share of each frequency in the number tokens' embedding.
+
+  The rows ``0 .. p-1`` of ``embedding`` (the numbers) are Fourier
+  transformed along the token axis, :math:`\hat E_k = \sum_a E_a
+  e^{-2\pi i k a / p}`; frequency :math:`k` and :math:`p - k` are one real
+  frequency.  Returns, for :math:`k = 1 .. \lfloor p/2 \rfloor`, the share
+  :math:`\lVert \hat E_k \rVert^2 + \lVert \hat E_{p-k} \rVert^2`
+  (one term when :math:`k = p/2`) of the non-constant energy
+  (:math:`k \neq 0`); the shares sum to 1.  Nanda et al. 2023 ("Progress
+  measures for grokking via mechanistic interpretability"): a model that
+  groks modular addition concentrates its embedding on a few key
+  frequencies.
+  """
+  e = embedding[:p].astype(jnp.float32)
+  f = jnp.fft.rfft(e, axis=0)  # (p // 2 + 1, d): k = 0 .. p // 2
+  power = jnp.sum(jnp.abs(f[1:]) ** 2, axis=-1)
+  # rfft keeps k and drops p - k: both carry the same energy, except k = p/2
+  double = jnp.where(2 * jnp.arange(1, p // 2 + 1) == p, 1.0, 2.0)
+  power = power * double
+  return power / jnp.maximum(jnp.sum(power), 1e-30)
+
+
+def key_frequencies(share: jax.Array, mass: float = 0.9) -> jax.Array:
+  """The fewest frequencies whose shares (:func:`fourier_spectrum`) sum to
+  at least ``mass`` (1 per frequency when spread evenly, a few once the
+  embedding has found its key frequencies)."""
+  top = jnp.cumsum(jnp.sort(share)[::-1])
+  return jnp.sum(top < mass * (1 - 1e-6)) + 1
 
 
 def steps_to_threshold(steps: Sequence[int], accuracy: Sequence[float],

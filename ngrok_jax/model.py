@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["Transformer", "cross_entropy", "accuracy", "INITS"]
+__all__ = ["Transformer", "cross_entropy", "stablemax_cross_entropy",
+           "log_stablemax", "softmax_collapse", "accuracy", "INITS"]
 
 #: Values of ``Transformer.init_style`` (and ``TrainConfig.init``).
 INITS = ("torch", "flax")
@@ -155,6 +156,50 @@ def cross_entropy(logits: jax.Array, labels: jax.Array,
     return ce.mean()
   w = weights.astype(ce.dtype)
   return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1)
+
+
+def log_stablemax(logits: jax.Array, axis: int = -1) -> jax.Array:
+  r"""Log of StableMax (Prieto et al. 2025), a softmax without exponentials:
+
+  .. math::
+      s(x) = \begin{cases} x + 1 & x \ge 0 \\ 1 / (1 - x) & x < 0
+      \end{cases}, \qquad
+      \mathrm{StableMax}(x)_i = \frac{s(x_i)}{\sum_j s(x_j)} .
+
+  Computed in the log domain: :math:`\log s(x) = \mathrm{log1p}(x)` for
+  :math:`x \ge 0` and :math:`-\mathrm{log1p}(-x)` for :math:`x < 0`, then
+  ``log_softmax`` of those (the normaliser by log-sum-exp), so no sum
+  overflows and no probability underflows to an exact 0 or 1.
+  """
+  logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+  # each branch sees only its own half (no NaN/inf in the unused branch)
+  pos = jnp.log1p(jnp.maximum(logits, 0.0))
+  neg = -jnp.log1p(jnp.maximum(-logits, 0.0))
+  log_s = jnp.where(logits >= 0, pos, neg)
+  return jax.nn.log_softmax(log_s, axis=axis)
+
+
+def stablemax_cross_entropy(logits: jax.Array, labels: jax.Array,
+                            weights: Optional[jax.Array] = None) -> jax.Array:
+  r"""Mean StableMax cross-entropy with integer labels (``weights`` as in
+  :func:`cross_entropy`): :math:`-\log \mathrm{StableMax}(x)_y`."""
+  lp = log_stablemax(logits)
+  ce = -jnp.take_along_axis(lp, labels[..., None], axis=-1)[..., 0]
+  if weights is None:
+    return ce.mean()
+  w = weights.astype(ce.dtype)
+  return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1)
+
+
+def softmax_collapse(logits: jax.Array, loss: str = "softmax") -> jax.Array:
+  """Fraction of rows whose probabilities are an exact one-hot in float32
+  (Prieto et al.'s "softmax collapse": the largest probability rounds to
+  1, so the gradient of the cross-entropy through those rows vanishes).
+  ``loss="stablemax"``: the same test of the StableMax probabilities."""
+  logits = logits.astype(jnp.float32)
+  probs = (jnp.exp(log_stablemax(logits)) if loss == "stablemax"
+           else jax.nn.softmax(logits, axis=-1))
+  return jnp.mean(jnp.max(probs, axis=-1) == 1.0)
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -10,6 +10,9 @@
 * ``loss.png``: train and test loss, same layout (log y);
 * ``age.png``: Absolute Gradient Entropy of the raw and of the transformed
   gradient; ``weights.png``: weight norm and weight entropy;
+* ``diagnostics.png``: softmax collapse and the embedding's key
+  frequencies; ``layers.png``: weight norm per layer; ``fourier.png``: the
+  embedding's Fourier spectrum over training (first seed of each method);
 * ``amplifier.png`` (NeuralGrok runs): the learned score function over the
   range of gradient components seen (at initialisation and at the end),
   every seed, and how it reweights a real gradient tensor (raw vs amplified
@@ -161,11 +164,81 @@ def plot_run(out_dir: str) -> List[str]:
     _save(fig, path)
     written.append(path)
 
+  written += _plot_diagnostics(rows, methods, groups, colors, pdir, title)
   amp = os.path.join(out_dir, "amplifier.msgpack")
   if os.path.exists(amp):
     path = os.path.join(pdir, "amplifier.png")
     plot_amplifier(amp, path)
     written.append(path)
+  return written
+
+
+def _plot_diagnostics(rows, methods, groups, colors, pdir, title
+                      ) -> List[str]:
+  """``diagnostics.png`` (softmax collapse, key frequencies),
+  ``layers.png`` (weight norm per layer) and ``fourier.png`` (embedding
+  spectrum over training, first seed of each method), where the rows have
+  those metrics (runs written before they existed have not)."""
+  written = []
+  keys = [k for k in ("train/softmax_collapse", "fourier/key_freqs")
+          if any(k in r for r in rows)]
+  if keys:
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4),
+                             squeeze=False)
+    for ax, key in zip(axes[0], keys):
+      plot_curves(ax, rows, methods, key, colors, groups=groups)
+      ax.set_title({"train/softmax_collapse": "softmax collapse (fraction "
+                    "of train rows one-hot in float32)",
+                    "fourier/key_freqs": "key frequencies (fewest holding "
+                    "90% of the embedding's energy)"}[key], fontsize=9)
+      if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    written.append(os.path.join(pdir, "diagnostics.png"))
+    _save(fig, written[-1])
+  layer_keys = sorted({k for r in rows for k in r
+                       if k.startswith("weights_norm/")})
+  if layer_keys:
+    fig, axes = plt.subplots(1, len(methods), squeeze=False,
+                             figsize=(4.5 * len(methods), 3.8))
+    for ax, m in zip(axes[0], methods):
+      for key in layer_keys:
+        steps, vals = _curves(rows, m, key)
+        if steps.size and not np.all(np.isnan(vals)):
+          ax.plot(steps, np.nanmedian(vals, axis=0), lw=1.4,
+                  label=key.split("/", 1)[1])
+      ax.set_xscale("log")
+      ax.set_title(f"{m}: weight norm per layer (median)", fontsize=9)
+      ax.set_xlabel("step")
+      ax.grid(alpha=0.3, which="both")
+      ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    written.append(os.path.join(pdir, "layers.png"))
+    _save(fig, written[-1])
+  freq_keys = sorted({k for r in rows for k in r
+                      if k.startswith("fourier/share_")},
+                     key=lambda k: int(k.rsplit("_", 1)[1]))
+  if freq_keys:
+    fig, axes = plt.subplots(1, len(methods), squeeze=False,
+                             figsize=(4.5 * len(methods), 3.8))
+    for ax, m in zip(axes[0], methods):
+      seed = min((r["seed"] for r in rows if r["method"] == m), default=None)
+      if seed is None:
+        continue
+      grid = [_curves(rows, m, k, [seed]) for k in freq_keys]
+      steps = grid[0][0]
+      share = np.stack([v[0] for _, v in grid])  # (K, E)
+      im = ax.imshow(share, aspect="auto", origin="lower", cmap="magma",
+                     extent=(0, len(steps), 0.5, len(freq_keys) + 0.5))
+      ticks = np.linspace(0, len(steps) - 1, min(5, len(steps))).astype(int)
+      ax.set_xticks(ticks + 0.5, [str(int(steps[t])) for t in ticks])
+      ax.set_xlabel("step")
+      ax.set_ylabel("frequency k")
+      ax.set_title(f"{m}, seed {seed}: embedding energy share", fontsize=9)
+      fig.colorbar(im, ax=ax)
+    fig.suptitle(title, fontsize=10)
+    written.append(os.path.join(pdir, "fourier.png"))
+    _save(fig, written[-1])
   return written
 
 

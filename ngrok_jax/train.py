@@ -51,10 +51,12 @@ import optax
 from ngrok_jax import tasks as tasks_lib
 from ngrok_jax.config import (AMPLIFIER_METHODS, HPARAMS, METHODS,
                               TrainConfig, check_hparam)
-from ngrok_jax.methods import (amplifier_of, hparams_of, loss_fn, model_of,
-                               optimizer, task_of, transform_gradient)
-from ngrok_jax.metrics import absolute_entropy, global_norm
-from ngrok_jax.model import accuracy, cross_entropy
+from ngrok_jax.methods import (amplifier_of, cross_entropy_of, hparams_of,
+                               loss_fn, model_of, optimizer, task_of,
+                               transform_gradient)
+from ngrok_jax.metrics import (absolute_entropy, fourier_spectrum,
+                               global_norm, key_frequencies)
+from ngrok_jax.model import accuracy, softmax_collapse
 from ngrok_jax.neuralgrok import NeuralGrokState, is_meta_step
 from ngrok_jax.sharding import CPU_SEED_GROUP, group_size, resolve_seed_group
 
@@ -302,14 +304,16 @@ def _train_steps(cfg: TrainConfig, state: TrainState, data: Data,
 # ---------------------------------------------------------------- evaluate
 def _eval_seed(cfg, s: SeedState, train_idx, outer_idx, test_idx,
                data: Data):
-  model = model_of(cfg)
+  model, ce = model_of(cfg), cross_entropy_of(cfg)
   out = {}
   for name, idx in (("train", train_idx), ("outer", outer_idx),
                     ("test", test_idx)):
     logits = model.apply(s.params, data.inputs[idx])
     labels = data.labels[idx]
-    out[f"{name}/loss"] = cross_entropy(logits, labels)
+    out[f"{name}/loss"] = ce(logits, labels)
     out[f"{name}/acc"] = accuracy(logits, labels)
+    if name == "train":
+      out["train/softmax_collapse"] = softmax_collapse(logits, cfg.loss)
   g = jax.grad(loss_fn, argnums=1)(cfg, s.params, data.inputs[train_idx],
                                    data.labels[train_idx])
   gt = transform_gradient(cfg, s, g)
@@ -321,6 +325,13 @@ def _eval_seed(cfg, s: SeedState, train_idx, outer_idx, test_idx,
   out["weights/entropy"] = absolute_entropy(s.params)
   for name in s.params["params"]:
     out[f"grad_norm/{name}"] = global_norm(g["params"][name])
+    out[f"weights_norm/{name}"] = global_norm(s.params["params"][name])
+  if tasks_lib.TASKS[cfg.task]["arity"] == 2:  # operands are the number tokens 0 .. p-1
+    share = fourier_spectrum(s.params["params"]["tok_emb"]["embedding"],
+                             cfg.p)
+    out["fourier/key_freqs"] = key_frequencies(share)
+    for k in range(share.shape[0]):
+      out[f"fourier/share_{k + 1}"] = share[k]
   out["diverged_at"] = s.diverged_at
   return out
 

@@ -1,4 +1,5 @@
-"""Optax gradient transformations: the amplifier, rescaling and GrokFast.
+"""Optax gradient transformations: the amplifier, rescaling, GrokFast, the
+orthogonal gradient (⊥Grad) and the weight-norm projection (Omnigrok).
 
 Every transform here is a factory returning an ``optax`` transformation, so
 it chains with any other::
@@ -24,7 +25,9 @@ __all__ = [
     "NormalizeGradientsState", "normalize_gradients",
     "GrokfastEmaState", "grokfast_ema",
     "GrokfastMaState", "grokfast_ma",
-    "coupled_adam",
+    "OrthogonalizeGradientsState", "orthogonalize_gradients",
+    "ProjectWeightNormState", "project_weight_norm",
+    "coupled_adam", "clip_by_global_norm",
 ]
 
 
@@ -229,6 +232,97 @@ def grokfast_ma(window: int = 100, lamb: float = 5.0
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+class OrthogonalizeGradientsState(NamedTuple):
+  """State of :func:`orthogonalize_gradients` (empty: it keeps no state)."""
+
+
+def orthogonalize_gradients(eps: float = 1e-30
+                            ) -> optax.GradientTransformation:
+  r"""⊥Grad: the gradient without its component along the weights.
+
+  Per parameter tensor :math:`w` with gradient :math:`g` (both flattened),
+
+  .. math::
+      g_\perp = g - \frac{w \cdot g}{w \cdot w + \epsilon}\, w, \qquad
+      g' = g_\perp \frac{\lVert g \rVert_2}{\lVert g_\perp \rVert_2 + \epsilon}.
+
+  Prieto et al. 2025, "Grokking at the edge of numerical stability": the
+  component along :math:`w` only scales the logits ("naive loss
+  minimisation"); removing it, with the gradient's norm kept, lets the model
+  generalise without that detour.  A tensor of zeros (e.g. a fresh bias)
+  keeps its gradient.  Where :math:`g_\perp` is only rounding error
+  (:math:`\lVert g_\perp \rVert \le 10^{-5} \lVert g \rVert`: a
+  one-element tensor, or a gradient parallel to its weights) the update is
+  0, not that error rescaled to the gradient's norm.  Needs ``params``.  ⊥AdamW (method ``orthograd``)::
+
+      tx = optax.chain(ngrok_jax.orthogonalize_gradients(),
+                       optax.adamw(1e-3, weight_decay=0.0))
+  """
+  _check_scalar("eps", eps, positive=True)
+
+  def init_fn(params):
+    del params
+    return OrthogonalizeGradientsState()
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError("orthogonalize_gradients needs params "
+                       "(tx.update(updates, state, params))")
+
+    def one(g, w):
+      g32, w32 = g.astype(jnp.float32), w.astype(jnp.float32)
+      proj = jnp.vdot(w32, g32) / (jnp.vdot(w32, w32) + eps)
+      g_perp = g32 - proj * w32
+      g_norm, perp_norm = jnp.linalg.norm(g32), jnp.linalg.norm(g_perp)
+      scale = jnp.where(perp_norm > 1e-5 * g_norm,
+                        g_norm / (perp_norm + eps), 0.0)
+      return (g_perp * scale).astype(g.dtype)
+
+    return jax.tree.map(one, updates, params), state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+class ProjectWeightNormState(NamedTuple):
+  """State of :func:`project_weight_norm` (empty: it keeps no state)."""
+
+
+def project_weight_norm(norm: float) -> optax.GradientTransformation:
+  r"""Keeps the weights on the sphere of global norm ``norm`` (Omnigrok).
+
+  The last transform of a chain: with the incoming update :math:`u` and
+  weights :math:`w`,
+
+  .. math::
+      u' = R\, \frac{w + u}{\lVert w + u \rVert_2} - w ,
+
+  so ``optax.apply_updates`` gives :math:`w + u'` of global L2 norm
+  :math:`R` over all parameters (Liu et al. 2023, "Omnigrok: grokking beyond
+  algorithmic data", constrained training at a fixed weight norm).  Needs
+  ``params``::
+
+      tx = optax.chain(optax.adam(1e-3), ngrok_jax.project_weight_norm(40.0))
+  """
+  _check_scalar("norm", norm, positive=True)
+
+  def init_fn(params):
+    del params
+    return ProjectWeightNormState()
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError("project_weight_norm needs params "
+                       "(tx.update(updates, state, params))")
+    new = jax.tree.map(lambda w, u: w.astype(jnp.float32) + u, params,
+                       updates)
+    factor = norm / jnp.maximum(optax.tree.norm(new), 1e-30)
+    out = jax.tree.map(lambda n, w, u: (n * factor - w).astype(u.dtype),
+                       new, params, updates)
+    return out, state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
 def coupled_adam(learning_rate, weight_decay=0.0, b1=0.9, b2=0.98, eps=1e-8,
                  eps_root=0.0, warmup_steps: int = 10, clip_norm=1.0,
                  decoupled: bool = False) -> optax.GradientTransformation:
@@ -254,13 +348,13 @@ def coupled_adam(learning_rate, weight_decay=0.0, b1=0.9, b2=0.98, eps=1e-8,
   adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
   decay = optax.add_decayed_weights(weight_decay)
   return _keep_dtypes(optax.chain(
-      _clip_by_global_norm(clip_norm),
+      clip_by_global_norm(clip_norm),
       *((adam, decay) if decoupled else (decay, adam)),
       optax.scale_by_learning_rate(lr),
   ))
 
 
-def _clip_by_global_norm(max_norm) -> optax.GradientTransformation:
+def clip_by_global_norm(max_norm) -> optax.GradientTransformation:
   """``optax.clip_by_global_norm`` (same operations and empty state; the
   same result for float32 leaves) for mixed precision: the norm is
   accumulated in float32 (optax sums a bfloat16 leaf's squares in bfloat16,

@@ -95,6 +95,10 @@ SPECS = {
         lambda h: nj.coupled_adam(h["lr"], h["wd"], warmup_steps=0,
                                   clip_norm=h["clip"], decoupled=True),
         dict(lr=1e-3, wd=0.1, clip=2.0), dict(lr=2e-3, wd=0.03, clip=0.7)),
+    "orthogonalize": Spec(lambda h: nj.orthogonalize_gradients(h["eps"]),
+                          dict(eps=1e-30), dict(eps=0.5)),
+    "project_weight_norm": Spec(lambda h: nj.project_weight_norm(h["norm"]),
+                                dict(norm=3.0), dict(norm=7.0)),
     # the whole bilevel update: learnable (meta step every update, after the
     # inner step / every second update, before it) and frozen
     "neuralgrok_after": Spec(_neuralgrok(1), _NG_HP, _NG_HP2, _NG_KW),
