@@ -26,6 +26,14 @@ waits for them.  :meth:`Checkpointer.restore_latest` walks the checkpoints
 from the newest down and returns the first one that restores and whose
 checksum matches, reporting every one it had to skip, so a truncated or
 corrupted newest checkpoint falls back to the previous good one.
+
+Several processes (:mod:`ngrok_jax.distributed`): every process calls
+:meth:`Checkpointer.save` and :meth:`Checkpointer.restore_latest`.  The
+state is gathered to NumPy in every process before a save (orbax writes
+host arrays from process 0 and keeps the processes in step with its
+barriers), so a checkpoint is the same files whatever the process count and
+resumes on any other; on restore every process reads the checkpoint, they
+agree on whether it is usable, and only process 0 moves a bad one aside.
 """
 from __future__ import annotations
 
@@ -37,6 +45,8 @@ from typing import Any, Callable, List, Mapping, Optional, Tuple
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from ngrok_jax.distributed import any_process, barrier, is_primary, to_host
 
 __all__ = ["Checkpointer", "state_checksum", "CheckpointError"]
 
@@ -103,7 +113,7 @@ class Checkpointer:
   # ------------------------------------------------------------------ save
   def save(self, step: int, state, meta: Mapping[str, Any]) -> None:
     """Saves ``state`` (any pytree) and JSON-able ``meta`` at ``step``."""
-    host = jax.tree.map(np.array, state)  # a copy: the buffers may be donated
+    host = to_host(state)  # a copy (the buffers may be donated), gathered
     meta = dict(meta, step=int(step), checksum=state_checksum(host),
                 num_leaves=len(jax.tree.leaves(host)), layout=TREE)
     self.manager.save(int(step), args=ocp.args.Composite(
@@ -209,12 +219,19 @@ class Checkpointer:
       return None
     errors = []
     for step in reversed(steps):
+      error = None
       try:
         state, meta = self.restore(step, template)
       except CheckpointError as e:
-        errors.append(str(e))
-        moved = self._quarantine(step)
-        report(f"skipping bad checkpoint: {e}" +
+        error = e
+      if any_process(error is not None):  # every process agrees
+        error = error or CheckpointError(
+            f"checkpoint {step} in {self.directory} cannot be read by "
+            "another process")
+        errors.append(str(error))
+        moved = self._quarantine(step) if is_primary() else None
+        barrier(f"ngrok_jax.checkpoint: {step} moved aside")
+        report(f"skipping bad checkpoint: {error}" +
                (f"; moved aside to {moved}" if moved else ""))
         continue
       if errors:

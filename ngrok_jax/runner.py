@@ -52,6 +52,22 @@ Checkpoints are host (NumPy) arrays, restored to the host and then placed,
 so a run may resume on another device count.  Results equal the
 single-device run up to float rounding (programs over fewer seeds per device
 round differently; ``tests/test_sharding.py``).
+
+Several processes (:func:`ngrok_jax.distributed.initialize` called first in
+each; the CLI's ``--coordinator/--num-processes/--process-id``): every
+process runs this same loop; the seed axis is sharded over every process's
+devices (the same number in each, :func:`ngrok_jax.sharding.shard_count`),
+the per-chunk evaluation is gathered to every process (so all of them keep
+the same rows and take the same early-stop decisions), a stop signal seen
+by any process stops all of them at the same chunk, every process takes
+part in each checkpoint save and restore (the state is gathered to NumPy
+first, so a checkpoint does not depend on the process count), and only
+process 0 writes config.json, metrics.jsonl, summary.json, the amplifier
+and the plots, and prints (the default ``report``, the progress bar).
+Hooks passed in are called in every process (write from
+:func:`ngrok_jax.distributed.is_primary` only; ``chunk.state`` is then a
+global array: :func:`ngrok_jax.distributed.to_host` gathers it).
+``tests/test_multiprocess.py``.
 """
 from __future__ import annotations
 
@@ -66,6 +82,7 @@ import jax
 import numpy as np
 
 from ngrok_jax import ampfile, results
+from ngrok_jax.distributed import any_process, barrier, is_primary, to_host
 from ngrok_jax.ampfile import load_amplifier, save_amplifier
 from ngrok_jax.config import TrainConfig
 from ngrok_jax.fileio import atomic_write, dumps
@@ -93,13 +110,37 @@ def _default_report(msg: str) -> None:
 
 def _shard_count(num_seeds: int, devices: Optional[int]) -> int:
   """Devices to shard ``num_seeds`` over: the largest count <= ``devices``
-  (default: all local devices) that divides the number of seeds."""
-  avail = jax.local_device_count()
-  want = avail if devices is None else min(int(devices), avail)
-  for n in range(max(want, 1), 0, -1):
-    if num_seeds % n == 0:
-      return n
-  return 1
+  (default: all devices) that divides the number of seeds
+  (:func:`ngrok_jax.sharding.shard_count`, the same number per process)."""
+  from ngrok_jax.sharding import shard_count
+  return shard_count(num_seeds, devices)
+
+
+def _quiet(msg: str) -> None:
+  del msg
+
+
+def _sync_stop(stop: StopFlag) -> bool:
+  """Whether any process has a stop signal; sets ``stop.signum`` (SIGTERM
+  if this process saw none) so that every process stops at the same
+  chunk.  Every process must call it."""
+  if jax.process_count() > 1 and stop.signum is None and any_process(False):
+    stop.signum = signal.SIGTERM
+  elif jax.process_count() > 1 and stop.signum is not None:
+    any_process(True)
+  return stop.signum is not None
+
+
+class _AgreeOnStop:
+  """First hook of a multi-process run: :func:`_sync_stop` at every chunk
+  boundary, before the checkpoint hook decides whether to save."""
+
+  def __init__(self, stop: StopFlag):
+    self.stop = stop
+
+  def __call__(self, chunk: Chunk) -> None:
+    del chunk
+    _sync_stop(self.stop)
 
 
 def check_devices(devices: Optional[int]) -> None:
@@ -112,7 +153,8 @@ def check_devices(devices: Optional[int]) -> None:
 def _evaluation(trainer: Trainer, state, data, out) -> Dict[str, np.ndarray]:
   """Per-seed metrics after a chunk: ``evaluate`` plus the chunk's mean
   batch loss and mean outer loss (NaN where no meta step ran)."""
-  ev = {k: np.asarray(v) for k, v in trainer.evaluate(state, data).items()}
+  ev, out = to_host((trainer.evaluate(state, data),
+                     {k: out[k] for k in ("loss", "outer_loss")}))
   ev["batch_loss"] = np.mean(np.asarray(out["loss"], np.float64), axis=0)
   outer = np.asarray(out["outer_loss"], np.float64)
   with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -148,7 +190,7 @@ class _Run:
 
   def write_summary(self) -> Dict[str, Any]:
     s = self.summary()
-    if self.out_dir is not None:
+    if self.out_dir is not None and is_primary():
       atomic_write(self.path("summary.json"), dumps(s))
     return s
 
@@ -182,39 +224,50 @@ class _Run:
           self.complete[method] = True
         else:
           self.report(f"{method}: resuming from step {step}")
-      if saves:  # drops rows appended after the checkpoint restored
+      if saves and is_primary():  # drops rows appended after the checkpoint
         results.write_metrics(self.out_dir, self.all_rows())
       state, data = self._place(state, data)
       if grad_range is not None and "grad_range0" not in extra:
-        lo, hi, _ = grad_range(state, data)
+        lo, hi, _ = to_host(grad_range(state, data))
         extra["grad_range0"] = [float(np.min(lo)), float(np.max(hi))]
       if not self.complete[method]:
         hooks = [ProgressBar(spec.steps, step, method, self.progress), early,
                  *self.hooks]
+        if jax.process_count() > 1:
+          hooks.insert(0, _AgreeOnStop(stop))
         if saves:
-          hooks += [MetricsWriter(self.out_dir),
-                    CheckpointSaver(ckpt, spec.checkpoint_every, stop, extra)]
+          if is_primary():
+            hooks.append(MetricsWriter(self.out_dir))
+          hooks.append(CheckpointSaver(ckpt, spec.checkpoint_every, stop,
+                                       extra))
         hooks.append(StopOnSignal(stop, self.out_dir, saves))
         state = self._loop(method, trainer, state, data, step, hooks)
       if grad_range is not None:
+        host, ranges = to_host((state, grad_range(state, data)))
         meta = ampfile.run_amplifier_meta(
-            spec.configs[method], spec.seeds, state, grad_range(state, data),
+            spec.configs[method], spec.seeds, host, ranges,
             extra.get("grad_range0"),
             self.summary()["methods"][method]["steps_to_95"])
-        save_amplifier(self.path(ampfile.FILE), state.seeds.amp_params, meta)
+        if is_primary():
+          save_amplifier(self.path(ampfile.FILE), host.seeds.amp_params,
+                         meta)
     finally:
       if ckpt is not None:
         ckpt.close()
 
   def _place(self, state, data):
-    """Shards the seed axis over ``self.devices`` local devices (the largest
-    count <= it that divides the number of seeds); checkpoints stay layout
-    independent (restored to the host, then placed here)."""
+    """Shards the seed axis over ``self.devices`` devices (the largest count
+    <= it that divides the number of seeds, the same number in every
+    process); checkpoints stay layout independent (restored to the host,
+    then placed here)."""
     n = _shard_count(len(self.spec.seeds), self.devices)
     if n <= 1:
       return state, data
-    from ngrok_jax.sharding import seed_mesh, shard_seeds
-    return shard_seeds(state, data, mesh=seed_mesh(jax.local_devices()[:n]))
+    from ngrok_jax.sharding import global_seed_mesh, seed_mesh, shard_seeds
+    mesh = (global_seed_mesh(n // jax.process_count())
+            if jax.process_count() > 1 else
+            seed_mesh(jax.local_devices()[:n]))
+    return shard_seeds(state, data, mesh=mesh)
 
   def _loop(self, method, trainer, state, data, step, hooks):
     """Chunks of ``eval_every`` steps until the budget is spent or a hook
@@ -355,28 +408,51 @@ def execute(spec: RunSpec, out_dir: Optional[str], *, resume: bool = False,
             hooks: Sequence[Hook] = (), seed_group="auto") -> Dict[str, Any]:
   """Runs a validated :class:`RunSpec` (:func:`run` and :func:`resume` with
   the spec already built; arguments as there)."""
+  if report is None and not is_primary():
+    report, progress = _quiet, False
   report = report or _default_report
   check_devices(devices)
+  procs = jax.process_count()
+  n = _shard_count(len(spec.seeds), devices)  # multi-process: may refuse
   diff = check_resume(spec, out_dir, resume, force)
+  barrier("ngrok_jax.execute: folder checked")  # before process 0 writes
   if out_dir is not None:
     out_dir = os.fspath(out_dir)
     if diff:
       report(f"resuming with a different configuration ({', '.join(diff)})"
              " because of --force")
     os.makedirs(out_dir, exist_ok=True)
-    atomic_write(os.path.join(out_dir, "config.json"), dumps(spec.to_dict()))
+    if is_primary():
+      atomic_write(os.path.join(out_dir, "config.json"),
+                   dumps(spec.to_dict()))
   r = _Run(spec, out_dir, progress, report, devices, hooks,
            resolve_seed_group(seed_group))
-  n = _shard_count(len(spec.seeds), devices)
   if n > 1:
-    report(f"seeds sharded over {n} devices")
+    report(f"seeds sharded over {n} devices" +
+           (f" of {procs} processes" if procs > 1 else ""))
   elif jax.local_device_count() > 1 and devices != 1:
     report(f"{len(spec.seeds)} seeds do not split evenly over the "
            f"{jax.local_device_count()} devices: running on one device")
+  summary = None
+  try:
+    summary = _execute_methods(r, spec, out_dir, resume, progress,
+                               report, plots)
+  finally:
+    for h in hooks:
+      end = getattr(h, "end_run", None)
+      if callable(end):
+        end(out_dir, summary)
+  return summary
+
+
+def _execute_methods(r: _Run, spec: RunSpec, out_dir: Optional[str],
+                     resume: bool, progress: bool, report,
+                     plots: bool) -> Dict[str, Any]:
+  """The methods of :func:`execute` in order, then the summary and plots."""
   with StopFlag() as stop:
     try:
       for m in spec.methods:
-        if stop.signum is not None:
+        if _sync_stop(stop):
           break
         r.train_method(m, stop, resume)
         s = r.write_summary()
@@ -386,7 +462,7 @@ def execute(spec: RunSpec, out_dir: Optional[str], *, resume: bool = False,
       r.write_summary()
       raise
   summary = r.write_summary()
-  if stop.signum is not None:
+  if _sync_stop(stop):
     # The signal arrived during the last chunk of a method: that method
     # finished and was saved, but later ones were not started.  Never return
     # as if the run were done (a caller would go on to its next job).
@@ -400,7 +476,7 @@ def execute(spec: RunSpec, out_dir: Optional[str], *, resume: bool = False,
                            stop.signum, out_dir)
     raise RunInterrupted(f"{name} received as the run finished: every "
                          "method is complete and saved", stop.signum, out_dir)
-  if out_dir is not None and plots:
+  if out_dir is not None and plots and is_primary():
     try:
       from ngrok_jax import plots as plots_lib
       plots_lib.plot_run(out_dir)

@@ -16,11 +16,14 @@ shardings (GSPMD) and every device advances its own seeds::
 The number of seeds must be a multiple of the number of devices on the mesh
 (``pad_seeds`` gives a count that is).
 
-Multiple hosts: call ``jax.distributed.initialize()`` on every process before
-anything else, build the same ``Trainer`` and the same ``init`` on every
-process, and pass ``mesh=seed_mesh(jax.devices())`` (all global devices);
+Several processes (hosts): call ``jax.distributed.initialize()`` (or
+:func:`ngrok_jax.distributed.initialize`) in every process before anything
+else, build the same ``Trainer`` and the same ``init`` in every process, and
+pass ``mesh=global_seed_mesh()`` (every process's devices; ``seed_mesh(
+jax.devices())`` is the same mesh when every process has as many devices);
 ``shard_seeds`` then places each process's slice of the seed axis on its own
-devices (``jax.make_array_from_callback``).  See BENCHMARK.md.
+devices (``jax.make_array_from_callback``).  ``shard_count`` is how many
+devices the runner uses for a number of seeds.
 """
 from __future__ import annotations
 
@@ -33,8 +36,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 # On one CPU the opposite question arises: how many seeds to vmap at once
 # (``group_size``, ``resolve_seed_group``; used by ``train.train_steps``).
 
-__all__ = ["SEED_AXIS", "seed_mesh", "seed_shardings", "shard_seeds",
-           "pad_seeds", "CPU_SEED_GROUP", "group_size", "resolve_seed_group"]
+__all__ = ["SEED_AXIS", "seed_mesh", "global_seed_mesh", "shard_count",
+           "seed_shardings", "shard_seeds", "pad_seeds", "CPU_SEED_GROUP", "group_size", "resolve_seed_group"]
 
 SEED_AXIS = "seeds"
 
@@ -45,6 +48,48 @@ def seed_mesh(devices: Optional[Sequence[Any]] = None) -> Mesh:
   if not devices:
     raise ValueError("seed_mesh needs at least one device")
   return Mesh(np.asarray(devices), (SEED_AXIS,))
+
+
+def global_seed_mesh(per_process: Optional[int] = None) -> Mesh:
+  """A 1-D ``"seeds"`` mesh over the first ``per_process`` devices (default:
+  all) of every process, in process order, so that process ``i`` holds the
+  ``i``-th contiguous block of seeds."""
+  by_proc = {}
+  for d in sorted(jax.devices(), key=lambda d: (d.process_index, d.id)):
+    by_proc.setdefault(d.process_index, []).append(d)
+  k = min(len(v) for v in by_proc.values())
+  k = k if per_process is None else min(int(per_process), k)
+  if k < 1:
+    raise ValueError("global_seed_mesh needs at least one device per process")
+  return seed_mesh([d for p in sorted(by_proc) for d in by_proc[p][:k]])
+
+
+def shard_count(num_seeds: int, devices: Optional[int] = None) -> int:
+  """How many devices the runner shards ``num_seeds`` over: the largest
+  count ``n <= devices`` (default: all devices of all processes) that
+  divides the number of seeds and gives every process the same number of
+  devices (``n = processes * k``, ``k <=`` local devices).
+
+  Raises:
+    ValueError: with several processes, if no such count exists (the seeds
+      are not a multiple of the process count, or ``devices`` is below it):
+      every process must hold seeds.
+  """
+  procs, local = jax.process_count(), jax.local_device_count()
+  want = procs * local if devices is None else min(int(devices),
+                                                   procs * local)
+  for k in range(local, 0, -1):
+    n = procs * k
+    if n <= max(want, 1) and num_seeds % n == 0:
+      return n
+  if procs == 1:
+    return 1
+  raise ValueError(
+      f"{num_seeds} seeds cannot be split over {procs} processes"
+      + (f" with at most {devices} devices" if devices is not None else "")
+      + f": every process needs seeds, so use a multiple of {procs} seeds"
+      + (f" and --devices >= {procs}" if devices is not None and
+         devices < procs else ""))
 
 
 def pad_seeds(num_seeds: int, mesh: Optional[Mesh] = None) -> int:
