@@ -4,6 +4,8 @@ Subcommands::
 
     ngrok-jax train  [--preset quick] [--methods neuralgrok,adam] [--seeds 4] ...
     ngrok-jax train  --resume DIR [--force]
+    ngrok-jax train  ... [--log tensorboard,wandb]
+    ngrok-jax train  ... --coordinator HOST:PORT --num-processes N --process-id I
     ngrok-jax report DIR [DIR ...] [--compare PNG] [--no-plots]
     ngrok-jax amplifier PATH [--seed-index K] [--export OUT] [--plot PNG]
     ngrok-jax presets
@@ -40,6 +42,16 @@ class _Parser(argparse.ArgumentParser):
 
   def error(self, message):  # noqa: D401
     self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _trackers(s: str) -> List[str]:
+  from ngrok_jax.trackers import TRACKERS
+  names = [x.strip() for x in s.split(",") if x.strip()]
+  bad = [x for x in names if x not in TRACKERS]
+  if bad or not names:
+    raise argparse.ArgumentTypeError(
+        f"--log takes {' or '.join(TRACKERS)} (comma-separated), got {s!r}")
+  return names
 
 
 def _seed_group(s: str):
@@ -126,6 +138,37 @@ def build_parser() -> argparse.ArgumentParser:
                  help="vmap the seeds in groups of N, one group after "
                  "another (auto: 1 on a CPU, all on accelerators; all: one "
                  "group); same results, a speed choice")
+  t.add_argument("--log", type=_trackers, action="append", default=None,
+                 metavar="TRACKER",
+                 help="also log to an experiment tracker: tensorboard "
+                 "(event files in DIR/tensorboard; pip install -e "
+                 "'.[tensorboard]') and/or wandb (Weights & Biases; pip "
+                 "install -e '.[wandb]'; the API key only from WANDB_API_KEY; "
+                 "WANDB_MODE=offline works without a network); "
+                 "comma-separated or repeated (default: metrics.jsonl only)")
+  t.add_argument("--wandb-project", default=None, metavar="NAME",
+                 help="W&B project (default: $WANDB_PROJECT, else ngrok-jax)")
+  t.add_argument("--wandb-entity", default=None, metavar="NAME",
+                 help="W&B entity, a user or team (default: $WANDB_ENTITY, "
+                 "else the key's default entity)")
+  d = t.add_argument_group(
+      "several processes (one per host of a pod, or several on one machine; "
+      "every process runs the same command but its --process-id)")
+  d.add_argument("--distributed", action="store_true",
+                 help="start as one of several JAX processes "
+                 "(jax.distributed.initialize): the coordinator, process "
+                 "count and id come from the options below, else from "
+                 "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, "
+                 "else from the cluster (Slurm, Open MPI, Cloud TPU, "
+                 "Kubernetes); implied by the options below")
+  d.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                 help="address of process 0's coordinator service, the same "
+                 "in every process")
+  d.add_argument("--num-processes", type=_int("--num-processes"),
+                 default=None, metavar="N", help="number of processes")
+  d.add_argument("--process-id", type=_int("--process-id"), default=None,
+                 metavar="I", help="this process's index, 0..N-1 (process 0 "
+                 "writes the run folder's files)")
   t.add_argument("--no-progress", action="store_true",
                  help="no progress bar (default: shown)")
   t.add_argument("--no-plots", action="store_true",
@@ -223,8 +266,34 @@ def _spec_from_args(args):
       stop_acc=_pick(args.stop_acc, preset.get("stop_acc", STOP_ACC)))
 
 
+def _start_processes(args) -> None:
+  """``jax.distributed.initialize`` when asked (before any computation)."""
+  if not (args.distributed or args.coordinator is not None or
+          args.num_processes is not None or args.process_id is not None):
+    return
+  from ngrok_jax.distributed import initialize
+  initialize(args.coordinator, args.num_processes, args.process_id)
+
+
+def _tracker_hooks(args, spec, out: str) -> List[Callable]:
+  """The ``--log`` trackers (process 0 only); a missing optional package
+  is a :class:`UsageError` naming the extra to install."""
+  from ngrok_jax import distributed, trackers
+  names = [n for group in (args.log or ()) for n in group]
+  if not names or not distributed.is_primary():
+    return []
+  try:
+    return trackers.make_trackers(
+        dict.fromkeys(names), out, spec, wandb_project=args.wandb_project,
+        wandb_entity=args.wandb_entity)
+  except trackers.TrackerUnavailable as e:
+    raise UsageError(str(e)) from None
+
+
 def _cmd_train(args, hooks=()) -> int:
+  _start_processes(args)
   from ngrok_jax import runner
+  from ngrok_jax.distributed import is_primary
   from ngrok_jax.report import markdown_table
   from ngrok_jax.results import summary_line
   from ngrok_jax.spec import check_resume
@@ -242,10 +311,13 @@ def _cmd_train(args, hooks=()) -> int:
     out = args.out or os.path.join(
         "runs", f"{args.preset or 'quick'}-{time.strftime('%Y%m%d-%H%M%S')}")
   check_resume(spec, out, bool(args.resume), args.force)
+  hooks = [*hooks, *_tracker_hooks(args, spec, out)]
+  primary = is_primary()
   cfg = next(iter(spec.configs.values()))
-  print(f"{PROG}: {', '.join(spec.methods)} on {cfg.task} mod {cfg.p}, "
-        f"{len(spec.seeds)} seeds, {spec.steps} steps -> {out}",
-        file=sys.stderr, flush=True)
+  if primary:
+    print(f"{PROG}: {', '.join(spec.methods)} on {cfg.task} mod {cfg.p}, "
+          f"{len(spec.seeds)} seeds, {spec.steps} steps -> {out}",
+          file=sys.stderr, flush=True)
   try:
     summary = runner.execute(spec, out, resume=bool(args.resume),
                              force=args.force, progress=not args.no_progress,
@@ -255,6 +327,8 @@ def _cmd_train(args, hooks=()) -> int:
   except runner.RunInterrupted as e:
     print(f"{PROG}: {e}", file=sys.stderr, flush=True)
     return 128 + int(e.signum)
+  if not primary:  # process 0 prints the results
+    return 0
   if args.no_progress:
     for m, per in summary["methods"].items():
       print(summary_line(m, per), file=sys.stderr)

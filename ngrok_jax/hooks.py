@@ -6,7 +6,13 @@ actions): the loop of :mod:`ngrok_jax.runner` trains a chunk of
 :class:`Chunk` (the step, the state, this chunk's metric rows and the
 method's history).  A hook is any callable ``hook(chunk)``; it may set
 ``chunk.done`` to end the method after this chunk, or raise to stop the run.
-A hook with a ``close()`` method has it called when the method's loop ends.
+A hook with a ``close()`` method has it called when the method's loop ends;
+one with an ``end_run(out_dir, summary)`` method has it called once when
+the run ends, after the summary and the plots are written (``summary`` is
+None when the run was interrupted or failed): the experiment trackers of
+:mod:`ngrok_jax.trackers` log the plots there.  In a multi-process run every
+process calls the hooks it was given (the CLI gives the trackers to process
+0 only).
 
 The runner's own hooks, in the order it calls them (extra hooks passed to
 :func:`ngrok_jax.runner.run` run between the early stop and the metrics
