@@ -112,7 +112,8 @@ def to_host(tree: Any) -> Any:
   Leaves that live partly on other processes' devices are gathered by one
   jitted identity with a replicated output sharding per mesh (so the whole
   tree costs one collective, compiled once per tree structure); every other
-  leaf is copied with ``np.asarray``.
+  leaf is copied with ``np.array`` (a copy, never a view of a device
+  buffer that a later donating call may reuse).
   """
   leaves, treedef = jax.tree.flatten(tree)
   remote = [i for i, l in enumerate(leaves)
@@ -125,7 +126,8 @@ def to_host(tree: Any) -> Any:
       got = _replicator(mesh)([leaves[i] for i in idx])
       for i, g in zip(idx, got):
         leaves[i] = g.addressable_data(0)
-  return jax.tree.unflatten(treedef, [np.asarray(l) for l in leaves])
+  # copies: the device buffers may be donated to the next step
+  return jax.tree.unflatten(treedef, [np.array(l) for l in leaves])
 
 
 def any_process(flag: bool) -> bool:
