@@ -130,9 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
       "preset's value)"))
   t.add_argument("--devices", type=_int("--devices"), default=None,
                  metavar="N",
-                 help="shard the seeds over at most N local devices, the "
-                 "largest count dividing the number of seeds (default: all "
-                 "devices; 1: no sharding)")
+                 help="shard the seeds over at most N devices (with several "
+                 "processes: of all processes together), the largest count "
+                 "dividing the number of seeds (default: all devices; 1: no "
+                 "sharding)")
   t.add_argument("--seed-group", type=_seed_group, default="auto",
                  metavar="N|all|auto",
                  help="vmap the seeds in groups of N, one group after "
