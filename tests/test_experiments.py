@@ -146,6 +146,11 @@ def jobs(request, tmp_path_factory):
     started["wd"] = _Job(base, "wd", "weight_decay.py",
                          "--out", base / "wd", "--task", "a+b",
                          "--values", "0.1,1", "--methods", "adamw")
+  if "test_tune" in wanted:
+    started["tune"] = _Job(base, "tune", "tune.py", "--out", base / "tune",
+                           "--task", "a+b", "--methods", "adamw,orthograd",
+                           "--grid", "lr=3e-3", "--grid", "wd=0.3,1",
+                           "--tune-seeds", "1", "--heldout-seeds", "2")
   started["_wanted"] = wanted
   yield str(base), started
   wanted = started.pop("_wanted")
@@ -262,6 +267,41 @@ def test_sweep_c(jobs):
   assert [g["seeds"] for g in groups.values()] == [[0, 1], [2, 3]]
 
 
+def test_tune(jobs):
+  base, started = jobs
+  out = os.path.join(base, "tune")
+  stdout = _ok(started["tune"].result())
+  result = _json(os.path.join(out, "tune.json"))
+  assert list(result["methods"]) == ["adamw", "orthograd"]
+  assert result["heldout_seeds"] == [0, 1] and result["tune_seeds"] == 1
+  for m in ("adamw", "orthograd"):
+    r = result["methods"][m]
+    assert r["grid"] == {"lr": [3e-3], "wd": [0.3, 1.0]}
+    assert sorted(c["index"] for c in r["ranked"]) == [0, 1]
+    assert r["chosen"]["lr"] == 3e-3
+    assert r["chosen"]["wd"] == r["ranked"][0]["cell"]["wd"]
+    # the grid: one program, one seed per cell, far from the held-out seeds
+    config, _ = _check_run_folder(os.path.join(out, "grid", m), [m],
+                                  [1000, 1001])
+    assert config["hparams"] == {"lr": [3e-3, 3e-3], "wd": [0.3, 1.0]}
+    assert r["heldout"]["final_test_acc"] and len(
+        r["heldout"]["steps_to_95"]) == 2
+  # the held-out run: both methods at their chosen cells, seeds 0 and 1
+  config, _ = _check_run_folder(os.path.join(out, "heldout"),
+                                ["adamw", "orthograd"], [0, 1])
+  for m in ("adamw", "orthograd"):
+    assert config["configs"][m]["wd"] == result["methods"][m]["chosen"]["wd"]
+  rows = _table(stdout, "## Grid and chosen cell")
+  assert [r[0] for r in rows[1:]] == ["adamw", "orthograd"]
+  assert rows[1][1] == "lr 0.003; wd 0.3/1"
+  held = _table(stdout, "## Held-out seeds")
+  assert [r[1] for r in held[1:]] == ["adamw", "orthograd"]
+  paired = _table(stdout, "## Paired with the best-tuned adamw")
+  assert [r[0] for r in paired[1:]] == ["orthograd"]
+  with open(os.path.join(out, "TUNE.md")) as f:
+    assert f.read().strip() in stdout
+
+
 @pytest.mark.slow  # opt-in: keeps the CI suite under 15 min
 def test_weight_decay(jobs):
   base, started = jobs
@@ -285,6 +325,7 @@ def test_weight_decay(jobs):
     ("weight_decay.py", ["--task", "nope"]),
     ("age.py", ["--task", "nope"]),
     ("transfer.py", ["--targets", "nope"]),
+    ("tune.py", ["--task", "nope"]),
 ])
 def test_unknown_task_is_a_one_line_error(script, args, tmp_path):
   out = str(tmp_path / "out")

@@ -1,0 +1,291 @@
+"""Tuned baselines: every method at its own best settings, held-out seeds.
+
+Per method, its learning rate and weight decay (and lamb for GrokFast) are
+swept over a small grid as ONE vmapped program (the cells are per-seed
+hyperparameter arrays: cells x tuning seeds seeds).  Each method's best cell
+is the one with the smallest median steps to 95% test accuracy over its
+tuning seeds (a seed that never reached 95% counts as beyond the budget;
+ties: more seeds reaching 95%, then the higher median final test accuracy).
+Every method then runs again at its chosen cell on fresh seeds that no grid
+used (the held-out seeds 0..n-1, the same for every method, so the methods
+pair by seed), and the held-out results are what the tables report.
+
+    python -m experiments.tune --quick --task a+b
+    python -m experiments.tune --quick --task a*b --methods adamw,orthograd \\
+        --tune-seeds 2 --heldout-seeds 5 --grid lr=1e-3,3e-3 --grid wd=0.3,1
+    python -m experiments.tune --task a+b          # paper size (a GPU)
+
+``--out`` (default runs/experiments/tune[-quick]/<task>) holds ``grid/<method>``
+(one run folder per method: its grid), ``heldout`` (one run folder: every
+method at its chosen cell, the held-out seeds), ``tune.json`` (grid, every
+cell's result, the chosen cells) and ``TUNE.md`` (the tables).  Re-running
+the same command resumes or reuses finished folders.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+import numpy as np
+
+from experiments import _common as C
+from ngrok_jax import presets, runner, stats
+from ngrok_jax.config import AMPLIFIER_METHODS, METHODS
+from ngrok_jax.fileio import atomic_write
+from ngrok_jax.report import markdown_table
+
+#: Methods tuned by default (every method of the harness but the frozen
+#: amplifier, which needs a trained one).
+DEFAULT_METHODS = ("adam", "adamw", "grokfast-ema", "grokfast-ma", "rescale",
+                   "orthograd", "muon", "neuralgrok")
+#: First seed of the tuning grids: far from the held-out seeds 0..n-1.
+TUNE_SEED0 = 1000
+LR_GRID = (1e-3, 3e-3)
+
+
+def default_grid(method: str) -> Dict[str, Tuple[float, ...]]:
+  """The method's grid: learning rate x weight decay (x lamb for GrokFast).
+
+  Weight decay is coupled (L2 in Adam's gradient) or decoupled (AdamW's,
+  times the learning rate) depending on the method, so the grids differ:
+  coupled 0 / 1e-3 / 1e-2 (NeuralGrok's recipe uses 1e-3); GrokFast 1e-3 /
+  1e-2 around its published 0.005 and 0.01, with lamb 1 / 2 (EMA, published
+  2) and 2 / 5 (MA, published 5); AdamW and Muon 0.3 / 1 / 3 (1: Power et
+  al.); ⊥AdamW 0 / 0.3 / 1 (the paper groks without weight decay).
+  """
+  if method in ("adamw", "muon"):
+    wd = (0.3, 1.0, 3.0)
+  elif method == "orthograd":
+    wd = (0.0, 0.3, 1.0)
+  elif method.startswith("grokfast"):
+    wd = (1e-3, 1e-2)
+  else:
+    wd = (0.0, 1e-3, 1e-2)
+  grid = {"lr": LR_GRID, "wd": wd}
+  if method == "grokfast-ema":
+    grid["lamb"] = (1.0, 2.0)
+  elif method == "grokfast-ma":
+    grid["lamb"] = (2.0, 5.0)
+  return grid
+
+
+def cells_of(grid: Mapping[str, Sequence[float]]) -> List[Dict[str, float]]:
+  """Every combination of the grid's values (the first name slowest)."""
+  names = list(grid)
+  return [dict(zip(names, map(float, vals)))
+          for vals in itertools.product(*(grid[n] for n in names))]
+
+
+def grid_seeds(cells: Sequence[Mapping[str, float]], tune_seeds: int
+               ) -> Tuple[List[int], Dict[str, List[float]]]:
+  """Seeds and per-seed hyperparameters of a grid: cell ``c`` gets seeds
+  ``TUNE_SEED0 + c * tune_seeds + j`` (``j < tune_seeds``)."""
+  seeds = [TUNE_SEED0 + c * tune_seeds + j for c in range(len(cells))
+           for j in range(tune_seeds)]
+  hp = {k: [float(cells[i // tune_seeds][k]) for i in range(len(seeds))]
+        for k in cells[0]}
+  return seeds, hp
+
+
+def _median_censored(steps: Sequence, budget: int) -> float:
+  """Median steps with "never" counted as beyond the budget (inf)."""
+  vals = np.array([math.inf if s is None else s for s in steps], float)
+  med = float(np.median(vals))
+  return med if med <= budget else math.inf
+
+
+def rank_cells(summary: Mapping[str, Any], method: str,
+               cells: Sequence[Mapping[str, float]], tune_seeds: int
+               ) -> List[Dict[str, Any]]:
+  """Every cell's result on its tuning seeds, best first: smallest median
+  steps to 95% (never = beyond the budget), then most seeds at 95%, then
+  the highest median final test accuracy, then the grid's order."""
+  per = summary["methods"][method]
+  budget = summary["steps"]
+  out = []
+  for c, cell in enumerate(cells):
+    idx = range(c * tune_seeds, (c + 1) * tune_seeds)
+    steps = [per["steps_to_95"][i] for i in idx]
+    final = [per["final_test_acc"][i] for i in idx]
+    final = [np.nan if f is None else f for f in final]
+    out.append(dict(cell=dict(cell), index=c,
+                    seeds=[per["seeds"][i] for i in idx], steps_to_95=steps,
+                    median=_median_censored(steps, budget),
+                    success=sum(s is not None for s in steps),
+                    final_acc=float(np.nanmedian(final)) if np.isfinite(
+                        final).any() else math.nan))
+  key = lambda r: (r["median"], -r["success"],  # noqa: E731
+                   -(r["final_acc"] if math.isfinite(r["final_acc"]) else -1),
+                   r["index"])
+  return sorted(out, key=key)
+
+
+def parse_grid(items: Sequence[str]) -> Dict[str, Tuple[float, ...]]:
+  """``["lr=1e-3,3e-3", "wd=0,1"]`` -> ``{"lr": (1e-3, 3e-3), ...}``."""
+  out: Dict[str, Tuple[float, ...]] = {}
+  for item in items or ():
+    name, eq, vals = item.partition("=")
+    name = name.strip()
+    if not eq or name not in ("lr", "wd", "lamb"):
+      raise ValueError(f"--grid takes NAME=v1,v2,... with NAME lr, wd or "
+                       f"lamb, got {item!r}")
+    try:
+      out[name] = tuple(float(v) for v in vals.split(","))
+    except ValueError:
+      raise ValueError(f"--grid {name}: numbers separated by commas, got "
+                       f"{vals!r}") from None
+  return out
+
+
+def _fmt_cell(cell: Mapping[str, float]) -> str:
+  return ", ".join(f"{k} {v:g}" for k, v in cell.items())
+
+
+def _fmt_steps(v: float) -> str:
+  return "never" if not math.isfinite(v) else f"{v:g}"
+
+
+def _json_safe(x):
+  if isinstance(x, float) and not math.isfinite(x):
+    return None
+  if isinstance(x, dict):
+    return {k: _json_safe(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_json_safe(v) for v in x]
+  return x
+
+
+def tables(result: Mapping[str, Any], heldout_dir: str,
+           reference: str) -> str:
+  """TUNE.md: the grids, the chosen cells, the held-out table and the
+  paired comparison with ``reference`` (the best-tuned AdamW)."""
+  lines = [f"# Tuned on {result['task']} mod {result['p']}: "
+           f"{result['tune_seeds']} tuning seeds per cell, "
+           f"{len(result['heldout_seeds'])} held-out seeds "
+           f"({', '.join(map(str, result['heldout_seeds']))}), "
+           f"{result['steps']} steps", "",
+           "## Grid and chosen cell (tuning seeds; median steps to 95%, "
+           "never = beyond the budget)", "",
+           "| method | grid | chosen cell | its median | its 95% success | "
+           "runner-up | its median |", "|---|---|---|---|---|---|---|"]
+  for m, r in result["methods"].items():
+    grid = "; ".join(f"{k} {'/'.join(f'{v:g}' for v in vals)}"
+                     for k, vals in r["grid"].items())
+    best, second = r["ranked"][0], (r["ranked"][1:2] or [None])[0]
+    lines.append(
+        f"| {m} | {grid} | {_fmt_cell(best['cell'])} | "
+        f"{_fmt_steps(best['median'])} | {best['success']}/"
+        f"{result['tune_seeds']} | "
+        f"{_fmt_cell(second['cell']) if second else '-'} | "
+        f"{_fmt_steps(second['median']) if second else '-'} |")
+  lines += ["", "## Held-out seeds, each method at its chosen cell", "",
+            markdown_table([heldout_dir]), ""]
+  if reference in result["methods"]:
+    lines += [f"## Paired with the best-tuned {reference} (held-out seeds; "
+              f"differences {reference} minus method: positive = the method "
+              f"is faster)", "",
+              stats.paired_markdown(heldout_dir, reference), ""]
+  return "\n".join(lines)
+
+
+def tune(setup: Dict[str, Any], task: str, methods: Sequence[str],
+         grids: Mapping[str, Mapping[str, Sequence[float]]], tune_seeds: int,
+         heldout_seeds: int, out: str, args, reference: str = "adamw"
+         ) -> Dict[str, Any]:
+  """Runs every method's grid, picks its cell, runs the held-out seeds;
+  writes tune.json and TUNE.md into ``out`` and returns the result."""
+  if tune_seeds < 1 or heldout_seeds < 1:
+    raise ValueError("--tune-seeds and --heldout-seeds must be >= 1")
+  base = presets.method_overrides(setup["preset"], methods)
+  result: Dict[str, Any] = dict(
+      task=task, p=setup["config"]["p"], steps=setup["steps"],
+      tune_seeds=tune_seeds, heldout_seeds=list(range(heldout_seeds)),
+      methods={})
+  chosen: Dict[str, Dict[str, Any]] = {}
+  for m in methods:
+    cells = cells_of(grids[m])
+    seeds, hp = grid_seeds(cells, tune_seeds)
+    if m in AMPLIFIER_METHODS:  # their defaults follow lr and wd per seed
+      hp.update(lookahead_lr=list(hp["lr"]), meta_wd=list(hp["wd"]))
+    if min(seeds) < heldout_seeds:
+      raise ValueError("the held-out seeds would overlap the grid's")
+    gdir = os.path.join(out, "grid", m)
+    # the grid's values replace the preset's for this method
+    over = {m: {k: v for k, v in base.get(m, {}).items() if k not in hp}}
+    summary = runner.run(
+        setup["config"], [m], seeds, setup["steps"], setup["eval_every"],
+        gdir, method_overrides=over, hparams=hp,
+        resume=os.path.exists(os.path.join(gdir, "config.json")),
+        checkpoint_every=setup.get("checkpoint_every"),
+        progress=not args.no_progress, stop_after=args.stop_after)
+    ranked = rank_cells(summary, m, cells, tune_seeds)
+    result["methods"][m] = dict(grid={k: list(v) for k, v in grids[m].items()},
+                                ranked=ranked, grid_dir=gdir)
+    chosen[m] = {**over[m], **ranked[0]["cell"]}
+    print(f"{m}: chose {_fmt_cell(ranked[0]['cell'])} (median "
+          f"{_fmt_steps(ranked[0]['median'])}, {ranked[0]['success']}/"
+          f"{tune_seeds} at 95%)", flush=True)
+  hdir = os.path.join(out, "heldout")
+  summary = runner.run(
+      setup["config"], list(methods), heldout_seeds, setup["steps"],
+      setup["eval_every"], hdir, method_overrides=chosen,
+      resume=os.path.exists(os.path.join(hdir, "config.json")),
+      checkpoint_every=setup.get("checkpoint_every"),
+      progress=not args.no_progress, stop_after=args.stop_after)
+  for m in methods:
+    result["methods"][m]["heldout"] = {
+        k: summary["methods"][m][k] for k in
+        ("steps_to_95", "steps_to_99", "final_test_acc")}
+    result["methods"][m]["chosen"] = chosen[m]
+  atomic_write(os.path.join(out, "tune.json"),
+               json.dumps(_json_safe(result), indent=1) + "\n")
+  md = tables(result, hdir, reference)
+  atomic_write(os.path.join(out, "TUNE.md"), md)
+  return result
+
+
+def main():
+  p = C.parser(__doc__)
+  p.add_argument("--task", default="a+b", help="task (default a+b)")
+  p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                 help="comma-separated methods to tune")
+  p.add_argument("--grid", action="append", default=[], metavar="NAME=V,..",
+                 help="replace one axis of every method's grid (lr, wd or "
+                      "lamb; repeatable), e.g. --grid lr=1e-3,3e-3")
+  p.add_argument("--tune-seeds", type=int, default=2,
+                 help="seeds per grid cell (default 2)")
+  p.add_argument("--heldout-seeds", type=int, default=5,
+                 help="fresh seeds for the chosen cells (default 5)")
+  p.add_argument("--stop-after", type=int, default=3,
+                 help="stop a program once every seed has held 99%% test "
+                      "accuracy for this many evaluations (0: never)")
+  p.add_argument("--reference", default="adamw",
+                 help="method the others are paired with (default adamw)")
+  args = p.parse_args()
+  methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+  bad = [m for m in methods if m not in METHODS or m == "neuralgrok-frozen"]
+  if bad or not methods:
+    raise ValueError(f"unknown or untunable methods {bad}; valid: "
+                     f"{', '.join(m for m in METHODS if m != 'neuralgrok-frozen')}")
+  setup = C.task_setup(args.task, args)  # (checks the task first)
+  override = parse_grid(args.grid)
+  grids = {}
+  for m in methods:
+    g = {**default_grid(m), **override}
+    if "lamb" in override and not m.startswith("grokfast"):
+      del g["lamb"]
+    grids[m] = g
+  out = args.out or os.path.join(C.out_dir(args, "tune"),
+                                 args.task.replace("*", "x"))
+  args.stop_after = args.stop_after or None
+  tune(setup, args.task, methods, grids, args.tune_seeds, args.heldout_seeds,
+       out, args, args.reference)
+  with open(os.path.join(out, "TUNE.md")) as f:
+    print(f.read())
+
+
+if __name__ == "__main__":
+  C.main_guard(main)

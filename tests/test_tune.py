@@ -1,0 +1,51 @@
+"""The tuning experiment's pure parts: grids, seeds and the choice of cell."""
+import math
+
+import pytest
+
+from experiments import tune
+
+
+def test_cells_and_seeds_of_a_grid():
+  cells = tune.cells_of({"lr": (1e-3, 3e-3), "wd": (0.0, 1.0, 2.0)})
+  assert cells[:2] == [dict(lr=1e-3, wd=0.0), dict(lr=1e-3, wd=1.0)]
+  assert len(cells) == 6 and cells[-1] == dict(lr=3e-3, wd=2.0)
+  seeds, hp = tune.grid_seeds(cells, 2)
+  assert seeds == list(range(1000, 1012))
+  assert hp["wd"][:4] == [0.0, 0.0, 1.0, 1.0] and hp["lr"][-1] == 3e-3
+
+
+def test_default_grids():
+  assert tune.default_grid("adamw")["wd"] == (0.3, 1.0, 3.0)
+  assert 0.0 in tune.default_grid("orthograd")["wd"]
+  assert "lamb" in tune.default_grid("grokfast-ma")
+  assert "lamb" not in tune.default_grid("neuralgrok")
+
+
+def _summary(steps, final):
+  return {"steps": 2000, "methods": {"m": dict(
+      seeds=list(range(len(steps))), steps_to_95=steps,
+      final_test_acc=final)}}
+
+
+def test_rank_cells_median_then_success_then_final_accuracy():
+  cells = [dict(wd=w) for w in (0.0, 1.0, 2.0, 3.0, 4.0)]
+  steps = [None, None,      # cell 0: never
+           900, None,       # cell 1: median of (900, inf) = inf
+           None, 1500,      # cell 2: as cell 1, higher final accuracy
+           700, 1100,       # cell 3: median 900
+           800, 1000]       # cell 4: median 900, same success: final acc
+  final = [0.5, 0.4, 0.99, 0.6, 0.7, 0.99, 1.0, 1.0, 1.0, 0.999]
+  ranked = tune.rank_cells(_summary(steps, final), "m", cells, 2)
+  assert [r["index"] for r in ranked] == [3, 4, 2, 1, 0]
+  assert ranked[0]["median"] == 900 and ranked[0]["success"] == 2
+  assert math.isinf(ranked[-1]["median"]) and ranked[-1]["success"] == 0
+  assert ranked[2]["final_acc"] == pytest.approx(0.845)  # (0.7, 0.99)
+
+
+def test_parse_grid():
+  assert tune.parse_grid(["lr=1e-3,3e-3", "wd=0"]) == {
+      "lr": (1e-3, 3e-3), "wd": (0.0,)}
+  for bad in ("eps=1", "lr", "lr=a,b"):
+    with pytest.raises(ValueError, match="--grid"):
+      tune.parse_grid([bad])
