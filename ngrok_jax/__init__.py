@@ -1,7 +1,9 @@
 """ngrok_jax: NeuralGrok (a learned gradient amplifier trained by a bilevel
 update) in JAX, with the baselines, a multi-seed runner and optax transforms.
 """
-from ngrok_jax.amplifier import Amplifier, amplify, pwl_table, safe_normalize
+from ngrok_jax.amplifier import (Amplifier, RichAmplifier, adam_moments,
+                                 amplify, pwl_table, rich_features,
+                                 safe_normalize)
 from ngrok_jax.metrics import (absolute_entropy, fourier_spectrum,
                                global_norm, key_frequencies,
                                steps_to_threshold, summarize_steps)
@@ -25,6 +27,7 @@ from ngrok_jax.transforms import (GrokfastEmaState, GrokfastMaState,
 
 __all__ = [
     "Amplifier", "amplify", "pwl_table", "safe_normalize",
+    "RichAmplifier", "rich_features", "adam_moments",
     "absolute_entropy", "fourier_spectrum", "global_norm", "key_frequencies",
     "steps_to_threshold", "summarize_steps",
     "Transformer", "accuracy", "cross_entropy", "log_stablemax",

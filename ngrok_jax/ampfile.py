@@ -4,7 +4,8 @@
 ``amplifier.msgpack`` (flax msgpack) holds ``params``, the amplifier
 parameters of every seed stacked on a leading axis, and ``meta``, a JSON
 string with ``format`` (``ngrok_jax.amplifier/1``), ``hidden``,
-``amp_method``, ``seeds``, ``task``, ``p``, ``step``, ``c`` (per seed),
+``amp_method``, ``amp_inputs`` (``grad`` or ``rich``; absent in files
+written before it existed: ``grad``), ``seeds``, ``task``, ``p``, ``step``, ``c`` (per seed),
 ``grad_range`` (the gradient components seen, at initialisation and at the
 end), ``grad_range_final``, ``steps_to_95`` and ``example`` (the largest 2-D
 gradient tensor of seed 0 at the end, for plots).  ``amplifier.json`` is
@@ -124,6 +125,7 @@ def run_amplifier_meta(cfg, seeds: Sequence[int], state, grad_range,
   name, ex = _example_tensor(jax.tree.map(np.asarray, g))
   c = np.asarray(state.seeds.hparams["c"], np.float64)
   return dict(hidden=list(cfg.amp_hidden), amp_method=cfg.amp_method,
+              amp_inputs=cfg.amp_inputs,
               seeds=list(seeds), task=cfg.task, p=cfg.p,
               step=int(state.step), c=[float(x) for x in c],
               grad_range=[min(r0[0], lo), max(r0[1], hi)],

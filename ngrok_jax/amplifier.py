@@ -19,17 +19,29 @@ Two exact ways of evaluating ``f`` on a vector of components are provided:
   gradient: ``f`` is continuous, so moving a breakpoint does not change the
   value at a fixed input), so meta-gradients are exact as well.  It agrees
   with ``"dense"`` to float rounding (tests check it).
+
+:class:`RichAmplifier` is the option ``amp_inputs="rich"`` (issue 13): an
+MLP ``F -> hidden... -> 1`` that sees, per component, the features of
+:func:`rich_features` (the gradient component, the inner Adam's first and
+second moment, the parameter value, each divided by its tensor's RMS) plus a
+learned per-tensor embedding added to its first layer.  It has no
+piecewise-linear table (that needs a scalar input): it is evaluated densely.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-__all__ = ["Amplifier", "amplify", "safe_normalize", "pwl_table"]
+__all__ = ["Amplifier", "RichAmplifier", "amplify", "safe_normalize",
+           "pwl_table", "rich_features", "adam_moments", "RICH_FEATURES"]
+
+#: The per-component inputs of :class:`RichAmplifier`, in column order.
+RICH_FEATURES = ("grad", "adam_mu", "adam_sqrt_nu", "param")
 
 
 def _torch_uniform(fan_in: int):
@@ -41,17 +53,26 @@ def _torch_uniform(fan_in: int):
   return init
 
 
-def _mlp_dense(layers, x):
-  """Direct evaluation; ``x`` has shape (n,)."""
+def _mlp_dense(layers, x, emb=None, ids=None):
+  """Direct evaluation; ``x`` has shape (n,) (one input) or (n, F).
+
+  ``emb`` (num_tensors, H1) and ``ids`` (n,): a learned per-tensor vector
+  added to the first layer's pre-activation of each component.
+  """
   (w, b), rest = layers[0], layers[1:]
-  h = x[:, None] * w[0][None, :] + b[None, :]
+  if x.ndim == 1:
+    h = x[:, None] * w[0][None, :] + b[None, :]
+  else:
+    h = x @ w + b[None, :]
+  if emb is not None:
+    h = h + emb[ids]
   for w, b in rest:
     h = jax.nn.relu(h)
     h = h @ w + b
   return h[:, 0]
 
 
-def _mlp_dense_chunked(layers, x, chunk: int):
+def _mlp_dense_chunked(layers, x, chunk: int, emb=None, ids=None):
   """``_mlp_dense`` over blocks of ``chunk`` components, rematerialised.
 
   ``lax.map`` walks the blocks one at a time and ``jax.checkpoint`` keeps
@@ -62,11 +83,13 @@ def _mlp_dense_chunked(layers, x, chunk: int):
   """
   n = x.shape[0]
   if n <= chunk:
-    return _mlp_dense(layers, x)
+    return _mlp_dense(layers, x, emb, ids)
   num = -(-n // chunk)
-  xp = jnp.pad(x, (0, num * chunk - n)).reshape(num, chunk)
-  body = jax.checkpoint(lambda lay, xc: _mlp_dense(lay, xc))
-  out = jax.lax.map(lambda xc: body(layers, xc), xp)
+  pad = lambda a: jnp.pad(a, [(0, num * chunk - n)] + [(0, 0)] * (
+      a.ndim - 1)).reshape((num, chunk) + a.shape[1:])
+  ids = jnp.zeros((n,), jnp.int32) if ids is None else ids
+  body = jax.checkpoint(lambda lay, e, xc, ic: _mlp_dense(lay, xc, e, ic))
+  out = jax.lax.map(lambda a: body(layers, emb, *a), (pad(x), pad(ids)))
   return out.reshape(-1)[:n]
 
 
@@ -194,6 +217,130 @@ class Amplifier(nn.Module):
       layers = [(w.astype(ft), b.astype(ft)) for w, b in layers]
       out = _mlp_pwl(layers, x.astype(ft))
     return out.astype(jnp.promote_types(in_dtype, jnp.float32))
+
+
+class RichAmplifier(nn.Module):
+  r"""Amplifier with several inputs per component (``amp_inputs="rich"``).
+
+  ``RichAmplifier(hidden, num_tensors).apply(params, x, ids)`` maps the
+  (n, F) features ``x`` of :func:`rich_features` and the (n,) index ``ids``
+  of each component's tensor to (n,) scores:
+
+  .. math::
+      f(x_i, t_i) = W_L \,\mathrm{relu}(\cdots \mathrm{relu}(
+      W_1 x_i + b_1 + e_{t_i}) \cdots) + b_L,
+
+  where :math:`e_t \in \mathbb{R}^{H_1}` is a learned embedding of tensor
+  :math:`t` (initialised at zero, so at initialisation the scores depend on
+  the features only).  The layers start as :class:`Amplifier`'s (PyTorch's
+  uniform initialisation).  Dense evaluation only; ``chunk`` as in
+  :class:`Amplifier`.
+
+  Attributes:
+    hidden: hidden layer sizes.
+    num_tensors: the number of parameter tensors (embedding rows).
+    num_features: F (default 4, :data:`RICH_FEATURES`).
+    dtype: compute dtype (``jnp.bfloat16``: mixed precision).
+    chunk: evaluate in rematerialised blocks of this many components.
+  """
+  hidden: Sequence[int] = (128, 128)
+  num_tensors: int = 1
+  num_features: int = len(RICH_FEATURES)
+  dtype: jnp.dtype = jnp.float32
+  chunk: Optional[int] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, ids: jax.Array) -> jax.Array:
+    if x.ndim != 2 or x.shape[1] != self.num_features:
+      raise ValueError(f"RichAmplifier expects features of shape (n, "
+                       f"{self.num_features}), got {x.shape}")
+    if ids.shape != x.shape[:1]:
+      raise ValueError(f"ids must have shape {x.shape[:1]}, got {ids.shape}")
+    if not self.hidden or any(int(h) < 1 for h in self.hidden):
+      raise ValueError(f"hidden sizes must be >= 1, got {self.hidden}")
+    if int(self.num_tensors) < 1:
+      raise ValueError(f"num_tensors must be >= 1, got {self.num_tensors}")
+    sizes = (int(self.num_features),) + tuple(int(h) for h in self.hidden) + (
+        1,)
+    layers = []
+    for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
+      w = self.param(f"kernel_{i}", _torch_uniform(fi), (fi, fo))
+      b = self.param(f"bias_{i}", _torch_uniform(fi), (fo,))
+      layers.append((w.astype(self.dtype), b.astype(self.dtype)))
+    emb = self.param("tensor_embedding", nn.initializers.zeros,
+                     (int(self.num_tensors), sizes[1])).astype(self.dtype)
+    xd = x.astype(self.dtype)
+    if self.chunk is not None and int(self.chunk) < 1:
+      raise ValueError(f"chunk must be a positive integer, got {self.chunk}")
+    if self.chunk:
+      out = _mlp_dense_chunked(layers, xd, int(self.chunk), emb, ids)
+    else:
+      out = _mlp_dense(layers, xd, emb, ids)
+    return out.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def _rms_normalize(v: jax.Array) -> jax.Array:
+  """``v / rms(v)``; an all-zero ``v`` gives zeros, with finite gradients.
+
+  ``v`` is first divided by ``max|v|`` (the result is scale invariant), so
+  that neither huge nor tiny entries overflow or underflow the mean square.
+  """
+  m = jnp.max(jnp.abs(v))
+  zero = m == 0
+  u = v / jnp.where(zero, jnp.ones_like(m), m)
+  ms = jnp.mean(jnp.square(u))
+  return jnp.where(zero, jnp.zeros_like(u),
+                   u / jnp.sqrt(jnp.where(zero, jnp.ones_like(ms), ms)))
+
+
+def rich_features(grads, mu, nu, params) -> Tuple[jax.Array, jax.Array]:
+  r"""The per-component inputs of :class:`RichAmplifier`.
+
+  For every tensor :math:`t` (a leaf of ``grads``) and component :math:`i`:
+
+  .. math::
+      x_i = \Big(rac{g_i}{\mathrm{rms}_t(g)}, rac{m_i}{\mathrm{rms}_t(m)},
+      rac{\sqrt{v_i}}{\mathrm{rms}_t(\sqrt{v})},
+      rac{	heta_i}{\mathrm{rms}_t(	heta)}\Big),\qquad
+      \mathrm{rms}_t(u) = \sqrt{	frac{1}{n_t}	extstyle\sum_{j \in t} u_j^2},
+
+  with :math:`m, v` the inner Adam's first and second moments
+  (:func:`adam_moments`) and :math:`	heta` the parameters; an all-zero
+  feature of a tensor (e.g. the moments before the first step) stays zero.
+  Every feature is thus scale free per tensor, as the amplified gradient is.
+  :math:`\sqrt{v}` is taken as :math:`\sqrt{v + \epsilon} -
+  \sqrt{\epsilon}`, :math:`\epsilon = 10^{-30}`, so that it is 0 where
+  :math:`v = 0` and its gradient stays finite there.
+
+  Returns:
+    ``(x, ids)``: ``x`` (n, 4) in the leaves' flattening order (the order
+    :func:`amplify` concatenates them in), ``ids`` (n,) int32, the index of
+    each component's tensor.
+  """
+  gl, treedef = jax.tree.flatten(grads)
+  ml, vl, pl = (treedef.flatten_up_to(t) for t in (mu, nu, params))
+  ft = jnp.result_type(jnp.float32, *[l.dtype for l in gl])
+  cols, ids = [], []
+  for t, (g, m, v, p) in enumerate(zip(gl, ml, vl, pl)):
+    f = lambda a: _rms_normalize(jnp.ravel(a).astype(ft))
+    tiny = jnp.asarray(1e-30, ft)
+    root = jnp.sqrt(jnp.ravel(v).astype(ft) + tiny) - jnp.sqrt(tiny)
+    cols.append(jnp.stack([f(g), f(m), _rms_normalize(root), f(p)], axis=1))
+    ids.append(np.full((g.size,), t, np.int32))
+  return jnp.concatenate(cols), jnp.asarray(np.concatenate(ids))
+
+
+def adam_moments(opt_state) -> Tuple[Any, Any]:
+  """``(mu, nu)`` of the one ``optax.ScaleByAdamState`` inside ``opt_state``
+  (e.g. a chain of clip, weight decay and Adam); ValueError if there is not
+  exactly one."""
+  found = [s for s in jax.tree.leaves(
+      opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+           if isinstance(s, optax.ScaleByAdamState)]
+  if len(found) != 1:
+    raise ValueError(f"expected one Adam state (optax.ScaleByAdamState) in "
+                     f"the inner optimizer's state, found {len(found)}")
+  return found[0].mu, found[0].nu
 
 
 def safe_normalize(u: jax.Array, c) -> jax.Array:

@@ -40,13 +40,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Any, Callable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, List, Mapping, NamedTuple, Optional, Tuple
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 from ngrok_jax.distributed import any_process, barrier, is_primary, to_host
+from ngrok_jax.neuralgrok import NeuralGrokState
 
 __all__ = ["Checkpointer", "state_checksum", "CheckpointError"]
 
@@ -74,6 +75,44 @@ def _legacy_abstract(template) -> dict:
   """The abstract state of a checkpoint of the old flat layout."""
   return {f"{i:04d}": jax.ShapeDtypeStruct(np.shape(l), np.asarray(l).dtype)
           for i, l in enumerate(jax.tree.leaves(template))}
+
+
+class _NeuralGrokStateV1(NamedTuple):
+  """:class:`NeuralGrokState` before issue 13 added ``amplifier_init``,
+  ``outer_loss_after`` and ``meta_grad_norm`` (checkpoints of that time)."""
+  count: Any
+  amplifier_params: Any
+  meta_state: Any
+  inner_state: Any
+  outer_loss: Any
+
+
+def _is_ng(x) -> bool:
+  return isinstance(x, NeuralGrokState)
+
+
+def _v1_template(template):
+  """``template`` with every NeuralGrokState in its first form, or None if
+  it has none."""
+  if not any(_is_ng(x) for x in jax.tree.leaves(template, is_leaf=_is_ng)):
+    return None
+  return jax.tree.map(lambda x: _NeuralGrokStateV1(*x[:5]) if _is_ng(x)
+                      else x, template, is_leaf=_is_ng)
+
+
+def _from_v1(state):
+  """A state restored in the first form, completed: the initial amplifier
+  is unknown (NaN: ``amp/dist_init`` reads NaN), no meta step stored."""
+  is_v1 = lambda x: isinstance(x, _NeuralGrokStateV1)
+
+  def up(x):
+    if not is_v1(x):
+      return x
+    nan = lambda a: np.full(np.shape(a), np.nan, np.asarray(a).dtype)
+    return NeuralGrokState(*x, amplifier_init=jax.tree.map(
+        nan, x.amplifier_params), outer_loss_after=nan(x.outer_loss),
+                           meta_grad_norm=nan(x.outer_loss))
+  return jax.tree.map(up, state, is_leaf=is_v1)
 
 
 def state_checksum(state) -> str:
@@ -142,8 +181,25 @@ class Checkpointer:
     """Restores checkpoint ``step`` into the structure of ``template``.
 
     Raises :class:`CheckpointError` if it cannot be read, does not match the
-    template's leaves (shape, dtype) or fails its checksum.
+    template's leaves (shape, dtype) or fails its checksum.  A NeuralGrok
+    checkpoint written before ``NeuralGrokState`` had its issue-13 fields
+    is restored too, with those fields NaN (the initial amplifier is not
+    known any more).
     """
+    try:
+      return self._restore(step, template)
+    except CheckpointError as e:
+      v1 = _v1_template(template)
+      if v1 is None:
+        raise
+      try:
+        state, meta = self._restore(step, v1)
+      except CheckpointError:
+        raise e from None
+      state = _from_v1(jax.tree.map(np.asarray, state))
+      return jax.tree.map(jax.numpy.asarray, state), meta
+
+  def _restore(self, step: int, template) -> Tuple[Any, dict]:
     want = _abstract(template)
     try:
       meta = dict(self.manager.restore(int(step), args=ocp.args.Composite(

@@ -360,20 +360,27 @@ def _cmd_amplifier(args) -> int:
   from ngrok_jax.fileio import atomic_write
   from ngrok_jax.tables import md_table
   params, meta = load_amplifier(args.path, args.seed_index)
-  amp = Amplifier(tuple(meta["hidden"]), meta.get("amp_method", "pwl"))
+  rich = meta.get("amp_inputs", "grad") == "rich"
+  if rich and args.plot:
+    raise UsageError("--plot draws the 1-input score function f(g); this "
+                     "amplifier has rich inputs (amp_inputs=rich)")
   n = sum(int(np.size(l)) for l in jax.tree.leaves(params))
   lo, hi = meta["grad_range"]
-  print(f"amplifier 1-{'-'.join(map(str, meta['hidden']))}-1 ({n} params), "
+  print(f"amplifier {'4' if rich else '1'}-"
+        f"{'-'.join(map(str, meta['hidden']))}-1"
+        f"{' with a per-tensor embedding' if rich else ''} ({n} params), "
         f"trained on {meta['task']} mod {meta['p']} for {meta['step']} steps, "
         f"seed {meta['seeds'][args.seed_index]} "
         f"(index {args.seed_index} of {len(meta['seeds'])})")
   print(f"gradient components seen: [{lo:.3g}, {hi:.3g}]; steps to 95%: "
         f"{meta.get('steps_to_95')}")
-  span = max(abs(lo), abs(hi))
-  xs = np.linspace(-span, span, 9).astype(np.float32)
-  ys = np.asarray(amp.apply(params, jnp.asarray(xs)))
-  print(md_table(["g", "score f(g)"],
-                 [(f"{x:.3g}", f"{y:.4g}") for x, y in zip(xs, ys)]))
+  if not rich:  # rich inputs: no 1-D score function to tabulate
+    amp = Amplifier(tuple(meta["hidden"]), meta.get("amp_method", "pwl"))
+    span = max(abs(lo), abs(hi))
+    xs = np.linspace(-span, span, 9).astype(np.float32)
+    ys = np.asarray(amp.apply(params, jnp.asarray(xs)))
+    print(md_table(["g", "score f(g)"],
+                   [(f"{x:.3g}", f"{y:.4g}") for x, y in zip(xs, ys)]))
   if args.export:
     ext = os.path.splitext(args.export)[1]
     flat = {jax.tree_util.keystr(k): np.asarray(v) for k, v in

@@ -18,6 +18,7 @@ from ngrok_jax.fileio import is_int
 __all__ = ["METHODS", "AMPLIFIER_METHODS", "CLIPPED_METHODS",
            "DECOUPLED_METHODS", "LOSSES", "LOOKAHEADS",
            "PLACEMENTS", "BATCHINGS", "INITS", "AMP_KINDS", "AMP_DTYPES",
+           "AMP_INPUTS", "META_SCHEDULES",
            "HPARAMS", "TrainConfig", "check_hparam",
            "num_examples"]
 
@@ -42,6 +43,11 @@ INITS = ("torch", "flax")
 #: ``amp_method``: the exact piecewise-linear table or the MLP itself.
 AMP_KINDS = ("pwl", "dense")
 AMP_DTYPES = ("float32", "bfloat16")
+#: ``amp_inputs``: the gradient component alone (the paper) or, per
+#: component, gradient, Adam moments, parameter and a tensor embedding.
+AMP_INPUTS = ("grad", "rich")
+#: ``meta_schedule``: the meta learning rate over the meta steps.
+META_SCHEDULES = ("constant", "cosine", "warmup-cosine")
 
 #: Numeric hyperparameters carried per seed as arrays (``TrainConfig``
 #: fields; overridable per seed in ``Trainer.init(hparams=...)``).
@@ -124,6 +130,21 @@ class TrainConfig:
   meta_placement: str = _field(
       "after", "meta step after the inner step at the updated parameters "
       "(the reference) or before it at the current ones", choices=PLACEMENTS)
+  lookahead_steps: int = _field(
+      1, "K: look-ahead steps unrolled per meta step on the step's batch "
+      "(truncated back-propagation through K steps; 1: the reference)",
+      min=1)
+  amp_inputs: str = _field(
+      "grad", "amplifier inputs: grad (the gradient component, the "
+      "reference) or rich (gradient, Adam moments, parameter, per-tensor "
+      "embedding; needs amp_method dense)", choices=AMP_INPUTS)
+  meta_schedule: str = _field(
+      "constant", "meta learning-rate schedule: constant (the reference), "
+      "cosine or warmup-cosine (5%% linear warm-up) decay to 0 over "
+      "meta_schedule_steps", choices=META_SCHEDULES)
+  meta_schedule_steps: Optional[int] = _field(
+      None, "training steps over which a meta_schedule decays (needed by "
+      "cosine and warmup-cosine)", min=1)
   window: int = _field(100, "GrokFast-MA window", min=1)
   loss: str = _field("softmax", "loss: softmax or stablemax cross-entropy "
                      "(Prieto et al. 2025), for every method",
@@ -183,6 +204,15 @@ class TrainConfig:
                                        self.amp_dtype != "float32"):
       raise ValueError("amp_chunk and amp_dtype='bfloat16' apply only to "
                        "amp_method='dense' (--amp-method dense)")
+    if self.amp_inputs == "rich" and self.amp_method != "dense":
+      raise ValueError("amp_inputs='rich' needs amp_method='dense' (the "
+                       "piecewise-linear table exists only for the "
+                       "1-input amplifier): add --amp-method dense")
+    if (self.meta_schedule != "constant") != (
+        self.meta_schedule_steps is not None):
+      raise ValueError("meta_schedule cosine and warmup-cosine need "
+                       "meta_schedule_steps (the decay horizon in training "
+                       "steps), and only they use it")
     if self.fix_weight_norm is not None and not (
         isinstance(self.fix_weight_norm, (int, float)) and
         not isinstance(self.fix_weight_norm, bool) and

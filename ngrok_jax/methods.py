@@ -8,6 +8,13 @@ the baselines ``chain(method transform, clip + Adam)``; ``muon``:
 ``optax.contrib.muon`` on the blocks' matrices, AdamW on the rest.  With
 ``fix_weight_norm`` every method's update ends with the projection onto
 that weight norm.
+
+The amplifier's options (issue 13, all off by default): ``amp_inputs="rich"``
+(:class:`ngrok_jax.RichAmplifier` on :func:`ngrok_jax.rich_features`, the
+Adam moments read from the inner optimizer's state), ``lookahead_steps``
+(K-step unrolled look-ahead) and ``meta_schedule`` (the meta learning rate
+times a cosine decay, optionally after a linear warm-up, over
+``meta_schedule_steps // meta_every`` meta steps).
 """
 from __future__ import annotations
 
@@ -20,7 +27,8 @@ import numpy as np
 import optax
 
 from ngrok_jax import tasks as tasks_lib
-from ngrok_jax.amplifier import Amplifier
+from ngrok_jax.amplifier import (Amplifier, RichAmplifier, adam_moments,
+                                 amplify, rich_features)
 from ngrok_jax.config import (AMPLIFIER_METHODS, DECOUPLED_METHODS,
                               TrainConfig, check_hparam)
 from ngrok_jax.model import (Transformer, cross_entropy,
@@ -33,7 +41,9 @@ from ngrok_jax.transforms import (clip_by_global_norm, coupled_adam, grokfast_em
 
 __all__ = ["task_of", "model_of", "amplifier_of", "loss_fn", "cross_entropy_of",
            "optimizer", "meta_optimizer", "muon_dimension_numbers",
-           "transform_gradient", "hparams_of"]
+           "transform_gradient", "hparams_of", "num_tensors",
+           "init_amplifier_params", "amplifier_fns", "amplify_at",
+           "meta_lr_schedule"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -48,10 +58,57 @@ def model_of(cfg: TrainConfig) -> Transformer:
                      cfg.depth, init_style=cfg.init)
 
 
-def amplifier_of(cfg: TrainConfig) -> Amplifier:
-  return Amplifier(tuple(cfg.amp_hidden), cfg.amp_method,
-                   jnp.bfloat16 if cfg.amp_dtype == "bfloat16" else jnp.float32,
+@functools.lru_cache(maxsize=64)
+def num_tensors(cfg: TrainConfig) -> int:
+  """The number of parameter tensors (leaves) of the configured model."""
+  dummy = jnp.zeros((1, task_of(cfg).seq_len), jnp.int32)
+  return len(jax.tree.leaves(jax.eval_shape(
+      lambda: model_of(cfg).init(jax.random.PRNGKey(0), dummy))))
+
+
+def amplifier_of(cfg: TrainConfig):
+  """The configured amplifier module: :class:`Amplifier` (``amp_inputs=
+  "grad"``) or :class:`RichAmplifier` with one embedding row per tensor."""
+  dtype = jnp.bfloat16 if cfg.amp_dtype == "bfloat16" else jnp.float32
+  if cfg.amp_inputs == "rich":
+    return RichAmplifier(tuple(cfg.amp_hidden), num_tensors(cfg), dtype=dtype,
+                         chunk=cfg.amp_chunk)
+  return Amplifier(tuple(cfg.amp_hidden), cfg.amp_method, dtype,
                    cfg.amp_chunk)
+
+
+def init_amplifier_params(cfg: TrainConfig, key):
+  """Fresh amplifier parameters for ``cfg`` from the PRNG ``key``."""
+  amp = amplifier_of(cfg)
+  if cfg.amp_inputs == "rich":
+    return amp.init(key, jnp.zeros((1, amp.num_features), jnp.float32),
+                    jnp.zeros((1,), jnp.int32))
+  return amp.init(key, jnp.zeros((1,), jnp.float32))
+
+
+def _rich_features(g, inner_state, params):
+  return rich_features(g, *adam_moments(inner_state), params)
+
+
+def amplifier_fns(cfg: TrainConfig):
+  """``(amplifier, features)`` for :func:`ngrok_jax.neuralgrok`: the
+  amplifier's ``apply`` and the features callable (``None`` for the
+  1-input amplifier; :func:`ngrok_jax.rich_features` of the gradient, the
+  inner Adam's moments and the parameters for ``amp_inputs="rich"``)."""
+  amp = amplifier_of(cfg)
+  if cfg.amp_inputs == "rich":
+    return (lambda phi, f: amp.apply(phi, *f)), _rich_features
+  return amp.apply, None
+
+
+def amplify_at(cfg: TrainConfig, c, phi, g, inner_state, params):
+  r"""The amplified gradient :math:`G(g; \phi)` as the inner step computes
+  it (``inner_state``: the inner optimizer's state, read by rich inputs)."""
+  amp, features = amplifier_fns(cfg)
+  if features is None:
+    return amplify(g, lambda x: amp(phi, x), c)
+  x = features(g, inner_state, params)
+  return amplify(g, lambda _: amp(phi, x), c)
 
 
 def cross_entropy_of(cfg: TrainConfig):
@@ -111,12 +168,39 @@ def _muon(cfg: TrainConfig, hp) -> optax.GradientTransformation:
   return _project(cfg, optax.chain(clip_by_global_norm(hp["clip"]), muon))
 
 
-def meta_optimizer(hp) -> optax.GradientTransformation:
+def meta_lr_schedule(cfg: TrainConfig):
+  r"""The meta learning rate's multiplier as a function of the meta-step
+  count :math:`n` (``None`` for ``meta_schedule="constant"``).
+
+  With :math:`H = \max(1, \lfloor \text{meta\_schedule\_steps} / T
+  \rfloor)` meta steps: ``"cosine"``: :math:`\tfrac12(1 + \cos(\pi
+  \min(n, H)/H))`; ``"warmup-cosine"``: linear from 0 to 1 over the first
+  :math:`W = \max(1, \lfloor H/20 \rfloor)` meta steps, then the cosine
+  decay to 0 at :math:`H` (``optax.warmup_cosine_decay_schedule``).
+  """
+  if cfg.meta_schedule == "constant":
+    return None
+  horizon = max(1, int(cfg.meta_schedule_steps) // max(1, cfg.meta_every))
+  if cfg.meta_schedule == "cosine":
+    return optax.cosine_decay_schedule(1.0, horizon)
+  return optax.warmup_cosine_decay_schedule(
+      0.0, 1.0, max(1, horizon // 20), max(horizon, 2), 0.0)
+
+
+def meta_optimizer(hp, cfg: Optional[TrainConfig] = None
+                   ) -> optax.GradientTransformation:
   """PyTorch ``Adam(meta_lr, betas=(b1, b2), weight_decay=meta_wd)`` (the
-  reference's meta optimizer: the model's betas and weight decay)."""
+  reference's meta optimizer: the model's betas and weight decay); with
+  ``cfg.meta_schedule`` the learning rate is ``meta_lr`` (per seed) times
+  :func:`meta_lr_schedule`."""
+  sched = meta_lr_schedule(cfg) if cfg is not None else None
+  if sched is None:
+    last = optax.scale(-hp["meta_lr"])
+  else:
+    last = optax.scale_by_schedule(lambda n: -hp["meta_lr"] * sched(n))
   return optax.chain(optax.add_decayed_weights(hp["meta_wd"]),
                      optax.scale_by_adam(b1=hp["b1"], b2=hp["b2"], eps=1e-8),
-                     optax.scale(-hp["meta_lr"]))
+                     last)
 
 
 def optimizer(cfg: TrainConfig, hp, amp_init: Any = None
@@ -130,12 +214,14 @@ def optimizer(cfg: TrainConfig, hp, amp_init: Any = None
   """
   if cfg.method in AMPLIFIER_METHODS:
     meta = cfg.method == "neuralgrok"
+    amp, features = amplifier_fns(cfg)
     return neuralgrok(
-        _adam(cfg, hp), amplifier_of(cfg).apply, amp_init,
+        _adam(cfg, hp), amp, amp_init,
         meta_every=cfg.meta_every if meta else 0, c=hp["c"],
         lookahead=("inner" if cfg.lookahead == "inner"
                    else optax.sgd(hp["lookahead_lr"])),
-        meta_optimizer=meta_optimizer(hp), placement=cfg.meta_placement)
+        meta_optimizer=meta_optimizer(hp, cfg), placement=cfg.meta_placement,
+        lookahead_steps=cfg.lookahead_steps, features=features)
   if cfg.method == "muon":
     return optax.with_extra_args_support(_muon(cfg, hp))
   return optax.chain(_pre_transform(cfg, hp), _adam(cfg, hp))
@@ -161,6 +247,9 @@ def transform_gradient(cfg: TrainConfig, s, g):
   :class:`ngrok_jax.train.SeedState` ``s`` (before
   clip and Adam; the amplifier's output for NeuralGrok).  Pure: no state
   changes (GrokFast's averages include ``g`` as the next step would)."""
+  if cfg.method in AMPLIFIER_METHODS and cfg.amp_inputs == "rich":
+    return amplify_at(cfg, s.hparams["c"], s.amp_params, g,
+                      s.opt_state.inner_state, s.params)
   if cfg.method in AMPLIFIER_METHODS:
     pre, pre_state = _pre_transform(cfg, s.hparams, s.amp_params), ()
   else:

@@ -44,22 +44,34 @@ PLACEMENTS = ("after", "before")
 
 
 class NeuralGrokState(NamedTuple):
-  """State of :func:`neuralgrok`.
+  r"""State of :func:`neuralgrok`.
 
   Attributes:
     count: inner steps taken so far (int32 scalar).
-    amplifier_params: the amplifier's parameters :math:`\\phi` (learned by
+    amplifier_params: the amplifier's parameters :math:`\phi` (learned by
       the meta steps; constant when ``meta_every=0``).
     meta_state: the meta optimizer's state (``optax.EmptyState()`` when
       ``meta_every=0``).
     inner_state: the inner optimizer's state.
-    outer_loss: the outer loss of the last meta step (NaN before the first).
+    outer_loss: the outer loss of the last meta step (NaN before the first):
+      :math:`\mathcal{L}_{outer}(\theta'(\phi))` before its update of phi.
+    amplifier_init: the amplifier parameters :math:`\phi_0` it started
+      from (to measure how far the amplifier has moved).
+    outer_loss_after: the same meta step's objective after its update,
+      :math:`\mathcal{L}_{outer}(\theta'(\phi_{new}))` at the same
+      parameters, gradient and inner state (NaN before the first); the meta
+      step's improvement is ``outer_loss - outer_loss_after``.
+    meta_grad_norm: the global L2 norm of the last meta-gradient
+      :math:`\nabla_\phi \mathcal{L}_{outer}` (NaN before the first).
   """
   count: chex.Array
   amplifier_params: Any
   meta_state: Any
   inner_state: Any
   outer_loss: chex.Array
+  amplifier_init: Any
+  outer_loss_after: chex.Array
+  meta_grad_norm: chex.Array
 
 
 def is_meta_step(count, meta_every: int, placement: str = "after"):
@@ -85,6 +97,8 @@ def neuralgrok(
     lookahead: Union[optax.GradientTransformation, str, None] = None,
     meta_optimizer: Optional[optax.GradientTransformation] = None,
     placement: str = "after",
+    lookahead_steps: int = 1,
+    features: Optional[Callable[[Any, Any, Any], Any]] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""NeuralGrok: a learned amplifier in front of ``inner``, meta-trained.
 
@@ -103,6 +117,24 @@ def neuralgrok(
       \theta'(\phi) = \theta + \mathrm{lookahead}(G(g_\theta;\phi)),\qquad
       \phi \leftarrow \phi + \mathrm{meta}\big(\nabla_\phi\,
       \mathcal{L}_{outer}(\theta'(\phi))\big).
+
+  With ``lookahead_steps=K > 1`` the look-ahead is K steps unrolled
+  through the amplifier (truncated back-propagation through K steps), all
+  on the step's batch (``train_loss``, repeated: the transformation sees
+  only that batch):
+
+  .. math::
+      \theta_0 = \theta,\quad g_0 = g_\theta,\quad
+      \theta_{k+1} = \theta_k + \mathrm{lookahead}(G(g_k;\phi)),\quad
+      g_{k+1} = \nabla\mathcal{L}_{train}(\theta_{k+1}),\qquad
+      \phi \leftarrow \phi + \mathrm{meta}\big(\nabla_\phi\,
+      \mathcal{L}_{outer}(\theta_K(\phi))\big),
+
+  differentiated through every :math:`g_k` (second order); the K-1 inner
+  steps run in a ``lax.scan`` whose body is rematerialised
+  (``jax.checkpoint``), so the memory is that of one step plus the K carried
+  parameter sets.  With ``lookahead="inner"`` the inner optimizer's state is
+  carried through the K steps; SGD starts fresh.
 
   ``placement="after"`` (default, the authors' final code): the meta step
   follows the inner step of updates T, 2T, ... (1-indexed), at the updated
@@ -134,13 +166,24 @@ def neuralgrok(
       Adam needs ``eps_root > 0``).
     meta_optimizer: updates :math:`\phi` (default ``optax.adam(1e-4)``).
     placement: ``"after"`` or ``"before"`` (see above).
+    lookahead_steps: K, the look-ahead steps unrolled per meta step (1: the
+      paper's one step).
+    features: ``features(g, inner_state, params)``, the amplifier's input
+      for the gradient ``g`` (then ``amplifier(phi, features(...))`` must
+      return the (n,) scores of the components of ``g`` in
+      ``jax.tree.leaves`` order; e.g. :func:`ngrok_jax.rich_features` with
+      :class:`ngrok_jax.RichAmplifier`).  ``inner_state`` is the inner
+      optimizer's state before the step (the look-ahead's own state inside
+      a ``lookahead="inner"`` unroll).  ``None``: the concatenated gradient
+      components (the paper's amplifier).
 
   Returns:
     A ``GradientTransformationExtraArgs``.  Its
     ``update(grads, state, params, *, outer_loss=None, train_loss=None,
     meta_step=None, **extra)`` needs ``params``; ``outer_loss(params) ->
     scalar`` on updates that may have a meta step; ``train_loss(params) ->
-    scalar`` (the step's batch loss) as well with ``placement="after"``.
+    scalar`` (the step's batch loss) as well with ``placement="after"`` or
+    ``lookahead_steps > 1``.
     Other keywords are passed on to ``inner``.
   """
   if not callable(amplifier):
@@ -154,6 +197,12 @@ def neuralgrok(
   if isinstance(lookahead, str) and lookahead != "inner":
     raise ValueError(f"lookahead must be an optax transformation or 'inner', "
                      f"got {lookahead!r}")
+  if isinstance(lookahead_steps, bool) or not isinstance(
+      lookahead_steps, int) or lookahead_steps < 1:
+    raise ValueError(f"lookahead_steps must be an integer >= 1, got "
+                     f"{lookahead_steps!r}")
+  if features is not None and not callable(features):
+    raise ValueError(f"features must be callable, got {features!r}")
   if not isinstance(c, jax.Array) and not isinstance(c, jax.core.Tracer) and (
       isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0):
     raise ValueError(f"c must be a number > 0, got {c!r}")
@@ -164,34 +213,55 @@ def neuralgrok(
     meta_optimizer = optax.adam(1e-4)
   frozen = meta_every == 0
 
-  def amplified(g, phi):
-    return amplify(g, lambda x: amplifier(phi, x), c)
+  def amplified(g, phi, inner_state, params):
+    if features is None:
+      return amplify(g, lambda x: amplifier(phi, x), c)
+    x = features(g, inner_state, params)
+    return amplify(g, lambda _: amplifier(phi, x), c)
 
   def init_fn(params):
     phi = amplifier_init
+    # float64 under jax_enable_x64, else float32
+    nan = jnp.full([], jnp.nan, jax.dtypes.canonicalize_dtype(jnp.float64))
     return NeuralGrokState(
         count=jnp.zeros([], jnp.int32), amplifier_params=phi,
         meta_state=optax.EmptyState() if frozen else meta_optimizer.init(phi),
-        inner_state=inner.init(params),
-        # float64 under jax_enable_x64, else float32
-        outer_loss=jnp.full([], jnp.nan,
-                            jax.dtypes.canonicalize_dtype(jnp.float64)))
+        inner_state=inner.init(params), outer_loss=nan,
+        amplifier_init=phi, outer_loss_after=nan, meta_grad_norm=nan)
 
-  def meta(state, params, g, inner_state, outer_loss):
-    """phi's meta step at ``params`` with training gradient ``g``."""
+  def meta(state, params, g, inner_state, outer_loss, train_loss):
+    """phi's meta step at ``params`` with training gradient ``g``: the new
+    phi and meta state, the objective before and after, the meta-gradient
+    norm."""
+    use_inner = lookahead == "inner"
+    la = inner if use_inner else lookahead
+
+    def one(phi, p, st, gk):
+      """One look-ahead step from ``p`` with gradient ``gk``."""
+      ga = amplified(gk, phi, st if use_inner else inner_state, p)
+      upd, st = la.update(ga, st, p)
+      return optax.apply_updates(p, upd), st
+
     def objective(phi):
-      ga = amplified(g, phi)
-      if lookahead == "inner":
-        upd, _ = inner.update(ga, inner_state, params)
-      else:
-        upd, _ = lookahead.update(ga, lookahead.init(params), params)
-      return outer_loss(optax.apply_updates(params, upd))
+      p, st, gk = params, inner_state if use_inner else la.init(params), g
+      if lookahead_steps > 1:
+        @jax.checkpoint
+        def body(carry, _):
+          p, st, gk = carry
+          p, st = one(phi, p, st, gk)
+          return (p, st, jax.grad(train_loss)(p)), None
+        (p, st, gk), _ = jax.lax.scan(body, (p, st, gk), None,
+                                      length=lookahead_steps - 1)
+      p, _ = one(phi, p, st, gk)
+      return outer_loss(p)
 
     phi = state.amplifier_params
     val, mg = jax.value_and_grad(objective)(phi)
     upd, meta_state = meta_optimizer.update(mg, state.meta_state, phi)
-    return (optax.apply_updates(phi, upd), meta_state,
-            val.astype(state.outer_loss.dtype))
+    new_phi = optax.apply_updates(phi, upd)
+    dt = state.outer_loss.dtype
+    return (new_phi, meta_state, val.astype(dt),
+            objective(new_phi).astype(dt), optax.tree.norm(mg).astype(dt))
 
   def update_fn(updates, state, params=None, *, outer_loss=None,
                 train_loss=None, meta_step=None, **extra_args):
@@ -206,10 +276,12 @@ def neuralgrok(
       if outer_loss is None:
         raise ValueError("neuralgrok: pass outer_loss=lambda params: ... to "
                          "update (the meta objective), or meta_step=False")
-      if placement == "after" and train_loss is None:
-        raise ValueError("neuralgrok with placement='after' needs "
-                         "train_loss=lambda params: ... (the batch loss, "
-                         "recomputed at the updated parameters)")
+      if (placement == "after" or lookahead_steps > 1) and (
+          train_loss is None):
+        raise ValueError("neuralgrok with placement='after' or "
+                         "lookahead_steps > 1 needs train_loss=lambda "
+                         "params: ... (the batch loss, recomputed at the "
+                         "updated or look-ahead parameters)")
 
     def cond(pred, yes, no):
       if pred is True:
@@ -218,22 +290,24 @@ def neuralgrok(
         return no()
       return jax.lax.cond(pred, yes, no)
 
-    keep = (state.amplifier_params, state.meta_state, state.outer_loss)
+    fields = ("amplifier_params", "meta_state", "outer_loss",
+              "outer_loss_after", "meta_grad_norm")
+    keep = tuple(getattr(state, f) for f in fields)
     if placement == "before":
-      state = state._replace(**dict(zip(
-          ("amplifier_params", "meta_state", "outer_loss"),
-          cond(do, lambda: meta(state, params, updates, state.inner_state,
-                                outer_loss), lambda: keep))))
-    u, inner_state = inner.update(amplified(updates, state.amplifier_params),
-                                  state.inner_state, params, **extra_args)
+      state = state._replace(**dict(zip(fields, cond(
+          do, lambda: meta(state, params, updates, state.inner_state,
+                           outer_loss, train_loss), lambda: keep))))
+    u, inner_state = inner.update(
+        amplified(updates, state.amplifier_params, state.inner_state, params),
+        state.inner_state, params, **extra_args)
     if placement == "after":
       def after():
         new_params = optax.apply_updates(params, u)
         g2 = jax.grad(train_loss)(new_params)
-        return meta(state, new_params, g2, inner_state, outer_loss)
-      phi, meta_state, val = cond(do, after, lambda: keep)
-      state = state._replace(amplifier_params=phi, meta_state=meta_state,
-                             outer_loss=val)
+        return meta(state, new_params, g2, inner_state, outer_loss,
+                    train_loss)
+      state = state._replace(**dict(zip(fields, cond(do, after,
+                                                     lambda: keep))))
     return u, state._replace(count=optax.safe_increment(state.count),
                              inner_state=inner_state)
 

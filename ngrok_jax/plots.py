@@ -13,9 +13,14 @@
 * ``diagnostics.png``: softmax collapse and the embedding's key
   frequencies; ``layers.png``: weight norm per layer; ``fourier.png``: the
   embedding's Fourier spectrum over training (first seed of each method);
-* ``amplifier.png`` (NeuralGrok runs): the learned score function over the
-  range of gradient components seen (at initialisation and at the end),
-  every seed, and how it reweights a real gradient tensor (raw vs amplified
+* ``amplifier_learning.png`` (NeuralGrok runs with the metrics of
+  :func:`ngrok_jax.train.amplifier_learning`): the amplified gradient's
+  distance from the initial amplifier's and from plain rescaling's, the
+  amplifier's relative parameter change, the last meta step's outer-loss
+  improvement and its meta-gradient norm, over training;
+* ``amplifier.png`` (NeuralGrok runs, 1-input amplifier): the learned
+  score function over the range of gradient components seen (at
+  initialisation and at the end), every seed, and how it reweights a real gradient tensor (raw vs amplified
   component, and the amplified/raw ratio).
 """
 from __future__ import annotations
@@ -165,8 +170,11 @@ def plot_run(out_dir: str) -> List[str]:
     written.append(path)
 
   written += _plot_diagnostics(rows, methods, groups, colors, pdir, title)
+  written += _plot_amplifier_learning(rows, methods, groups, colors, pdir,
+                                      title)
   amp = os.path.join(out_dir, "amplifier.msgpack")
-  if os.path.exists(amp):
+  if os.path.exists(amp) and load_amplifier(amp)[1].get(
+      "amp_inputs", "grad") == "grad":
     path = os.path.join(pdir, "amplifier.png")
     plot_amplifier(amp, path)
     written.append(path)
@@ -240,6 +248,38 @@ def _plot_diagnostics(rows, methods, groups, colors, pdir, title
     written.append(os.path.join(pdir, "fourier.png"))
     _save(fig, written[-1])
   return written
+
+
+#: The amplifier-learning metrics drawn, with their panel titles.
+LEARNING_KEYS = (
+    ("amp/dist_init", "||G(g;phi) - G(g;phi0)|| / ||G(g;phi0)||", False),
+    ("amp/dist_const", "||G(g;phi) - rescaled g|| / ||rescaled g||", False),
+    ("amp/param_change", "||phi - phi0|| / ||phi0||", False),
+    ("meta/improvement", "last meta step: outer loss before - after", False),
+    ("meta/grad_norm", "last meta step: ||meta-gradient||", True),
+)
+
+
+def _plot_amplifier_learning(rows, methods, groups, colors, pdir, title
+                             ) -> List[str]:
+  """``amplifier_learning.png``: the metrics of ``LEARNING_KEYS`` that the
+  rows have (NeuralGrok runs), one panel each, every seed thin and the
+  median bold."""
+  keys = [k for k in LEARNING_KEYS if any(
+      r.get(k[0]) is not None for r in rows)]
+  if not keys:
+    return []
+  fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.8),
+                           squeeze=False)
+  for ax, (key, what, logy) in zip(axes[0], keys):
+    plot_curves(ax, rows, methods, key, colors, logy=logy, groups=groups)
+    ax.set_title(f"{key}\n{what}", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=7)
+  fig.suptitle(title, fontsize=10)
+  path = os.path.join(pdir, "amplifier_learning.png")
+  _save(fig, path)
+  return [path]
 
 
 def _title(run) -> str:
