@@ -247,6 +247,58 @@ def tune(setup: Dict[str, Any], task: str, methods: Sequence[str],
   return result
 
 
+def fair_table(out_dirs: Sequence[str], reference: str = "adamw") -> str:
+  """One markdown table over the tuning folders ``out_dirs`` (one per
+  task): per method and task, the held-out steps to 95% (median over the
+  seeds that reached it, and how many did), the training seconds per step
+  (all held-out seeds together), and the speed-up against ``reference``:
+  the geometric mean over the seeds where both reached 95% of
+  ``reference`` steps / method steps (> 1: the method is faster), with the
+  number of such seeds."""
+  header = ["method"]
+  per_task = []
+  for d in out_dirs:
+    with open(os.path.join(d, "tune.json")) as f:
+      res = json.load(f)
+    with open(os.path.join(d, "heldout", "summary.json")) as f:
+      summ = json.load(f)
+    per_task.append((res, summ))
+    t = res["task"]
+    header += [f"{t}: 95% median (reached)", f"{t}: s/step",
+               f"{t}: speed-up vs {reference}"]
+  methods: List[str] = []
+  for res, _ in per_task:
+    methods += [m for m in res["methods"] if m not in methods]
+  rows = []
+  for m in methods:
+    row = [m]
+    for res, summ in per_task:
+      if m not in summ["methods"]:
+        row += ["-"] * 3
+        continue
+      per = summ["methods"][m]
+      steps = per["steps_to_95"]
+      ok = [s for s in steps if s is not None]
+      med = f"{np.median(ok):g}" if ok else "never"
+      row.append(f"{med} ({len(ok)}/{len(steps)})")
+      run = max(per["last_step"]) if per.get("last_step") else res["steps"]
+      wall = per.get("wall_time_s")
+      row.append(f"{wall / run:.3f}" if wall and run else "-")
+      ref = summ["methods"].get(reference, {}).get("steps_to_95")
+      if m == reference or ref is None:
+        row.append("1" if m == reference else "-")
+        continue
+      r = [a / b for a, b in zip(ref, steps) if a is not None and
+           b is not None]
+      row.append(f"{math.exp(np.mean(np.log(r))):.2f}x (n {len(r)})" if r
+                 else "- (n 0)")
+    rows.append(row)
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(r) + " |" for r in rows]
+  return "\n".join(lines)
+
+
 def main():
   p = C.parser(__doc__)
   p.add_argument("--task", default="a+b", help="task (default a+b)")
@@ -264,7 +316,13 @@ def main():
                       "accuracy for this many evaluations (0: never)")
   p.add_argument("--reference", default="adamw",
                  help="method the others are paired with (default adamw)")
+  p.add_argument("--table", nargs="+", metavar="DIR", default=None,
+                 help="no training: print the fair table of these tuning "
+                      "folders (one per task)")
   args = p.parse_args()
+  if args.table:
+    print(fair_table(args.table, args.reference))
+    return
   methods = [m.strip() for m in args.methods.split(",") if m.strip()]
   bad = [m for m in methods if m not in METHODS or m == "neuralgrok-frozen"]
   if bad or not methods:

@@ -49,3 +49,27 @@ def test_parse_grid():
   for bad in ("eps=1", "lr", "lr=a,b"):
     with pytest.raises(ValueError, match="--grid"):
       tune.parse_grid([bad])
+
+
+def test_fair_table_reads_the_committed_tuning_folder():
+  """The committed a+b tuning folder: the table's medians and the speed-up
+  against AdamW recomputed from its held-out summary."""
+  import json
+  import os
+  d = os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                   "experiments", "results", "tune", "a+b")
+  table = tune.fair_table([d]).splitlines()
+  with open(os.path.join(d, "heldout", "summary.json")) as f:
+    per = json.load(f)["methods"]
+  rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]]
+          for r in table[2:]}
+  assert set(rows) == set(per)
+  ref = per["adamw"]["steps_to_95"]
+  for m, cells in rows.items():
+    steps = per[m]["steps_to_95"]
+    ok = [s for s in steps if s is not None]
+    assert cells[0].endswith(f"({len(ok)}/{len(steps)})")
+    both = [(a, b) for a, b in zip(ref, steps) if None not in (a, b)]
+    if m != "adamw" and both:
+      want = math.exp(sum(math.log(a / b) for a, b in both) / len(both))
+      assert cells[2] == f"{want:.2f}x (n {len(both)})"
