@@ -354,20 +354,20 @@ def amplifier_learning(cfg: TrainConfig, s: SeedState, g, gt=None
 
   With :math:`G(g;\phi)` the amplified gradient (``gt``, recomputed if
   ``None``), :math:`\phi_0` the amplifier the seed started from and
-  :math:`R(g) = c\,g_t/\lVert g_t Vert` per tensor :math:`t` (plain
+  :math:`R(g) = c\,g_t/\lVert g_t \rVert` per tensor :math:`t` (plain
   rescaling: the amplifier with a constant score function):
 
-  * ``amp/dist_init`` :math:`= \lVert G(g;\phi) - G(g;\phi_0)Vert /
-    \lVert G(g;\phi_0)Vert`;
-  * ``amp/dist_const`` :math:`= \lVert G(g;\phi) - R(g)Vert /
-    \lVert R(g)Vert`.
+  * ``amp/dist_init`` :math:`= \lVert G(g;\phi) - G(g;\phi_0)\rVert /
+    \lVert G(g;\phi_0)\rVert`;
+  * ``amp/dist_const`` :math:`= \lVert G(g;\phi) - R(g)\rVert /
+    \lVert R(g)\rVert`.
 
   Global L2 norms over all tensors.  Every tensor of :math:`G` and
   :math:`R` has norm :math:`c`, so with :math:`\cos_t` the cosine between
   the two tensors, the distance is :math:`\sqrt{\mathrm{mean}_t\,
   2(1-\cos_t)}` (0: the same update direction in every tensor; at most 2).
-  ``amp/param_change`` :math:`= \lVert\phi - \phi_0Vert/\lVert\phi_0
-  Vert` (parameter space).  From the state's last meta step:
+  ``amp/param_change`` :math:`= \lVert\phi - \phi_0\rVert/\lVert\phi_0
+  \rVert` (parameter space).  From the state's last meta step:
   ``meta/outer_before`` and ``meta/outer_after`` (its objective before and
   after its update of :math:`\phi`, same look-ahead start),
   ``meta/improvement`` = before - after (> 0: the step lowered the outer
