@@ -302,6 +302,28 @@ def test_tune(jobs):
     assert f.read().strip() in stdout
 
 
+@pytest.mark.slow  # opt-in (about 2 min on 2 cores): keeps CI < 12 min
+def test_learned_part(tmp_path):
+  out = str(tmp_path / "lp")
+  stdout = _ok(_script("learned_part.py", "--out", out, "--tasks", "a+b",
+                       "--options", "meta-lr-1e-2,rich"))
+  rows = _table(stdout, "## a+b: every NeuralGrok variant vs rescaling")
+  assert [r[0] for r in rows[1:]] == [
+      "neuralgrok", "neuralgrok (a+b-meta-lr-1e-2)", "neuralgrok (a+b-rich)"]
+  assert all(r[1] == "2" for r in rows[1:])  # 2 seeds, paired
+  moved = _table(stdout, "### a+b: how far each amplifier moved")
+  assert [r[0] for r in moved[1:]] == ["recipe", "meta-lr-1e-2", "rich",
+                                       "rescale"]
+  # meta lr 1e-2 moves the amplifier's parameters further than 1e-4
+  assert float(moved[2][2]) > 10 * float(moved[1][2])
+  _check_run_folder(os.path.join(out, "a+b"), ["neuralgrok", "rescale"],
+                    [0, 1])
+  config, _ = _check_run_folder(os.path.join(out, "a+b-rich"),
+                                ["neuralgrok"], [0, 1])
+  assert config["configs"]["neuralgrok"]["amp_inputs"] == "rich"
+  assert os.path.isfile(os.path.join(out, "a+b-scores.png"))
+
+
 @pytest.mark.slow  # opt-in: keeps the CI suite under 15 min
 def test_weight_decay(jobs):
   base, started = jobs
@@ -326,6 +348,7 @@ def test_weight_decay(jobs):
     ("age.py", ["--task", "nope"]),
     ("transfer.py", ["--targets", "nope"]),
     ("tune.py", ["--task", "nope"]),
+    ("learned_part.py", ["--tasks", "nope"]),
 ])
 def test_unknown_task_is_a_one_line_error(script, args, tmp_path):
   out = str(tmp_path / "out")
