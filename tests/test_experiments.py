@@ -37,9 +37,9 @@ def _argv(name, args, tiny):
           (TINY if tiny else []) + [str(a) for a in args])
 
 
-def _script(name, *args, tiny=True):
+def _script(name, *args, tiny=True, timeout=600):
   return subprocess.run(_argv(name, args, tiny), cwd=REPO, env=_env(),
-                        capture_output=True, text=True, timeout=600)
+                        capture_output=True, text=True, timeout=timeout)
 
 
 class _Job:
@@ -306,7 +306,7 @@ def test_tune(jobs):
 def test_learned_part(tmp_path):
   out = str(tmp_path / "lp")
   stdout = _ok(_script("learned_part.py", "--out", out, "--tasks", "a+b",
-                       "--options", "meta-lr-1e-2,rich"))
+                       "--options", "meta-lr-1e-2,rich", timeout=1800))
   rows = _table(stdout, "## a+b: every NeuralGrok variant vs rescaling")
   assert [r[0] for r in rows[1:]] == [
       "neuralgrok", "neuralgrok (a+b-meta-lr-1e-2)", "neuralgrok (a+b-rich)"]
