@@ -74,6 +74,20 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+def _atol(key):
+  """Absolute tolerance of a metric compared across device layouts.  The
+  amplifier-learning metrics are differences of nearly equal quantities:
+  ``amp/*`` are norms of G - R (or phi - phi0) relative to norms of the
+  same size, so float32 rounding of G and R (eps 1.2e-7) is absolute in the
+  ratio (measured 4.2e-9 on a value of 0.0029); ``meta/improvement`` is
+  the difference of two outer losses of about 4, rounding ~4 eps = 5e-7."""
+  if key.startswith("amp/"):
+    return 3e-7
+  if key == "meta/improvement":
+    return 2e-6
+  return 1e-9
+
+
 def test_sharded_run_equals_single_device_run():
   env = dict(os.environ)
   env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
@@ -224,5 +238,5 @@ def test_runner_shards_seeds_and_resumes_across_device_counts(tmp_path):
           # the attention key bias, whose true gradient is 0 (pure rounding
           # noise that Adam turns into +-lr steps): measured 2.6e-6.
           rtol = 1e-5 if k == "weights/entropy" else 1e-6
-          np.testing.assert_allclose(b[k], v, rtol=rtol, atol=1e-9,
+          np.testing.assert_allclose(b[k], v, rtol=rtol, atol=_atol(k),
                                      err_msg=f"{name} {k}")
