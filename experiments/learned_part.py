@@ -9,6 +9,10 @@ option, each NeuralGrok on the same seeds:
 * ``meta-lr-1e-3``, ``meta-lr-1e-2``: meta learning rate 10x and 100x the
   recipe's 1e-4;
 * ``meta-lr-1e-2-cosine``: 1e-2 with a warm-up + cosine decay over the run;
+* ``meta-lr-1e-3-wd0``, ``meta-lr-1e-2-wd0``: the same without the meta
+  optimizer's weight decay (the recipe's is the model's, coupled into Adam:
+  it dominates a small meta-gradient and shrinks the amplifier to a
+  constant);
 * ``rich``: amplifier inputs gradient, Adam moments, parameter and a
   per-tensor embedding (dense MLP), meta lr 1e-3;
 * ``lookahead-3``: 3 look-ahead steps unrolled per meta step, meta lr 1e-3.
@@ -40,6 +44,8 @@ OPTIONS: Dict[str, Dict[str, Any]] = {
     "meta-lr-1e-3": dict(meta_lr=1e-3),
     "meta-lr-1e-2": dict(meta_lr=1e-2),
     "meta-lr-1e-2-cosine": dict(meta_lr=1e-2, meta_schedule="warmup-cosine"),
+    "meta-lr-1e-3-wd0": dict(meta_lr=1e-3, meta_wd=0.0),
+    "meta-lr-1e-2-wd0": dict(meta_lr=1e-2, meta_wd=0.0),
     "rich": dict(meta_lr=1e-3, amp_inputs="rich", amp_method="dense"),
     "lookahead-3": dict(meta_lr=1e-3, lookahead_steps=3),
 }
