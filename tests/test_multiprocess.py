@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from ngrok_jax import cli, runner
+from tests.tolerances import layout_atol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,20 +63,6 @@ PROCESS = textwrap.dedent("""
 """)
 
 
-def _atol(key):
-  """Absolute tolerance of a metric compared across device layouts.  The
-  amplifier-learning metrics are differences of nearly equal quantities:
-  ``amp/*`` are norms of G - R (or phi - phi0) relative to norms of the
-  same size, so float32 rounding of G and R (eps 1.2e-7) is absolute in the
-  ratio (measured 4.2e-9 on a value of 0.0029); ``meta/improvement`` is
-  the difference of two outer losses of about 4, rounding ~4 eps = 5e-7."""
-  if key.startswith("amp/"):
-    return 3e-7
-  if key == "meta/improvement":
-    return 2e-6
-  return 1e-9
-
-
 def _free_port() -> int:
   with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
     s.bind(("127.0.0.1", 0))
@@ -104,7 +91,7 @@ def _assert_same_metrics(ref, rows, name):
         assert b[k] == v, (name, k)
       else:  # tolerances and their reasons: tests/test_sharding.py
         rtol = 1e-5 if k == "weights/entropy" else 1e-6
-        np.testing.assert_allclose(b[k], v, rtol=rtol, atol=_atol(k),
+        np.testing.assert_allclose(b[k], v, rtol=rtol, atol=layout_atol(k),
                                    err_msg=f"{name} {k}")
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from ngrok_jax.sharding import pad_seeds, seed_mesh, shard_seeds
 from ngrok_jax.train import TrainConfig, Trainer
+from tests.tolerances import layout_atol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,20 +73,6 @@ SCRIPT = textwrap.dedent("""
       out["uneven_error"] = str(e)
     print("RESULT" + json.dumps(out))
 """)
-
-
-def _atol(key):
-  """Absolute tolerance of a metric compared across device layouts.  The
-  amplifier-learning metrics are differences of nearly equal quantities:
-  ``amp/*`` are norms of G - R (or phi - phi0) relative to norms of the
-  same size, so float32 rounding of G and R (eps 1.2e-7) is absolute in the
-  ratio (measured 4.2e-9 on a value of 0.0029); ``meta/improvement`` is
-  the difference of two outer losses of about 4, rounding ~4 eps = 5e-7."""
-  if key.startswith("amp/"):
-    return 3e-7
-  if key == "meta/improvement":
-    return 2e-6
-  return 1e-9
 
 
 def test_sharded_run_equals_single_device_run():
@@ -238,5 +225,6 @@ def test_runner_shards_seeds_and_resumes_across_device_counts(tmp_path):
           # the attention key bias, whose true gradient is 0 (pure rounding
           # noise that Adam turns into +-lr steps): measured 2.6e-6.
           rtol = 1e-5 if k == "weights/entropy" else 1e-6
-          np.testing.assert_allclose(b[k], v, rtol=rtol, atol=_atol(k),
+          np.testing.assert_allclose(b[k], v, rtol=rtol,
+                                     atol=layout_atol(k),
                                      err_msg=f"{name} {k}")
