@@ -51,14 +51,14 @@ import optax
 from ngrok_jax import tasks as tasks_lib
 from ngrok_jax.config import (AMPLIFIER_METHODS, HPARAMS, METHODS,
                               TrainConfig, check_hparam)
-from ngrok_jax.amplifier import amplify
-from ngrok_jax.methods import (amplifier_of, amplify_at, cross_entropy_of,
+from ngrok_jax.methods import (amplifier_of, cross_entropy_of,
                                hparams_of, init_amplifier_params, loss_fn,
                                model_of, optimizer, task_of,
                                transform_gradient)
 from ngrok_jax.metrics import (absolute_entropy, fourier_spectrum,
                                global_norm, key_frequencies)
 from ngrok_jax.model import accuracy, softmax_collapse
+from ngrok_jax.amp_learning import amplifier_learning
 from ngrok_jax.neuralgrok import NeuralGrokState, is_meta_step
 from ngrok_jax.sharding import CPU_SEED_GROUP, group_size, resolve_seed_group
 
@@ -338,56 +338,6 @@ def _eval_seed(cfg, s: SeedState, train_idx, outer_idx, test_idx,
     out.update(amplifier_learning(cfg, s, g, gt))
   out["diverged_at"] = s.diverged_at
   return out
-
-
-def _rel_dist(a, b):
-  """``||a - b|| / ||b||`` over whole pytrees (0 where ``b`` is 0)."""
-  diff = global_norm(jax.tree.map(jnp.subtract, a, b))
-  ref = global_norm(b)
-  return diff / jnp.where(ref > 0, ref, 1)
-
-
-def amplifier_learning(cfg: TrainConfig, s: SeedState, g, gt=None
-                       ) -> Dict[str, jax.Array]:
-  r"""How far NeuralGrok's amplifier has learned, on the gradient ``g``
-  (the evaluation's full-train-split gradient) at the seed state ``s``.
-
-  With :math:`G(g;\phi)` the amplified gradient (``gt``, recomputed if
-  ``None``), :math:`\phi_0` the amplifier the seed started from and
-  :math:`R(g) = c\,g_t/\lVert g_t \rVert` per tensor :math:`t` (plain
-  rescaling: the amplifier with a constant score function):
-
-  * ``amp/dist_init`` :math:`= \lVert G(g;\phi) - G(g;\phi_0)\rVert /
-    \lVert G(g;\phi_0)\rVert`;
-  * ``amp/dist_const`` :math:`= \lVert G(g;\phi) - R(g)\rVert /
-    \lVert R(g)\rVert`.
-
-  Global L2 norms over all tensors.  Every tensor of :math:`G` and
-  :math:`R` has norm :math:`c`, so with :math:`\cos_t` the cosine between
-  the two tensors, the distance is :math:`\sqrt{\mathrm{mean}_t\,
-  2(1-\cos_t)}` (0: the same update direction in every tensor; at most 2).
-  ``amp/param_change`` :math:`= \lVert\phi - \phi_0\rVert/\lVert\phi_0
-  \rVert` (parameter space).  From the state's last meta step:
-  ``meta/outer_before`` and ``meta/outer_after`` (its objective before and
-  after its update of :math:`\phi`, same look-ahead start),
-  ``meta/improvement`` = before - after (> 0: the step lowered the outer
-  loss), ``meta/grad_norm`` (its meta-gradient's norm).  Cost: two more
-  evaluations of the amplifier on one gradient.
-  """
-  st = s.opt_state
-  c = s.hparams["c"]
-  if gt is None:
-    gt = transform_gradient(cfg, s, g)
-  g0 = amplify_at(cfg, c, st.amplifier_init, g, st.inner_state, s.params)
-  rescaled = amplify(g, jnp.zeros_like, c)
-  return {"amp/dist_init": _rel_dist(gt, g0),
-          "amp/dist_const": _rel_dist(gt, rescaled),
-          "amp/param_change": _rel_dist(st.amplifier_params,
-                                        st.amplifier_init),
-          "meta/outer_before": st.outer_loss,
-          "meta/outer_after": st.outer_loss_after,
-          "meta/improvement": st.outer_loss - st.outer_loss_after,
-          "meta/grad_norm": st.meta_grad_norm}
 
 
 def _evaluate(cfg: TrainConfig, state: TrainState, data: Data
