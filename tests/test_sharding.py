@@ -75,6 +75,8 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # opt-in: test_runner_shards_seeds_and_resumes_across_device_counts
+# (and test_multiprocess) check sharded == 1-device runs in CI
 def test_sharded_run_equals_single_device_run():
   env = dict(os.environ)
   env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
