@@ -26,11 +26,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ngrok_jax.flags import (_config_fields, _int, _float, _seeds, _sweep,
                              add_config_flags, config_flag)
-from ngrok_jax.spec import STOP_ACC
+from ngrok_jax.spec import EACH, STOP_ACC
 
 __all__ = ["main", "build_parser", "config_flag"]
 
 PROG = "ngrok-jax"
+
+
+def _amp_seed_arg(s):
+  """--amplifier-seed: an index or 'each'."""
+  return EACH if s == EACH else _int("--amplifier-seed")(s)
 
 
 class UsageError(Exception):
@@ -107,10 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
   t.add_argument("--amplifier", default=None, metavar="PATH",
                  help="trained amplifier (a NeuralGrok run folder or its "
                  "amplifier.msgpack) for neuralgrok-frozen (default: none)")
-  t.add_argument("--amplifier-seed", type=_int("--amplifier-seed"),
+  t.add_argument("--amplifier-seed", type=_amp_seed_arg,
                  default=None, metavar="K",
                  help="which seed's amplifier in that file, by index "
-                 "(default 0)")
+                 "(default 0), or 'each': seed i uses the file's i-th "
+                 "amplifier")
   t.add_argument("--stop-after", type=_int("--stop-after"),
                  default=None, metavar="N",
                  help="stop a method once every seed has held test accuracy "

@@ -56,14 +56,16 @@ HPARAMS = ("lr", "wd", "b1", "b2", "eps", "eps_root", "clip", "c", "alpha",
 
 
 def _field(default, help: str, *, choices: Optional[Sequence] = None,
-           min: Optional[int] = None, flag: Optional[str] = None):
+           min: Optional[int] = None, flag: Optional[str] = None,
+           cli: bool = True):
   """A :class:`TrainConfig` field with its help text, its valid ``choices``
   and, for integers, its ``min``imum in ``metadata``: the one source of the
   command line's flags (:mod:`ngrok_jax.cli`, ``--<name-with-dashes>``
-  unless ``flag`` names another) and of :meth:`TrainConfig.validate`."""
+  unless ``flag`` names another; none with ``cli=False``) and of
+  :meth:`TrainConfig.validate`."""
   return dataclasses.field(default=default, metadata=dict(
       help=help, choices=tuple(choices) if choices is not None else None,
-      min=min, flag=flag))
+      min=min, flag=flag, cli=cli))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +147,11 @@ class TrainConfig:
   meta_schedule_steps: Optional[int] = _field(
       None, "training steps over which a meta_schedule decays (needed by "
       "cosine and warmup-cosine)", min=1)
+  meta_axis_name: Optional[str] = _field(
+      None, "NeuralGrok: average the meta-gradient over this named vmap "
+      "axis (one amplifier shared by the copies along it; set by "
+      "ngrok_jax.cross_task, which vmaps tasks over it; None: the paper)",
+      cli=False)
   window: int = _field(100, "GrokFast-MA window", min=1)
   loss: str = _field("softmax", "loss: softmax or stablemax cross-entropy "
                      "(Prieto et al. 2025), for every method",
@@ -219,6 +226,12 @@ class TrainConfig:
         math.isfinite(self.fix_weight_norm) and self.fix_weight_norm > 0):
       raise ValueError(f"fix_weight_norm must be None or a finite number "
                        f"> 0, got {self.fix_weight_norm!r}")
+    if self.meta_axis_name is not None and not (
+        isinstance(self.meta_axis_name, str) and self.meta_axis_name and
+        self.method == "neuralgrok"):
+      raise ValueError(f"meta_axis_name must be None or a non-empty axis "
+                       f"name, and only for method neuralgrok; got "
+                       f"{self.meta_axis_name!r} for {self.method!r}")
     if self.dim % self.heads:
       raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
     if self.method == "neuralgrok" and self.meta_every < 1:

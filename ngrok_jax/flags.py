@@ -108,12 +108,12 @@ def _config_type(field: dataclasses.Field, hint):
 
 def _config_fields():
   """(field, flag, converter) of every TrainConfig field with its own flag
-  (``method`` is set by ``--methods``)."""
+  (``method`` is set by ``--methods``; fields with ``cli=False`` have none)."""
   from ngrok_jax.config import TrainConfig
   hints = typing.get_type_hints(TrainConfig)
   return [(f, config_flag(f), _config_type(f, hints[f.name]))
           for f in dataclasses.fields(TrainConfig)
-          if config_flag(f) != "--methods"]
+          if config_flag(f) != "--methods" and f.metadata.get("cli", True)]
 
 
 def _metavar(field: dataclasses.Field, hint, typ) -> str:

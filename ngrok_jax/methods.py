@@ -221,7 +221,8 @@ def optimizer(cfg: TrainConfig, hp, amp_init: Any = None
         lookahead=("inner" if cfg.lookahead == "inner"
                    else optax.sgd(hp["lookahead_lr"])),
         meta_optimizer=meta_optimizer(hp, cfg), placement=cfg.meta_placement,
-        lookahead_steps=cfg.lookahead_steps, features=features)
+        lookahead_steps=cfg.lookahead_steps, features=features,
+        meta_axis_name=cfg.meta_axis_name if meta else None)
   if cfg.method == "muon":
     return optax.with_extra_args_support(_muon(cfg, hp))
   return optax.chain(_pre_transform(cfg, hp), _adam(cfg, hp))

@@ -99,6 +99,7 @@ def neuralgrok(
     placement: str = "after",
     lookahead_steps: int = 1,
     features: Optional[Callable[[Any, Any, Any], Any]] = None,
+    meta_axis_name: Optional[str] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""NeuralGrok: a learned amplifier in front of ``inner``, meta-trained.
 
@@ -176,6 +177,14 @@ def neuralgrok(
       optimizer's state before the step (the look-ahead's own state inside
       a ``lookahead="inner"`` unroll).  ``None``: the concatenated gradient
       components (the paper's amplifier).
+    meta_axis_name: average the meta-gradient over this named
+      ``jax.vmap`` / ``shard_map`` axis before the meta optimizer uses it
+      (``lax.pmean``): copies of the transformation that start from the same
+      :math:`\phi_0` along that axis (e.g. one per task, see
+      :mod:`ngrok_jax.cross_task`) then update one shared amplifier from
+      all their outer losses, :math:`\nabla_\phi \frac{1}{n}\sum_i
+      \mathcal{L}^{(i)}_{outer}`, and stay equal.  ``None``: each copy
+      learns from its own outer loss (the paper).
 
   Returns:
     A ``GradientTransformationExtraArgs``.  Its
@@ -201,6 +210,9 @@ def neuralgrok(
       lookahead_steps, int) or lookahead_steps < 1:
     raise ValueError(f"lookahead_steps must be an integer >= 1, got "
                      f"{lookahead_steps!r}")
+  if meta_axis_name is not None and not isinstance(meta_axis_name, str):
+    raise ValueError(f"meta_axis_name must be None or an axis name (str), "
+                     f"got {meta_axis_name!r}")
   if features is not None and not callable(features):
     raise ValueError(f"features must be callable, got {features!r}")
   if not isinstance(c, jax.Array) and not isinstance(c, jax.core.Tracer) and (
@@ -257,6 +269,8 @@ def neuralgrok(
 
     phi = state.amplifier_params
     val, mg = jax.value_and_grad(objective)(phi)
+    if meta_axis_name is not None:
+      mg = jax.lax.pmean(mg, meta_axis_name)
     upd, meta_state = meta_optimizer.update(mg, state.meta_state, phi)
     new_phi = optax.apply_updates(phi, upd)
     dt = state.outer_loss.dtype

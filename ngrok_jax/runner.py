@@ -91,8 +91,8 @@ from ngrok_jax.hooks import (CheckpointSaver, Chunk, EarlyStop, MetricsWriter,
                              StopOnSignal, close_hooks)
 from ngrok_jax.results import (THRESHOLDS, held_evaluations, load_run,
                                read_metrics, summarize, summary_line)
-from ngrok_jax.spec import (STOP_ACC, RunSpec, check_resume, load_spec,
-                            make_spec)
+from ngrok_jax.spec import (EACH, STOP_ACC, RunSpec, check_resume,
+                            load_spec, make_spec)
 from ngrok_jax.train import Trainer, resolve_seed_group
 
 __all__ = ["RunSpec", "RunInterrupted", "Chunk", "run", "resume",
@@ -197,11 +197,13 @@ class _Run:
   def train_method(self, method: str, stop: StopFlag, resume: bool) -> None:
     spec, saves = self.spec, self.out_dir is not None
     trainer = Trainer(spec.configs[method], seed_group=self.seed_group)
-    amp = (load_amplifier(spec.amplifier, spec.amplifier_seed)[0]
+    each = spec.amplifier_seed == EACH
+    amp = (load_amplifier(spec.amplifier, None if each else
+                          spec.amplifier_seed)[0]
            if method == "neuralgrok-frozen" else None)
     hp = {k: np.asarray(v, np.float32) for k, v in spec.hparams.items()}
     state, data = trainer.init(list(spec.seeds), hparams=hp or None,
-                               amp_params=amp)
+                               amp_params=amp, amp_per_seed=each)
     grad_range = (ampfile.grad_range_fn(trainer)
                   if method == "neuralgrok" and saves else None)
     ckpt = None
@@ -307,7 +309,8 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
         method_overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
         hparams: Optional[Mapping[str, Any]] = None,
         checkpoint_every: Optional[int] = None, keep_checkpoints: int = 3,
-        amplifier: Optional[str] = None, amplifier_seed: int = 0,
+        amplifier: Optional[str] = None,
+        amplifier_seed: Union[int, str] = 0,
         resume: bool = False, force: bool = False, progress: bool = True,
         plots: bool = True, report=None,
         devices: Optional[int] = None,
@@ -335,7 +338,8 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
     keep_checkpoints: newest checkpoints kept per method.
     amplifier: run folder or ``amplifier.msgpack`` of a NeuralGrok run, for
       ``neuralgrok-frozen`` (its ``amp_hidden`` is taken from the file).
-    amplifier_seed: index of the seed whose amplifier is used.
+    amplifier_seed: index of the seed whose amplifier is used, or
+      ``"each"``: seed i uses the file's i-th amplifier (paired).
     resume: continue the run in ``out_dir`` from its newest good checkpoint
       (the given arguments must match its config.json unless ``force``).
     force: resume even if the arguments differ from the saved config.
@@ -411,6 +415,12 @@ def execute(spec: RunSpec, out_dir: Optional[str], *, resume: bool = False,
   if report is None and not is_primary():
     report, progress = _quiet, False
   report = report or _default_report
+  cross = [m for m, c in spec.configs.items() if c.meta_axis_name]
+  if cross:
+    raise ValueError(f"method {cross[0]!r} has meta_axis_name="
+                     f"{spec.configs[cross[0]].meta_axis_name!r}: a cross-task"
+                     " amplifier, trained (and resumed) by "
+                     "ngrok_jax.cross_task.run, not by the runner")
   check_devices(devices)
   procs = jax.process_count()
   n = _shard_count(len(spec.seeds), devices)  # multi-process: may refuse

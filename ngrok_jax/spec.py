@@ -19,13 +19,19 @@ import numpy as np
 from ngrok_jax.config import HPARAMS, METHODS, TrainConfig, check_hparam
 from ngrok_jax.fileio import dec_float, enc_float, is_int
 
-__all__ = ["FORMAT", "STOP_ACC", "RunSpec", "make_spec", "sweep_seeds",
+__all__ = ["FORMAT", "STOP_ACC", "EACH", "RunSpec", "make_spec", "sweep_seeds",
            "load_spec", "check_resume", "check_out_dir"]
 
 FORMAT = "ngrok_jax.run/1"
 #: Default test accuracy that every seed must hold for ``stop_after``
 #: evaluations before a method stops early (``RunSpec.stop_acc``).
 STOP_ACC = 0.99
+#: ``amplifier_seed`` value: seed i uses the amplifier file's i-th amplifier.
+EACH = "each"
+
+
+def _amp_seed(v):
+  return v if v == EACH else int(v)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +49,9 @@ class RunSpec:
     keep_checkpoints: newest checkpoints kept per method.
     hparams: per-seed hyperparameter values (sweeps), ``{name: (v_seed...)}``.
     amplifier: path of a saved amplifier (``neuralgrok-frozen``).
-    amplifier_seed: which seed's amplifier in that file (index).
+    amplifier_seed: which seed's amplifier in that file (index), or
+      ``"each"``: seed i of this run uses the file's amplifier i (the file
+      must hold one per seed of this run; paired amplifiers).
     stop_after: stop a method early once every seed has held test accuracy
       >= ``stop_acc`` for this many consecutive evaluations (recorded in the
       summary as ``stopped_early_at``); ``None``/0: run every step.
@@ -57,7 +65,7 @@ class RunSpec:
   keep_checkpoints: int = 3
   hparams: Dict[str, Tuple[float, ...]] = dataclasses.field(default_factory=dict)
   amplifier: Optional[str] = None
-  amplifier_seed: int = 0
+  amplifier_seed: Union[int, str] = 0
   stop_after: Optional[int] = None
   stop_acc: float = STOP_ACC
 
@@ -86,6 +94,8 @@ class RunSpec:
                      ("checkpoint_every", 0), ("stop_after", 0),
                      ("amplifier_seed", 0)):
       v = getattr(self, name)
+      if name == "amplifier_seed" and v == EACH:
+        continue
       if (v is not None or name in ("steps", "eval_every")) and not (
           is_int(v) and v >= lo):
         raise ValueError(f"{name} must be "
@@ -142,7 +152,7 @@ class RunSpec:
                hparams={k: tuple(float(dec_float(x)) for x in v)
                         for k, v in d.get("hparams", {}).items()},
                amplifier=d.get("amplifier"),
-               amplifier_seed=int(d.get("amplifier_seed", 0)),
+               amplifier_seed=_amp_seed(d.get("amplifier_seed", 0)),
                stop_after=d.get("stop_after") or None,
                stop_acc=float(d.get("stop_acc", STOP_ACC)))
 
@@ -205,7 +215,7 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
               hparams: Optional[Mapping[str, Any]] = None,
               checkpoint_every: Optional[int] = None,
               keep_checkpoints: int = 3, amplifier: Optional[str] = None,
-              amplifier_seed: int = 0,
+              amplifier_seed: Union[int, str] = 0,
               stop_after: Optional[int] = None,
               stop_acc: float = STOP_ACC) -> RunSpec:
   """Builds and validates a :class:`RunSpec` (arguments as in
@@ -226,7 +236,14 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
   amp_meta = None
   if amplifier is not None and "neuralgrok-frozen" in methods:
     from ngrok_jax.ampfile import load_amplifier
-    amp_meta = load_amplifier(amplifier, amplifier_seed)[1]
+    amp_meta = load_amplifier(
+        amplifier, 0 if amplifier_seed == EACH else amplifier_seed)[1]
+    if amplifier_seed == EACH and len(amp_meta["seeds"]) != len(
+        _seed_tuple(seeds)):
+      raise ValueError(f"amplifier_seed 'each' pairs the run's seeds with the"
+                       f" amplifier file's, but {amplifier} holds "
+                       f"{len(amp_meta['seeds'])} amplifiers for "
+                       f"{len(_seed_tuple(seeds))} seeds")
   configs = {}
   for m in methods:
     over = dict(method_overrides.get(m, {}))

@@ -130,9 +130,14 @@ def _init_seeds(cfg, keys, hp, amp_params):
   return jax.vmap(lambda k, h: _init_seed(cfg, k, h, amp_params))(keys, hp)
 
 
+def _init_seeds_each(cfg, keys, hp, amp_params):  # one amplifier per seed
+  return jax.vmap(functools.partial(_init_seed, cfg))(keys, hp, amp_params)
+
+
 def init(cfg: TrainConfig, seeds: Sequence[int],
          hparams: Optional[Mapping[str, Any]] = None,
-         amp_params: Any = None) -> Tuple[TrainState, Data]:
+         amp_params: Any = None, amp_per_seed: bool = False
+         ) -> Tuple[TrainState, Data]:
   """Initial state and data for ``seeds`` (each seed: init, split, batches).
 
   Args:
@@ -141,6 +146,8 @@ def init(cfg: TrainConfig, seeds: Sequence[int],
     hparams: optional ``{name: value or per-seed values}`` overrides.
     amp_params: amplifier parameters to start from (required for
       ``neuralgrok-frozen``), shared by all seeds.
+    amp_per_seed: ``amp_params`` has a leading seed axis: seed i starts
+      from amplifier i.
   """
   cfg = cfg.validate()
   seeds = [int(s) for s in seeds]
@@ -152,21 +159,39 @@ def init(cfg: TrainConfig, seeds: Sequence[int],
     raise ValueError("method 'neuralgrok-frozen' needs amp_params (a "
                      "trained amplifier)")
   hp = hparams_of(cfg, len(seeds), hparams)
+  data = make_data(cfg, seeds)
+  keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+  if amp_params is not None:
+    amp_params = jax.tree.map(jnp.asarray, amp_params)
+    want = init_amplifier(cfg)
+    lead = (len(seeds),) if amp_per_seed else ()
+    if jax.tree.structure(amp_params) != jax.tree.structure(want) or any(
+        a.shape != lead + w.shape for a, w in zip(
+            jax.tree.leaves(amp_params), jax.tree.leaves(want))):
+      raise ValueError("amp_params do not match the configured amplifier "
+                       f"(amp_hidden={cfg.amp_hidden}"
+                       + (f", one per seed: leading axis {len(seeds)})"
+                          if amp_per_seed else ")"))
+  if amp_per_seed:
+    if amp_params is None:
+      raise ValueError("amp_per_seed needs amp_params (one per seed)")
+    seeds_state = jax.jit(functools.partial(_init_seeds_each, cfg))(
+        keys, hp, amp_params)
+  else:
+    seeds_state = programs(cfg).init(keys, hp, amp_params)
+  return TrainState(jnp.zeros([], jnp.int32), seeds_state), data
+
+
+def make_data(cfg: TrainConfig, seeds: Sequence[int]) -> Data:
+  """The task's examples and each seed's split (``cfg.split_seed``: one
+  split for all)."""
+  seeds = [int(s) for s in seeds]
   split_seeds = seeds if cfg.split_seed is None else [cfg.split_seed] * len(
       seeds)
   task = task_of(cfg)
   sp = tasks_lib.make_splits(task, split_seeds, cfg.fractions,
                              pool_outer=cfg.pools_outer)
-  data = Data(task.inputs, task.labels, sp["train"], sp["outer"], sp["test"])
-  keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-  if amp_params is not None:
-    amp_params = jax.tree.map(jnp.asarray, amp_params)
-    if jax.tree.structure(amp_params) != jax.tree.structure(
-        init_amplifier(cfg)):
-      raise ValueError("amp_params do not match the configured amplifier "
-                       f"(amp_hidden={cfg.amp_hidden})")
-  seeds_state = programs(cfg).init(keys, hp, amp_params)
-  return TrainState(jnp.zeros([], jnp.int32), seeds_state), data
+  return Data(task.inputs, task.labels, sp["train"], sp["outer"], sp["test"])
 
 
 def seed_state(cfg: TrainConfig, params, amp_params=None, key=None,
@@ -417,8 +442,9 @@ class Trainer:
     self.uses_amplifier = config.method in AMPLIFIER_METHODS
     self.has_meta = config.method == "neuralgrok"
 
-  def init(self, seeds: Sequence[int], hparams=None, amp_params=None):
-    return init(self.config, seeds, hparams, amp_params)
+  def init(self, seeds: Sequence[int], hparams=None, amp_params=None,
+           amp_per_seed: bool = False):
+    return init(self.config, seeds, hparams, amp_params, amp_per_seed)
 
   def train_steps(self, state: TrainState, data: Data, num_steps: int):
     return train_steps(self.config, state, data, num_steps=num_steps,

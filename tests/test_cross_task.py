@@ -1,0 +1,239 @@
+"""Issue 13: one amplifier meta-trained across tasks (a vmapped task axis
+whose meta-gradients are averaged), then frozen on a held-out task."""
+import dataclasses
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ngrok_jax as nj
+from ngrok_jax import cli, cross_task, runner
+from ngrok_jax.ampfile import load_amplifier
+from ngrok_jax.results import load_run, read_metrics
+
+TASKS = ["a+b", "a-b", "a*b"]
+CFG = nj.TrainConfig(p=11, depth=1, dim=8, heads=2, amp_hidden=(4, 4),
+                     batch_size=16, meta_every=2, meta_lr=1e-2, meta_wd=0.0)
+SEEDS, STEPS, EVERY = [0, 3], 8, 4
+
+
+# ------------------------------------------------ the transform's axis
+def _problem(k):
+  r = np.random.default_rng(k)
+  params = {"w": jnp.asarray(r.normal(size=(3, 2)), jnp.float32)}
+  x = jnp.asarray(r.normal(size=(10, 3)), jnp.float32)
+  y = jnp.asarray(r.normal(size=(10, 2)), jnp.float32)
+  return params, x, y
+
+
+def _loss(p, x, y):
+  return jnp.mean((x @ p["w"] - y) ** 2)
+
+
+def test_meta_axis_name_averages_the_meta_gradient_over_the_axis():
+  """Two problems vmapped over a named axis, meta optimizer SGD(1): the
+  shared amplifier's step (phi - phi0) is the mean of the two single-problem steps, and
+  the copies stay equal; without the axis each copy takes its own step."""
+  amp = nj.Amplifier((5,), "dense")
+  phi0 = amp.init(jax.random.PRNGKey(0), jnp.zeros((1,)))
+  probs = [_problem(k) for k in (1, 2)]
+
+  def step(axis, params, x, y):
+    tx = nj.neuralgrok(optax.sgd(0.1), amp.apply, phi0, meta_every=1,
+                       lookahead=optax.sgd(0.5),
+                       meta_optimizer=optax.sgd(1.0), placement="before",
+                       meta_axis_name=axis)
+    st = tx.init(params)
+    g = jax.grad(_loss)(params, x, y)
+    _, st = tx.update(g, st, params, outer_loss=lambda p: _loss(p, x, y))
+    return jax.tree.map(lambda a, b: a - b, st.amplifier_params, phi0)
+
+  single = [step(None, *pr) for pr in probs]
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *probs)
+  shared = jax.vmap(lambda p, x, y: step("t", p, x, y), axis_name="t")(
+      *stacked)
+  want = jax.tree.map(lambda a, b: (a + b) / 2, *single)
+  scale = max(float(np.abs(l).max()) for l in jax.tree.leaves(single))
+  for got_l, want_l in zip(jax.tree.leaves(shared), jax.tree.leaves(want)):
+    np.testing.assert_allclose(got_l[0], want_l, rtol=1e-4,
+                               atol=1e-5 * scale)
+    np.testing.assert_array_equal(got_l[0], got_l[1])
+  # the problems' own steps disagree (else the mean would prove nothing)
+  assert max(float(np.abs(a - b).max()) for a, b in zip(
+      *map(jax.tree.leaves, single))) > 0.1 * scale
+  with pytest.raises(ValueError, match="meta_axis_name"):
+    nj.neuralgrok(optax.sgd(0.1), amp.apply, phi0, meta_axis_name=3)
+
+
+# ------------------------------------------------------ cross_task
+def test_configs_refuse_bad_task_sets():
+  with pytest.raises(ValueError, match="shapes"):
+    cross_task.configs(CFG, ["a+b", "a*a-b"])  # 5 tokens vs 4
+  with pytest.raises(ValueError, match="at least 2 distinct"):
+    cross_task.configs(CFG, ["a+b", "a+b"])
+  with pytest.raises(ValueError, match="neuralgrok"):
+    cross_task.configs(dataclasses.replace(CFG, method="adam"), TASKS)
+  with pytest.raises(ValueError, match="unknown task"):
+    cross_task.configs(CFG, ["a+b", "a^b"])
+  with pytest.raises(ValueError, match="meta_axis_name"):
+    dataclasses.replace(CFG, method="rescale", meta_axis_name="t").validate()
+
+
+def test_the_runner_refuses_a_cross_task_config():
+  cfg = dataclasses.replace(CFG, meta_axis_name=cross_task.TASK_AXIS)
+  with pytest.raises(ValueError, match="cross_task.run"):
+    runner.run(cfg, ["neuralgrok"], seeds=1, steps=2, eval_every=2)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("cross") / "run")
+  summaries = cross_task.run(CFG, TASKS, SEEDS, STEPS, EVERY, out,
+                             checkpoint_every=EVERY, progress=False,
+                             report=lambda m: None)
+  return out, summaries
+
+
+def test_one_program_trains_every_task_with_one_shared_amplifier(trained):
+  out, summaries = trained
+  assert list(summaries) == TASKS
+  state, data = cross_task.init(CFG, TASKS, SEEDS)
+  assert data.inputs.shape[0] == 3 and data.train.shape[:2] == (3, 2)
+  # the tasks' labels differ, their inputs (and splits) are the same pairs
+  assert not np.array_equal(data.labels[0], data.labels[2])
+  np.testing.assert_array_equal(data.inputs[0], data.inputs[1])
+  jitted = cross_task._programs(cross_task._first(CFG, TASKS))[0]
+  before = jitted._cache_size()
+  for _ in range(2):
+    state, out_ = cross_task.train_steps(CFG, TASKS, state, data, EVERY)
+  assert jitted._cache_size() == before  # the run compiled it: reused
+  assert out_["loss"].shape == (3, EVERY, 2)
+  trained_amp = cross_task.amplifier(state)  # raises if the copies differ
+  init_amp = cross_task.amplifier(state, "init")
+  moved = [np.abs(a - b).max() for a, b in zip(
+      jax.tree.leaves(trained_amp), jax.tree.leaves(init_amp))]
+  assert max(moved) > 0
+  # the saved amplifier is this one (seed axis), and it loads
+  params, meta = load_amplifier(out, seed_index=None)
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(trained_amp)):
+    np.testing.assert_array_equal(a, b)
+  assert meta["cross_task"] == TASKS and meta["seeds"] == SEEDS
+  p0, _ = load_amplifier(os.path.join(out, "amplifier_init.msgpack"))
+  for a, b in zip(jax.tree.leaves(p0), jax.tree.leaves(init_amp)):
+    np.testing.assert_array_equal(a, b[0])
+  # each task's folder is a run folder the report reads
+  run = load_run(os.path.join(out, "axb"))
+  assert len(run["rows"]) == 2 * STEPS // EVERY
+  assert run["summary"]["methods"]["neuralgrok"]["complete"]
+
+
+def test_every_task_contributes_and_each_task_trains_as_alone():
+  """With meta lr 0 the amplifier stays put, and every task's transformer
+  follows its single-task run (the task axis changes nothing else): the
+  same batch losses at every step and the same function at the end.  (Not
+  every weight: components whose gradient is zero up to rounding, e.g. the
+  attention's key bias, take Adam steps of rounding noise, which a
+  different reduction order changes.)  With a meta lr, the shared amplifier
+  differs from the one a+b learns alone: the other tasks' outer losses
+  count."""
+  frozen = dataclasses.replace(CFG, meta_lr=0.0)
+  state, data = cross_task.init(frozen, TASKS, SEEDS)
+  state, out = cross_task.train_steps(frozen, TASKS, state, data, STEPS)
+  model = nj.train.model_of(frozen)
+  for i, t in enumerate(TASKS):
+    cfg = dataclasses.replace(frozen, task=t)
+    s1, d1 = nj.train.init(cfg, SEEDS)
+    s1, out1 = nj.train.train_steps(cfg, s1, d1, STEPS)
+    np.testing.assert_allclose(out["loss"][i], out1["loss"], rtol=1e-5)
+    for k in range(len(SEEDS)):
+      p1 = jax.tree.map(lambda x: x[k], s1.seeds.params)
+      px = jax.tree.map(lambda x: x[i, k], state.seeds.params)
+      np.testing.assert_allclose(model.apply(px, d1.inputs),
+                                 model.apply(p1, d1.inputs),
+                                 rtol=1e-4, atol=1e-4)
+  state, data = cross_task.init(CFG, TASKS, SEEDS)
+  state, _ = cross_task.train_steps(CFG, TASKS, state, data, STEPS)
+  s1, d1 = nj.train.init(dataclasses.replace(CFG, task="a+b"), SEEDS)
+  s1, _ = nj.train.train_steps(dataclasses.replace(CFG, task="a+b"), s1, d1,
+                               STEPS)
+  alone = s1.seeds.amp_params
+  shared = cross_task.amplifier(state)
+  diff = max(float(np.abs(a - b).max()) for a, b in zip(
+      jax.tree.leaves(alone), jax.tree.leaves(shared)))
+  assert diff > 1e-6
+
+
+def test_resume_continues_to_the_same_result(trained, tmp_path):
+  """A run cut off after its step-4 checkpoint and resumed ends where the
+  uninterrupted run ended (same amplifier, same metric rows)."""
+  out, _ = trained
+  cut = str(tmp_path / "cut")
+  shutil.copytree(out, cut)
+  shutil.rmtree(os.path.join(cut, "checkpoints", str(STEPS)))
+  os.remove(os.path.join(cut, "amplifier.msgpack"))
+  with pytest.raises(ValueError, match="already holds"):
+    cross_task.run(CFG, TASKS, SEEDS, STEPS, EVERY, cut, progress=False)
+  with pytest.raises(ValueError, match="other arguments"):
+    cross_task.run(CFG, TASKS, SEEDS, STEPS + 4, EVERY, cut, resume=True,
+                   checkpoint_every=EVERY, progress=False)
+  msgs = []
+  cross_task.run(CFG, TASKS, SEEDS, STEPS, EVERY, cut, resume=True,
+                 checkpoint_every=EVERY, progress=False, report=msgs.append)
+  assert any("resuming from step 4" in m for m in msgs)
+  a, _ = load_amplifier(out, None)
+  b, _ = load_amplifier(cut, None)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  for t in ("a+b", "axb"):
+    ra = read_metrics(os.path.join(out, t))
+    rb = read_metrics(os.path.join(cut, t))
+    assert [r["test/acc"] for r in ra] == [r["test/acc"] for r in rb]
+    assert len(rb) == 2 * STEPS // EVERY
+
+
+def test_the_frozen_cross_task_amplifier_trains_a_held_out_task(trained,
+                                                               tmp_path):
+  out, _ = trained
+  held = dataclasses.replace(CFG, task="a/b")
+  s = runner.run(held, ["neuralgrok-frozen"], seeds=1, steps=4,
+                 eval_every=4, out_dir=str(tmp_path / "held"),
+                 amplifier=out, amplifier_seed=1, progress=False,
+                 plots=False, report=lambda m: None)
+  assert s["methods"]["neuralgrok-frozen"]["complete"]
+  with open(os.path.join(out, "cross_task.json")) as f:
+    assert json.load(f)["tasks"] == TASKS
+
+
+def test_each_seed_can_use_its_own_cross_task_amplifier(trained, tmp_path):
+  """--amplifier-seed each: held-out seed i trains with amplifier i of the
+  file (paired); the frozen state holds exactly those amplifiers; a file
+  with another number of amplifiers is refused."""
+  out, _ = trained
+  held = dataclasses.replace(CFG, task="a/b", method="neuralgrok-frozen")
+  amps, _ = load_amplifier(out, None)
+  trainer = nj.Trainer(held)
+  state, _ = trainer.init(SEEDS, amp_params=amps, amp_per_seed=True)
+  for a, b in zip(jax.tree.leaves(state.seeds.amp_params),
+                  jax.tree.leaves(amps)):
+    np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(*jax.tree.leaves(amps)[0][:2])  # they differ
+  with pytest.raises(ValueError, match="one per seed"):
+    trainer.init([0, 1, 2], amp_params=amps, amp_per_seed=True)
+  rc = cli.main(["train", "--task", "a/b", "--p", "11", "--depth", "1",
+                    "--dim", "8", "--heads", "2", "--batch-size", "16",
+                    "--methods", "neuralgrok-frozen", "--seeds", "0,3",
+                    "--steps", "4", "--eval-every", "4", "--amplifier", out,
+                    "--amplifier-seed", "each", "--no-progress",
+                    "--out", str(tmp_path / "each")])
+  assert rc == 0
+  with open(tmp_path / "each" / "config.json") as f:
+    assert json.load(f)["amplifier_seed"] == "each"
+  with pytest.raises(ValueError, match="holds 2 amplifiers for 3 seeds"):
+    runner.run(dataclasses.replace(CFG, task="a/b"), ["neuralgrok-frozen"],
+               seeds=3, steps=4, eval_every=4, amplifier=out,
+               amplifier_seed="each")
