@@ -95,8 +95,9 @@ def movement_table(base: str, options: List[str], out: str, task: str) -> str:
 
 
 def plot_scores(folders: Dict[str, str], png: str) -> None:
-  """Seed 0's learned score function of every 1-input variant, and the
-  constant one (rescaling), over the gradient range seen at the start."""
+  """Seed 0's learned score function of every 1-input variant (a run folder
+  or an amplifier file), and the constant one (rescaling), over the
+  gradient range seen at the start."""
   import jax.numpy as jnp
   import matplotlib
   matplotlib.use("Agg")
@@ -106,7 +107,8 @@ def plot_scores(folders: Dict[str, str], png: str) -> None:
   fig, ax = plt.subplots(figsize=(7, 4.5))
   span = None
   for name, folder in folders.items():
-    path = os.path.join(folder, "amplifier.msgpack")
+    path = folder if folder.endswith(".msgpack") else os.path.join(
+        folder, "amplifier.msgpack")
     if not os.path.exists(path):
       continue
     params, meta = load_amplifier(path, seed_index=0)

@@ -324,6 +324,32 @@ def test_learned_part(tmp_path):
   assert os.path.isfile(os.path.join(out, "a+b-scores.png"))
 
 
+@pytest.mark.slow  # opt-in (about 4 min on 2 cores): keeps CI < 12 min
+def test_cross_task(tmp_path):
+  out = str(tmp_path / "ct")
+  stdout = _ok(_script("cross_task.py", "--out", out, "--held-out", "a/b",
+                       timeout=1800))
+  rows = _table(stdout, "## held-out a/b: frozen cross-task amplifiers")
+  assert [r[0] for r in rows[1:]] == [
+      "neuralgrok", "neuralgrok-frozen (adivb-cross-recipe)",
+      "neuralgrok-frozen (adivb-cross-meta-lr-1e-2-wd0)",
+      "neuralgrok-frozen (adivb-init)"]
+  assert all(r[1] == "2" for r in rows[1:])  # 2 seeds, paired
+  moved = _table(stdout, "## the cross-task amplifiers during meta-training")
+  assert [r[:2] for r in moved[1:]] == [
+      [v, t] for v in ("recipe", "meta-lr-1e-2-wd0")
+      for t in ("a+b", "a-b", "a*b")]
+  # meta lr 1e-2 moves the shared amplifier further than 1e-4
+  assert float(moved[4][4]) > 10 * float(moved[1][4])
+  for t in ("a+b", "a-b", "axb"):
+    _check_run_folder(os.path.join(out, "cross-recipe", t), ["neuralgrok"],
+                      [0, 1])
+  config, _ = _check_run_folder(os.path.join(out, "adivb-cross-recipe"),
+                                ["neuralgrok-frozen"], [0, 1])
+  assert config["amplifier_seed"] == "each"
+  assert os.path.isfile(os.path.join(out, "scores.png"))
+
+
 @pytest.mark.slow  # opt-in: keeps the CI suite under 15 min
 def test_weight_decay(jobs):
   base, started = jobs
@@ -358,6 +384,16 @@ def test_unknown_task_is_a_one_line_error(script, args, tmp_path):
   assert proc.stderr.strip().splitlines() == [
       "error: unknown task 'nope'; valid tasks: a+b, a-b, a*b, a*a-b, "
       "a*c+b*d-e"]
+  assert not os.path.exists(out)
+
+
+def test_cross_task_unknown_task_is_a_one_line_error(tmp_path):
+  out = str(tmp_path / "out")
+  proc = _script("cross_task.py", "--out", out, "--held-out", "a/b,nope")
+  assert proc.returncode == 2, proc.stderr
+  assert proc.stderr.strip().splitlines() == [
+      "error: unknown task 'nope'; valid tasks: a+b, a-b, a*b, a*a-b, "
+      "a*c+b*d-e, a/b"]
   assert not os.path.exists(out)
 
 
