@@ -168,8 +168,12 @@ def paired_markdown(run_dir: str, reference_method: str = "neuralgrok",
             f"reached {p}%: ref only / method only / neither"]
   lines = []
   entries = [(m, rows, "") for m in spec.methods if m != reference_method]
-  for d in others:
-    o, tag = load_run(d), os.path.basename(os.path.normpath(d))
+  tags = [os.path.basename(os.path.normpath(d)) for d in others]
+  if len(set(tags)) < len(tags):  # e.g. <variant>/a+b: name the parent too
+    tags = [os.path.join(*os.path.normpath(d).split(os.sep)[-2:])
+            for d in others]
+  for d, tag in zip(others, tags):
+    o = load_run(d)
     entries += [(m, o["rows"], f" ({tag})") for m in o["spec"].methods]
   for m, rows_m, tag in entries:
     for label, seeds in _groups(rows_m, m, spec.seeds).items():

@@ -158,6 +158,13 @@ def test_paired_markdown(tmp_path):
   # another folder (same seeds) paired with this folder's reference
   lines = stats.paired_markdown(run, others=[sweep]).splitlines()
   assert lines[-1].startswith("| rescale [c=1] (sweep) | 1 |")
+  # folders of the same name are told apart by their parent's name
+  twins = [_run_folder(tmp_path / v / "a+b", ["adam"],
+                       _rows("adam", [600, 500, 700]), [0, 1, 2])
+           for v in ("v1", "v2")]
+  lines = stats.paired_markdown(run, others=twins).splitlines()
+  assert [l.split(" | ")[0] for l in lines[-2:]] == [
+      "| adam (v1/a+b)", "| adam (v2/a+b)"]
   with pytest.raises(ValueError, match="no method 'adamw'"):
     stats.paired_markdown(run, "adamw")
 
