@@ -23,6 +23,7 @@ initial and the constant one.
 
     python -m experiments.cross_task --quick
     python -m experiments.cross_task --quick --held-out a/b --variants recipe
+    python -m experiments.cross_task --quick --held-out 'a*a-b' --held-out-steps 4000
 """
 from __future__ import annotations
 
@@ -94,6 +95,8 @@ def main():
   p = C.parser(__doc__)
   p.add_argument("--train-tasks", default="a+b,a-b,a*b")
   p.add_argument("--held-out", default="a/b,a*a-b")
+  p.add_argument("--held-out-steps", type=int, default=None,
+                 help="the held-out runs' budget (default: --steps)")
   p.add_argument("--variants", default=",".join(VARIANTS),
                  help=f"comma-separated, from {', '.join(VARIANTS)}")
   args = p.parse_args()
@@ -111,6 +114,13 @@ def main():
   base = _setup(train_tasks[0], args)
   cross_task.configs(runner_config(base), train_tasks)  # checks the tasks
   held_setups = {t: _setup(t, args) for t in held}
+  if args.held_out_steps is not None:
+    if args.held_out_steps < 1:
+      raise ValueError(f"--held-out-steps must be a positive integer, got "
+                       f"{args.held_out_steps}")
+    for s in held_setups.values():
+      s["steps"] = args.held_out_steps
+      s["eval_every"] = min(s["eval_every"], s["steps"])
   for v in variants:
     folder = os.path.join(out, f"cross-{v}")
     cfg = dataclasses.replace(runner_config(base), **VARIANTS[v])
