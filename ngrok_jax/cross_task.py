@@ -19,6 +19,10 @@ amplifier is ONE function updated from the outer losses of all tasks,
 and its copies along the task axis stay equal (tested).  The tasks must
 share the transformer's shapes (vocabulary, sequence length, number of
 examples): e.g. ``a+b``, ``a-b``, ``a*b``, ``a/b`` modulo the same p.
+A seed whose loss stops being finite in one task makes the averaged
+meta-gradient non-finite, so that seed stops (is frozen) in every task at
+that step, its amplifier at its last finite value.  The program runs on one
+device (the runner's seed sharding is not used here).
 
 :func:`run` trains it with evaluations, checkpoints and resume, and writes::
 
