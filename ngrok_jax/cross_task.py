@@ -19,10 +19,13 @@ amplifier is ONE function updated from the outer losses of all tasks,
 and its copies along the task axis stay equal (tested).  The tasks must
 share the transformer's shapes (vocabulary, sequence length, number of
 examples): e.g. ``a+b``, ``a-b``, ``a*b``, ``a/b`` modulo the same p.
-A seed whose loss stops being finite in one task makes the averaged
-meta-gradient non-finite, so that seed stops (is frozen) in every task at
-that step, its amplifier at its last finite value.  The program runs on one
-device (the runner's seed sharding is not used here).
+A (task, seed) whose loss or weights stop being finite is frozen, as in
+single-task training; on a meta step its non-finite meta-gradient makes the
+average non-finite, which freezes that seed in every task.  Frozen between
+meta steps, it stays frozen while the seed's other tasks go on: its copy of
+the amplifier then stops following theirs (:func:`amplifier` returns the
+copy of a task that did not diverge).  The program runs on one device (the
+runner's seed sharding is not used here).
 
 :func:`run` trains it with evaluations, checkpoints and resume, and writes::
 
@@ -173,16 +176,27 @@ def evaluate(config: TrainConfig, tasks: Sequence[str], state: TrainState,
 
 def amplifier(state: TrainState, which: str = "trained") -> Any:
   """The shared amplifier of every seed (leading seed axis): ``"trained"``
-  (its current parameters) or ``"init"`` (the initial ones).  Raises
-  RuntimeError if the copies along the task axis differ (they cannot,
-  unless a (task, seed) diverged and was frozen)."""
+  (its current parameters) or ``"init"`` (the initial ones), per seed the
+  copy of the first task in which that seed has not diverged (task 0 if it
+  diverged in all).  Raises RuntimeError if the copies of the tasks that
+  did not diverge differ (they cannot: a test checks it)."""
+  if which not in ("trained", "init"):
+    raise ValueError(f"which must be 'trained' or 'init', got {which!r}")
   ng = state.seeds.opt_state
   tree = ng.amplifier_params if which == "trained" else ng.amplifier_init
+  alive = np.asarray(state.seeds.diverged_at) < 0  # (n_tasks, S)
+  pick = np.where(alive.any(0), np.argmax(alive, axis=0), 0)
+  out = []
   for leaf in jax.tree.leaves(tree):
     a = np.asarray(leaf)
-    if not np.array_equal(a, np.broadcast_to(a[:1], a.shape)):
-      raise RuntimeError("the amplifier's copies along the task axis differ")
-  return jax.tree.map(lambda x: np.asarray(x)[0], tree)
+    for s in range(a.shape[1]):
+      live = a[alive[:, s], s]
+      if live.size and not np.array_equal(
+          live, np.broadcast_to(live[:1], live.shape)):
+        raise RuntimeError("the amplifier's copies along the task axis "
+                           "differ")
+    out.append(a[pick, np.arange(a.shape[1])])
+  return jax.tree.unflatten(jax.tree.structure(tree), out)
 
 
 # ----------------------------------------------------------------- run

@@ -237,3 +237,25 @@ def test_each_seed_can_use_its_own_cross_task_amplifier(trained, tmp_path):
     runner.run(dataclasses.replace(CFG, task="a/b"), ["neuralgrok-frozen"],
                seeds=3, steps=4, eval_every=4, amplifier=out,
                amplifier_seed="each")
+
+
+def test_amplifier_takes_a_live_tasks_copy():
+  """A (task, seed) frozen by divergence keeps its stale amplifier copy:
+  amplifier() takes, per seed, the copy of a task that did not diverge;
+  copies that disagree among live tasks are an error."""
+  state, _ = cross_task.init(CFG, TASKS, SEEDS)
+  ng = state.seeds.opt_state
+  leaf0 = jax.tree.leaves(ng.amplifier_params)[0]
+  stale = leaf0.at[0, 1].add(1.0)  # task 0's copy of seed 1 is stale
+  div = state.seeds.diverged_at.at[0, 1].set(5)
+  tree = jax.tree.unflatten(jax.tree.structure(ng.amplifier_params),
+                            [stale] + jax.tree.leaves(ng.amplifier_params)[1:])
+  st = state._replace(seeds=state.seeds._replace(
+      diverged_at=div, opt_state=ng._replace(amplifier_params=tree)))
+  got = jax.tree.leaves(cross_task.amplifier(st))[0]
+  np.testing.assert_array_equal(got, leaf0[1])  # seed 0: task 0, seed 1:
+  with pytest.raises(RuntimeError, match="differ"):  # task 1 (both fresh)
+    cross_task.amplifier(state._replace(seeds=state.seeds._replace(
+        opt_state=ng._replace(amplifier_params=tree))))
+  with pytest.raises(ValueError, match="which"):
+    cross_task.amplifier(state, "final")
