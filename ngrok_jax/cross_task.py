@@ -74,13 +74,30 @@ from ngrok_jax.spec import RunSpec
 from ngrok_jax.train import Data, TrainState
 
 __all__ = ["TASK_AXIS", "METHOD", "configs", "init", "train_steps",
-           "evaluate", "amplifier", "run", "task_folder"]
+           "evaluate", "amplifier", "run", "task_folder", "load_header"]
 
 #: The name of the vmapped task axis (the meta-gradient's ``pmean`` axis).
 TASK_AXIS = "task"
 #: The method of every task's run folder.
 METHOD = "neuralgrok"
 _STATE_AXES = TrainState(None, 0)  # the step is shared, the seeds per task
+
+
+def load_header(out_dir: str) -> Dict[str, Any]:
+  """The arguments of the cross-task run in ``out_dir`` (its
+  ``cross_task.json``) as keyword arguments of :func:`run`: ``config``
+  (a :class:`TrainConfig`), ``tasks``, ``seeds``, ``steps``, ``eval_every``,
+  ``hparams``, ``checkpoint_every``."""
+  path = os.path.join(out_dir, "cross_task.json")
+  if not os.path.isfile(path):
+    raise ValueError(f"{out_dir!r} is not a cross-task run (no "
+                     "cross_task.json)")
+  with open(path) as f:
+    h = json.load(f)
+  return dict(config=TrainConfig.from_dict(h["config"]), tasks=h["tasks"],
+              seeds=h["seeds"], steps=h["steps"], eval_every=h["eval_every"],
+              hparams=h["hparams"] or None,
+              checkpoint_every=h.get("checkpoint_every"))
 
 
 def task_folder(task: str) -> str:
@@ -252,6 +269,7 @@ def run(config: TrainConfig, tasks: Sequence[str],
                     checkpoint_every) for t in tasks}
   header = dict(format="ngrok_jax.cross_task/1", tasks=tasks, seeds=seeds,
                 steps=steps, eval_every=eval_every,
+                checkpoint_every=checkpoint_every or None,
                 config=dataclasses.replace(config, meta_axis_name=None,
                                            task=tasks[0]).to_dict(),
                 hparams={k: list(v) for k, v in hp.items()})

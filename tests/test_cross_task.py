@@ -259,3 +259,32 @@ def test_amplifier_takes_a_live_tasks_copy():
         opt_state=ng._replace(amplifier_params=tree))))
   with pytest.raises(ValueError, match="which"):
     cross_task.amplifier(state, "final")
+
+
+def test_command_line_trains_and_resumes_a_cross_task_run(tmp_path, capsys):
+  out = str(tmp_path / "cli")
+  flags = ["--p", "11", "--depth", "1", "--dim", "8", "--heads", "2",
+           "--amp-hidden", "4,4", "--batch-size", "16", "--meta-every", "2",
+           "--meta-lr", "0.01", "--meta-wd", "0", "--lr", "0.001", "--wd", "0"]
+  rc = cli.main(["train", "--cross-tasks", "a+b,a-b,a*b", *flags,
+                 "--seeds", "0,3", "--steps", "8", "--eval-every", "4",
+                 "--checkpoint-every", "4", "--no-progress", "--out", out])
+  assert rc == 0
+  printed = capsys.readouterr().out
+  assert printed.count("| neuralgrok |") == 3  # one table row per task
+  header = cross_task.load_header(out)
+  assert header["tasks"] == TASKS and header["seeds"] == SEEDS
+  assert header["config"] == dataclasses.replace(CFG, wd=0.0)
+  # cut off after the step-4 checkpoint, resumed: the same amplifier
+  a, _ = load_amplifier(out, None)
+  shutil.rmtree(os.path.join(out, "checkpoints", "8"))
+  rc = cli.main(["train", "--resume", out, "--no-progress"])
+  assert rc == 0
+  b, _ = load_amplifier(out, None)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  assert cli.main(["train", "--resume", out, "--steps", "12"]) == 2
+  assert "no other configuration options" in capsys.readouterr().err
+  assert cli.main(["train", "--cross-tasks", "a+b,a-b", "--methods", "adam",
+                   "--out", str(tmp_path / "x")]) == 2
+  assert "neuralgrok only" in capsys.readouterr().err
