@@ -340,6 +340,7 @@ def _cmd_cross_task(args) -> int:
   try:
     summaries = cross_task.run(out_dir=out, resume=bool(args.resume),
                                progress=not args.no_progress,
+                               plots=not args.no_plots,
                                report=lambda m: print(f"{PROG}: {m}",
                                                       file=sys.stderr),
                                **kw)

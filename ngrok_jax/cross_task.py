@@ -32,8 +32,9 @@ runner's seed sharding is not used here).
     out_dir/cross_task.json            tasks, seeds, steps, base config
     out_dir/<task>/                    a run folder per training task
                                        (config.json, metrics.jsonl,
-                                       summary.json: ngrok-jax report and
-                                       experiments.paired read it)
+                                       summary.json, plots/: ngrok-jax
+                                       report and experiments.paired read
+                                       it)
     out_dir/amplifier.msgpack          the trained amplifier, one per seed
     out_dir/amplifier_init.msgpack     the initial one (a control)
     out_dir/checkpoints/               the state (resume)
@@ -241,7 +242,8 @@ def run(config: TrainConfig, tasks: Sequence[str],
         out_dir: Optional[str] = None, *,
         hparams: Optional[Mapping[str, Any]] = None,
         checkpoint_every: Optional[int] = None, resume: bool = False,
-        progress: bool = True, report=print) -> Dict[str, Any]:
+        progress: bool = True, plots: bool = True,
+        report=print) -> Dict[str, Any]:
   """Meta-trains one amplifier per seed across ``tasks``; returns
   ``{task: summary}`` (the runner's summary of each task's run folder).
 
@@ -257,6 +259,7 @@ def run(config: TrainConfig, tasks: Sequence[str],
       ``eval_every``); there is always one at the end and on SIGINT/SIGTERM.
     resume: continue ``out_dir`` from its newest checkpoint (the same
       arguments are required).
+    plots: write each task folder's PNG plots (``<task>/plots``) at the end.
   """
   cfgs = configs(config, tasks)
   tasks = list(cfgs)
@@ -361,6 +364,13 @@ def run(config: TrainConfig, tasks: Sequence[str],
     if out_dir is not None:
       _save_amplifiers(cfgs, tasks, seeds, state, data, extra, summaries,
                        path)
+      if plots:
+        from ngrok_jax import plots as plots_lib
+        for t in tasks:
+          try:
+            plots_lib.plot_run(path(task_folder(t)))
+          except Exception as e:  # noqa: BLE001 - plotting never loses a run
+            report(f"plotting {t} failed: {type(e).__name__}: {e}")
     return summaries
   finally:
     if ckpt is not None:

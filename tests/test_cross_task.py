@@ -93,9 +93,11 @@ def test_the_runner_refuses_a_cross_task_config():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("cross") / "run")
+  msgs = []
   summaries = cross_task.run(CFG, TASKS, SEEDS, STEPS, EVERY, out,
                              checkpoint_every=EVERY, progress=False,
-                             report=lambda m: None)
+                             report=msgs.append)
+  assert not any("failed" in m for m in msgs), msgs
   return out, summaries
 
 
@@ -127,6 +129,8 @@ def test_one_program_trains_every_task_with_one_shared_amplifier(trained):
   for a, b in zip(jax.tree.leaves(p0), jax.tree.leaves(init_amp)):
     np.testing.assert_array_equal(a, b[0])
   # each task's folder is a run folder the report reads
+  assert os.path.isfile(os.path.join(out, "axb", "plots",
+                                     "amplifier_learning.png"))
   run = load_run(os.path.join(out, "axb"))
   assert len(run["rows"]) == 2 * STEPS // EVERY
   assert run["summary"]["methods"]["neuralgrok"]["complete"]
@@ -183,7 +187,8 @@ def test_resume_continues_to_the_same_result(trained, tmp_path):
                    checkpoint_every=EVERY, progress=False)
   msgs = []
   cross_task.run(CFG, TASKS, SEEDS, STEPS, EVERY, cut, resume=True,
-                 checkpoint_every=EVERY, progress=False, report=msgs.append)
+                 checkpoint_every=EVERY, progress=False, plots=False,
+                 report=msgs.append)
   assert any("resuming from step 4" in m for m in msgs)
   a, _ = load_amplifier(out, None)
   b, _ = load_amplifier(cut, None)
@@ -268,7 +273,8 @@ def test_command_line_trains_and_resumes_a_cross_task_run(tmp_path, capsys):
            "--meta-lr", "0.01", "--meta-wd", "0", "--lr", "0.001", "--wd", "0"]
   rc = cli.main(["train", "--cross-tasks", "a+b,a-b,a*b", *flags,
                  "--seeds", "0,3", "--steps", "8", "--eval-every", "4",
-                 "--checkpoint-every", "4", "--no-progress", "--out", out])
+                 "--checkpoint-every", "4", "--no-progress", "--no-plots",
+                 "--out", out])
   assert rc == 0
   printed = capsys.readouterr().out
   assert printed.count("| neuralgrok |") == 3  # one table row per task
@@ -278,7 +284,7 @@ def test_command_line_trains_and_resumes_a_cross_task_run(tmp_path, capsys):
   # cut off after the step-4 checkpoint, resumed: the same amplifier
   a, _ = load_amplifier(out, None)
   shutil.rmtree(os.path.join(out, "checkpoints", "8"))
-  rc = cli.main(["train", "--resume", out, "--no-progress"])
+  rc = cli.main(["train", "--resume", out, "--no-progress", "--no-plots"])
   assert rc == 0
   b, _ = load_amplifier(out, None)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
