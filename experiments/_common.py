@@ -10,8 +10,11 @@ import os
 import sys
 from typing import Any, Dict, Optional
 
+import numpy as np
+
 from ngrok_jax import presets, runner
 from ngrok_jax.report import markdown_table
+from ngrok_jax.results import load_run
 
 TASKS = ("a+b", "a-b", "a*b", "a*a-b", "a*c+b*d-e")
 
@@ -91,6 +94,32 @@ def run_one(setup: Dict[str, Any], methods, out: str, args, *,
                     hparams=hparams, resume=resume,
                     checkpoint_every=setup.get("checkpoint_every"),
                     progress=not args.no_progress, **kw)
+
+
+def final_median(folder: str, key: str, method: str = "neuralgrok") -> str:
+  """Median over seeds of ``key`` at each seed's last evaluation of
+  ``method`` (3 significant digits; ``-``: no value)."""
+  last: Dict[int, Any] = {}
+  for r in load_run(folder)["rows"]:
+    if r["method"] == method and r.get(key) is not None:
+      if r["seed"] not in last or r["step"] >= last[r["seed"]][0]:
+        last[r["seed"]] = (r["step"], r[key])
+  vals = [v for _, v in last.values()]
+  return f"{np.median(vals):.3g}" if vals else "-"
+
+
+def s_per_step(folder: str, method: str = "neuralgrok") -> str:
+  """``method``'s training seconds per step in that run folder."""
+  per = load_run(folder)["summary"]["methods"][method]
+  steps = max(per["last_step"])
+  return f"{per['wall_time_s'] / steps:.3f}" if steps else "-"
+
+
+def write_report(path: str, text: str) -> None:
+  """Writes a script's markdown ``text`` to ``path`` and prints it."""
+  with open(path, "w") as f:
+    f.write(text)
+  print(text, flush=True)
 
 
 def print_table(dirs, title: str) -> str:

@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, List
-
-import numpy as np
+from typing import List
 
 from experiments import _common as C
 from experiments.learned_part import plot_scores
-from ngrok_jax import cross_task, runner, stats
-from ngrok_jax.results import load_run
+from ngrok_jax import cross_task, stats
+from ngrok_jax.config import TrainConfig
 
 VARIANTS = {
     "recipe": {},
@@ -52,28 +50,6 @@ def _setup(task: str, args) -> dict:
   return setup
 
 
-def _run(setup, methods, folder, args, **kw):
-  return runner.run(
-      setup["config"], methods, setup["seeds"], setup["steps"],
-      setup["eval_every"], folder,
-      resume=os.path.exists(os.path.join(folder, "config.json")),
-      progress=not args.no_progress, **kw)
-
-
-def _last(folder: str, key: str, method: str = "neuralgrok") -> List[float]:
-  """Per seed, ``key`` at the seed's last evaluation."""
-  last: Dict[int, tuple] = {}
-  for r in load_run(folder)["rows"]:
-    if r["method"] == method and r.get(key) is not None:
-      if r["seed"] not in last or r["step"] >= last[r["seed"]][0]:
-        last[r["seed"]] = (r["step"], r[key])
-  return [v for _, v in last.values()]
-
-
-def _med(vals) -> str:
-  return f"{np.median(vals):.3g}" if len(vals) else "-"
-
-
 def movement_table(out: str, variants: List[str], tasks: List[str]) -> str:
   lines = ["| variant | training task | test acc (end, median) | "
            "amp/dist_const (end) | amp/param_change (end) | s/step |",
@@ -81,13 +57,11 @@ def movement_table(out: str, variants: List[str], tasks: List[str]) -> str:
   for v in variants:
     for t in tasks:
       f = os.path.join(out, f"cross-{v}", cross_task.task_folder(t))
-      per = load_run(f)["summary"]["methods"]["neuralgrok"]
-      steps = max(per["last_step"]) or 1
       lines.append(
-          f"| {v} | {t} | {_med(_last(f, 'test/acc'))} | "
-          f"{_med(_last(f, 'amp/dist_const'))} | "
-          f"{_med(_last(f, 'amp/param_change'))} | "
-          f"{per['wall_time_s'] / steps:.3f} (all tasks) |")
+          f"| {v} | {t} | {C.final_median(f, 'test/acc')} | "
+          f"{C.final_median(f, 'amp/dist_const')} | "
+          f"{C.final_median(f, 'amp/param_change')} | "
+          f"{C.s_per_step(f)} (all tasks) |")
   return "\n".join(lines)
 
 
@@ -133,28 +107,26 @@ def main():
     setup = held_setups[t]
     name = cross_task.task_folder(t)
     ref = os.path.join(out, name)
-    _run(setup, ["rescale", "neuralgrok"], ref, args)
+    C.run_one(setup, ["rescale", "neuralgrok"], ref, args)
     others = []
     for v in variants:
       amp = os.path.join(out, f"cross-{v}")
       f = os.path.join(out, f"{name}-cross-{v}")
-      _run(setup, ["neuralgrok-frozen"], f, args, amplifier=amp,
-           amplifier_seed="each")
+      C.run_one(setup, ["neuralgrok-frozen"], f, args, amplifier=amp,
+                amplifier_seed="each")
       others.append(f)
     f = os.path.join(out, f"{name}-init")
-    _run(setup, ["neuralgrok-frozen"], f, args,
-         amplifier=os.path.join(out, f"cross-{variants[0]}",
-                                "amplifier_init.msgpack"),
-         amplifier_seed="each")
+    C.run_one(setup, ["neuralgrok-frozen"], f, args,
+              amplifier=os.path.join(out, f"cross-{variants[0]}",
+                                     "amplifier_init.msgpack"),
+              amplifier_seed="each")
     others.append(f)
     table = stats.paired_markdown(ref, "rescale", others=others)
     text = (f"## held-out {t}: frozen cross-task amplifiers (trained on "
             f"{', '.join(train_tasks)}) vs rescaling (paired seeds; "
             f"differences rescale minus method: positive = the method is "
             f"faster)\n\n{table}\n")
-    with open(os.path.join(out, f"{name}.md"), "w") as fh:
-      fh.write(text)
-    print(text, flush=True)
+    C.write_report(os.path.join(out, f"{name}.md"), text)
   moved = movement_table(out, variants, train_tasks)
   png = os.path.join(out, "scores.png")
   plot_scores({**{f"cross-task {v}": os.path.join(out, f"cross-{v}")
@@ -163,14 +135,11 @@ def main():
                                        "amplifier_init.msgpack")}, png)
   text = (f"## the cross-task amplifiers during meta-training\n\n{moved}\n\n"
           f"score functions: {png}\n")
-  with open(os.path.join(out, "training.md"), "w") as fh:
-    fh.write(text)
-  print(text, flush=True)
+  C.write_report(os.path.join(out, "training.md"), text)
 
 
-def runner_config(setup):
+def runner_config(setup) -> TrainConfig:
   """The setup's NeuralGrok :class:`ngrok_jax.TrainConfig`."""
-  from ngrok_jax.config import TrainConfig
   return TrainConfig.from_dict(dict(setup["config"], method="neuralgrok"))
 
 

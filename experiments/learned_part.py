@@ -37,7 +37,6 @@ import numpy as np
 
 from experiments import _common as C
 from ngrok_jax import presets, runner, stats
-from ngrok_jax.results import load_run
 
 #: Option name -> the NeuralGrok config fields it changes.
 OPTIONS: Dict[str, Dict[str, Any]] = {
@@ -64,33 +63,15 @@ def _run(setup, methods, folder, over, args):
       progress=not args.no_progress)
 
 
-def _final(folder: str, key: str) -> str:
-  """Median over seeds of ``key`` at each seed's last evaluation."""
-  rows = load_run(folder)["rows"]
-  last: Dict[int, float] = {}
-  for r in rows:
-    if r["method"] == "neuralgrok" and r.get(key) is not None:
-      if r["seed"] not in last or r["step"] >= last[r["seed"]][0]:
-        last[r["seed"]] = (r["step"], r[key])
-  vals = [v for _, v in last.values()]
-  return f"{np.median(vals):.3g}" if vals else "-"
-
-
-def _s_per_step(folder: str, method: str = "neuralgrok") -> str:
-  per = load_run(folder)["summary"]["methods"][method]
-  steps = max(per["last_step"])
-  return f"{per['wall_time_s'] / steps:.3f}" if steps else "-"
-
-
 def movement_table(base: str, options: List[str], out: str, task: str) -> str:
   lines = ["| variant | amp/dist_const (end) | amp/param_change (end) | "
            "NeuralGrok s/step |", "|---|---|---|---|"]
   for name, folder in [("recipe", base)] + [
       (o, _folder(out, task, o)) for o in options]:
-    lines.append(f"| {name} | {_final(folder, 'amp/dist_const')} | "
-                 f"{_final(folder, 'amp/param_change')} | "
-                 f"{_s_per_step(folder)} |")
-  lines.append(f"| rescale | 0 | - | {_s_per_step(base, 'rescale')} |")
+    lines.append(f"| {name} | {C.final_median(folder, 'amp/dist_const')} | "
+                 f"{C.final_median(folder, 'amp/param_change')} | "
+                 f"{C.s_per_step(folder)} |")
+  lines.append(f"| rescale | 0 | - | {C.s_per_step(base, 'rescale')} |")
   return "\n".join(lines)
 
 
@@ -168,9 +149,7 @@ def main():
             f"seeds; differences rescale minus variant: positive = the "
             f"variant is faster)\n\n{table}\n\n### {task}: how far each "
             f"amplifier moved\n\n{moved}\n\nscore functions: {png}\n")
-    with open(os.path.join(out, f"{os.path.basename(base)}.md"), "w") as f:
-      f.write(text)
-    print(text, flush=True)
+    C.write_report(os.path.join(out, f"{os.path.basename(base)}.md"), text)
 
 
 if __name__ == "__main__":
