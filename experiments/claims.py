@@ -117,10 +117,15 @@ def _read(doc: str) -> str:
     return f.read()
 
 
+@functools.lru_cache(maxsize=None)
+def _data():
+  return R.Data(ROOT)
+
+
 def claim_texts():
   """``{claim id: recomputed text}``, and the errors of claims that could
   not be computed."""
-  data, out, errors = R.Data(ROOT), {}, []
+  data, out, errors = _data(), {}, []
   for c in R.CLAIMS:
     try:
       out[c.id] = norm(c.compute(data))
@@ -137,17 +142,23 @@ def _spans(para: str, phrases) -> list:
   return spans
 
 
-def check(docs=DOCS):
-  """Every error found (strings); empty: prose and tables match the data."""
+def check(docs=DOCS, read=None):
+  """Every error found (strings); empty: prose and tables match the data.
+
+  Args:
+    docs: the documents checked.
+    read: ``doc -> text`` (default: the files under the repository root).
+  """
+  read = read or _read
   texts, errors = claim_texts()
-  data = R.Data(ROOT)
+  data = _data()
   tables = {}
   for t in R.TABLES:
     try:
       tables[t.id] = table_norm(t.compute(data))
     except Exception as e:  # noqa: BLE001
       errors.append(f"table {t.id}: cannot recompute ({e})")
-  prose_all = {d: [b[1] for b in blocks(_read(d)) if b[0] == "prose"]
+  prose_all = {d: [b[1] for b in blocks(read(d)) if b[0] == "prose"]
                for d in docs}
   for c in R.CLAIMS:
     if c.id not in texts:
@@ -158,7 +169,7 @@ def check(docs=DOCS):
                       f"{texts[c.id]!r}")
   phrases = sorted(set(texts.values()), key=len, reverse=True)
   for d in docs:
-    bl = blocks(_read(d))
+    bl = blocks(read(d))
     if not any(b[3] for b in bl):
       errors.append(f"{d}: no checked region ({BEGIN} ... {END})")
     nd = [norm(p) for p in R.NON_DATA.get(d, ()) + R.NON_DATA["*"]]
@@ -180,7 +191,7 @@ def check(docs=DOCS):
                         f"claim: ...{ctx}...")
   for t in R.TABLES:
     if t.id in tables and not any(
-        tables[t.id] == b[1] for d in docs for b in blocks(_read(d))):
+        tables[t.id] == b[1] for d in docs for b in blocks(read(d))):
       errors.append(f"table {t.id} not found as recomputed:\n{tables[t.id]}")
   return errors
 
