@@ -230,9 +230,12 @@ many("paper.says", [f"{P}/add", f"{P}/mul"], {
     "window: on a+b in {1}/3 seeds (lowest {2:.3f}), on a*b in {4}/3 "
     "seeds (lowest {5:.3f})".format(*_adamw_win(D, "add"),
                                     *_adamw_win(D, "mul")),
-    "adamw_add": lambda D: "AdamW needed {} NeuralGrok's steps, difference "
-    "{}".format(speed(f"{P}/add", "adamw", D),
-                ci(D.pair(f"{P}/add", "adamw")["steps"])),
+    "adamw_add": lambda D: "AdamW (wd 1) needed {} NeuralGrok's steps, "
+    "difference {}: the interval excludes 0, but the effect is {} the noise "
+    "floor (a seed moves by up to {:.0f} steps from rounding alone)".format(
+        speed(f"{P}/add", "adamw", D), ci(D.pair(f"{P}/add", "adamw")["steps"]),
+        nf_label(D.pair(f"{P}/add", "adamw")["steps"]["mean"],
+                 noise_floor(D)[0]), noise_floor(D)[0]),
     "adamw_mul": lambda D: "On a*b AdamW's {} is within the noise of 3 "
     "pairs ({})".format(speed(f"{P}/mul", "adamw", D),
                         bracket(D.pair(f"{P}/mul", "adamw")["steps"])),
@@ -428,9 +431,12 @@ many("readme", [f"{P}/{t}" for t in TASKS] + [f"{P}/poly"], {
                       ci(D.pair(f"{P}/add", "adam", True)["auc"], ".2f")),
     "rescale": lambda D: "just as fast ({}; paired difference {} steps)".format(
         _med(D, "add", "rescale"), ci(D.pair(f"{P}/add", "rescale")["steps"])),
-    "adamw": lambda D: "({} its steps, interval {})".format(
-        speed(f"{P}/add", "adamw", D),
-        bracket(D.pair(f"{P}/add", "adamw")["steps"])),
+    "adamw": lambda D: "needed {} NeuralGrok's steps on a+b (interval {}, "
+    "but {} the noise floor: float rounding alone moves a seed by up to {:.0f} "
+    "steps)".format(speed(f"{P}/add", "adamw", D),
+                    bracket(D.pair(f"{P}/add", "adamw")["steps"]),
+                    nf_label(D.pair(f"{P}/add", "adamw")["steps"]["mean"],
+                             noise_floor(D)[0]), noise_floor(D)[0]),
     "mul": lambda D: "NeuralGrok {} against Adam's {} ({},".format(
         _med(D, "mul", "neuralgrok"), _med(D, "mul", "adam"),
         speed(f"{P}/mul", "adam", D)),
@@ -507,7 +513,7 @@ NON_DATA = {
           "with 3 seeds", "all 3 seeds", "800k gradient components",
           "2-core", "of 0", "excludes 0", "includes 0", "containing 0",
           "contains 0", "Table 1", "Table 2", "Table 3", '"steps run" < 5000',
-          "1152-wide"],
+          "1152-wide", "seeds 0-4", "mod 47"],
     "RESULTS.md": [
         # operational facts of the sessions, not in the exported folders:
         "about an hour for rescaling and about 11 minutes for GrokFast-MA",
@@ -618,3 +624,104 @@ many("other", ["tune", "learned_part", "cross_task", f"{P}/cross"], {
     "tune_fifth": _tune_never_ng, "tune_time": _tune_time,
     "grad_norm": _grad_norm, "cpu_cross": _cpu_cross,
     "paper_cross": _paper_cross, "paper_cross_a_b": _paper_cross_a_b})
+
+
+# ------------------------------------------------------------ noise floor
+#: Run folders pairs with the same configuration and seeds whose NeuralGrok
+#: differs only by float rounding (a different compiled program).
+NF_PAIRS = [("tune/a+b/heldout", "learned_part/a+b"),
+            ("tune/a*b/heldout", "learned_part/axb")]
+NF_RUNS = [("noise_floor/g1", "noise_floor/gall"),
+           ("noise_floor/g1", "learned_part/a+b")]
+
+
+def _nf_pairs(D):
+  return NF_PAIRS + [p for p in NF_RUNS
+                     if all(os.path.isdir(D.path(x)) for x in p)]
+
+
+@functools.lru_cache(maxsize=None)
+def _nf_table(D, a, b, m="neuralgrok"):
+  A, B = D.run(a), D.run(b)
+  seeds = list(A["spec"].seeds)
+  assert seeds == list(B["spec"].seeds)
+  return stats.paired_table(A["rows"], m, m, seeds, A["spec"].steps,
+                            rows_b=B["rows"])
+
+
+def noise_floor(D):
+  """(largest per-seed change of the steps to 95%, of the AUC) that float
+  rounding alone produced, over every pair."""
+  st, au = 0.0, 0.0
+  for a, b in _nf_pairs(D):
+    t = _nf_table(D, a, b)
+    st = max([st] + [abs(x) for x in t["steps"]["diffs"]])
+    au = max([au] + [abs(x) for x in t["auc"]["diffs"]])
+  return st, au
+
+
+def nf_label(x, floor):
+  return "beyond" if abs(x) > floor else "within"
+
+
+def _nf_seeds(D, a, b):
+  s = lambda rel: seeds_text(  # noqa: E731
+      D.run(rel)["summary"]["methods"]["neuralgrok"]["steps_to_95"], "/")
+  return f"{s(a)} and {s(b)}"
+
+
+def _against_nf(D, t, name):
+  """One task's comparisons against the noise floor: which mean paired
+  differences exceed it, and which of those also have an interval
+  excluding 0 (measured)."""
+  fs, fa = noise_floor(D)
+  nm = lambda ms: ", ".join(NAMES[m] for m in ms) or "none"  # noqa: E731
+
+  def part(key, floor, window):
+    ds = {m: D.pair(f"{P}/{t}", m, window)[key] for m in OTHERS}
+    beyond = [m for m in OTHERS if abs(ds[m]["mean"]) > floor]
+    meas = [m for m in beyond if ds[m]["lo"] > 0 or ds[m]["hi"] < 0]
+    return f"beyond it: {nm(beyond)} (measured: {nm(meas)})"
+  return (f"on {name}, steps to 95% {part('steps', fs, False)}; AUC over the "
+          f"common window {part('auc', fa, True)}")
+
+
+many("nf", [p for pr in NF_PAIRS for p in pr], {
+    "floor": lambda D: "up to {:.0f} steps and its AUC by up to {:.3f}".format(
+        *noise_floor(D)),
+    "add": lambda D: _against_nf(D, "add", "a+b"),
+    "mul": lambda D: _against_nf(D, "mul", "a*b"),
+    "sub": lambda D: _against_nf(D, "sub", "a-b"),
+    "sqsub": lambda D: _against_nf(D, "sqsub", "a*a-b"),
+    "ab_seeds": lambda D: "gave per-seed steps to 95% of {}".format(
+        _nf_seeds(D, *NF_PAIRS[0])),
+    "axb_seeds": lambda D: "on a*b {}".format(_nf_seeds(D, *NF_PAIRS[1])),
+    "rescale_same": lambda D: _rescale_same(D),
+})
+
+
+def _rescale_same(D):
+  keys = ("train/loss", "test/loss", "test/acc", "train/acc")
+  for a, b in NF_PAIRS:
+    for s in D.run(a)["spec"].seeds:
+      for k in keys:
+        x, y = D.curve(a, "rescale", s, k), D.curve(b, "rescale", s, k)
+        assert np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1])
+  return "rescaling, run in both, gave the same curves to the last bit"
+
+
+def _nf_diverge(D):
+  same, first = [], []
+  for a, b in NF_PAIRS:
+    for s in D.run(a)["spec"].seeds:
+      (x, u), (y, v) = (D.curve(a, "neuralgrok", s, "train/loss"),
+                        D.curve(b, "neuralgrok", s, "train/loss"))
+      assert np.array_equal(x, y)
+      same.append(u[0] == v[0])
+      first.append(int(x[np.nonzero(u != v)[0][0]]))
+  assert all(same)
+  return (f"agree to the last bit at step {D.run(NF_PAIRS[0][0])['spec'].eval_every}"
+          f" and first differ at steps {min(first)}-{max(first)} (train loss)")
+
+
+many("nf", [p for pr in NF_PAIRS for p in pr], {"diverge": _nf_diverge})
