@@ -14,7 +14,9 @@ in CI):
 2. inside the checked regions of both files (between ``<!-- claims:begin -->``
    and ``<!-- claims:end -->``), every number of a prose paragraph lies in
    the text of some claim or in a phrase of :data:`NON_DATA` (configuration
-   values, thresholds, budgets: numbers that are set, not measured);
+   values, thresholds, budgets: numbers that are set, not measured); a
+   paragraph after a ``<!-- claims:config -->`` line states configuration
+   only and is not checked;
 3. every table inside a checked region is one of the generated tables,
    recomputed and compared cell by cell (or is listed in :data:`EXEMPT` with
    the reason it cannot be regenerated here).
@@ -35,6 +37,8 @@ from experiments import _claims_registry as R
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ("RESULTS.md", "README.md")
 BEGIN, END = "<!-- claims:begin -->", "<!-- claims:end -->"
+#: Before a paragraph: it states configuration only (set, not measured).
+CONFIG = "<!-- claims:config -->"
 NUMBER = re.compile(r"(?<![\w.])[+-]?\d+(?:,\d{3})*(?:\.\d+)?(?:e[+-]?\d+)?")
 DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 
@@ -47,6 +51,7 @@ def _clean(line: str) -> str:
                 else m.group(1), line)
   line = re.sub(r"\]\([^)]*\)", "]", line)
   line = line.replace("**", "")
+  line = re.sub(r"et al\.,? \d{4}", "et al.", line)  # citations
   return DATE.sub(" ", line)
 
 
@@ -57,16 +62,18 @@ def blocks(text: str):
   fences, headings, images and HTML comments are skipped; ``checked``: the
   block lies between the claims markers."""
   out, cur, kind, start = [], [], None, 0
-  checked = fence = False
+  checked = fence = config = False
+
+  config_block = False
 
   def flush():
-    nonlocal cur, kind
+    nonlocal cur, kind, config_block
     if cur:
       body = ("\n".join(cur) if kind == "table" else
               re.sub(r"\s+", " ", " ".join(cur)).strip())
       if kind == "table":
         body = table_norm(body)
-      out.append((kind, body, start, checked))
+      out.append((kind, body, start, checked and not config_block))
     cur, kind = [], None
 
   for i, line in enumerate(text.split("\n"), 1):
@@ -81,6 +88,10 @@ def blocks(text: str):
       flush()
       checked = s == BEGIN
       continue
+    if s == CONFIG:
+      flush()
+      config = True
+      continue
     if not s or s.startswith(("#", "![", "<!--")):
       flush()
       continue
@@ -89,6 +100,7 @@ def blocks(text: str):
     if k != kind or item:
       flush()
       kind, start = k, i
+      config_block, config = config, False
     cur.append(line.rstrip() if k == "table" else _clean(s))
   flush()
   return out
@@ -125,13 +137,30 @@ def _data():
 def claim_texts():
   """``{claim id: recomputed text}``, and the errors of claims that could
   not be computed."""
+  out, errors = _claim_texts()
+  return dict(out), list(errors)
+
+
+@functools.lru_cache(maxsize=None)
+def _claim_texts():
   data, out, errors = _data(), {}, []
   for c in R.CLAIMS:
     try:
       out[c.id] = norm(c.compute(data))
     except Exception as e:  # noqa: BLE001 (reported, the check fails)
       errors.append(f"claim {c.id}: cannot recompute ({e})")
-  return out, errors
+  return out, tuple(errors)
+
+
+@functools.lru_cache(maxsize=None)
+def _tables():
+  data, tables, errors = _data(), {}, []
+  for t in R.TABLES:
+    try:
+      tables[t.id] = table_norm(t.compute(data))
+    except Exception as e:  # noqa: BLE001 (reported, the check fails)
+      errors.append(f"table {t.id}: cannot recompute ({e})")
+  return tables, tuple(errors)
 
 
 def _spans(para: str, phrases) -> list:
@@ -151,13 +180,8 @@ def check(docs=DOCS, read=None):
   """
   read = read or _read
   texts, errors = claim_texts()
-  data = _data()
-  tables = {}
-  for t in R.TABLES:
-    try:
-      tables[t.id] = table_norm(t.compute(data))
-    except Exception as e:  # noqa: BLE001
-      errors.append(f"table {t.id}: cannot recompute ({e})")
+  tables, terr = _tables()
+  errors += terr
   prose_all = {d: [b[1] for b in blocks(read(d)) if b[0] == "prose"]
                for d in docs}
   for c in R.CLAIMS:

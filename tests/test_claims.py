@@ -42,8 +42,9 @@ def test_a_number_without_claim_fails():
 
 
 def test_numbers_outside_checked_regions_are_not_checked():
-  errors = _check(_changed("RESULTS.md", "## Tuned baselines and the newer",
-                           "7.77 ## Tuned baselines and the newer"))
+  errors = _check(_changed("RESULTS.md", "## CPU-size study: a scale-down",
+                           "7.77 is not checked.\n\n## CPU-size study: a "
+                           "scale-down"))
   assert not errors
 
 
@@ -75,10 +76,12 @@ def test_readme_claims_may_move_or_go_but_not_change():
 def test_blocks_of_markdown():
   text = ("a 1\nb 2\n\n| x | y |\n|---|---|\n| 1 | 2 |\n\n```\n3\n```\n"
           f"{claims.BEGIN}\n- item `--flag 4` [l](u5.md)\n1. two\n"
-          f"{claims.END}\n1100. not a list\n")
+          f"{claims.CONFIG}\nlr 3e-3\n\nx 5\n"
+          f"{claims.END}\n1100. not a list (Lee et al. 2024)\n")
   bl = claims.blocks(text)
   assert [(k, b, c) for k, b, _, c in bl] == [
       ("prose", "a 1 b 2", False),
       ("table", "| x | y |\n| --- | --- |\n| 1 | 2 |", False),
       ("prose", "- item [l]", True), ("prose", "1. two", True),
-      ("prose", "1100. not a list", False)]
+      ("prose", "lr 3e-3", False), ("prose", "x 5", True),
+      ("prose", "1100. not a list (Lee et al.)", False)]
