@@ -516,7 +516,8 @@ NON_DATA = {
           "contains 0", "Table 1", "Table 2", "Table 3", '"steps run" < 5000',
           "1152-wide", "seeds 0-4", "mod 47", "within 2,000 steps",
           "within 2000 steps", "up to 50x sooner",
-          "of 23 frequencies hold 90%"],
+          "of 23 frequencies hold 90%", "(1e-3 x ||phi||)",
+          "with 1e-3 or 1e-2", "3-step", "meta lr 1e-2", "meta lr 1e-3"],
     "RESULTS.md": [
         # operational facts of the sessions, not in the exported folders:
         "about an hour for rescaling and about 11 minutes for GrokFast-MA",
@@ -856,3 +857,122 @@ many("tune", list(TUNE.values()), {
 
 TABLES.append(Table("tune.fair", tuple(TUNE.values()), lambda D: fair_table(
     [D.path(r) for r in TUNE.values()])))
+
+
+# ------------------------------------------- does the learned part matter
+LP = "learned_part"
+LP_OPTS = {"a+b": ["meta-lr-1e-3", "meta-lr-1e-2", "meta-lr-1e-2-cosine",
+                   "meta-lr-1e-3-wd0", "meta-lr-1e-2-wd0", "rich",
+                   "lookahead-3"],
+           "axb": ["meta-lr-1e-3", "meta-lr-1e-2", "meta-lr-1e-2-cosine",
+                   "rich", "lookahead-3"]}
+
+
+def _lp_tables():
+  from experiments import learned_part as lp
+  out = []
+  for t, opts in LP_OPTS.items():
+    out.append(Table(f"lp.{t}.paired", (f"{LP}/{t}",), lambda D, t=t, o=opts:
+                     stats.paired_markdown(D.path(f"{LP}/{t}"), "rescale",
+                                           others=[D.path(f"{LP}/{t}-{x}")
+                                                   for x in o])))
+    out.append(Table(f"lp.{t}.moved", (f"{LP}/{t}",), lambda D, t=t, o=opts:
+                     lp.movement_table(D.path(f"{LP}/{t}"), o,
+                                       D.path(LP), t.replace("x", "*"))))
+  return out
+
+
+def _final(D, rel, key, m="neuralgrok"):
+  """Median over seeds of ``key`` at the last evaluation (float)."""
+  r = D.run(rel)
+  return float(np.median([D.curve(rel, m, s, key)[1][-1]
+                          for s in r["spec"].seeds]))
+
+
+def _sps(D, rel, m="neuralgrok"):
+  p = D.run(rel)["summary"]["methods"][m]
+  return p["wall_time_s"] / max(p["last_step"])
+
+
+def _lp_pair(D, t, opt=None):
+  base = D.run(f"{LP}/{t}")
+  other = D.run(f"{LP}/{t}-{opt}") if opt else base
+  return stats.paired_table(base["rows"], "rescale", "neuralgrok",
+                            list(base["spec"].seeds), base["spec"].steps,
+                            rows_b=other["rows"])
+
+
+def _lp_all_pairs(D):
+  return [(t, o, _lp_pair(D, t, o)) for t, opts in LP_OPTS.items()
+          for o in [None] + opts]
+
+
+def _lp_dead(D):
+  v = [(_final(D, f"{LP}/{t}-{o}", "amp/dist_const"),
+        _final(D, f"{LP}/{t}-{o}", "amp/param_change"))
+       for t in LP_OPTS for o in ("meta-lr-1e-3", "meta-lr-1e-2",
+                                  "meta-lr-1e-2-cosine", "rich",
+                                  "lookahead-3")]
+  dc, pc = [x for x, _ in v], [y for _, y in v]
+  assert max(dc) < 1e-7, dc
+  return (f"(dist_const {min(dc):.1e} to {max(dc):.1e}, float32 rounding; "
+          f"param_change {min(pc):.1f}-{max(pc):.1f})")
+
+
+def _lp_verdict(D):
+  fs = noise_floor(D)[0]
+  bad = []
+  for t, o, p in _lp_all_pairs(D):
+    for k in ("steps", "auc"):
+      d = p[k]
+      if d["lo"] is not None and (d["lo"] > 0 or d["hi"] < 0):
+        bad.append((t, o, k))
+  assert bad == [("a+b", "meta-lr-1e-2-cosine", "steps")], bad
+  d = _lp_pair(D, "a+b", "meta-lr-1e-2-cosine")["steps"]
+  within = all(abs(p["steps"]["mean"]) <= fs for _, _, p in _lp_all_pairs(D))
+  assert within
+  return (f"than rescaling by {-d['mean']:.0f} [{-d['hi']:.0f}, "
+          f"{-d['lo']:.0f}] steps")
+
+
+def _lp_lost(D):
+  p = _lp_pair(D, "a+b", "meta-lr-1e-2-wd0")
+  assert p["a_only"] == 1 and p["b_only"] == 0 and p["neither"] == 0
+  return "lost one seed of five on a+b (never reached 95%)"
+
+
+def _lp_floor(D):
+  fs = noise_floor(D)[0]
+  m = max(abs(p["steps"]["mean"]) for _, _, p in _lp_all_pairs(D))
+  return (f"every mean difference of steps to 95% here (at most {m:.0f} "
+          f"steps) is within the noise floor ({fs:.0f} steps)")
+
+
+def _lp_cost(D):
+  r = lambda a, b: _sps(D, a) / b  # noqa: E731
+  ng = {t: _sps(D, f"{LP}/{t}") for t in LP_OPTS}
+  rs = {t: _sps(D, f"{LP}/{t}", "rescale") for t in LP_OPTS}
+  return ("NeuralGrok's step is {:.1f}x (a+b) to {:.1f}x (a*b) rescaling's, "
+          "the rich inputs {:.2f}x (a+b) and {:.2f}x (a*b) the recipe's, the "
+          "3-step look-ahead {:.1f}x and {:.1f}x").format(
+              ng["a+b"] / rs["a+b"], ng["axb"] / rs["axb"],
+              r(f"{LP}/a+b-rich", ng["a+b"]), r(f"{LP}/axb-rich", ng["axb"]),
+              r(f"{LP}/a+b-lookahead-3", ng["a+b"]),
+              r(f"{LP}/axb-lookahead-3", ng["axb"]))
+
+
+many("lp", [LP], {
+    "recipe": lambda D: "ends {:.1f}% (a+b) and {:.2f}% (a*b) away".format(
+        100 * _final(D, f"{LP}/a+b", "amp/dist_const"),
+        100 * _final(D, f"{LP}/axb", "amp/dist_const")),
+    "dead": _lp_dead,
+    "wd0_moved": lambda D: "(param_change {:.2f} and {:.2f})".format(
+        *[_final(D, f"{LP}/a+b-{o}", "amp/param_change")
+          for o in ("meta-lr-1e-3-wd0", "meta-lr-1e-2-wd0")]),
+    "wd0_close": lambda D: "within {:.1f}-{:.1f}% of rescaling's".format(
+        *[100 * _final(D, f"{LP}/a+b-{o}", "amp/dist_const")
+          for o in ("meta-lr-1e-3-wd0", "meta-lr-1e-2-wd0")]),
+    "verdict": _lp_verdict, "lost": _lp_lost, "floor": _lp_floor,
+    "cost": _lp_cost,
+})
+TABLES += _lp_tables()

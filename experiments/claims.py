@@ -95,7 +95,7 @@ def blocks(text: str):
     if not s or s.startswith(("#", "![", "<!--")):
       flush()
       continue
-    k = "table" if s.startswith("|") else "prose"
+    k = "table" if re.match(r"\|[\s:-]", s) else "prose"
     item = k == "prose" and re.match(r"([-*] |\d{1,2}\. )", s)
     if k != kind or item:
       flush()
