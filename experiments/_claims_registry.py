@@ -525,7 +525,11 @@ NON_DATA = {
           "(depth 1, p = 5, so 5 classes and 20% test accuracy is chance)",
           "(then clip 1)", "near chance (20%)", "chance is 0.20",
           "5 seeds: the intervals are wide (t = 2.776 for 4 degrees of "
-          "freedom)", "100-step evaluation grid"],
+          "freedom)", "100-step evaluation grid",
+          # the c sweep's arithmetic of the configuration
+          "c=0.1", "c=10", "c=1", "d-64 model has 17 parameter tensors",
+          "clip (1.0)", "c sqrt(17)", "1/sqrt(17) = 0.243",
+          "norm 0.243 per tensor", "norm 0.1", "2.4x (0.243/0.1)", "not 10x"],
     "RESULTS.md": [
         # operational facts of the sessions, not in the exported folders:
         "about an hour for rescaling and about 11 minutes for GrokFast-MA",
@@ -1380,4 +1384,60 @@ many("cpu", [CPU], {
     "points": lambda D: "i.e. {:.0f}-{:.0f} points of test accuracy".format(
         100 * _cpair(D, "a*c+b*d-e", "adam", True)["auc"]["mean"],
         100 * _cpair(D, "a*c+b*d-e", "rescale")["auc"]["mean"]),
+})
+
+
+# ------------------------------------------ CPU-size study: the c sweep
+SW = "cpu/sweep_c"
+SWG = ("c=0.1,wd=0.001", "c=1,wd=0.001", "c=10,wd=0.001")
+
+
+def _sw_table(D):
+  from ngrok_jax.report import _rows_of
+  rows = [c[:9] + [c[10]] for c in _rows_of("sweep_c", D.run(SW)["summary"])]
+  return md_table(["run", "method", "95% median", "95% IQR", "95% success",
+                   "99% median", "99% IQR", "99% success", "diverged",
+                   "wall s"], rows)
+
+
+TABLES.append(Table("cpu.sweep_c", (SW,), _sw_table))
+
+
+def _sw_norm(D, g):
+  r = D.run(SW)
+  seeds = r["summary"]["methods"]["rescale"]["groups"][g]["seeds"]
+  v = np.concatenate([D.curve(SW, "rescale", s, "grad/norm_transformed")[1]
+                      for s in seeds])
+  assert np.nanmax(v) - np.nanmin(v) < 1e-3 * np.nanmax(v)
+  return f"{np.nanmedian(v):.3g}"
+
+
+def _sw_med(D, m, g):
+  return D.run(SW)["summary"]["methods"][m]["groups"][g]["t95"]["median"]
+
+
+def _sw_diffs(D, g):
+  r = D.run(SW)["summary"]["methods"]
+  return _signed(_diff(r["neuralgrok"]["groups"][g]["steps_to_95"],
+                       r["rescale"]["groups"][g]["steps_to_95"]))
+
+
+many("sweep", [SW, CPU], {
+    "norm1": lambda D: f"sqrt(17) c ({_sw_norm(D, SWG[1])} at c=1, logged as",
+    "norms": lambda D: "(logged: {} at c=0.1, {} at c=1, {} at c=10)".format(
+        *[_sw_norm(D, g) for g in SWG]),
+    "faster": lambda D: "c=0.1 is faster ({:.0f} vs {:.0f}-{:.0f}, both "
+    "methods)".format(
+        *(lambda a, b: (a[0], min(b), max(b)))(
+            {_sw_med(D, m, SWG[0]) for m in ("rescale", "neuralgrok")} and
+            [_sw_med(D, "rescale", SWG[0])],
+            [_sw_med(D, m, g) for m in ("rescale", "neuralgrok")
+             for g in SWG[1:]]))
+    if _sw_med(D, "rescale", SWG[0]) == _sw_med(D, "neuralgrok", SWG[0])
+    else "differ",
+    "match": lambda D: "match Adam with wd 1e-3 ({:.0f})".format(
+        D.run(f"{CPU}/a+b-wd1e-3")["summary"]["methods"]["adam"]["t95"][
+            "median"]),
+    "pairs": lambda D: "c=0.1: {}; c=1: {}; c=10: {}".format(
+        *[_sw_diffs(D, g) for g in SWG]),
 })
