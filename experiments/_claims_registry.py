@@ -529,7 +529,9 @@ NON_DATA = {
           # the c sweep's arithmetic of the configuration
           "c=0.1", "c=10", "c=1", "d-64 model has 17 parameter tensors",
           "clip (1.0)", "c sqrt(17)", "1/sqrt(17) = 0.243",
-          "norm 0.243 per tensor", "norm 0.1", "2.4x (0.243/0.1)", "not 10x"],
+          "norm 0.243 per tensor", "norm 0.1", "2.4x (0.243/0.1)", "not 10x",
+          "Seeds 0-4 get wd 0.1, 5-9 wd 1, 10-14 wd 3, 15-19 wd 10",
+          "at step 2000", "(wd 0.1 memorized", "wd 3 and 10 fail"],
     "RESULTS.md": [
         # operational facts of the sessions, not in the exported folders:
         "about an hour for rescaling and about 11 minutes for GrokFast-MA",
@@ -1440,4 +1442,81 @@ many("sweep", [SW, CPU], {
             "median"]),
     "pairs": lambda D: "c=0.1: {}; c=1: {}; c=10: {}".format(
         *[_sw_diffs(D, g) for g in SWG]),
+})
+
+
+# ------------------------------------- CPU-size study: weight decay
+WD = "cpu/weight_decay"
+WDV = (0.1, 1.0, 3.0, 10.0)
+
+
+def _wd_seeds(D, v):
+  r = D.run(WD)
+  return [s for s, w in zip(r["spec"].seeds, r["spec"].hparams["wd"])
+          if w == v]
+
+
+def _wd_tables(D):
+  from experiments.weight_decay import instability
+  from ngrok_jax.report import _rows_of
+  main = md_table(["run", "method", "95% median", "95% IQR", "95% success",
+                   "99% median", "99% IQR", "99% success", "diverged",
+                   "wall s"], [c[:9] + [c[10]] for c in
+                               _rows_of("weight_decay", D.run(WD)["summary"])])
+  per = D.run(WD)["summary"]["methods"]["adamw"]
+  lines = []
+  for v in WDV:
+    seeds = _wd_seeds(D, v)
+    drop, rel = instability(D.run(WD)["rows"], "adamw", seeds)
+    div = sum(per["diverged_at"][s] is not None for s in seeds)
+    lines.append(["adamw", f"{v:g}", "-" if drop is None else f"{drop:.3f}",
+                  f"{rel}/{len(seeds)}", f"{div}/{len(seeds)}"])
+  return main, md_table(["method", "wd", "max drop after 95%",
+                         "relapses < 0.5", "diverged"], lines)
+
+
+TABLES += [Table("cpu.wd", (WD,), lambda D: _wd_tables(D)[0]),
+           Table("cpu.wd.stability", (WD,), lambda D: _wd_tables(D)[1])]
+
+
+def _wd_med(D, v, key):
+  return float(np.median([D.curve(WD, "adamw", s, key)[1][-1]
+                          for s in _wd_seeds(D, v)]))
+
+
+def _wd_acc(D):
+  return "; ".join(f"wd {v:g} {_wd_med(D, v, 'test/acc'):.2f} / "
+                   f"{_wd_med(D, v, 'train/acc'):.2f}" for v in WDV)
+
+
+def _wd_norm(D):
+  return ("weight norm held at {:.0f} and {:.0f} against {:.0f} for "
+          "wd 1").format(*[_wd_med(D, v, "weights/norm")
+                           for v in (3.0, 10.0, 1.0)])
+
+
+def _wd_stable(D):
+  from experiments.weight_decay import instability
+  per = D.run(WD)["summary"]["methods"]["adamw"]
+  assert all(d is None for d in per["diverged_at"])
+  res = {v: instability(D.run(WD)["rows"], "adamw", _wd_seeds(D, v))
+         for v in WDV}
+  assert all(r[1] == 0 for r in res.values())
+  v, (drop, _) = max(((v, r) for v, r in res.items() if r[0] is not None),
+                     key=lambda x: x[1][0])
+  return f"the largest later drop of test accuracy was {drop:.3f} (wd {v:g})"
+
+
+def _wd_fast(D):
+  g = D.run(WD)["summary"]["methods"]["adamw"]["groups"]["wd=1"]
+  return ("(median {:.0f} steps to 95%, {:.0f} to 99%, on a+b)").format(
+      g["t95"]["median"], g["t99"]["median"])
+
+
+many("wd", [WD, "tune/a+b"], {
+    "wall": lambda D: "(one program, 20 seeds, {:.0f} s of training)".format(
+        D.run(WD)["summary"]["methods"]["adamw"]["wall_time_s"]),
+    "acc": _wd_acc, "norm": _wd_norm, "stable": _wd_stable, "fast": _wd_fast,
+    "muon": lambda D: "has Muon at a median of {:.0f} as well".format(
+        _th(D, "a+b", "muon")["t95"]["median"]),
 })
