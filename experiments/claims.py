@@ -101,6 +101,8 @@ def blocks(text: str):
       flush()
       kind, start = k, i
       config_block, config = config, False
+    if k == "prose" and item and not cur:
+      s = re.sub(r"^\d{1,2}\. ", "", s)  # a numbered list's marker
     cur.append(line.rstrip() if k == "table" else _clean(s))
   flush()
   return out

@@ -82,6 +82,6 @@ def test_blocks_of_markdown():
   assert [(k, b, c) for k, b, _, c in bl] == [
       ("prose", "a 1 b 2", False),
       ("table", "| x | y |\n| --- | --- |\n| 1 | 2 |", False),
-      ("prose", "- item [l]", True), ("prose", "1. two", True),
+      ("prose", "- item [l]", True), ("prose", "two", True),
       ("prose", "lr 3e-3", False), ("prose", "x 5", True),
       ("prose", "1100. not a list (Lee et al.)", False)]
