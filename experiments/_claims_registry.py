@@ -515,7 +515,7 @@ NON_DATA = {
           "2-core", "of 0", "excludes 0", "includes 0", "containing 0",
           "contains 0", "Table 1", "Table 2", "Table 3", '"steps run" < 5000',
           "1152-wide", "seeds 0-4", "mod 47", "p 47, depth 1, d 64",
-          "2000 steps)", "within 2,000 steps",
+          "2000 steps)", "from step 0", "section 6", "within 2,000 steps",
           "within 2000 steps", "up to 50x sooner",
           "of 23 frequencies hold 90%", "(1e-3 x ||phi||)",
           "with 1e-3 or 1e-2", "3-step", "meta lr 1e-2", "meta lr 1e-3",
@@ -1532,3 +1532,71 @@ many("readme", [f"{CT}", "tune"], {
     "within": lambda D: _ct_within(D).replace("to within", "stays within")
     .replace("% it is rescaling", "% of plain rescaling's"),
 }, docs=())
+
+
+# ------------------------------------------- CPU-size study: transfer
+TR = "cpu/transfer"
+TRT = ("a+b", "a-b", "a*b")
+
+
+def _tr_sum(D, s, t):
+  return D.run(f"{TR}/{s}__to__{t}")["summary"]["methods"][
+      "neuralgrok-frozen"]["t95"]
+
+
+def _tr_table(D):
+  from ngrok_jax.tables import steps_text
+  lines = [[s] + [steps_text(_tr_sum(D, s, t)) for t in TRT] for s in TRT]
+  for m in ("neuralgrok", "adam"):
+    lines.append([f"({m} on the target, runs/results/compare)"] + [
+        steps_text(D.run(f"{CPU}/{t}")["summary"]["methods"][m]["t95"])
+        for t in TRT])
+  return md_table(["frozen amplifier from \\ target"] + list(TRT), lines)
+
+
+TABLES.append(Table("cpu.transfer", (TR, CPU), _tr_table))
+
+
+def _tr_med(D, s, t):
+  return f"{_tr_sum(D, s, t)['median']:.0f}"
+
+
+def _cpu_t95(D, t, m, wd=False):
+  d = f"{CPU}/{t}-wd1e-3" if wd else f"{CPU}/{t}"
+  return D.run(d)["summary"]["methods"][m]["t95"]
+
+
+def _tr_claims(D):
+  from ngrok_jax.tables import steps_text
+  ok = all(_tr_sum(D, s, t)["success"] == 5 for s in TRT
+           for t in ("a+b", "a*b"))
+  assert ok
+  rng = lambda t: "{:.0f}-{:.0f}".format(  # noqa: E731
+      min(_tr_sum(D, s, t)["median"] for s in TRT),
+      max(_tr_sum(D, s, t)["median"] for s in TRT))
+  own = lambda t: f"{_cpu_t95(D, t, 'neuralgrok')['median']:.0f}"  # noqa
+  return ("the a+b and a*b targets in 5/5 seeds, within a few hundred steps "
+          "of the amplifier learned on the target itself "
+          "(a+b: {} vs {}; a*b: {} vs {}), and the a*b amplifier did better "
+          "on a-b ({}/5) than the one learned on a-b ({}/5)").format(
+              rng("a+b"), own("a+b"), rng("a*b"), own("a*b"),
+              _tr_sum(D, "a*b", "a-b")["success"],
+              _cpu_t95(D, "a-b", "neuralgrok")["success"])
+
+
+many("transfer", [TR, CPU], {
+    "rescale": lambda D: "a+b {}, a-b {}, a*b {}".format(
+        *[__import__("ngrok_jax.tables", fromlist=["x"]).steps_text(
+            _cpu_t95(D, t, "rescale", True)) for t in TRT]).replace(
+        "a-b never (0/5)", "a-b never\n(0/5)").replace("\n", " "),
+    "learned": _tr_claims,
+    "diag": lambda D: "(a+b {} vs {}, a-b {}/5 vs {}/5, a*b {} vs {})".format(
+        _tr_med(D, "a+b", "a+b"), f"{_cpu_t95(D, 'a+b', 'neuralgrok')['median']:.0f}",
+        _tr_sum(D, "a-b", "a-b")["success"],
+        _cpu_t95(D, "a-b", "neuralgrok")["success"],
+        _tr_med(D, "a*b", "a*b"), f"{_cpu_t95(D, 'a*b', 'neuralgrok')['median']:.0f}"),
+    "hardest": lambda D: "reached 95% on it in more than {}/5 seeds".format(
+        max(_cpu_t95(D, "a-b", m, wd)["success"] for m, wd in (
+            ("neuralgrok", 0), ("adam", 0), ("grokfast-ema", 0),
+            ("grokfast-ma", 0), ("rescale", 0), ("adam", 1), ("rescale", 1)))),
+})
