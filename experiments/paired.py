@@ -66,6 +66,9 @@ def main():
   p.add_argument("--out", default=None, help="also write the tables here")
   a = p.parse_args()
   if a.window:
+    for d in a.run_dirs:
+      if not os.path.isfile(os.path.join(d, "config.json")):
+        raise ValueError(f"{d!r} is not a run folder (no config.json)")
     text = "\n".join(f"## {d}: {a.reference} vs each method, common window"
                      f"\n\n{stats.window_markdown(d, a.reference)}\n"
                      for d in a.run_dirs)

@@ -189,6 +189,10 @@ def test_paired_script(tmp_path):
   assert res.returncode == 0, res.stderr
   assert res.stdout.count("## ") == 1 and "| adam (a+b-wd) | 2 |" in res.stdout
   assert out.read_text().strip() == res.stdout.strip()
+  win = _paired_script(run, "--window")
+  assert win.returncode == 0, win.stderr
+  assert "| adam | 1000 | +0.150 [" in win.stdout and "common window" in win.stdout
+  assert _paired_script(tmp_path / "nothing", "--window").returncode == 2
   bad = _paired_script(tmp_path / "nothing")
   assert bad.returncode == 2
   assert bad.stderr.strip().splitlines() == [
