@@ -652,8 +652,14 @@ many("other", ["tune", "learned_part", "cross_task", f"{P}/cross"], {
 #: differs only by float rounding (a different compiled program).
 NF_PAIRS = [("tune/a+b/heldout", "learned_part/a+b"),
             ("tune/a*b/heldout", "learned_part/axb")]
+#: The controlled runs (experiments/results/noise_floor/README.md): the
+#: same configuration at the current code, seeds one at a time and in one
+#: vmap, paired with each other and with the two studies.
 NF_RUNS = [("noise_floor/g1", "noise_floor/gall"),
-           ("noise_floor/g1", "learned_part/a+b")]
+           ("noise_floor/g1", "learned_part/a+b"),
+           ("noise_floor/g1", "tune/a+b/heldout"),
+           ("noise_floor/gall", "learned_part/a+b"),
+           ("noise_floor/gall", "tune/a+b/heldout")]
 
 
 def _nf_pairs(D):
@@ -1600,3 +1606,42 @@ many("transfer", [TR, CPU], {
             ("neuralgrok", 0), ("adam", 0), ("grokfast-ema", 0),
             ("grokfast-ma", 0), ("rescale", 0), ("adam", 1), ("rescale", 1)))),
 })
+
+
+def _nf_ctrl(D):
+  a, b = "noise_floor/g1", "noise_floor/gall"
+  first = []
+  for s in D.run(a)["spec"].seeds:
+    (x, u), (y, v) = (D.curve(a, "neuralgrok", s, "train/loss"),
+                      D.curve(b, "neuralgrok", s, "train/loss"))
+    assert u[0] == v[0]
+    first.append(int(x[np.nonzero(u != v)[0][0]]))
+  t = _nf_table(D, a, b)
+  big = int(np.argmax(np.abs(t["steps"]["diffs"])))
+  return ("It gave {} (one at a time) and {} (one vmap): seed {} moved by {:.0f} "
+          "steps with the vmap width alone. The curves agree to the last bit "
+          "at step 100 and first differ at step {} or {} (train loss)").format(
+              _nf_seeds(D, a, b).split(" and ")[0],
+              _nf_seeds(D, a, b).split(" and ")[1], big,
+              abs(t["steps"]["diffs"][big]), min(first), max(first))
+
+
+def _nf_means(D):
+  st = max(abs(_nf_table(D, a, b)["steps"]["mean"]) for a, b in _nf_pairs(D))
+  au = max(abs(_nf_table(D, a, b)["auc"]["mean"]) for a, b in _nf_pairs(D))
+  fs, fa = noise_floor(D)
+  return (f"the mean over 5 seeds moved by up to {st:.0f} steps and {au:.3f}. "
+          "An effect is called beyond the noise floor below when its mean "
+          f"paired difference is larger than the per-seed floor ({fs:.0f} "
+          f"steps, {fa:.3f} AUC)")
+
+
+many("nf", ["noise_floor"] + [p for pr in NF_PAIRS for p in pr], {
+    "ctrl": _nf_ctrl, "means": _nf_means,
+    "reproduce": lambda D: "neither run reproduces either study's curves"
+    if all(not np.array_equal(
+        D.curve(a, "neuralgrok", s, "train/loss")[1],
+        D.curve(b, "neuralgrok", s, "train/loss")[1])
+        for a in ("noise_floor/g1", "noise_floor/gall")
+        for b in ("learned_part/a+b", "tune/a+b/heldout")
+        for s in range(5)) else "one reproduces"})
