@@ -32,7 +32,7 @@ import sys
 
 import numpy as np
 
-from experiments import _claims_registry as R
+from experiments import _claims as R
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ("RESULTS.md", "README.md")
