@@ -457,3 +457,33 @@ many("transfer", [TR, CPU], {
 })
 
 
+
+
+def _cpu_nf(D):
+  fs = noise_floor(D)[0]
+  beyond, within = [], []
+  for t in CTASKS:
+    for m, wd in [(m, False) for m in CMETHODS[1:]] + [("adam", True),
+                                                       ("rescale", True)]:
+      d = _cpair(D, t, m, wd)["steps"]
+      if d["mean"] is None:
+        continue
+      name = (f"{t} {m}{' wd 1e-3' if wd else ''} ({d['mean']:+.0f}, "
+              f"n {d['n_both']})")
+      (beyond if abs(d["mean"]) > fs else within).append(name)
+  return (f"differences of steps to 95% beyond the noise floor ({fs:.0f} "
+          f"steps): {', '.join(beyond)}; within it: {', '.join(within)}")
+
+
+many("cpu", [CPU, "noise_floor"], {"nf": _cpu_nf})
+
+
+def _sw_floor(D):
+  fs = noise_floor(D)[0]
+  d = _sweep_diffs(D, SWG)
+  assert max(abs(x) for x in d) <= fs
+  return ("No consistent gain from the MLP, and every per-seed difference is "
+          f"within the noise floor ({fs:.0f} steps)")
+
+
+many("sweep", [SW, "noise_floor"], {"floor": _sw_floor})

@@ -177,3 +177,16 @@ many("readme", [f"{CT}", "tune"], {
     .replace("% it is rescaling", "% of plain rescaling's"),
 }, docs=())
 
+
+
+def _pc_floor(D):
+  fs = noise_floor(D)[0]
+  p = _ctp(D, f"{P}/sqsub", f"{P}/sqsub-cross")
+  q = stats.paired_table(D.run(f"{P}/sqsub")["rows"], "neuralgrok",
+                         "neuralgrok-frozen", [0, 1, 2], 5000,
+                         rows_b=D.run(f"{P}/sqsub-cross")["rows"])
+  assert max(abs(p["steps"]["mean"]), abs(q["steps"]["mean"])) <= fs
+  return f"Both are within the noise floor ({fs:.0f} steps)"
+
+
+many("pc", [f"{P}/sqsub-cross", "noise_floor"], {"floor": _pc_floor})
