@@ -487,3 +487,77 @@ def _sw_floor(D):
 
 
 many("sweep", [SW, "noise_floor"], {"floor": _sw_floor})
+
+
+# ---------------------------------------------- CPU-size study: AGE
+def _at(D, t, m, key, step):
+  r = D.run(f"{CPU}/{t}")
+  v = []
+  for s in r["spec"].seeds:
+    st, x = D.curve(f"{CPU}/{t}", m, s, key)
+    v.append(float(x[st == step][0]))
+  return float(np.median(v))
+
+
+def _age_table(D):
+  rows = []
+  for t in ("a+b", "a-b", "a*b", "a*a-b"):
+    for m in ("neuralgrok", "adam", "adamw"):
+      tr = (f"{_at(D, t, m, 'grad/age_transformed', 2000):.0f}"
+            if m == "neuralgrok" else "(= raw)")
+      rows.append([t, m] + [f"{_at(D, t, m, 'grad/age', s):.0f}"
+                            for s in (500, 1000, 2000)] + [
+          tr, "{:.0f} -> {:.0f}".format(
+              _at(D, t, m, "weights/entropy", 100),
+              _at(D, t, m, "weights/entropy", 2000))] + [
+          f"{_at(D, t, m, 'test/acc', s):.2f}" for s in (1000, 2000)])
+  return md_table(["task", "method", "AGE raw @500", "@1000", "@2000",
+                   "AGE amplified @2000", "weight entropy @100 -> @2000",
+                   "test acc @1000", "@2000"], rows)
+
+
+TABLES.append(Table("cpu.age", (CPU,), _age_table))
+
+
+def _age_higher(D):
+  ts = ("a+b", "a-b", "a*b", "a*a-b")
+  assert all(_at(D, t, "neuralgrok", "grad/age", s) >
+             _at(D, t, "adam", "grad/age", s) for t in ts for s in (500, 1000))
+  f = lambda t, m, s: f"{_at(D, t, m, 'grad/age', s):.0f}"  # noqa: E731
+  return ("higher than plain Adam's on every task (e.g. a*a-b at step 1000: "
+          f"{f('a*a-b', 'neuralgrok', 1000)} vs {f('a*a-b', 'adam', 1000)}; "
+          f"a-b: {f('a-b', 'neuralgrok', 1000)} vs {f('a-b', 'adam', 1000)})"
+          f", and it drops below Adam's only after NeuralGrok has generalized "
+          f"(a+b {f('a+b', 'neuralgrok', 2000)} vs {f('a+b', 'adam', 2000)}, "
+          f"a*b {f('a*b', 'neuralgrok', 2000)} vs {f('a*b', 'adam', 2000)} at "
+          "step 2000)")
+
+
+def _age_amp(D):
+  v = []
+  for t in ("a+b", "a-b", "a*b", "a*a-b"):
+    st = D.curve(f"{CPU}/{t}", "neuralgrok", 0, "grad/age_transformed")[0]
+    v += [_at(D, t, "neuralgrok", "grad/age_transformed", int(s)) for s in st]
+  return "higher than the raw one ({:.0f}-{:.0f})".format(
+      math.floor(min(v) / 100) * 100, round(max(v), -2))
+
+
+def _age_went(D):
+  def k(t, m, s):
+    return _at(D, t, m, "weights/entropy", s) / 1000
+  ts = ("a+b", "a-b", "a*b", "a*a-b")
+  ng0 = [k(t, "neuralgrok", 100) for t in ts]
+  ng1 = [k(t, "neuralgrok", 2000) for t in ts]
+  ad0 = [k(t, "adam", 100) for t in ts]
+  ad1 = [k(t, "adam", 2000) for t in ts]
+  aw1 = [k(t, "adamw", 2000) for t in ts]
+  assert max(ng0) - min(ng0) < 0.2 and max(ad0) - min(ad0) < 0.2
+  return ("falls under NeuralGrok ({:.1f}k -> {:.1f}-{:.1f}k) and rises under "
+          "plain Adam ({:.1f}k -> {:.0f}k): this is the weight decay; AdamW "
+          "falls the same way (to {:.1f}-{:.1f}k)").format(
+              np.median(ng0), min(ng1), max(ng1), np.median(ad0),
+              np.median(ad1), min(aw1), max(aw1))
+
+
+many("age", [CPU], {"higher": _age_higher, "amp": _age_amp,
+                    "entropy": _age_went})
