@@ -189,15 +189,26 @@ def test_paired_script(tmp_path):
   assert res.returncode == 0, res.stderr
   assert res.stdout.count("## ") == 1 and "| adam (a+b-wd) | 2 |" in res.stdout
   assert out.read_text().strip() == res.stdout.strip()
-  win = _paired_script(run, "--window")
-  assert win.returncode == 0, win.stderr
-  assert "| adam | 1000 | +0.150 [" in win.stdout and "common window" in win.stdout
-  assert _paired_script(tmp_path / "nothing", "--window").returncode == 2
   bad = _paired_script(tmp_path / "nothing")
   assert bad.returncode == 2
   assert bad.stderr.strip().splitlines() == [
       f"error: {str(tmp_path / 'nothing')!r} is not a run folder "
       "(no config.json)"]
+
+
+def test_paired_window_option(tmp_path, monkeypatch, capsys):
+  from experiments import paired
+  run = _run_folder(tmp_path / "a+b", ["neuralgrok", "adam"],
+                    _rows("neuralgrok", [300, 500]) + _rows("adam", [600, 500]),
+                    [0, 1])
+  monkeypatch.setattr(sys, "argv", ["paired", run, "--window"])
+  paired.main()
+  out = capsys.readouterr().out
+  assert "common window" in out and "| adam | 1000 | +0.150 [" in out
+  monkeypatch.setattr(sys, "argv", ["paired", str(tmp_path / "x"),
+                                    "--window"])
+  with pytest.raises(ValueError, match="is not a run folder"):
+    paired.main()
 
 
 def test_collapses_after_grokking():
