@@ -197,3 +197,105 @@ def test_command_line_help_cites_no_issue_number():
         texts.append(action.choices[sub].format_help())
   cited = [m.group(0) for t in texts for m in ISSUE_NUMBER.finditer(t)]
   assert len(texts) > 3 and not cited, cited
+
+
+def test_rst_markup_of_docstrings_becomes_markdown():
+  sys.path.insert(0, str(ROOT / "docs"))
+  try:
+    from griffe_rst import rst_to_markdown
+  finally:
+    sys.path.remove(str(ROOT / "docs"))
+  text = textwrap.dedent("""\
+      Uses :func:`amplify` and :math:`g_t`.
+
+      .. math::
+          g' = c\\, g
+
+      Example::
+
+          tx = f(1)
+
+      Args:
+        x: see :class:`Amplifier`.""")
+  assert rst_to_markdown(text) == textwrap.dedent("""\
+      Uses `amplify` and `g_t`.
+
+      ```text
+      g' = c\\, g
+      ```
+
+      Example:
+
+      ```python
+      tx = f(1)
+      ```
+
+      Args:
+        x: see `Amplifier`.""")
+
+
+def _documented_names():
+  """``ngrok_jax.__all__`` and every object the API pages render."""
+  import ngrok_jax
+  names = {f"ngrok_jax.{n}" for n in ngrok_jax.__all__}
+  for page in sorted((ROOT / "docs" / "api").glob("*.md")):
+    text = page.read_text(encoding="utf-8")
+    for m in re.finditer(r"^::: (\S+)\n((?:    .*\n|[ \t]*\n)*)", text, re.M):
+      members = re.findall(r"^        - (\w+)", m.group(2), re.M)
+      names.update([f"{m.group(1)}.{n}" for n in members] or [m.group(1)])
+  return sorted(names)
+
+
+def _resolve(dotted):
+  import importlib
+  parts = dotted.split(".")
+  for i in range(len(parts), 0, -1):
+    try:
+      obj = importlib.import_module(".".join(parts[:i]))
+    except ImportError:
+      continue
+    for p in parts[i:]:
+      obj = getattr(obj, p)
+    return obj
+  raise AssertionError(f"cannot import {dotted}")
+
+
+def _returns_value(fn):
+  import ast
+  import inspect
+  tree = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+  nested = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+  def walk(node):
+    for child in ast.iter_child_nodes(node):
+      if isinstance(child, ast.Return) and child.value is not None:
+        return True
+      if not isinstance(child, nested) and walk(child):
+        return True
+    return False
+  return walk(tree)
+
+
+def test_public_functions_have_args_and_returns_sections():
+  import inspect
+  missing, seen = [], set()
+  for name in _documented_names():
+    obj = _resolve(name)
+    if inspect.isclass(obj):
+      fns = [(f"{name}.{k}", getattr(v, "__func__", v))
+             for k, v in vars(obj).items() if not k.startswith("_")
+             and inspect.isfunction(getattr(v, "__func__", v))]
+    else:
+      fns = [(name, obj)] if inspect.isfunction(obj) else []
+    for qual, fn in fns:
+      if fn in seen:
+        continue
+      seen.add(fn)
+      doc = inspect.getdoc(fn) or ""
+      params = [p for p in inspect.signature(fn).parameters
+                if p not in ("self", "cls")]
+      if params and "Args:" not in doc:
+        missing.append(f"{qual}: Args")
+      if _returns_value(fn) and "Returns:" not in doc:
+        missing.append(f"{qual}: Returns")
+  assert len(seen) > 50 and not missing, missing
