@@ -9,7 +9,7 @@ the baselines ``chain(method transform, clip + Adam)``; ``muon``:
 ``fix_weight_norm`` every method's update ends with the projection onto
 that weight norm.
 
-The amplifier's options (issue 13, all off by default): ``amp_inputs="rich"``
+The amplifier's options (all off by default): ``amp_inputs="rich"``
 (:class:`ngrok_jax.RichAmplifier` on :func:`ngrok_jax.rich_features`, the
 Adam moments read from the inner optimizer's state), ``lookahead_steps``
 (K-step unrolled look-ahead) and ``meta_schedule`` (the meta learning rate

@@ -122,11 +122,27 @@ PAPER_PRESET_FOR_TASK = {v["config"]["task"]: k for k, v in PRESETS.items()
 
 
 def preset_names():
+  """The names of the presets (``ngrok-jax presets`` lists them).
+
+  Returns:
+    A list of names, in definition order.
+  """
   return list(PRESETS)
 
 
 def get_preset(name: str) -> Dict[str, Any]:
-  """A deep copy of preset ``name``; ValueError naming the valid ones."""
+  """A deep copy of preset ``name``; ValueError naming the valid ones.
+
+  Args:
+    name: a preset name (:func:`preset_names`).
+
+  Returns:
+    The preset: ``{"config", "method_config", "methods", "seeds", "steps",
+    "eval_every", ...}``, a copy the caller may change.
+
+  Raises:
+    ValueError: an unknown name (the message lists the valid ones).
+  """
   if name not in PRESETS:
     raise ValueError(f"unknown preset {name!r}; valid presets: "
                      f"{', '.join(PRESETS)}")

@@ -75,7 +75,17 @@ def read_metrics(path: str) -> List[dict]:
   A run folder without ``metrics.jsonl`` but with ``metrics.jsonl.gz`` (as
   exported by ``experiments/export_results.py``) is read from the gzip.  A
   last line without its newline that is not valid JSON (an append cut by a
-  kill) is ignored; any other bad line is a ValueError."""
+  kill) is ignored; any other bad line is a ValueError.
+
+  Args:
+    path: ``metrics.jsonl`` (or its ``.gz``) or the run folder holding it.
+
+  Returns:
+    A list of dicts, one per (method, seed, evaluated step), in file order.
+
+  Raises:
+    ValueError: a bad line other than a cut-off last one.
+  """
   if os.path.isdir(path):
     plain = os.path.join(path, METRICS_FILE)
     gz = plain + ".gz"
@@ -244,7 +254,15 @@ class RunData(dict):
 
 def load_run(out_dir: str) -> RunData:
   """Reads a run folder: its spec, config dict, metric rows and summary
-  (computed from the rows if the folder has no summary.json)."""
+  (computed from the rows if the folder has no summary.json).
+
+  Args:
+    out_dir: the run folder.
+
+  Returns:
+    A :class:`RunData`: ``spec`` (the run spec), ``config`` (config.json as
+    a dict), ``rows`` (:func:`read_metrics`), ``summary`` and ``out_dir``.
+  """
   spec = load_spec(out_dir)
   with open(os.path.join(out_dir, "config.json")) as f:
     config = json.load(f)

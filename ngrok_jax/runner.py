@@ -399,6 +399,20 @@ def resume(out_dir: str, *, force: bool = False, progress: bool = True,
   are refused with a ValueError naming them, unless ``force``.  ``devices``
   and ``hooks`` as in :func:`run` (the run may have been started on another
   device count).
+
+  Args:
+    out_dir: the run folder.
+    force: resume even if ``spec`` differs from the saved config.
+    progress: show a tqdm progress bar per method.
+    plots: write the plots at the end.
+    report: callable for one-line messages (default: print to stderr).
+    spec: the run spec the caller expects, checked against the saved one.
+    devices: shard the seed axis over at most this many local devices.
+    hooks: extra per-chunk hooks, as in :func:`run`.
+    seed_group: as in :func:`run`.
+
+  Returns:
+    The run's summary, as :func:`run` returns it.
   """
   saved = load_spec(out_dir)
   return execute(spec or saved, out_dir, resume=True, force=force,

@@ -43,7 +43,14 @@ SEED_AXIS = "seeds"
 
 
 def seed_mesh(devices: Optional[Sequence[Any]] = None) -> Mesh:
-  """A 1-D mesh named ``"seeds"`` over ``devices`` (default: local devices)."""
+  """A 1-D mesh named ``"seeds"`` over ``devices`` (default: local devices).
+
+  Args:
+    devices: the devices (default ``jax.local_devices()``).
+
+  Returns:
+    A ``jax.sharding.Mesh`` with the one axis ``"seeds"``.
+  """
   devices = list(jax.local_devices() if devices is None else devices)
   if not devices:
     raise ValueError("seed_mesh needs at least one device")
@@ -53,7 +60,15 @@ def seed_mesh(devices: Optional[Sequence[Any]] = None) -> Mesh:
 def global_seed_mesh(per_process: Optional[int] = None) -> Mesh:
   """A 1-D ``"seeds"`` mesh over the first ``per_process`` devices (default:
   all) of every process, in process order, so that process ``i`` holds the
-  ``i``-th contiguous block of seeds."""
+  ``i``-th contiguous block of seeds.
+
+  Args:
+    per_process: how many of each process's devices to use (default: all;
+      the same number in every process).
+
+  Returns:
+    A ``jax.sharding.Mesh`` with the one axis ``"seeds"``.
+  """
   by_proc = {}
   for d in sorted(jax.devices(), key=lambda d: (d.process_index, d.id)):
     by_proc.setdefault(d.process_index, []).append(d)
@@ -93,7 +108,15 @@ def shard_count(num_seeds: int, devices: Optional[int] = None) -> int:
 
 
 def pad_seeds(num_seeds: int, mesh: Optional[Mesh] = None) -> int:
-  """The smallest multiple of the mesh size that is >= ``num_seeds``."""
+  """The smallest multiple of the mesh size that is >= ``num_seeds``.
+
+  Args:
+    num_seeds: the number of seeds wanted.
+    mesh: the mesh (default :func:`seed_mesh` over all local devices).
+
+  Returns:
+    The padded number of seeds.
+  """
   n = (mesh or seed_mesh()).size
   return -(-num_seeds // n) * n
 
