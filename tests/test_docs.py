@@ -36,8 +36,8 @@ class Block:
     return f"{self.path.name}:{self.line}"
 
   def not_run_reason(self):
-    """The reason of its not-run marker, '' if it has none, or None if the
-    block is unmarked (a marker without a reason is an error)."""
+    """The reason of its not-run marker, or None if the block is unmarked
+    (a marker without a reason is an error)."""
     for c in self.comments:
       m = NOT_RUN.match(c)
       if m:
