@@ -354,6 +354,16 @@ def check_hparam(name: str, value) -> None:
 
 
 def num_examples(task: str, p: int) -> int:
+  """The number of examples of ``task`` modulo ``p``.
+
+  Args:
+    task: a task name.
+    p: the modulus.
+
+  Returns:
+    ``p (p - 1)`` for the two-operand tasks, ``p^3 (p - 1)^2`` for
+    ``a*c+b*d-e``.
+  """
   if tasks_lib.TASKS[task]["arity"] == 2:
     return p * (p - 1)
   return p ** 3 * (p - 1) ** 2

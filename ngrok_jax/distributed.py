@@ -152,7 +152,14 @@ def to_host(tree: Any) -> Any:
 
 
 def any_process(flag: bool) -> bool:
-  """True if ``flag`` is true in any process (every process must call it)."""
+  """True if ``flag`` is true in any process (every process must call it).
+
+  Args:
+    flag: this process's flag.
+
+  Returns:
+    Whether any process's flag is true.
+  """
   if jax.process_count() == 1:
     return bool(flag)
   from jax.experimental import multihost_utils
@@ -161,7 +168,11 @@ def any_process(flag: bool) -> bool:
 
 
 def barrier(name: str) -> None:
-  """Waits until every process has called ``barrier(name)``."""
+  """Waits until every process has called ``barrier(name)``.
+
+  Args:
+    name: a name every process uses for this barrier.
+  """
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(name)

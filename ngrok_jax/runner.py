@@ -144,7 +144,11 @@ class _AgreeOnStop:
 
 
 def check_devices(devices: Optional[int]) -> None:
-  """ValueError unless ``devices`` is None or a positive integer."""
+  """ValueError unless ``devices`` is None or a positive integer.
+
+  Args:
+    devices: the device cap to check.
+  """
   if devices is not None and (isinstance(devices, bool) or
                               not isinstance(devices, int) or devices < 1):
     raise ValueError(f"devices must be a positive integer, got {devices!r}")

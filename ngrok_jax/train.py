@@ -255,6 +255,19 @@ def batch_step(cfg: TrainConfig, s: SeedState, x, y, w, outer_x, outer_y,
   the new state and ``dict(loss, outer_loss)`` (``outer_loss`` NaN on
   steps without a meta step).  A seed whose loss or weights stop being
   finite is frozen from then on (``diverged_at``).
+
+  Args:
+    cfg: the configuration.
+    s: the seed's state.
+    x: (B, L) tokens.
+    y: (B,) labels.
+    w: (B,) 0/1 row mask, or None.
+    outer_x: the outer split's tokens.
+    outer_y: the outer split's labels.
+    step: the 0-indexed step number.
+
+  Returns:
+    ``(state, dict(loss, outer_loss))``.
   """
   loss, g = jax.value_and_grad(loss_fn, argnums=1)(cfg, s.params, x, y, w)
   tx = optimizer(cfg, s.hparams)
