@@ -185,6 +185,10 @@ def test_docs_build_strict_and_the_readme_reaches_them(tmp_path):
   assert "docs/api/neuralgrok.md" in links   # the API page of neuralgrok
   missing = [l for l in links if "://" not in l and not (ROOT / l).exists()]
   assert not missing, missing
+  # anchors of the README's links into the docs exist in the built pages
+  for page, frag in re.findall(r"\]\(docs/([^)#\s]+)\.md#([^)\s]+)\)", readme):
+    html = (site / page / "index.html").read_text(encoding="utf-8")
+    assert f'id="{frag}"' in html, f"docs/{page}.md#{frag}"
 
 
 def test_command_line_help_cites_no_issue_number():
