@@ -157,6 +157,17 @@ def test_every_code_block_runs_or_says_why_not(page, tmp_path):
   run_blocks(blocks, tmp_path)
 
 
+def test_the_readme_api_example_is_the_one_the_docs_run():
+  readme = code_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
+  docs = code_blocks((ROOT / "docs" / "transforms.md").read_text(
+      encoding="utf-8"))
+  example = [b for b in readme
+             if any("neuralgrok-snippet" in c for c in b.comments)]
+  assert len(example) == 1 and example[0].not_run_reason()
+  assert docs[0].not_run_reason() is None
+  assert example[0].code == docs[0].code
+
+
 def test_docs_build_strict_and_the_readme_reaches_them(tmp_path):
   site = tmp_path / "site"
   env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
