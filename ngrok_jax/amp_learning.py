@@ -50,6 +50,15 @@ def amplifier_learning(cfg: TrainConfig, s, g, gt=None
   ``meta/improvement`` = before - after (> 0: the step lowered the outer
   loss), ``meta/grad_norm`` (its meta-gradient's norm).  Cost: two more
   evaluations of the amplifier on one gradient.
+
+  Args:
+    cfg: the configuration (method ``neuralgrok``).
+    s: the seed's state (no seed axis).
+    g: the gradient to measure on.
+    gt: the amplified ``g`` if already computed.
+
+  Returns:
+    ``{name: scalar}`` for the seven names above.
   """
   st = s.opt_state
   c = s.hparams["c"]

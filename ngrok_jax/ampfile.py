@@ -37,7 +37,13 @@ def _amp_file(path: str) -> str:
 
 def save_amplifier(path: str, params, meta: Mapping[str, Any]) -> None:
   """Saves stacked (seed-axis) amplifier params and metadata (msgpack), and
-  the metadata without its example tensor as ``<path stem>.json``."""
+  the metadata without its example tensor as ``<path stem>.json``.
+
+  Args:
+    path: the ``.msgpack`` file to write.
+    params: the amplifier parameters, every leaf with a leading seed axis.
+    meta: JSON-serialisable metadata (hidden sizes, seeds, task, ...).
+  """
   from flax import serialization
   blob = serialization.msgpack_serialize(dict(
       meta=json.dumps(dict(meta, format=AMP_FORMAT)),

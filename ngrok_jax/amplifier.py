@@ -20,7 +20,7 @@ Two exact ways of evaluating ``f`` on a vector of components are provided:
   value at a fixed input), so meta-gradients are exact as well.  It agrees
   with ``"dense"`` to float rounding (tests check it).
 
-:class:`RichAmplifier` is the option ``amp_inputs="rich"`` (issue 13): an
+:class:`RichAmplifier` is the option ``amp_inputs="rich"``: an
 MLP ``F -> hidden... -> 1`` that sees, per component, the features of
 :func:`rich_features` (the gradient component, the inner Adam's first and
 second moment, the parameter value, each divided by its tensor's RMS) plus a
@@ -127,6 +127,14 @@ def pwl_table(layers) -> Tuple[jax.Array, jax.Array, jax.Array]:
   ``icpt`` only.  The weights may be NumPy arrays (e.g. restored from a
   msgpack file or ``jax.device_get``): they are converted to JAX arrays, so
   the table can be built under ``jax.jit`` with them closed over.
+
+  Args:
+    layers: the MLP's ``(kernel, bias)`` pairs, first layer first (JAX or
+      NumPy arrays).
+
+  Returns:
+    ``(bp, slope, icpt)``: the sorted breakpoints (m,) and the slope and
+    intercept (m+1,) of each interval.
   """
   # NumPy weights would make ``a[parent]`` below a NumPy fancy index by a
   # traced array (TracerArrayConversionError under jit); work in jnp only.
@@ -299,13 +307,13 @@ def rich_features(grads, mu, nu, params) -> Tuple[jax.Array, jax.Array]:
   For every tensor :math:`t` (a leaf of ``grads``) and component :math:`i`:
 
   .. math::
-      x_i = \Big(rac{g_i}{\mathrm{rms}_t(g)}, rac{m_i}{\mathrm{rms}_t(m)},
-      rac{\sqrt{v_i}}{\mathrm{rms}_t(\sqrt{v})},
-      rac{	heta_i}{\mathrm{rms}_t(	heta)}\Big),\qquad
-      \mathrm{rms}_t(u) = \sqrt{	frac{1}{n_t}	extstyle\sum_{j \in t} u_j^2},
+      x_i = \Big(\frac{g_i}{\mathrm{rms}_t(g)}, \frac{m_i}{\mathrm{rms}_t(m)},
+      \frac{\sqrt{v_i}}{\mathrm{rms}_t(\sqrt{v})},
+      \frac{\theta_i}{\mathrm{rms}_t(\theta)}\Big),\qquad
+      \mathrm{rms}_t(u) = \sqrt{\tfrac{1}{n_t}\textstyle\sum_{j \in t} u_j^2},
 
   with :math:`m, v` the inner Adam's first and second moments
-  (:func:`adam_moments`) and :math:`	heta` the parameters; an all-zero
+  (:func:`adam_moments`) and :math:`\theta` the parameters; an all-zero
   feature of a tensor (e.g. the moments before the first step) stays zero.
   Every feature is thus scale free per tensor, as the amplified gradient is.
   :math:`\sqrt{v}` is taken as :math:`\sqrt{v + \epsilon} -
@@ -316,6 +324,12 @@ def rich_features(grads, mu, nu, params) -> Tuple[jax.Array, jax.Array]:
     ``(x, ids)``: ``x`` (n, 4) in the leaves' flattening order (the order
     :func:`amplify` concatenates them in), ``ids`` (n,) int32, the index of
     each component's tensor.
+
+  Args:
+    grads: the gradient pytree.
+    mu: Adam's first moment, a pytree of the structure of ``grads``.
+    nu: Adam's second moment, the same structure.
+    params: the parameters, the same structure.
   """
   gl, treedef = jax.tree.flatten(grads)
   ml, vl, pl = (treedef.flatten_up_to(t) for t in (mu, nu, params))
@@ -333,7 +347,19 @@ def rich_features(grads, mu, nu, params) -> Tuple[jax.Array, jax.Array]:
 def adam_moments(opt_state) -> Tuple[Any, Any]:
   """``(mu, nu)`` of the one ``optax.ScaleByAdamState`` inside ``opt_state``
   (e.g. a chain of clip, weight decay and Adam); ValueError if there is not
-  exactly one."""
+  exactly one.
+
+  Args:
+    opt_state: an optimizer state holding exactly one
+      ``optax.ScaleByAdamState``.
+
+  Returns:
+    ``(mu, nu)``, Adam's first and second moments (pytrees of the
+    parameters' structure).
+
+  Raises:
+    ValueError: ``opt_state`` holds no Adam state, or more than one.
+  """
   found = [s for s in jax.tree.leaves(
       opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
            if isinstance(s, optax.ScaleByAdamState)]
@@ -349,6 +375,14 @@ def safe_normalize(u: jax.Array, c) -> jax.Array:
   ``u`` is first divided by ``max|u|`` so that neither huge (1e30) nor tiny
   (1e-30) entries overflow or underflow the squared norm.  A NaN or inf in
   ``u`` gives NaN (it is never hidden as a finite update).
+
+  Args:
+    u: an array of any shape.
+    c: the norm of the result (a number or a scalar array).
+
+  Returns:
+    An array of ``u``'s shape, of norm ``c`` (zeros for an all-zero ``u``),
+    in ``u``'s dtype promoted to at least float32.
   """
   u = u.astype(jnp.promote_types(u.dtype, jnp.float32))
   m = jnp.max(jnp.abs(u)) if u.size else jnp.zeros([], u.dtype)
@@ -364,6 +398,19 @@ def amplify(grads, score_fn: Callable[[jax.Array], jax.Array], c=1.0):
   The softmax and the norm are taken per leaf (parameter tensor); the score
   function is called once on all components concatenated.  Leaves keep their
   dtype.
+
+  Args:
+    grads: the gradient pytree.
+    score_fn: maps the (n,) concatenated components to (n,) scores (e.g.
+      ``lambda x: Amplifier(...).apply(phi, x)``).
+    c: the norm of every output tensor.
+
+  Returns:
+    A pytree of ``grads``' structure and dtypes, each tensor of norm ``c``
+    (an all-zero tensor stays zero).
+
+  Raises:
+    ValueError: ``score_fn`` does not map (n,) to (n,).
   """
   leaves, treedef = jax.tree.flatten(grads)
   if not leaves:

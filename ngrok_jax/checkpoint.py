@@ -78,7 +78,7 @@ def _legacy_abstract(template) -> dict:
 
 
 class _NeuralGrokStateV1(NamedTuple):
-  """:class:`NeuralGrokState` before issue 13 added ``amplifier_init``,
+  """:class:`NeuralGrokState` before it had ``amplifier_init``,
   ``outer_loss_after`` and ``meta_grad_norm`` (checkpoints of that time)."""
   count: Any
   amplifier_params: Any
@@ -182,7 +182,7 @@ class Checkpointer:
 
     Raises :class:`CheckpointError` if it cannot be read, does not match the
     template's leaves (shape, dtype) or fails its checksum.  A NeuralGrok
-    checkpoint written before ``NeuralGrokState`` had its issue-13 fields
+    checkpoint written before ``NeuralGrokState`` had its three last fields
     is restored too, with those fields NaN (the initial amplifier is not
     known any more).
     """

@@ -185,7 +185,15 @@ class TrainConfig:
 
   # ------------------------------------------------------------------ checks
   def validate(self) -> "TrainConfig":
-    """Raises ValueError naming the field and the valid choices or range."""
+    """Raises ValueError naming the field and the valid choices or range.
+
+    Returns:
+      The config itself, so that ``cfg = cfg.validate()`` chains.
+
+    Raises:
+      ValueError: a field has an unknown choice or a value out of range, or
+        two fields do not go together.
+    """
     for f in dataclasses.fields(self):
       v, meta = getattr(self, f.name), f.metadata
       if meta["choices"] is not None and v not in meta["choices"]:
@@ -248,7 +256,12 @@ class TrainConfig:
     return self
 
   def hparams(self) -> Dict[str, float]:
-    """The resolved numeric hyperparameters of this method."""
+    """The resolved numeric hyperparameters of this method.
+
+    Returns:
+      ``{name: value}`` for every name of ``HPARAMS``, the method's defaults
+      filled in where a field is None.
+    """
     wd = self.wd if self.wd is not None else (
         1.0 if self.method in ("adamw", "muon") else 0.0)
     lamb = self.lamb if self.lamb is not None else (
@@ -271,10 +284,26 @@ class TrainConfig:
     return self.method != "neuralgrok"
 
   def to_dict(self) -> Dict[str, Any]:
+    """The fields as a dict (the form ``config.json`` stores).
+
+    Returns:
+      ``{field name: value}`` for every field.
+    """
     return dataclasses.asdict(self)
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+    """The config of a dict of fields (lists for the tuple fields are fine).
+
+    Args:
+      d: ``{field name: value}``; absent fields take their defaults.
+
+    Returns:
+      A ``TrainConfig`` (not validated yet).
+
+    Raises:
+      ValueError: ``d`` has a key that is not a field.
+    """
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
@@ -296,7 +325,15 @@ _RANGES = {
 
 
 def check_hparam(name: str, value) -> None:
-  """Validates one numeric hyperparameter (or every entry of an array)."""
+  """Validates one numeric hyperparameter (or every entry of an array).
+
+  Args:
+    name: one of ``HPARAMS``.
+    value: a number or an array of per-seed values.
+
+  Raises:
+    ValueError: an unknown name, or a value out of the name's range.
+  """
   if name not in _RANGES:
     raise ValueError(f"unknown hyperparameter {name!r}; valid: "
                      f"{', '.join(HPARAMS)}")
@@ -317,6 +354,16 @@ def check_hparam(name: str, value) -> None:
 
 
 def num_examples(task: str, p: int) -> int:
+  """The number of examples of ``task`` modulo ``p``.
+
+  Args:
+    task: a task name.
+    p: the modulus.
+
+  Returns:
+    ``p (p - 1)`` for the two-operand tasks, ``p^3 (p - 1)^2`` for
+    ``a*c+b*d-e``.
+  """
   if tasks_lib.TASKS[task]["arity"] == 2:
     return p * (p - 1)
   return p ** 3 * (p - 1) ** 2

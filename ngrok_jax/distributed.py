@@ -51,6 +51,16 @@ def initialize(coordinator: Optional[str] = None,
   (Slurm, Open MPI, Cloud TPU, Kubernetes).  On a CPU backend the
   collectives go through gloo.  Calling it again with the same arguments
   in an initialized process does nothing.
+
+  Args:
+    coordinator: ``host:port`` of process 0.
+    num_processes: the number of processes (>= 1).
+    process_id: this process's index, in 0..num_processes-1.
+    timeout_s: how long to wait for the other processes.
+
+  Raises:
+    ValueError: bad arguments, or JAX's distributed system already
+      initialized with other ones.
   """
   env = os.environ
   coordinator = coordinator or env.get("JAX_COORDINATOR_ADDRESS") or None
@@ -89,7 +99,11 @@ def _env_int(name: str) -> int:
 
 
 def is_primary() -> bool:
-  """Whether this is process 0 (always true with one process)."""
+  """Whether this is process 0 (always true with one process).
+
+  Returns:
+    ``jax.process_index() == 0``.
+  """
   return jax.process_index() == 0
 
 
@@ -114,6 +128,13 @@ def to_host(tree: Any) -> Any:
   tree costs one collective, compiled once per tree structure); every other
   leaf is copied with ``np.array`` (a copy, never a view of a device
   buffer that a later donating call may reuse).
+
+  Args:
+    tree: a pytree of arrays (global ``jax.Array`` or host values).
+
+  Returns:
+    The same structure with NumPy arrays holding every leaf's whole value,
+    in every process.
   """
   leaves, treedef = jax.tree.flatten(tree)
   remote = [i for i, l in enumerate(leaves)
@@ -131,7 +152,14 @@ def to_host(tree: Any) -> Any:
 
 
 def any_process(flag: bool) -> bool:
-  """True if ``flag`` is true in any process (every process must call it)."""
+  """True if ``flag`` is true in any process (every process must call it).
+
+  Args:
+    flag: this process's flag.
+
+  Returns:
+    Whether any process's flag is true.
+  """
   if jax.process_count() == 1:
     return bool(flag)
   from jax.experimental import multihost_utils
@@ -140,7 +168,11 @@ def any_process(flag: bool) -> bool:
 
 
 def barrier(name: str) -> None:
-  """Waits until every process has called ``barrier(name)``."""
+  """Waits until every process has called ``barrier(name)``.
+
+  Args:
+    name: a name every process uses for this barrier.
+  """
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(name)

@@ -16,7 +16,12 @@ __all__ = ["atomic_write", "append_text", "dumps", "json_value", "enc_float",
 
 
 def atomic_write(path: str, data: Union[str, bytes]) -> None:
-  """Writes ``data`` to ``path`` via a temporary file and ``os.replace``."""
+  """Writes ``data`` to ``path`` via a temporary file and ``os.replace``.
+
+  Args:
+    path: the file to write.
+    data: text or bytes.
+  """
   tmp = f"{path}.tmp{os.getpid()}"
   mode = "wb" if isinstance(data, bytes) else "w"
   with open(tmp, mode) as f:

@@ -82,6 +82,11 @@ Hook = Callable[[Chunk], None]
 
 
 def close_hooks(hooks: Sequence[Hook]) -> None:
+  """Calls ``close()`` on every hook that has one.
+
+  Args:
+    hooks: the hooks.
+  """
   for h in hooks:
     close = getattr(h, "close", None)
     if callable(close):
@@ -145,6 +150,15 @@ class EarlyStop:
     self.seeds, self.report = list(seeds), report
 
   def held(self, method: str, history: Sequence[dict]) -> bool:
+    """Whether every seed has held the accuracy long enough to stop.
+
+    Args:
+      method: the method.
+      history: its metric rows so far.
+
+    Returns:
+      True once ``stop_after`` evaluations in a row held ``stop_acc``.
+    """
     return bool(self.stop_after) and results.held_evaluations(
         history, method, self.seeds, self.stop_acc) >= self.stop_after
 

@@ -9,7 +9,7 @@ the baselines ``chain(method transform, clip + Adam)``; ``muon``:
 ``fix_weight_norm`` every method's update ends with the projection onto
 that weight norm.
 
-The amplifier's options (issue 13, all off by default): ``amp_inputs="rich"``
+The amplifier's options (all off by default): ``amp_inputs="rich"``
 (:class:`ngrok_jax.RichAmplifier` on :func:`ngrok_jax.rich_features`, the
 Adam moments read from the inner optimizer's state), ``lookahead_steps``
 (K-step unrolled look-ahead) and ``meta_schedule`` (the meta learning rate
@@ -118,7 +118,18 @@ def cross_entropy_of(cfg: TrainConfig):
 
 def loss_fn(cfg: TrainConfig, params, x, y, w=None):
   """Mean cross-entropy (``cfg.loss``) of the batch ``(x, y)``; ``w``: 0/1
-  row mask."""
+  row mask.
+
+  Args:
+    cfg: the configuration.
+    params: the transformer's parameters.
+    x: (B, L) tokens.
+    y: (B,) labels.
+    w: optional (B,) 0/1 row mask.
+
+  Returns:
+    A scalar loss.
+  """
   return cross_entropy_of(cfg)(model_of(cfg).apply(params, x), y, w)
 
 
@@ -211,6 +222,14 @@ def optimizer(cfg: TrainConfig, hp, amp_init: Any = None
   (``neuralgrok-frozen``: ``meta_every=0``); the other methods:
   ``chain(method transform, clip + Adam)``.  ``amp_init``: the amplifier
   parameters its ``init`` starts from (unused by ``update``).
+
+  Args:
+    cfg: the configuration.
+    hp: the numeric hyperparameters (``{name: scalar}``, traced or not).
+    amp_init: the amplifier parameters (amplifier methods).
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``.
   """
   if cfg.method in AMPLIFIER_METHODS:
     meta = cfg.method == "neuralgrok"
@@ -247,7 +266,16 @@ def transform_gradient(cfg: TrainConfig, s, g):
   """The method's transform of the gradient ``g`` at the
   :class:`ngrok_jax.train.SeedState` ``s`` (before
   clip and Adam; the amplifier's output for NeuralGrok).  Pure: no state
-  changes (GrokFast's averages include ``g`` as the next step would)."""
+  changes (GrokFast's averages include ``g`` as the next step would).
+
+  Args:
+    cfg: the configuration.
+    s: one seed's state (no seed axis).
+    g: a gradient of the transformer's parameters.
+
+  Returns:
+    The transformed gradient, of ``g``'s structure.
+  """
   if cfg.method in AMPLIFIER_METHODS and cfg.amp_inputs == "rich":
     return amplify_at(cfg, s.hparams["c"], s.amp_params, g,
                       s.opt_state.inner_state, s.params)

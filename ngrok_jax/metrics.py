@@ -18,6 +18,12 @@ def absolute_entropy(tree) -> jax.Array:
 
   With ``0 log 0 = 0`` (``xlogy``), so zeros contribute nothing. Applied to
   gradients this is the paper's Absolute Gradient Entropy (AGE).
+
+  Args:
+    tree: a pytree of arrays (e.g. a gradient).
+
+  Returns:
+    A float32 scalar.
   """
   leaves = jax.tree.leaves(tree)
   if not leaves:
@@ -28,7 +34,14 @@ def absolute_entropy(tree) -> jax.Array:
 
 
 def global_norm(tree) -> jax.Array:
-  r""":math:`\sqrt{\sum_i x_i^2}` over all leaves, computed in float32."""
+  r""":math:`\sqrt{\sum_i x_i^2}` over all leaves, computed in float32.
+
+  Args:
+    tree: a pytree of arrays.
+
+  Returns:
+    A float32 scalar.
+  """
   leaves = jax.tree.leaves(tree)
   return jnp.sqrt(sum(jnp.sum(jnp.square(l.astype(jnp.float32)))
                       for l in leaves))
@@ -47,6 +60,13 @@ def fourier_spectrum(embedding: jax.Array, p: int) -> jax.Array:
   measures for grokking via mechanistic interpretability"): a model that
   groks modular addition concentrates its embedding on a few key
   frequencies.
+
+  Args:
+    embedding: the token embedding (V, d), V >= p, numbers in rows 0..p-1.
+    p: the modulus.
+
+  Returns:
+    A (p // 2,) array of shares, frequency 1 first, summing to 1.
   """
   e = embedding[:p].astype(jnp.float32)
   f = jnp.fft.rfft(e, axis=0)  # (p // 2 + 1, d): k = 0 .. p // 2
@@ -60,7 +80,15 @@ def fourier_spectrum(embedding: jax.Array, p: int) -> jax.Array:
 def key_frequencies(share: jax.Array, mass: float = 0.9) -> jax.Array:
   """The fewest frequencies whose shares (:func:`fourier_spectrum`) sum to
   at least ``mass`` (1 per frequency when spread evenly, a few once the
-  embedding has found its key frequencies)."""
+  embedding has found its key frequencies).
+
+  Args:
+    share: the (p // 2,) shares of :func:`fourier_spectrum`.
+    mass: the fraction of the energy to cover, in (0, 1].
+
+  Returns:
+    An integer scalar.
+  """
   top = jnp.cumsum(jnp.sort(share)[::-1])
   return jnp.sum(top < mass * (1 - 1e-6)) + 1
 
@@ -70,6 +98,14 @@ def steps_to_threshold(steps: Sequence[int], accuracy: Sequence[float],
   """First evaluated step whose accuracy is >= threshold, or None ("never").
 
   Non-finite accuracies (a diverged seed) never count as reaching it.
+
+  Args:
+    steps: the evaluated steps, increasing.
+    accuracy: the accuracy at each of them.
+    threshold: e.g. 0.95.
+
+  Returns:
+    The step (an int), or None if no evaluation reached the threshold.
   """
   steps = np.asarray(steps)
   acc = np.asarray(accuracy, dtype=np.float64)
@@ -85,6 +121,15 @@ def summarize_steps(values: Iterable[Optional[int]]) -> Dict[str, object]:
   Seeds that never reach the threshold count in the success rate; the
   median and quartiles are taken over the successful seeds only (None when
   no seed succeeded).
+
+  Args:
+    values: steps to the threshold per seed, None for a seed that never
+      reached it.
+
+  Returns:
+    ``{"n", "success", "success_rate", "median", "q25", "q75"}``: the
+    number of seeds, how many reached the threshold and their fraction,
+    and the median and quartiles of their steps (None when none did).
   """
   values = list(values)
   ok = np.array([v for v in values if v is not None], dtype=np.float64)

@@ -149,6 +149,15 @@ def cross_entropy(logits: jax.Array, labels: jax.Array,
   ``weights`` (0/1 per row) masks padding rows: the mean is then over the
   rows with weight 1 (a short last batch of an epoch, padded to a fixed
   shape, gives the loss of the short batch).
+
+  Args:
+    logits: (n, classes) logits.
+    labels: (n,) integer labels.
+    weights: optional (n,) 0/1 row weights.
+
+  Returns:
+    A scalar: the mean loss over the rows of weight 1 (all rows without
+    ``weights``).
   """
   logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
@@ -170,6 +179,13 @@ def log_stablemax(logits: jax.Array, axis: int = -1) -> jax.Array:
   :math:`x \ge 0` and :math:`-\mathrm{log1p}(-x)` for :math:`x < 0`, then
   ``log_softmax`` of those (the normaliser by log-sum-exp), so no sum
   overflows and no probability underflows to an exact 0 or 1.
+
+  Args:
+    logits: an array of logits.
+    axis: the class axis.
+
+  Returns:
+    The log-probabilities, of ``logits``' shape.
   """
   logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
   # each branch sees only its own half (no NaN/inf in the unused branch)
@@ -182,7 +198,16 @@ def log_stablemax(logits: jax.Array, axis: int = -1) -> jax.Array:
 def stablemax_cross_entropy(logits: jax.Array, labels: jax.Array,
                             weights: Optional[jax.Array] = None) -> jax.Array:
   r"""Mean StableMax cross-entropy with integer labels (``weights`` as in
-  :func:`cross_entropy`): :math:`-\log \mathrm{StableMax}(x)_y`."""
+  :func:`cross_entropy`): :math:`-\log \mathrm{StableMax}(x)_y`.
+
+  Args:
+    logits: (n, classes) logits.
+    labels: (n,) integer labels.
+    weights: optional (n,) 0/1 row weights.
+
+  Returns:
+    A scalar: the mean loss over the rows of weight 1.
+  """
   lp = log_stablemax(logits)
   ce = -jnp.take_along_axis(lp, labels[..., None], axis=-1)[..., 0]
   if weights is None:
@@ -195,7 +220,15 @@ def softmax_collapse(logits: jax.Array, loss: str = "softmax") -> jax.Array:
   """Fraction of rows whose probabilities are an exact one-hot in float32
   (Prieto et al.'s "softmax collapse": the largest probability rounds to
   1, so the gradient of the cross-entropy through those rows vanishes).
-  ``loss="stablemax"``: the same test of the StableMax probabilities."""
+  ``loss="stablemax"``: the same test of the StableMax probabilities.
+
+  Args:
+    logits: (n, classes) logits.
+    loss: ``"softmax"`` or ``"stablemax"``: whose probabilities to test.
+
+  Returns:
+    A float32 scalar in [0, 1].
+  """
   logits = logits.astype(jnp.float32)
   probs = (jnp.exp(log_stablemax(logits)) if loss == "stablemax"
            else jax.nn.softmax(logits, axis=-1))
@@ -203,5 +236,13 @@ def softmax_collapse(logits: jax.Array, loss: str = "softmax") -> jax.Array:
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Fraction of rows whose arg-max logit equals the integer label."""
+  """Fraction of rows whose arg-max logit equals the integer label.
+
+  Args:
+    logits: (..., classes) logits.
+    labels: integer labels of the leading shape.
+
+  Returns:
+    A scalar in [0, 1].
+  """
   return (jnp.argmax(logits, -1) == labels).mean()

@@ -79,6 +79,16 @@ def is_meta_step(count, meta_every: int, placement: str = "after"):
 
   ``"after"``: steps T-1, 2T-1, ... (1-indexed T, 2T, ...: after every T-th
   inner step); ``"before"``: steps 0, T, 2T, ...  ``meta_every=0``: never.
+
+  Args:
+    count: the update's 0-indexed step number (an int or an int array,
+      e.g. the training step shared by all vmapped seeds).
+    meta_every: T, the meta-step period (0: never).
+    placement: ``"after"`` or ``"before"`` (see :func:`neuralgrok`).
+
+  Returns:
+    ``False`` when ``meta_every`` is 0, else a bool (array) of the shape of
+    ``count``; pass it to the update as ``meta_step=``.
   """
   if meta_every == 0:
     return False
@@ -330,7 +340,20 @@ def neuralgrok(
 
 def amplifier_params(opt_state) -> Any:
   """The amplifier parameters held in ``opt_state`` (a :class:`NeuralGrokState`
-  or any optimizer state containing exactly one, e.g. inside a chain)."""
+  or any optimizer state containing exactly one, e.g. inside a chain).
+
+  Args:
+    opt_state: the state of :func:`neuralgrok`, alone or inside another
+      transformation's state.
+
+  Returns:
+    The amplifier parameters phi (a pytree, as given to
+    ``amplifier``).
+
+  Raises:
+    ValueError: ``opt_state`` holds no :class:`NeuralGrokState`, or more
+      than one.
+  """
   found = [s for s in jax.tree.leaves(
       opt_state, is_leaf=lambda x: isinstance(x, NeuralGrokState))
            if isinstance(s, NeuralGrokState)]

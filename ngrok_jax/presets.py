@@ -122,11 +122,27 @@ PAPER_PRESET_FOR_TASK = {v["config"]["task"]: k for k, v in PRESETS.items()
 
 
 def preset_names():
+  """The names of the presets (``ngrok-jax presets`` lists them).
+
+  Returns:
+    A list of names, in definition order.
+  """
   return list(PRESETS)
 
 
 def get_preset(name: str) -> Dict[str, Any]:
-  """A deep copy of preset ``name``; ValueError naming the valid ones."""
+  """A deep copy of preset ``name``; ValueError naming the valid ones.
+
+  Args:
+    name: a preset name (:func:`preset_names`).
+
+  Returns:
+    The preset: ``{"config", "method_config", "methods", "seeds", "steps",
+    "eval_every", ...}``, a copy the caller may change.
+
+  Raises:
+    ValueError: an unknown name (the message lists the valid ones).
+  """
   if name not in PRESETS:
     raise ValueError(f"unknown preset {name!r}; valid presets: "
                      f"{', '.join(PRESETS)}")
@@ -139,7 +155,15 @@ def merge(preset: Mapping[str, Any],
   ``config`` set: an explicit value replaces the preset's ``config`` value
   and the same field of every per-method setting (``method_config``), so
   it holds for every method.  The one place where presets and explicit
-  options meet (``ngrok-jax train``, the experiment scripts)."""
+  options meet (``ngrok-jax train``, the experiment scripts).
+
+  Args:
+    preset: a preset (:func:`get_preset`).
+    config: explicit ``TrainConfig`` fields.
+
+  Returns:
+    The merged preset (a new dict).
+  """
   out = copy.deepcopy(dict(preset))
   config = dict(config or {})
   out["config"] = {**out["config"], **config}
@@ -152,6 +176,14 @@ def merge(preset: Mapping[str, Any],
 def method_overrides(preset: Mapping[str, Any],
                      methods: Sequence[str]) -> Dict[str, Dict[str, Any]]:
   """The preset's per-method settings of ``methods`` (for
-  ``make_spec(method_overrides=...)``)."""
+  ``make_spec(method_overrides=...)``).
+
+  Args:
+    preset: a preset.
+    methods: the methods run.
+
+  Returns:
+    ``{method: {field: value}}``.
+  """
   mc = preset.get("method_config", {})
   return {m: dict(mc[m]) for m in methods if m in mc}

@@ -41,7 +41,18 @@ def metric_rows(method: str, seeds: Sequence[int], step: int,
                 ev: Mapping[str, np.ndarray],
                 hparams: Mapping[str, Sequence[float]]) -> List[dict]:
   """One row per seed from per-seed arrays ``ev`` (its ``step`` is left
-  out: ``step`` is given) and the per-seed sweep values ``hparams``."""
+  out: ``step`` is given) and the per-seed sweep values ``hparams``.
+
+  Args:
+    method: the method's name.
+    seeds: the seeds, in the arrays' order.
+    step: the evaluated step.
+    ev: ``{name: (S,) array}``, e.g. from ``evaluate``.
+    hparams: ``{name: per-seed values}`` of the swept hyperparameters.
+
+  Returns:
+    A list of dicts, one per seed.
+  """
   rows = []
   for i, seed in enumerate(seeds):
     row = dict(method=method, seed=int(seed), step=int(step))
@@ -59,12 +70,22 @@ def _lines(rows: Sequence[dict]) -> str:
 
 
 def write_metrics(out_dir: str, rows: Sequence[dict]) -> None:
-  """Replaces the folder's ``metrics.jsonl`` by ``rows`` (atomically)."""
+  """Replaces the folder's ``metrics.jsonl`` by ``rows`` (atomically).
+
+  Args:
+    out_dir: the run folder.
+    rows: the metric rows.
+  """
   atomic_write(os.path.join(out_dir, METRICS_FILE), _lines(rows))
 
 
 def append_metrics(out_dir: str, rows: Sequence[dict]) -> None:
-  """Appends ``rows`` to the folder's ``metrics.jsonl`` (one write)."""
+  """Appends ``rows`` to the folder's ``metrics.jsonl`` (one write).
+
+  Args:
+    out_dir: the run folder.
+    rows: the metric rows to append.
+  """
   if rows:
     append_text(os.path.join(out_dir, METRICS_FILE), _lines(rows))
 
@@ -75,7 +96,17 @@ def read_metrics(path: str) -> List[dict]:
   A run folder without ``metrics.jsonl`` but with ``metrics.jsonl.gz`` (as
   exported by ``experiments/export_results.py``) is read from the gzip.  A
   last line without its newline that is not valid JSON (an append cut by a
-  kill) is ignored; any other bad line is a ValueError."""
+  kill) is ignored; any other bad line is a ValueError.
+
+  Args:
+    path: ``metrics.jsonl`` (or its ``.gz``) or the run folder holding it.
+
+  Returns:
+    A list of dicts, one per (method, seed, evaluated step), in file order.
+
+  Raises:
+    ValueError: a bad line other than a cut-off last one.
+  """
   if os.path.isdir(path):
     plain = os.path.join(path, METRICS_FILE)
     gz = plain + ".gz"
@@ -121,25 +152,57 @@ def seed_curve(rows, method: str, seed: int, key: str = "test/acc",
                mask_diverged: bool = True):
   """Sorted ``(steps, values)`` of one seed (``None`` values -> NaN); with
   ``mask_diverged``, NaN after the seed's ``diverged_at`` (its parameters
-  are frozen from there on)."""
+  are frozen from there on).
+
+  Args:
+    rows: metric rows.
+    method: the method.
+    seed: the seed.
+    key: the metric.
+    mask_diverged: NaN after the seed diverged.
+
+  Returns:
+    ``(steps, values)``, two NumPy arrays.
+  """
   return _curve(_seed_rows(rows, method, seed), key, mask_diverged)
 
 
 def sweep_label(values: Mapping[str, Any]) -> str:
   """``"c=0.5,wd=0.001"``: swept hyperparameter values (numbers as ``%g``,
-  strings such as ``"inf"`` as they are)."""
+  strings such as ``"inf"`` as they are).
+
+  Args:
+    values: ``{name: value}`` of the swept hyperparameters.
+
+  Returns:
+    The label, ``""`` for no values.
+  """
   return ",".join(f"{k}={v if isinstance(v, str) else format(v, 'g')}"
                   for k, v in values.items())
 
 
 def row_sweep(row: Mapping[str, Any]) -> Dict[str, Any]:
-  """The swept values of a metric row: its ``hp/<name>`` keys, by name."""
+  """The swept values of a metric row: its ``hp/<name>`` keys, by name.
+
+  Args:
+    row: a metric row.
+
+  Returns:
+    ``{name: value}``.
+  """
   return {k[3:]: row[k] for k in sorted(row) if k.startswith("hp/")}
 
 
 # -------------------------------------------------------------- summaries
 def step_stats(values: Sequence[Optional[int]]) -> Dict[str, Any]:
-  """:func:`ngrok_jax.summarize_steps` plus ``iqr``."""
+  """:func:`ngrok_jax.summarize_steps` plus ``iqr``.
+
+  Args:
+    values: steps to a threshold per seed (None: never).
+
+  Returns:
+    The dict of :func:`ngrok_jax.summarize_steps` with ``iqr`` added.
+  """
   s = metrics_lib.summarize_steps(values)
   s["iqr"] = (s["q75"] - s["q25"]) if s["median"] is not None else None
   return s
@@ -148,7 +211,17 @@ def step_stats(values: Sequence[Optional[int]]) -> Dict[str, Any]:
 def held_evaluations(rows: Sequence[dict], method: str, seeds: Sequence[int],
                      acc: float = 0.99) -> int:
   """The number of most recent evaluations in which *every* seed of
-  ``method`` had test accuracy >= ``acc``."""
+  ``method`` had test accuracy >= ``acc``.
+
+  Args:
+    rows: metric rows.
+    method: the method.
+    seeds: its seeds.
+    acc: the accuracy to hold.
+
+  Returns:
+    The number of evaluations (0 if the last one missed).
+  """
   held = None
   for seed in seeds:
     _, vals = seed_curve(rows, method, seed, mask_diverged=False)
@@ -179,6 +252,16 @@ def summarize(rows: Sequence[dict], spec: RunSpec,
   the steps over seeds (:func:`ngrok_jax.summarize_steps`), and per sweep
   value the same for the seeds that share it.  Evaluations after a seed
   diverged (its parameters are frozen) do not count.
+
+  Args:
+    rows: the run's metric rows.
+    spec: the run's spec.
+    wall_time: training seconds per method.
+    complete: per method, whether it finished (its budget or an early
+      stop).
+
+  Returns:
+    The summary dict that ``summary.json`` holds.
   """
   wall_time = wall_time or {}
   complete = complete or {}
@@ -224,7 +307,15 @@ def summarize(rows: Sequence[dict], spec: RunSpec,
 
 
 def summary_line(method: str, per: Mapping[str, Any]) -> str:
-  """One line: success and median steps to 95% / 99%, divergences, time."""
+  """One line: success and median steps to 95% / 99%, divergences, time.
+
+  Args:
+    method: the method's name.
+    per: the method's entry of the summary (``summary["methods"][method]``).
+
+  Returns:
+    The line, without a newline.
+  """
   parts = []
   for t in THRESHOLDS:
     s = per[f"t{int(t * 100)}"]
@@ -244,7 +335,15 @@ class RunData(dict):
 
 def load_run(out_dir: str) -> RunData:
   """Reads a run folder: its spec, config dict, metric rows and summary
-  (computed from the rows if the folder has no summary.json)."""
+  (computed from the rows if the folder has no summary.json).
+
+  Args:
+    out_dir: the run folder.
+
+  Returns:
+    A :class:`RunData`: ``spec`` (the run spec), ``config`` (config.json as
+    a dict), ``rows`` (:func:`read_metrics`), ``summary`` and ``out_dir``.
+  """
   spec = load_spec(out_dir)
   with open(os.path.join(out_dir, "config.json")) as f:
     config = json.load(f)

@@ -144,7 +144,11 @@ class _AgreeOnStop:
 
 
 def check_devices(devices: Optional[int]) -> None:
-  """ValueError unless ``devices`` is None or a positive integer."""
+  """ValueError unless ``devices`` is None or a positive integer.
+
+  Args:
+    devices: the device cap to check.
+  """
   if devices is not None and (isinstance(devices, bool) or
                               not isinstance(devices, int) or devices < 1):
     raise ValueError(f"devices must be a positive integer, got {devices!r}")
@@ -399,6 +403,20 @@ def resume(out_dir: str, *, force: bool = False, progress: bool = True,
   are refused with a ValueError naming them, unless ``force``.  ``devices``
   and ``hooks`` as in :func:`run` (the run may have been started on another
   device count).
+
+  Args:
+    out_dir: the run folder.
+    force: resume even if ``spec`` differs from the saved config.
+    progress: show a tqdm progress bar per method.
+    plots: write the plots at the end.
+    report: callable for one-line messages (default: print to stderr).
+    spec: the run spec the caller expects, checked against the saved one.
+    devices: shard the seed axis over at most this many local devices.
+    hooks: extra per-chunk hooks, as in :func:`run`.
+    seed_group: as in :func:`run`.
+
+  Returns:
+    The run's summary, as :func:`run` returns it.
   """
   saved = load_spec(out_dir)
   return execute(spec or saved, out_dir, resume=True, force=force,

@@ -43,7 +43,14 @@ SEED_AXIS = "seeds"
 
 
 def seed_mesh(devices: Optional[Sequence[Any]] = None) -> Mesh:
-  """A 1-D mesh named ``"seeds"`` over ``devices`` (default: local devices)."""
+  """A 1-D mesh named ``"seeds"`` over ``devices`` (default: local devices).
+
+  Args:
+    devices: the devices (default ``jax.local_devices()``).
+
+  Returns:
+    A ``jax.sharding.Mesh`` with the one axis ``"seeds"``.
+  """
   devices = list(jax.local_devices() if devices is None else devices)
   if not devices:
     raise ValueError("seed_mesh needs at least one device")
@@ -53,7 +60,15 @@ def seed_mesh(devices: Optional[Sequence[Any]] = None) -> Mesh:
 def global_seed_mesh(per_process: Optional[int] = None) -> Mesh:
   """A 1-D ``"seeds"`` mesh over the first ``per_process`` devices (default:
   all) of every process, in process order, so that process ``i`` holds the
-  ``i``-th contiguous block of seeds."""
+  ``i``-th contiguous block of seeds.
+
+  Args:
+    per_process: how many of each process's devices to use (default: all;
+      the same number in every process).
+
+  Returns:
+    A ``jax.sharding.Mesh`` with the one axis ``"seeds"``.
+  """
   by_proc = {}
   for d in sorted(jax.devices(), key=lambda d: (d.process_index, d.id)):
     by_proc.setdefault(d.process_index, []).append(d)
@@ -74,6 +89,13 @@ def shard_count(num_seeds: int, devices: Optional[int] = None) -> int:
     ValueError: with several processes, if no such count exists (the seeds
       are not a multiple of the process count, or ``devices`` is below it):
       every process must hold seeds.
+
+  Args:
+    num_seeds: the number of seeds.
+    devices: the most devices to use (default: all).
+
+  Returns:
+    The device count.
   """
   procs, local = jax.process_count(), jax.local_device_count()
   want = procs * local if devices is None else min(int(devices),
@@ -93,7 +115,15 @@ def shard_count(num_seeds: int, devices: Optional[int] = None) -> int:
 
 
 def pad_seeds(num_seeds: int, mesh: Optional[Mesh] = None) -> int:
-  """The smallest multiple of the mesh size that is >= ``num_seeds``."""
+  """The smallest multiple of the mesh size that is >= ``num_seeds``.
+
+  Args:
+    num_seeds: the number of seeds wanted.
+    mesh: the mesh (default :func:`seed_mesh` over all local devices).
+
+  Returns:
+    The padded number of seeds.
+  """
   n = (mesh or seed_mesh()).size
   return -(-num_seeds // n) * n
 
@@ -103,6 +133,14 @@ def seed_shardings(state, data, mesh: Optional[Mesh] = None):
 
   Per-seed leaves get ``P("seeds")`` (leading axis split), shared leaves
   ``P()`` (replicated).
+
+  Args:
+    state: a ``TrainState`` (only its structure is used).
+    data: the matching ``Data``.
+    mesh: a mesh with the axis ``"seeds"`` (default :func:`seed_mesh`).
+
+  Returns:
+    ``(state_shardings, data_shardings)``.
   """
   mesh = mesh or seed_mesh()
   split, repl = NamedSharding(mesh, P(SEED_AXIS)), NamedSharding(mesh, P())
@@ -163,7 +201,14 @@ CPU_SEED_GROUP = 1
 
 def resolve_seed_group(seed_group="auto") -> Optional[int]:
   """``"auto"``: :data:`CPU_SEED_GROUP` on a CPU backend, else ``None`` (all
-  seeds vmapped at once); ``None`` or a positive integer pass through."""
+  seeds vmapped at once); ``None`` or a positive integer pass through.
+
+  Args:
+    seed_group: ``"auto"``, None or a positive integer.
+
+  Returns:
+    None or a positive integer.
+  """
   if seed_group == "auto":
     return CPU_SEED_GROUP if jax.default_backend() == "cpu" else None
   group_size(1, seed_group)  # validates it
@@ -172,7 +217,18 @@ def resolve_seed_group(seed_group="auto") -> Optional[int]:
 
 def group_size(num_seeds: int, seed_group: Optional[int]) -> int:
   """The largest divisor of ``num_seeds`` that is <= ``seed_group`` (None:
-  all seeds in one group)."""
+  all seeds in one group).
+
+  Args:
+    num_seeds: S.
+    seed_group: the largest group wanted (a positive integer), or None.
+
+  Returns:
+    The group size, a divisor of ``num_seeds``.
+
+  Raises:
+    ValueError: ``seed_group`` is not None or a positive integer.
+  """
   if seed_group is None:
     return num_seeds
   if isinstance(seed_group, bool) or int(seed_group) != seed_group or (

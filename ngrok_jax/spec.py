@@ -74,7 +74,14 @@ class RunSpec:
     return list(self.configs)
 
   def validate(self) -> "RunSpec":
-    """Raises ValueError naming the field; returns ``self``."""
+    """Raises ValueError naming the field; returns ``self``.
+
+    Returns:
+      The spec itself.
+
+    Raises:
+      ValueError: a field is invalid (the message names it).
+    """
     if not self.configs:
       raise ValueError("methods must name at least one method; valid: "
                        f"{', '.join(METHODS)}")
@@ -127,7 +134,11 @@ class RunSpec:
     return self
 
   def to_dict(self) -> Dict[str, Any]:
-    """The JSON of ``config.json`` (``+-inf`` floats as strings)."""
+    """The JSON of ``config.json`` (``+-inf`` floats as strings).
+
+    Returns:
+      A JSON-serialisable dict.
+    """
     return dict(
         format=FORMAT,
         methods=self.methods,
@@ -143,7 +154,14 @@ class RunSpec:
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
     """Inverse of :meth:`to_dict`; reads every earlier ``config.json``
-    (missing keys take their defaults)."""
+    (missing keys take their defaults).
+
+    Args:
+      d: the dict of a ``config.json``.
+
+    Returns:
+      A ``RunSpec`` (not validated yet).
+    """
     configs = {m: _cfg_from_dict(d["configs"][m]) for m in d["methods"]}
     return cls(configs=configs, seeds=tuple(int(s) for s in d["seeds"]),
                steps=int(d["steps"]), eval_every=int(d["eval_every"]),
@@ -157,7 +175,14 @@ class RunSpec:
                stop_acc=float(d.get("stop_acc", STOP_ACC)))
 
   def diff(self, other: "RunSpec") -> List[str]:
-    """Names of the fields that differ (``configs.<method>.<field>``)."""
+    """Names of the fields that differ (``configs.<method>.<field>``).
+
+    Args:
+      other: the spec to compare with.
+
+    Returns:
+      A list of field names, empty if the specs are equal.
+    """
     a, b = self.to_dict(), other.to_dict()
     out = []
     for k in a:
@@ -219,7 +244,27 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
               stop_after: Optional[int] = None,
               stop_acc: float = STOP_ACC) -> RunSpec:
   """Builds and validates a :class:`RunSpec` (arguments as in
-  :func:`ngrok_jax.runner.run`)."""
+  :func:`ngrok_jax.runner.run`).
+
+  Args:
+    config: the base :class:`ngrok_jax.TrainConfig`, its dict, or None.
+    methods: method names (a list or a comma-separated string).
+    seeds: the number of seeds (0..n-1) or the seeds.
+    steps: training steps per method.
+    eval_every: steps between evaluations.
+    method_overrides: per-method config fields.
+    hparams: swept per-seed hyperparameter values.
+    checkpoint_every: steps between checkpoints (None/0: only at the end).
+    keep_checkpoints: how many checkpoints to keep.
+    amplifier: a saved amplifier file or run folder.
+    amplifier_seed: the index of the seed whose amplifier is used, or
+      ``"each"``.
+    stop_after: evaluations every seed must hold ``stop_acc`` to stop.
+    stop_acc: the accuracy of ``stop_after``.
+
+  Returns:
+    A validated :class:`RunSpec`.
+  """
   base = _base_config(config)
   if isinstance(methods, str):
     methods = [m.strip() for m in methods.split(",") if m.strip()]
@@ -312,7 +357,17 @@ def sweep_seeds(seeds: Union[int, Sequence[int]],
 
 
 def load_spec(out_dir: str) -> RunSpec:
-  """The :class:`RunSpec` saved in a run folder's config.json."""
+  """The :class:`RunSpec` saved in a run folder's config.json.
+
+  Args:
+    out_dir: the run folder.
+
+  Returns:
+    The :class:`RunSpec`.
+
+  Raises:
+    ValueError: no or no valid ``config.json``.
+  """
   path = os.path.join(out_dir, "config.json")
   if not os.path.isfile(path):
     raise ValueError(f"{out_dir!r} is not a run folder (no config.json)")
@@ -348,6 +403,15 @@ def check_resume(spec: RunSpec, out_dir: Optional[str], resume: bool,
   Raises ValueError if ``out_dir`` already holds a run and ``resume`` is
   false, or if the configuration differs and ``force`` is false (the
   message names the differing fields).
+
+  Args:
+    spec: the run's spec.
+    out_dir: the run folder, or None.
+    resume: whether the run continues ``out_dir``.
+    force: resume even if the configuration differs.
+
+  Returns:
+    The names of the differing fields.
   """
   check_out_dir(out_dir, resume)
   if out_dir is None or not resume:

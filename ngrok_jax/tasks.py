@@ -194,6 +194,16 @@ def make_split(task: Task, seed: int,
   :func:`pooled_train_size` examples of the permutation, so it contains the
   outer split (kept in ``outer`` for reporting only) and the test split is
   everything after it.
+
+  Args:
+    task: the task (:func:`make_task`).
+    seed: the seed of the permutation.
+    fractions: the (train, outer, test) fractions, summing to at most 1.
+    pool_outer: train on the outer split too (see above).
+
+  Returns:
+    A :class:`Split`: int32 index arrays ``train``, ``outer``, ``test``
+    into the task's examples.
   """
   n = task.num_examples
   n_tr, n_out, n_te = split_sizes(n, fractions)
@@ -210,6 +220,16 @@ def make_split(task: Task, seed: int,
 
 def make_splits(task: Task, seeds, fractions=(0.49, 0.01, 0.50),
                 pool_outer: bool = False) -> Split:
-  """Splits for several seeds stacked along a leading axis (S, n_split)."""
+  """Splits for several seeds stacked along a leading axis (S, n_split).
+
+  Args:
+    task: the task (:func:`make_task`).
+    seeds: the seeds, one split each.
+    fractions: as in :func:`make_split`.
+    pool_outer: as in :func:`make_split`.
+
+  Returns:
+    A :class:`Split` whose arrays have a leading seed axis.
+  """
   splits = [make_split(task, int(s), fractions, pool_outer) for s in seeds]
   return Split({k: jnp.stack([sp[k] for sp in splits]) for k in splits[0]})

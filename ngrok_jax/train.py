@@ -148,6 +148,11 @@ def init(cfg: TrainConfig, seeds: Sequence[int],
       ``neuralgrok-frozen``), shared by all seeds.
     amp_per_seed: ``amp_params`` has a leading seed axis: seed i starts
       from amplifier i.
+
+  Returns:
+    ``(state, data)``: the :class:`TrainState` (every leaf of
+    ``state.seeds`` with a leading seed axis, the step counter at 0) and
+    the :class:`Data` (the task's examples and each seed's split).
   """
   cfg = cfg.validate()
   seeds = [int(s) for s in seeds]
@@ -250,6 +255,19 @@ def batch_step(cfg: TrainConfig, s: SeedState, x, y, w, outer_x, outer_y,
   the new state and ``dict(loss, outer_loss)`` (``outer_loss`` NaN on
   steps without a meta step).  A seed whose loss or weights stop being
   finite is frozen from then on (``diverged_at``).
+
+  Args:
+    cfg: the configuration.
+    s: the seed's state.
+    x: (B, L) tokens.
+    y: (B,) labels.
+    w: (B,) 0/1 row mask, or None.
+    outer_x: the outer split's tokens.
+    outer_y: the outer split's labels.
+    step: the 0-indexed step number.
+
+  Returns:
+    ``(state, dict(loss, outer_loss))``.
   """
   loss, g = jax.value_and_grad(loss_fn, argnums=1)(cfg, s.params, x, y, w)
   tx = optimizer(cfg, s.hparams)
@@ -409,10 +427,20 @@ def train_steps(cfg: TrainConfig, state: TrainState, data: Data,
   """``num_steps`` steps of all seeds in one ``lax.scan`` (jitted, the
   config's program from :func:`programs`; ``state`` is donated).
 
-  Returns the new state and ``dict(loss, outer_loss)`` of shape
-  (num_steps, S).  ``seed_group``: run groups of that many vmapped seeds one
-  after another (the largest divisor of S not above it); ``None``: all
-  seeds vmapped at once.  The results are the same either way.
+  Args:
+    cfg: the configuration.
+    state: the state from :func:`init` or from the previous call (donated:
+      continue from the returned one).
+    data: the data from :func:`init`.
+    num_steps: the number of steps (a static argument: each new value
+      compiles once).
+    seed_group: run groups of that many vmapped seeds one after another
+      (the largest divisor of S not above it); ``None``: all seeds vmapped
+      at once.  The results are the same either way.
+
+  Returns:
+    ``(state, out)``: the new state and ``dict(loss, outer_loss)`` of
+    shape (num_steps, S) (``outer_loss`` NaN on steps without a meta step).
   """
   return programs(cfg).train_steps(state, data, num_steps=num_steps,
                                    seed_group=seed_group)
@@ -420,8 +448,17 @@ def train_steps(cfg: TrainConfig, state: TrainState, data: Data,
 
 def evaluate(cfg: TrainConfig, state: TrainState, data: Data
              ) -> Dict[str, jax.Array]:
-  """Metrics of every seed (flat dict of (S,) arrays, slash-separated
-  names, plus the shared ``step``), jitted per config."""
+  """Metrics of every seed, jitted per config.
+
+  Args:
+    cfg: the configuration.
+    state: the current state (not donated).
+    data: the data from :func:`init`.
+
+  Returns:
+    A flat dict of (S,) arrays with slash-separated names (``test/acc``,
+    ``train/loss``, ``grad/age``, ...), plus the shared ``step``.
+  """
   return programs(cfg).evaluate(state, data)
 
 
@@ -444,32 +481,134 @@ class Trainer:
 
   def init(self, seeds: Sequence[int], hparams=None, amp_params=None,
            amp_per_seed: bool = False):
+    """Initial state and data: :func:`init` with this config.
+
+    Args:
+      seeds: distinct integer seeds, one per vmapped run.
+      hparams: optional ``{name: value or per-seed values}`` overrides.
+      amp_params: amplifier parameters to start from, shared by all seeds
+        (or one per seed with ``amp_per_seed``).
+      amp_per_seed: ``amp_params`` has a leading seed axis.
+
+    Returns:
+      ``(state, data)``, as :func:`init`.
+    """
     return init(self.config, seeds, hparams, amp_params, amp_per_seed)
 
   def train_steps(self, state: TrainState, data: Data, num_steps: int):
+    """``num_steps`` steps of every seed: :func:`train_steps`.
+
+    Args:
+      state: the current state (donated: continue from the returned one).
+      data: the data from :meth:`init`.
+      num_steps: the number of steps, one ``lax.scan``.
+
+    Returns:
+      ``(state, out)``, as :func:`train_steps`.
+    """
     return train_steps(self.config, state, data, num_steps=num_steps,
                        seed_group=self.seed_group)
 
   def evaluate(self, state: TrainState, data: Data):
+    """Metrics of every seed: :func:`evaluate`.
+
+    Args:
+      state: the current state.
+      data: the data from :meth:`init`.
+
+    Returns:
+      A flat dict of (S,) arrays, as :func:`evaluate`.
+    """
     return evaluate(self.config, state, data)
 
   def loss_fn(self, params, x, y, w=None):
+    """The configured loss of one seed's parameters on a batch.
+
+    Args:
+      params: the transformer's parameters (no seed axis).
+      x: (B, L) tokens.
+      y: (B,) labels.
+      w: optional (B,) 0/1 row mask.
+
+    Returns:
+      A scalar loss.
+    """
     return loss_fn(self.config, params, x, y, w)
 
   def optimizer(self, hp, amp_init=None):
+    """The method's optax transformation for one seed.
+
+    Args:
+      hp: the seed's numeric hyperparameters (``{name: scalar}``).
+      amp_init: the amplifier parameters to start from (NeuralGrok).
+
+    Returns:
+      An ``optax.GradientTransformation``.
+    """
     return optimizer(self.config, hp, amp_init)
 
   def transform_gradient(self, s: SeedState, g):
+    """The method's gradient transformation applied to ``g``.
+
+    Args:
+      s: one seed's state (no seed axis).
+      g: a gradient of the transformer's parameters.
+
+    Returns:
+      The transformed gradient (what the inner optimizer receives).
+    """
     return transform_gradient(self.config, s, g)
 
   def default_hparams(self, num_seeds: int, overrides=None):
+    """The per-seed numeric hyperparameters of this config.
+
+    Args:
+      num_seeds: S.
+      overrides: optional ``{name: value or per-seed values}``.
+
+    Returns:
+      ``{name: (S,) array}`` for every name of ``HPARAMS``.
+    """
     return hparams_of(self.config, num_seeds, overrides)
 
   def init_amplifier(self, seed: int = 0):
+    """Freshly initialised amplifier parameters.
+
+    Args:
+      seed: the initialisation seed.
+
+    Returns:
+      The amplifier's parameter pytree.
+    """
     return init_amplifier(self.config, seed)
 
   def seed_state(self, params, amp_params=None, key=None, hparams=None):
+    """One seed's fresh state around given weights: :func:`seed_state`.
+
+    Args:
+      params: the transformer's parameters (no seed axis).
+      amp_params: the amplifier parameters (NeuralGrok).
+      key: the seed's PRNG key.
+      hparams: overrides of the numeric hyperparameters (scalars).
+
+    Returns:
+      A :class:`SeedState`.
+    """
     return seed_state(self.config, params, amp_params, key, hparams)
 
   def batch_step(self, s: SeedState, x, y, w, outer_x, outer_y, step):
+    """One training step of one seed: :func:`batch_step`.
+
+    Args:
+      s: the seed's state (no seed axis).
+      x: (B, L) tokens.
+      y: (B,) labels.
+      w: (B,) 0/1 row mask, or None.
+      outer_x: the outer split's tokens.
+      outer_y: the outer split's labels.
+      step: the 0-indexed step number.
+
+    Returns:
+      ``(state, dict(loss, outer_loss))``.
+    """
     return batch_step(self.config, s, x, y, w, outer_x, outer_y, step)

@@ -126,6 +126,13 @@ def normalize_gradients(c: float = 1.0) -> optax.GradientTransformation:
   Example::
 
       tx = optax.chain(ngrok_jax.normalize_gradients(1.0), optax.adam(1e-3))
+
+  Args:
+    c: the norm of every output tensor (> 0).
+
+  Returns:
+    An ``optax.GradientTransformation`` with an empty state
+    (:class:`NormalizeGradientsState`); ``params`` is not needed.
   """
   _check_scalar("c", c, positive=True)
 
@@ -163,6 +170,14 @@ def grokfast_ema(alpha: float = 0.98, lamb: float = 2.0
   Example::
 
       tx = optax.chain(ngrok_jax.grokfast_ema(0.98, 2.0), optax.adamw(1e-3))
+
+  Args:
+    alpha: the EMA's decay, in [0, 1).
+    lamb: the amplification :math:`\lambda` of the average.
+
+  Returns:
+    An ``optax.GradientTransformation`` whose state
+    (:class:`GrokfastEmaState`) holds the count and the average.
   """
   _check_scalar("alpha", alpha, unit=True)
   _check_scalar("lamb", lamb)
@@ -206,6 +221,14 @@ def grokfast_ma(window: int = 100, lamb: float = 5.0
   Example::
 
       tx = optax.chain(ngrok_jax.grokfast_ma(100, 5.0), optax.adamw(1e-3))
+
+  Args:
+    window: the number of gradients averaged (a positive integer).
+    lamb: the amplification :math:`\lambda` of the mean.
+
+  Returns:
+    An ``optax.GradientTransformation`` whose state
+    (:class:`GrokfastMaState`) holds the count and the ring buffer.
   """
   _check_scalar("window", window, positive=True, integer=True)
   _check_scalar("lamb", lamb)
@@ -257,6 +280,15 @@ def orthogonalize_gradients(eps: float = 1e-30
 
       tx = optax.chain(ngrok_jax.orthogonalize_gradients(),
                        optax.adamw(1e-3, weight_decay=0.0))
+
+  Args:
+    eps: added to :math:`w \cdot w` and :math:`\lVert g_\perp \rVert`
+      against division by zero (> 0).
+
+  Returns:
+    An ``optax.GradientTransformation`` with an empty state
+    (:class:`OrthogonalizeGradientsState`); its ``update`` raises
+    ``ValueError`` without ``params``.
   """
   _check_scalar("eps", eps, positive=True)
 
@@ -302,6 +334,15 @@ def project_weight_norm(norm: float) -> optax.GradientTransformation:
   ``params``::
 
       tx = optax.chain(optax.adam(1e-3), ngrok_jax.project_weight_norm(40.0))
+
+  Args:
+    norm: the global L2 norm :math:`R` of the weights after every update
+      (> 0).
+
+  Returns:
+    An ``optax.GradientTransformation`` with an empty state
+    (:class:`ProjectWeightNormState`); its ``update`` raises ``ValueError``
+    without ``params``.
   """
   _check_scalar("norm", norm, positive=True)
 
@@ -340,6 +381,23 @@ def coupled_adam(learning_rate, weight_decay=0.0, b1=0.9, b2=0.98, eps=1e-8,
   ``eps_root > 0`` is needed to differentiate through this step.
   ``decoupled=True`` gives AdamW instead (decay added after the Adam scaling:
   :math:`\Delta\theta = -\eta_t(\hat m/(\sqrt{\hat v}+\epsilon) + \mathrm{wd}\,\theta)`).
+
+  Args:
+    learning_rate: the peak learning rate :math:`\eta`.
+    weight_decay: the weight decay; added to the gradient (coupled, L2) or,
+      with ``decoupled=True``, to the Adam step.
+    b1: Adam's first-moment decay.
+    b2: Adam's second-moment decay (0.98, the reference code's value).
+    eps: added to :math:`\sqrt{\hat v}`.
+    eps_root: added to :math:`\hat v` inside the square root.
+    warmup_steps: the length of the linear warm-up from 0 (0: none).
+    clip_norm: the global-norm clip applied first (``inf``: no clip).
+    decoupled: AdamW (decoupled decay) instead of coupled decay.
+
+  Returns:
+    An ``optax.GradientTransformation`` (a chain of the clip, the decay,
+    Adam's scaling and the scheduled learning rate) whose updates keep the
+    incoming updates' dtypes.
   """
   if warmup_steps > 0:
     lr = optax.linear_schedule(0.0, learning_rate, int(warmup_steps))
@@ -361,7 +419,15 @@ def clip_by_global_norm(max_norm) -> optax.GradientTransformation:
   so the clip factor of every leaf, float32 ones included, had bfloat16
   precision), and clipped leaves keep their dtype when ``max_norm`` is a
   float32 array (optax's ``lax.select`` raises a TypeError for a bfloat16
-  leaf then)."""
+  leaf then).
+
+  Args:
+    max_norm: the largest global L2 norm of the updates (a number or an
+      array; ``inf`` leaves them unchanged).
+
+  Returns:
+    An ``optax.GradientTransformation`` with an empty state.
+  """
 
   def update_fn(updates, state, params=None):
     del params

@@ -38,6 +38,7 @@ class Table(NamedTuple):
   id: str
   sources: Tuple[str, ...]
   compute: Callable
+  required: bool = True  # False: README's, checked where present
 
 
 class Data:
@@ -176,7 +177,7 @@ NON_DATA = {
           "contains 0", "Table 1", "Table 2", "Table 3", '"steps run" < 5000',
           "1152-wide", "seeds 0-4", "mod 47", "p 47, depth 1, d 64",
           "2000 steps)", "from step 0", "section 6", "sections 6 and 7",
-          "2000-step budget", "(100-200 steps)", "within 2,000 steps",
+          "2000-step budget", "(100-200 steps)", "3 paired seeds", "within 2,000 steps",
           "within 2000 steps", "up to 50x sooner",
           "of 23 frequencies hold 90%", "(1e-3 x ||phi||)",
           "with 1e-3 or 1e-2", "3-step", "meta lr 1e-2", "meta lr 1e-3",
