@@ -12,6 +12,11 @@ many seeds only one of the two, or neither, brought to 95%
     python -m experiments.paired experiments/results/cpu/compare/a+b
     python -m experiments.paired runs/results/compare/* --with-suffix=-wd0
     python -m experiments.paired runs/results/sweep_c --out paired.md
+    python -m experiments.paired experiments/results/paper/add --window
+
+``--window``: instead, per method, the AUC difference over the common window
+before any early stop and over the budget, and the collapses after grokking
+(``ngrok_jax.stats.window_markdown``).
 
 ``--with-suffix S`` also pairs the methods of the folder ``RUN_DIR + S``
 (compare.py's ablation ``<task>-wd0``; the CPU-size study of RESULTS.md has
@@ -56,10 +61,20 @@ def main():
   p.add_argument("--budget", type=int, default=None,
                  help="AUC/steps budget (default: each run's steps)")
   p.add_argument("--threshold", type=float, default=0.95)
+  p.add_argument("--window", action="store_true",
+                 help="AUC over the common window and collapses instead")
   p.add_argument("--out", default=None, help="also write the tables here")
   a = p.parse_args()
-  text = tables(a.run_dirs, a.reference, a.with_suffix, a.budget,
-                a.threshold)
+  if a.window:
+    for d in a.run_dirs:
+      if not os.path.isfile(os.path.join(d, "config.json")):
+        raise ValueError(f"{d!r} is not a run folder (no config.json)")
+    text = "\n".join(f"## {d}: {a.reference} vs each method, common window"
+                     f"\n\n{stats.window_markdown(d, a.reference)}\n"
+                     for d in a.run_dirs)
+  else:
+    text = tables(a.run_dirs, a.reference, a.with_suffix, a.budget,
+                  a.threshold)
   print(text, flush=True)
   if a.out:
     with open(a.out, "w") as f:

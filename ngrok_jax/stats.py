@@ -15,7 +15,11 @@ from ngrok_jax.results import load_run, row_sweep, seed_curve, sweep_label
 from ngrok_jax.tables import md_table
 
 __all__ = ["T975", "t975", "auc", "paired_differences", "paired_auc",
-           "seed_curve", "paired_table", "paired_markdown"]
+           "seed_curve", "paired_table", "paired_markdown", "collapses",
+           "common_window", "COLLAPSE_BELOW", "window_markdown"]
+
+#: A collapse: test accuracy below this after first reaching 95%.
+COLLAPSE_BELOW = 0.5
 
 #: Two-sided 95% t quantiles t_{0.975, df} for df = 1..30 (beyond: 1.96).
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -57,6 +61,78 @@ def auc(steps: Sequence[float], acc: Sequence[float], budget: float,
   x, y = np.append(x[x < budget], budget), np.append(y[x < budget], yb)
   area = float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
   return min(max(area / budget, 0.0), 1.0)
+
+
+def collapses(steps: Sequence[float], acc: Sequence[float], *,
+              reach: float = 0.95, below: float = COLLAPSE_BELOW,
+              window: Optional[float] = None) -> Dict[str, Any]:
+  """Collapses after grokking of one accuracy curve, up to ``window``.
+
+  After the first evaluation with accuracy >= ``reach``, a collapse is a
+  maximal run of consecutive evaluations with accuracy < ``below``
+  (non-finite counts as 0); only evaluations at steps <= ``window`` (all
+  if None) count.
+
+  Args:
+    steps, acc: the evaluated steps and accuracies of one seed.
+    reach: the accuracy that counts as grokked (0.95).
+    below: the accuracy a collapse falls under (:data:`COLLAPSE_BELOW`).
+    window: the last step considered (None: every evaluation).
+
+  Returns:
+    dict with ``reached_at`` (first step >= reach, None: never, and then no
+    collapse), ``count`` (number of collapses), ``starts`` (the first step of
+    each), ``lowest`` / ``lowest_at`` (the lowest accuracy after reaching,
+    and its step; None if never reached).
+  """
+  x, y = np.asarray(steps, np.float64), np.asarray(acc, np.float64)
+  if x.shape != y.shape or x.ndim != 1:
+    raise ValueError(f"steps {x.shape} and acc {y.shape} must be equal 1-D")
+  order = np.argsort(x, kind="stable")
+  x, y = x[order], np.where(np.isfinite(y[order]), y[order], 0.0)
+  if window is not None:
+    x, y = x[x <= window], y[x <= window]
+  hit = np.nonzero(y >= reach)[0]
+  out = dict(reached_at=None, count=0, starts=[], lowest=None, lowest_at=None)
+  if not hit.size:
+    return out
+  i0 = int(hit[0])
+  out["reached_at"] = int(x[i0])
+  after_x, after_y = x[i0:], y[i0:]
+  low = after_y < below
+  starts = [int(after_x[i]) for i in range(low.size)
+            if low[i] and (i == 0 or not low[i - 1])]
+  j = int(np.argmin(after_y))
+  out.update(count=len(starts), starts=starts, lowest=float(after_y[j]),
+             lowest_at=int(after_x[j]))
+  return out
+
+
+def common_window(rows, methods: Sequence[str], seeds: Sequence[int],
+                  budget: float, rows_by_method=None) -> int:
+  """The last step every seed of every one of ``methods`` was evaluated at,
+  capped at ``budget``: the window before any early stop, over which the
+  curves of all of them are measured, none carried forward.
+
+  Args:
+    rows: metric rows (:func:`ngrok_jax.results.read_metrics`).
+    methods, seeds: the methods and seeds compared.
+    budget: the run's step budget.
+    rows_by_method: optional ``{method: rows}`` for methods whose rows are
+      in another run folder.
+
+  Returns:
+    ``min(budget, min over methods and seeds of the last evaluated step)``.
+  """
+  last = float(budget)
+  for m in methods:
+    rr = (rows_by_method or {}).get(m, rows)
+    for s in seeds:
+      st, _ = seed_curve(rr, m, s)
+      if not st.size:
+        raise ValueError(f"no metrics of method {m!r}, seed {s}")
+      last = min(last, float(st.max()))
+  return int(last)
 
 
 def _interval(d: np.ndarray) -> Dict[str, Any]:
@@ -186,4 +262,54 @@ def paired_markdown(run_dir: str, reference_method: str = "neuralgrok",
           f"{sp['geomean']:.2f}x (n {sp['n']})" if sp["n"] else "-",
           _ci(t["auc"], ".3f"),
           f"{t['a_only']} / {t['b_only']} / {t['neither']}"])
+  return md_table(header, lines)
+
+
+def _collapse_cell(rows, method: str, seeds, window=None) -> str:
+  cs = [collapses(*seed_curve(rows, method, s), window=window) for s in seeds]
+  n = sum(c["count"] for c in cs)
+  if not n:
+    return "0"
+  low = min(c["lowest"] for c in cs if c["count"])
+  hit = sum(c["count"] > 0 for c in cs)
+  return f"{n} in {hit}/{len(cs)} seeds, lowest {low:.3f}"
+
+
+def window_markdown(run_dir: str, reference_method: str = "neuralgrok"
+                    ) -> str:
+  """Markdown table: for each method of ``run_dir`` against
+  ``reference_method`` (paired seeds), the AUC difference over the common
+  window before any early stop (:func:`common_window`, no value carried)
+  and over the budget (a stopped run's last value carried), and the
+  collapses after grokking (:func:`collapses`) in that window and over the
+  method's whole run.
+
+  Args:
+    run_dir: a run folder.
+    reference_method: the method every other one is paired with.
+
+  Returns:
+    The table, one row per method, the reference first.
+  """
+  run = load_run(run_dir)
+  spec, rows = run["spec"], run["rows"]
+  if reference_method not in spec.methods:
+    raise ValueError(f"{run_dir!r} has no method {reference_method!r}")
+  seeds, budget = list(spec.seeds), spec.steps
+  header = ["method", "common window", "AUC over the window: ref - method "
+            "[95% CI]", "AUC over the budget: ref - method [95% CI]",
+            "ref's collapses in the window", "method's collapses in the "
+            "window", "collapses over the method's whole run"]
+  lines = [[f"{reference_method} (ref)", "-", "-", "-", "-", "-",
+            _collapse_cell(rows, reference_method, seeds)]]
+  for m in spec.methods:
+    if m == reference_method:
+      continue
+    w = common_window(rows, [reference_method, m], seeds, budget)
+    tw = paired_table(rows, reference_method, m, seeds, w)
+    tb = paired_table(rows, reference_method, m, seeds, budget)
+    lines.append([m, str(w), _ci(tw["auc"], ".3f"), _ci(tb["auc"], ".3f"),
+                  _collapse_cell(rows, reference_method, seeds, w),
+                  _collapse_cell(rows, m, seeds, w),
+                  _collapse_cell(rows, m, seeds)])
   return md_table(header, lines)

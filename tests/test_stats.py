@@ -194,3 +194,69 @@ def test_paired_script(tmp_path):
   assert bad.stderr.strip().splitlines() == [
       f"error: {str(tmp_path / 'nothing')!r} is not a run folder "
       "(no config.json)"]
+
+
+def test_paired_window_option(tmp_path, monkeypatch, capsys):
+  from experiments import paired
+  run = _run_folder(tmp_path / "a+b", ["neuralgrok", "adam"],
+                    _rows("neuralgrok", [300, 500]) + _rows("adam", [600, 500]),
+                    [0, 1])
+  monkeypatch.setattr(sys, "argv", ["paired", run, "--window"])
+  paired.main()
+  out = capsys.readouterr().out
+  assert "common window" in out and "| adam | 1000 | +0.150 [" in out
+  monkeypatch.setattr(sys, "argv", ["paired", str(tmp_path / "x"),
+                                    "--window"])
+  with pytest.raises(ValueError, match="is not a run folder"):
+    paired.main()
+
+
+def test_collapses_after_grokking():
+  steps = [100, 200, 300, 400, 500, 600, 700, 800]
+  acc = [0.2, 0.96, 0.4, 0.3, 0.99, 0.97, 0.1, float("nan")]
+  c = stats.collapses(steps, acc)
+  # 300-400 is one collapse; 700 and the diverged 800 (NaN counts as 0)
+  # another; 0.2 before reaching 95% is none
+  assert c == dict(reached_at=200, count=2, starts=[300, 700], lowest=0.0,
+                   lowest_at=800)
+  w = stats.collapses(steps, acc, window=650)
+  assert (w["count"], w["starts"], w["lowest"], w["lowest_at"]) == (
+      1, [300], 0.3, 400)
+  # a drop to 0.5 exactly or a dip above it is no collapse
+  assert stats.collapses(steps[:3], [0.96, 0.5, 0.9])["count"] == 0
+  assert stats.collapses(steps[:3], [0.96, 0.49, 0.9],
+                         below=0.4)["count"] == 0
+  never = stats.collapses(steps[:2], [0.1, 0.0])
+  assert never["reached_at"] is None and never["count"] == 0
+  # unsorted input is sorted by step first
+  assert stats.collapses([300, 100, 200], [0.99, 0.96, 0.1])["starts"] == [200]
+
+
+def test_common_window_and_window_markdown(tmp_path):
+  def rows(method, accs, last):
+    return [dict(method=method, seed=s, step=st, **{"test/acc": a,
+                                                    "train/acc": 1.0})
+            for s, acc in enumerate(accs) for st, a in zip(STEPS, acc)
+            if st <= last[s]]
+  ref = [[0, 1, 1, 1, 1, 1, 1, 1, 1, 1]] * 2  # stops at 500
+  other = [[0, 0, 0, 1, 0.2, 1, 0, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]]
+  r = rows("neuralgrok", ref, [500, 500]) + rows("adam", other, [1000, 1000])
+  assert stats.common_window(r, ["neuralgrok", "adam"], [0, 1], 1000) == 500
+  assert stats.common_window(r, ["adam"], [0, 1], 800) == 800
+  with pytest.raises(ValueError, match="no metrics of method 'x'"):
+    stats.common_window(r, ["x"], [0], 1000)
+  run = _run_folder(tmp_path / "run", ["neuralgrok", "adam"], r, [0, 1])
+  lines = stats.window_markdown(run).splitlines()
+  assert lines[2] == "| neuralgrok (ref) | - | - | - | - | - | 0 |"
+  cells = [c.strip() for c in lines[3].strip("|").split("|")]
+  assert cells[0:2] == ["adam", "500"]
+  # the window AUC stops at 500; the budget AUC carries the ref to 1000
+  aw = [stats.auc(STEPS[:5], ref[s][:5], 500) -
+        stats.auc(STEPS[:5], other[s][:5], 500) for s in range(2)]
+  ab = [stats.auc(STEPS[:5], ref[s][:5], 1000) -
+        stats.auc(STEPS, other[s], 1000) for s in range(2)]
+  assert cells[2].startswith(f"{sum(aw) / 2:+.3f} [")
+  assert cells[3].startswith(f"{sum(ab) / 2:+.3f} [")
+  # seed 0 of adam collapsed at 500 (inside the window) and at 700
+  assert cells[4:] == ["0", "1 in 1/2 seeds, lowest 0.200",
+                       "2 in 1/2 seeds, lowest 0.000"]

@@ -1,0 +1,11 @@
+"""The registry of claims and generated tables (``experiments/claims.py``).
+
+Each module registers the claims of some sections of RESULTS.md into
+:data:`base.CLAIMS` / :data:`base.TABLES`; importing this package loads all.
+"""
+from experiments._claims import (  # noqa: F401 (they register)
+    cpu, cpu_more, cross, paper, studies)
+from experiments._claims.base import (CLAIMS, EXEMPT, NON_DATA, TABLES,
+                                      Claim, Data, Table)
+
+__all__ = ["CLAIMS", "TABLES", "EXEMPT", "NON_DATA", "Claim", "Table", "Data"]
