@@ -31,7 +31,8 @@ are injected.  What breaks which test (each checked by mutating the library):
 * the clip removed, or coupled decay made decoupled, or rescaling's
   normalisation changed: ``test_trace`` (every step's loss, the final
   weights; the pre-clip norm for the rescaling);
-* the short last batch dropped, or batches not reshuffled per epoch:
+* the short last batch dropped, batches not reshuffled per epoch, or
+  ``train_steps`` training on other batches than ``batch_of``'s:
   ``test_epoch_batching_matches_dataloader``;
 * the evaluation's accuracy or loss changed: ``test_evaluation``;
 * the configuration's ``init`` not reaching the model: the initialisation
