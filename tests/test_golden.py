@@ -20,15 +20,24 @@ step in float64; everything else (c, T, weight decay, clipping, meta-step
 placement, warm-up, optimizers) comes from the ``paper-add`` preset and the
 library's defaults, so a change to any of them fails here:
 
-* initialisation changed back to Flax's: ``test_initialisation_matches_reference``
-  (per-tensor std, exact zeros and ones against the reference's statistics);
+* initialisation changed back to Flax's, or the configuration's ``init`` not
+  reaching the model: ``test_initialisation_matches_reference`` (per-tensor
+  std, exact zeros and ones against the reference's statistics, of the
+  weights ``Trainer(TrainConfig).init`` gives a user's ``paper-add`` run);
 * a token layout or vocabulary: ``test_task_layouts_match_reference``
   (every example row, in order) and the weight shapes in the trace;
 * the meta-step placement: ``test_neuralgrok_trace`` (the outer loss and the
   amplifier after the first meta step, then every loss after step 4);
 * the amplifier's c: ``test_neuralgrok_trace`` (the clipped gradient norm of
   every step is 0.2 * sqrt(17) in the reference, and every loss after step 1).
+
+At d 16 and depth 1 the amplified norm, 0.2 * sqrt(17) = 0.82, stays below
+the clip at 1, so these traces cannot see the clip.  The clip (depth 2: 29
+tensors, 0.2 * sqrt(29) = 1.08), the rescaling ablation, Adam with coupled
+decay, the epoch batching and the evaluation are traced through a user's
+configuration in ``tests/test_golden_public.py``.
 """
+import dataclasses
 import os
 
 import jax
@@ -38,7 +47,6 @@ import optax
 import pytest
 
 import ngrok_jax as nj
-from ngrok_jax.model import Transformer
 from ngrok_jax.presets import get_preset
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "golden",
@@ -272,16 +280,21 @@ def _get(tree, path):
 def test_initialisation_matches_reference(ref):
   """Per-tensor statistics of a paper-size model at init vs the reference's
   (PyTorch defaults): the fractions of exact zeros and ones, and the
-  standard deviation (4 draws pooled, so it is estimated to a few %)."""
-  model = Transformer(99, 4, 128, 4, 2)  # a+b mod 97: vocabulary p + 2
-  trees = [model.init(jax.random.PRNGKey(k), jnp.zeros((1, 4), jnp.int32))
-           for k in range(4)]
+  standard deviation (4 seeds pooled, so it is estimated to a few %).
+
+  The weights are a user's run's: ``Trainer(TrainConfig).init`` of the
+  ``paper-add`` preset (a+b mod 97, vocabulary p + 2), so the configuration's
+  ``init`` must reach the model; ``init="flax"`` must then give Flax's
+  statistics instead (the model's own default is not what is tested)."""
+  pre = get_preset("paper-add")
+  cfg = nj.TrainConfig(**pre["config"])
+  state, _ = nj.Trainer(cfg).init([0, 1, 2, 3])
+  params = state.seeds.params["params"]
   names = _names(2)
-  assert len(names) == len(jax.tree.leaves(trees[0]))
+  assert len(names) == len(jax.tree.leaves(params))
   for path, name, _ in names:
     mean, std, lo, hi, numel, frac0, frac1 = ref["initstats/" + name]
-    vals = np.concatenate([np.asarray(_get(t["params"], path)).ravel()
-                           for t in trees])
+    vals = np.asarray(_get(params, path)).ravel()  # 4 seeds pooled
     assert np.isclose(np.mean(vals == 0), frac0, atol=0.01), (name, "zeros")
     assert np.isclose(np.mean(vals == 1), frac1, atol=0.01), (name, "ones")
     if std > 0:
@@ -290,8 +303,13 @@ def test_initialisation_matches_reference(ref):
       # uniform initialisers: the same bound
       assert np.max(np.abs(vals)) <= max(abs(lo), abs(hi)) * 1.5 + 1e-6 or (
           name.endswith("embeddings.weight")), (name, "bound")
-  amp = nj.Amplifier((128, 128))
-  phi = amp.init(jax.random.PRNGKey(0), jnp.zeros((1,)))["params"]
+  # the configuration decides: Flax's embeddings are N(0, 0.02), not N(0, 1)
+  flax_state, _ = nj.Trainer(dataclasses.replace(cfg, init="flax")).init([0])
+  emb = np.asarray(flax_state.seeds.params["params"]["tok_emb"]["embedding"])
+  assert abs(np.std(emb) / 0.02 - 1) < 0.2, np.std(emb)
+  # the amplifier a user's NeuralGrok run starts from (1-128-128-1)
+  assert cfg.method == "neuralgrok" and cfg.amp_hidden == (128, 128)
+  phi = jax.tree.map(lambda a: a[0], state.seeds.amp_params)["params"]
   for i in range(3):
     for ours, theirs in ((f"kernel_{i}", f"network.{2 * i}.weight"),
                          (f"bias_{i}", f"network.{2 * i}.bias")):
