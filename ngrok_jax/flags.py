@@ -60,10 +60,10 @@ def _seeds(s):
     v = [int(x) for x in s.split(",") if x.strip()] if "," in s else int(s)
   except ValueError:
     v = None
-  if v is None or (v < 1 if isinstance(v, int) else min(v, default=-1) < 0):
+  if v is None or (isinstance(v, list) and min(v, default=-1) < 0):
     raise argparse.ArgumentTypeError(
-        f"--seeds must be a positive count (e.g. 4) or distinct seeds >= 0 "
-        f"(e.g. 0,1,2), got {s!r}")
+        f"--seeds must be a count (e.g. 4) or distinct seeds >= 0 (e.g. "
+        f"0,1,2), got {s!r}")
   return v
 
 

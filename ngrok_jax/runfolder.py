@@ -17,7 +17,9 @@ and orbax's log noise kept out of the terminal.
   each method's resume after them with its step.
 * :class:`Guard`: a failed start (an exception before the first chunk is
   trained) leaves the folder as it was: files and folders it created are
-  removed, the run files it replaced are written back.
+  removed (but the ``errors.log`` of an existing run), the run files it
+  replaced are written back.  Checkpoints found unreadable stay renamed
+  ``corrupt.*``.
 * :func:`check_resources`: bounds on ``p`` and the example count, and an
   estimate of the memory of the data and the state, refused with the
   estimate when it exceeds the memory available.
@@ -216,7 +218,10 @@ class Guard:
     if not self.existed:
       shutil.rmtree(self.key, ignore_errors=True)
       return
+    ours = "config.json" in self.entries  # a run folder keeps its log
     for n in set(os.listdir(self.key)) - self.entries:
+      if ours and n == NOISE_LOG:
+        continue
       p = os.path.join(self.key, n)
       if os.path.isdir(p) and not os.path.islink(p):
         shutil.rmtree(p, ignore_errors=True)
@@ -278,10 +283,11 @@ def estimate_bytes(spec) -> int:
   return worst
 
 
-def check_resources(spec) -> None:
+def check_resources(spec, memory: bool = True) -> None:
   """ValueError when a method's task is beyond :data:`MAX_P` /
-  :data:`MAX_EXAMPLES`, or the estimated memory of data and state
-  (:func:`estimate_bytes`) exceeds the memory available."""
+  :data:`MAX_EXAMPLES`, or (``memory``) the estimated memory of data and
+  state (:func:`estimate_bytes`, about a second) exceeds the memory
+  available."""
   from ngrok_jax.config import num_examples
   for m, cfg in spec.configs.items():
     if cfg.p > MAX_P:
@@ -291,6 +297,8 @@ def check_resources(spec) -> None:
       raise ValueError(f"task {cfg.task} mod {cfg.p} has {n} examples, "
                        f"more than the {MAX_EXAMPLES} allowed: choose a "
                        "smaller p")
+  if not memory:
+    return
   need, have = estimate_bytes(spec), _available_bytes()
   if have is not None and need > have:
     raise ValueError(f"the data and state need about {need / 2**30:.2f} GiB "

@@ -410,8 +410,7 @@ def execute(spec: RunSpec, out_dir: Optional[str], *, resume: bool = False,
   diff = check_resume(spec, out_dir, resume, force)
   changes = runfolder.check_change(load_spec(out_dir), spec, out_dir) if (
       diff and out_dir is not None) else {}
-  if out_dir is not None:
-    runfolder.check_resources(spec)
+  runfolder.check_resources(spec, memory=out_dir is not None)
   barrier("ngrok_jax.execute: folder checked")  # before process 0 writes
   primary = is_primary()
   with runfolder.Guard(out_dir if primary else None), runfolder.Noise(
