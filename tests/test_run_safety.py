@@ -15,8 +15,7 @@ import pytest
 
 from ngrok_jax import cli, runfolder, runner
 from ngrok_jax.ampfile import save_amplifier
-from ngrok_jax.checkpoint import (CheckpointMismatch, Checkpointer,
-                                  Unusable)
+from ngrok_jax.checkpoint import CheckpointMismatch, Checkpointer
 from ngrok_jax.config import TrainConfig
 from ngrok_jax.hooks import Chunk, DivergenceBound
 from ngrok_jax.methods import init_amplifier_params
@@ -172,8 +171,9 @@ def test_failed_start_leaves_the_folder_as_it_was_and_retry_works(
 
 
 def test_guard_restores_replaced_run_files(tmp_path):
-  """Protects config.json and metrics.jsonl of an existing run from a
-  resume that fails before it trains a chunk."""
+  """Protects config.json of an existing run from a resume that fails
+  before it trains a chunk (what it created is removed, but the run's
+  errors.log, which explains the failure)."""
   d = tmp_path / "r"
   d.mkdir()
   (d / "config.json").write_text("old config")
