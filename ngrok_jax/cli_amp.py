@@ -20,6 +20,10 @@ def cmd_amplifier(args) -> int:
   from ngrok_jax.fileio import atomic_write
   from ngrok_jax.tables import md_table
   params, meta = load_amplifier(args.path, args.seed_index)
+  from ngrok_jax.ampfile import check_fits
+  from ngrok_jax.config import TrainConfig
+  if meta.get("amp_inputs", "grad") == "grad":  # weights fit the metadata
+    check_fits(args.path, TrainConfig(amp_hidden=tuple(meta["hidden"])))
   rich = meta.get("amp_inputs", "grad") == "rich"
   if rich and args.plot:
     raise UsageError("--plot draws the 1-input score function f(g); this "

@@ -154,6 +154,8 @@ def test_failed_start_leaves_the_folder_as_it_was_and_retry_works(
   rc, _, err = _main(RUN + ["--methods", "neuralgrok-frozen", "--amplifier",
                             amp, "--out", out], capsys)
   assert rc == 2 and "do not match" in _error_line(err)
+  rc, _, err = _main(["amplifier", amp], capsys)
+  assert rc == 2 and "do not match" in _error_line(err)
   assert not os.path.exists(out)
 
   def boom(chunk):
@@ -181,8 +183,9 @@ def test_guard_restores_replaced_run_files(tmp_path):
     with runfolder.Guard(str(d)):
       (d / "config.json").write_text("new config")
       (d / "errors.log").write_text("x")
+      (d / "checkpoints").mkdir()
       raise KeyError("fails")
-  assert sorted(os.listdir(d)) == ["config.json"]
+  assert sorted(os.listdir(d)) == ["config.json", "errors.log"]  # log kept
   assert (d / "config.json").read_text() == "old config"
 
 
