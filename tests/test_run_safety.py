@@ -225,6 +225,21 @@ def test_foreign_files_are_never_overwritten(tmp_path, capsys):
 def test_library_noise_goes_once_to_the_run_folder(tmp_path, capfd):
   """Protects the terminal's one-line errors: orbax (absl) and asyncio log
   floods and background-thread exceptions go to errors.log, each once."""
+  import sys
+  root = logging.getLogger()
+  shown = logging.StreamHandler(sys.stderr)  # as basicConfig would
+  root.addHandler(shown)
+  try:
+    _make_noise(tmp_path)
+  finally:
+    root.removeHandler(shown)
+  _, err = capfd.readouterr()
+  assert "Event loop" not in err and "ZeroDivision" not in err
+  text = (tmp_path / runfolder.NOISE_LOG).read_text()
+  assert text.count("Traceback") == 2 and "repeated 50 times" in text
+
+
+def _make_noise(tmp_path):
   import threading
   with runfolder.Noise(str(tmp_path)):
     for _ in range(50):
@@ -236,10 +251,6 @@ def test_library_noise_goes_once_to_the_run_folder(tmp_path, capfd):
     t = threading.Thread(target=lambda: 1 / 0)
     t.start()
     t.join()
-  _, err = capfd.readouterr()
-  assert "Event loop" not in err and "ZeroDivision" not in err
-  text = (tmp_path / runfolder.NOISE_LOG).read_text()
-  assert text.count("Traceback") == 2 and "repeated 50 times" in text
 
 
 def test_disk_full_has_its_own_exit_status_and_one_line(monkeypatch,
