@@ -335,6 +335,7 @@ def _cmd_train(args, hooks=()) -> int:
     out = args.out or os.path.join(
         "runs", f"{args.preset or 'quick'}-{time.strftime('%Y%m%d-%H%M%S')}")
   check_resume(spec, out, bool(args.resume), args.force)
+  runfolder.check_resources(spec)  # before the trackers start
   with runfolder.Guard(out if is_primary() else None):
     return _train(args, spec, out, hooks)
 

@@ -283,6 +283,9 @@ def estimate_bytes(spec) -> int:
   return worst
 
 
+_ESTIMATES: Dict[str, int] = {}
+
+
 def check_resources(spec, memory: bool = True) -> None:
   """ValueError when a method's task is beyond :data:`MAX_P` /
   :data:`MAX_EXAMPLES`, or (``memory``) the estimated memory of data and
@@ -299,7 +302,10 @@ def check_resources(spec, memory: bool = True) -> None:
                        "smaller p")
   if not memory:
     return
-  need, have = estimate_bytes(spec), _available_bytes()
+  key = json.dumps(spec.to_dict(), sort_keys=True)
+  if key not in _ESTIMATES:  # the CLI checks before its trackers, then run
+    _ESTIMATES[key] = estimate_bytes(spec)
+  need, have = _ESTIMATES[key], _available_bytes()
   if have is not None and need > have:
     raise ValueError(f"the data and state need about {need / 2**30:.2f} GiB "
                      f"of memory, {have / 2**30:.2f} GiB is available: "

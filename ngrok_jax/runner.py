@@ -16,11 +16,15 @@ passed in), and leaves a *run folder*::
       amplifier.json    its metadata, readable
       plots/*.png       curves, AGE, the learned amplifier
       checkpoints/<method>/<step>/   orbax checkpoints (state + metrics)
+      changes.jsonl     changes by --resume --force, the steps they apply from
+      errors.log        orbax/asyncio log noise of failed checkpoint I/O
 
 What each piece owns: :mod:`ngrok_jax.spec` the run spec and config.json,
 :mod:`ngrok_jax.results` the metric rows, metrics.jsonl, summaries and
 reading a folder back, :mod:`ngrok_jax.ampfile` the amplifier files,
-:mod:`ngrok_jax.checkpoint` the checkpoints.  Their public names are
+:mod:`ngrok_jax.checkpoint` the checkpoints, :mod:`ngrok_jax.runfolder`
+the checks before the first write, the rollback of a failed start, what a
+resume may change, resource limits, the noise log.  Public names are
 re-exported here (the stable API)::
 
     from ngrok_jax import runner
@@ -94,6 +98,7 @@ from ngrok_jax.results import (THRESHOLDS, held_evaluations, load_run,
                                read_metrics, summarize, summary_line)
 from ngrok_jax.spec import (EACH, STOP_ACC, RunSpec, check_resume,
                             load_spec, make_spec)
+from ngrok_jax.sharding import shard_count
 from ngrok_jax.train import Trainer, resolve_seed_group
 
 __all__ = ["RunSpec", "RunInterrupted", "Chunk", "run", "resume",
@@ -109,12 +114,7 @@ def _default_report(msg: str) -> None:
   print(msg, file=sys.stderr, flush=True)
 
 
-def _shard_count(num_seeds: int, devices: Optional[int]) -> int:
-  """Devices to shard ``num_seeds`` over: the largest count <= ``devices``
-  (default: all devices) that divides the number of seeds
-  (:func:`ngrok_jax.sharding.shard_count`, the same number per process)."""
-  from ngrok_jax.sharding import shard_count
-  return shard_count(num_seeds, devices)
+_shard_count = shard_count  # the largest count <= devices dividing the seeds
 
 
 def _quiet(msg: str) -> None:
