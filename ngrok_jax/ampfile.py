@@ -24,10 +24,12 @@ import numpy as np
 
 from ngrok_jax.fileio import atomic_write, dumps, is_int
 
-__all__ = ["AMP_FORMAT", "save_amplifier", "load_amplifier",
+__all__ = ["AMP_FORMAT", "save_amplifier", "load_amplifier", "check_fits",
            "grad_range_fn", "run_amplifier_meta"]
 
 AMP_FORMAT = "ngrok_jax.amplifier/1"
+#: Metadata every amplifier file has.
+REQUIRED = ("hidden", "seeds", "task", "p", "step", "grad_range")
 FILE = "amplifier.msgpack"
 
 
@@ -78,15 +80,44 @@ def load_amplifier(path: str, seed_index: Optional[int] = 0
     params = raw["params"]
   except Exception as e:  # noqa: BLE001
     raise ValueError(f"{f} is not a readable amplifier file ({e})") from None
-  if meta.get("format") != AMP_FORMAT:
+  if not isinstance(meta, dict) or meta.get("format") != AMP_FORMAT:
     raise ValueError(f"{f} is not an ngrok_jax amplifier file")
-  n = len(meta["seeds"])
+  missing = [k for k in REQUIRED if k not in meta]
+  if missing:
+    raise ValueError(f"{f} lacks {', '.join(missing)} in its metadata (not "
+                     "a complete amplifier file)")
+  n = len(meta["seeds"]) if isinstance(meta["seeds"], list) else 0
+  leaves = jax.tree.leaves(params)
+  if not n or not leaves or any(np.ndim(a) < 1 or np.shape(a)[0] != n
+                                for a in leaves):
+    raise ValueError(f"{f}: its weights do not hold one amplifier for each "
+                     f"of the {n} seeds its metadata names")
   if seed_index is not None:
     if not is_int(seed_index) or not 0 <= seed_index < n:
       raise ValueError(f"amplifier seed index must be in [0, {n}), got "
                        f"{seed_index!r}")
     params = jax.tree.map(lambda a: np.asarray(a)[seed_index], params)
   return params, meta
+
+
+def check_fits(path: str, cfg) -> None:
+  """ValueError unless the amplifier file's weights have the shapes of
+  ``cfg``'s amplifier (its ``amp_hidden`` and ``amp_inputs``), per seed."""
+  from ngrok_jax.methods import init_amplifier_params
+  params, meta = load_amplifier(path, None)
+  want = jax.eval_shape(lambda k: init_amplifier_params(cfg, k),
+                        jax.random.PRNGKey(0))
+  flat = jax.tree_util.tree_flatten_with_path
+  got = {jax.tree_util.keystr(k): tuple(np.shape(a)[1:])
+         for k, a in flat(params)[0]}
+  ok = got == {jax.tree_util.keystr(k): tuple(w.shape)
+               for k, w in flat(want)[0]}
+  if not ok:
+    raise ValueError(f"{_amp_file(path)}: its weights do not match its "
+                     f"metadata (hidden {meta['hidden']}, amp_inputs "
+                     f"{meta.get('amp_inputs', 'grad')}) or this run's "
+                     f"amplifier (amp_hidden {list(cfg.amp_hidden)}, "
+                     f"amp_inputs {cfg.amp_inputs})")
 
 
 def grad_range_fn(trainer) -> Callable:

@@ -49,13 +49,23 @@ import orbax.checkpoint as ocp
 from ngrok_jax.distributed import any_process, barrier, is_primary, to_host
 from ngrok_jax.neuralgrok import NeuralGrokState
 
-__all__ = ["Checkpointer", "state_checksum", "CheckpointError"]
+__all__ = ["Checkpointer", "state_checksum", "CheckpointError",
+           "CheckpointMismatch", "Unusable", "resume_from"]
 
 log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
   """No usable checkpoint (all missing, truncated or corrupted)."""
+
+
+class CheckpointMismatch(CheckpointError):
+  """The checkpoint is readable but its state does not fit this
+  configuration (never moved aside: it belongs to another configuration)."""
+
+
+class Unusable(CheckpointError):
+  """Every checkpoint is unreadable or corrupted (moved aside)."""
 
 
 class _Mismatch(Exception):
@@ -213,28 +223,30 @@ class Checkpointer:
       got = self.manager.restore(int(step), args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract)))["state"]
     except _Mismatch as e:
-      raise CheckpointError(f"checkpoint {step} in {self.directory} has a "
+      raise CheckpointMismatch(f"checkpoint {step} in {self.directory} has a "
                             f"different state structure ({e})") from None
     except Exception as e:  # noqa: BLE001 - any read failure means unusable
       msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+      log.info("checkpoint %s in %s cannot be read", step, self.directory,
+               exc_info=True)
       raise CheckpointError(f"checkpoint {step} in {self.directory} cannot "
-                            f"be read ({type(e).__name__}: {msg[:200]})") from e
+                            f"be read ({type(e).__name__}: {msg})") from e
     if not tree:  # the old flat layout: leaves in the template's order
       if set(got) != set(abstract):
-        raise CheckpointError(f"checkpoint {step} has a different state "
+        raise CheckpointMismatch(f"checkpoint {step} has a different state "
                               "structure than this configuration")
       got = jax.tree.unflatten(jax.tree.structure(template),
                                [got[k] for k in sorted(got)])
     if jax.tree.structure(got) != jax.tree.structure(want):
-      raise CheckpointError(f"checkpoint {step} has a different state "
+      raise CheckpointMismatch(f"checkpoint {step} has a different state "
                             "structure than this configuration")
     paths = jax.tree_util.tree_flatten_with_path(want)[0]
     leaves = []
     for (path, w), a in zip(paths, jax.tree.leaves(got)):
       a = np.asarray(a)
       if a.shape != w.shape or a.dtype != w.dtype:
-        raise CheckpointError(
-            f"checkpoint {step}: leaf {jax.tree_util.keystr(path)} is "
+        raise CheckpointMismatch(
+            f"checkpoint {step} in {self.directory}: leaf {jax.tree_util.keystr(path)} is "
             f"{a.dtype}{list(a.shape)}, expected {w.dtype}{list(w.shape)}")
       leaves.append(a)
     state = jax.tree.unflatten(jax.tree.structure(template), leaves)
@@ -266,18 +278,30 @@ class Checkpointer:
     Unreadable or corrupted checkpoints are skipped (newest first),
     described through ``report`` (default: ``logging.warning``) and renamed
     to ``corrupt.<step>.<pid>`` (kept for inspection; a new checkpoint of
-    that step can then be saved); if every checkpoint is bad,
-    :class:`CheckpointError` is raised.
+    that step can then be saved).  If every checkpoint is bad, or there is
+    none but earlier ones were moved aside, :class:`Unusable` is raised
+    (the same answer every time).  A readable checkpoint whose state does
+    not fit ``template`` (another configuration) is never moved:
+    :class:`CheckpointMismatch` is raised.
     """
     report = report or log.warning
     steps = self.steps()
     if not steps:
+      aside = sorted(n for n in os.listdir(self.directory)
+                     if n.startswith("corrupt.")) if os.path.isdir(
+                         self.directory) else []
+      if aside:
+        raise Unusable(f"no usable checkpoint in {self.directory}: the "
+                       f"earlier ones were unreadable and moved aside "
+                       f"({', '.join(aside)})")
       return None
     errors = []
     for step in reversed(steps):
       error = None
       try:
         state, meta = self.restore(step, template)
+      except CheckpointMismatch:
+        raise
       except CheckpointError as e:
         error = e
       if any_process(error is not None):  # every process agrees
@@ -293,4 +317,36 @@ class Checkpointer:
       if errors:
         self.manager.reload()
       return step, state, meta
-    raise CheckpointError("no usable checkpoint: " + "; ".join(errors))
+    raise Unusable("no usable checkpoint: " + "; ".join(errors))
+
+
+def resume_from(ckpt: Checkpointer, fresh, method: str, force: bool,
+                report: Callable[[str], None], out_dir: Optional[str]
+                ) -> Optional[Tuple[int, Any, dict]]:
+  """The runner's resume of one method: the newest good checkpoint of
+  ``ckpt`` with the per-seed hyperparameters of ``fresh`` (the initial
+  state of the current configuration: a ``--force`` change of a
+  hyperparameter takes effect from the resumed step), or None.
+
+  Raises :class:`CheckpointError` when no checkpoint is usable unless
+  ``force`` (then the method restarts from step 0, reported and recorded in
+  the folder's ``changes.jsonl``).
+  """
+  from ngrok_jax import runfolder
+  try:
+    got = ckpt.restore_latest(fresh, report=report)
+  except Unusable as e:
+    if not force:
+      raise CheckpointError(f"{method}: {e}; --resume --force restarts "
+                            f"{method} from step 0 (its rows are replaced)"
+                            ) from None
+    report(f"{method}: {e}; restarting it from step 0 because of --force")
+    if out_dir is not None and is_primary():
+      runfolder.record_change(out_dir, {f"{method}.restart": dict(
+          old="no usable checkpoint", new="step 0")})
+    return None
+  if got is None:
+    return None
+  step, state, meta = got
+  seeds = state.seeds._replace(hparams=fresh.seeds.hparams)
+  return step, state._replace(seeds=seeds), meta

@@ -10,15 +10,16 @@ Subcommands::
     ngrok-jax amplifier PATH [--seed-index K] [--export OUT] [--plot PNG]
     ngrok-jax presets
 
-Bad options and values exit with status 2 and one line on stderr (no
-traceback); an interrupted run (SIGINT/SIGTERM) saves a checkpoint and exits
-with 128 + the signal number.
+Exit status: 0 done; 2 bad options or values (one line on stderr, no
+traceback); 1 no usable checkpoint; 3 the disk is full (one line); 128 + the
+signal number for an interrupted run (SIGINT/SIGTERM: a checkpoint is saved
+first).  A failed start leaves the run folder as it was; the log noise of
+orbax and asyncio goes to the run folder's ``errors.log``.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -62,7 +63,11 @@ def _trackers(s: str) -> List[str]:
 def _seed_group(s: str):
   if s in ("auto", "all"):
     return None if s == "all" else s
-  return _int("--seed-group")(s)
+  n = _int("--seed-group")(s)
+  if n < 1:
+    raise argparse.ArgumentTypeError(
+        f"--seed-group must be a positive integer, all or auto, got {s!r}")
+  return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -310,10 +315,8 @@ def _cmd_train(args, hooks=()) -> int:
       args.resume):
     return cli_cross.cmd_cross_task(args)
   _start_processes(args)
-  from ngrok_jax import runner
+  from ngrok_jax import runfolder, runner
   from ngrok_jax.distributed import is_primary
-  from ngrok_jax.report import markdown_table
-  from ngrok_jax.results import summary_line
   from ngrok_jax.spec import check_resume
   if args.preset is not None:
     from ngrok_jax.presets import get_preset
@@ -322,13 +325,46 @@ def _cmd_train(args, hooks=()) -> int:
       os.path.abspath(args.resume):
     raise UsageError("--out and --resume name different folders")
   runner.check_devices(args.devices)
+  if args.out is not None and not args.out.strip():
+    raise UsageError("--out must name a folder, got an empty string")
   spec = _spec_from_args(args)
+  _check_applies(args, spec)
   if args.resume:
     out = args.resume
   else:
     out = args.out or os.path.join(
         "runs", f"{args.preset or 'quick'}-{time.strftime('%Y%m%d-%H%M%S')}")
   check_resume(spec, out, bool(args.resume), args.force)
+  runfolder.check_resources(spec)  # before the trackers start
+  with runfolder.Guard(out if is_primary() else None):
+    return _train(args, spec, out, hooks)
+
+
+def _check_applies(args, spec) -> None:
+  """An option that does not apply to the chosen methods: an error, or a
+  one-line warning when it applies to another of them."""
+  frozen = "neuralgrok-frozen" in spec.methods
+  if not frozen and not args.resume and (
+      args.amplifier is not None or args.amplifier_seed is not None):
+    raise UsageError("--amplifier and --amplifier-seed apply only to method "
+                     "neuralgrok-frozen, which --methods does not name")
+  hidden = args.cfg_amp_hidden
+  if hidden is not None and frozen and tuple(hidden) != tuple(
+      spec.configs["neuralgrok-frozen"].amp_hidden):
+    file_h = ",".join(map(str, spec.configs["neuralgrok-frozen"].amp_hidden))
+    msg = (f"--amp-hidden does not apply to neuralgrok-frozen (it takes the "
+           f"amplifier file's {file_h})")
+    if "neuralgrok" not in spec.methods:
+      raise UsageError(msg)
+    print(f"{PROG}: warning: {msg}", file=sys.stderr)
+
+
+def _train(args, spec, out, hooks) -> int:
+  """:func:`_cmd_train` once the options and the folder are checked."""
+  from ngrok_jax import runner
+  from ngrok_jax.distributed import is_primary
+  from ngrok_jax.report import markdown_table
+  from ngrok_jax.results import summary_line
   hooks = [*hooks, *_tracker_hooks(args, spec, out)]
   primary = is_primary()
   cfg = next(iter(spec.configs.values()))
@@ -368,62 +404,6 @@ def _cmd_report(args) -> int:
   return 0
 
 
-def _cmd_amplifier(args) -> int:
-  import numpy as np
-  import jax
-  import jax.numpy as jnp
-  from ngrok_jax.amplifier import Amplifier
-  from ngrok_jax.ampfile import load_amplifier, save_amplifier
-  from ngrok_jax.fileio import atomic_write
-  from ngrok_jax.tables import md_table
-  params, meta = load_amplifier(args.path, args.seed_index)
-  rich = meta.get("amp_inputs", "grad") == "rich"
-  if rich and args.plot:
-    raise UsageError("--plot draws the 1-input score function f(g); this "
-                     "amplifier has rich inputs (amp_inputs=rich)")
-  n = sum(int(np.size(l)) for l in jax.tree.leaves(params))
-  lo, hi = meta["grad_range"]
-  print(f"amplifier {'4' if rich else '1'}-"
-        f"{'-'.join(map(str, meta['hidden']))}-1"
-        f"{' with a per-tensor embedding' if rich else ''} ({n} params), "
-        f"trained on {meta['task']} mod {meta['p']} for {meta['step']} steps, "
-        f"seed {meta['seeds'][args.seed_index]} "
-        f"(index {args.seed_index} of {len(meta['seeds'])})")
-  print(f"gradient components seen: [{lo:.3g}, {hi:.3g}]; steps to 95%: "
-        f"{meta.get('steps_to_95')}")
-  if not rich:  # rich inputs: no 1-D score function to tabulate
-    amp = Amplifier(tuple(meta["hidden"]), meta.get("amp_method", "pwl"))
-    span = max(abs(lo), abs(hi))
-    xs = np.linspace(-span, span, 9).astype(np.float32)
-    ys = np.asarray(amp.apply(params, jnp.asarray(xs)))
-    print(md_table(["g", "score f(g)"],
-                   [(f"{x:.3g}", f"{y:.4g}") for x, y in zip(xs, ys)]))
-  if args.export:
-    ext = os.path.splitext(args.export)[1]
-    flat = {jax.tree_util.keystr(k): np.asarray(v) for k, v in
-            jax.tree_util.tree_flatten_with_path(params)[0]}
-    if ext == ".npz":
-      import io
-      buf = io.BytesIO()
-      np.savez(buf, **flat, meta=json.dumps(
-          {k: v for k, v in meta.items() if k != "example"}))
-      atomic_write(args.export, buf.getvalue())
-    elif ext == ".msgpack":
-      one = jax.tree.map(lambda a: np.asarray(a)[None], params)
-      m2 = dict(meta, seeds=[meta["seeds"][args.seed_index]],
-                c=[meta["c"][args.seed_index]])
-      save_amplifier(args.export, one, m2)
-    else:
-      raise UsageError(f"--export must end in .npz or .msgpack, got "
-                       f"{args.export!r}")
-    print(f"exported to {args.export}")
-  if args.plot:
-    from ngrok_jax.plots import plot_amplifier
-    plot_amplifier(args.path, args.plot)
-    print(f"plot written to {args.plot}")
-  return 0
-
-
 def _cmd_presets(args) -> int:
   from ngrok_jax.presets import PRESETS
   for name, p in PRESETS.items():
@@ -443,8 +423,31 @@ def main(argv: Optional[Sequence[str]] = None, *,
   try:
     if args.command == "train":
       return _cmd_train(args, hooks)
-    return {"report": _cmd_report, "amplifier": _cmd_amplifier,
-            "presets": _cmd_presets}[args.command](args)
+    if args.command == "amplifier":
+      from ngrok_jax.cli_amp import cmd_amplifier
+      return cmd_amplifier(args)
+    return {"report": _cmd_report, "presets": _cmd_presets}[args.command](
+        args)
+  except Exception as e:  # noqa: BLE001 - a full disk, whatever raised it
+    from ngrok_jax.runfolder import EXIT_DISK_FULL, is_disk_full
+    if not is_disk_full(e):
+      return _failure(args, e)
+    where = getattr(e, "filename", None) or (args.resume or args.out or "")
+    print(f"{PROG} {args.command}: error: disk full (no space left on "
+          f"device){' writing ' + str(where) if where else ''}; free space, "
+          "then run again (a run folder with a checkpoint continues with "
+          "--resume)", file=sys.stderr)
+    return EXIT_DISK_FULL
+  except KeyboardInterrupt:
+    print(f"{PROG}: interrupted", file=sys.stderr)
+    return 130
+
+
+def _failure(args, e: Exception) -> int:
+  """The exit status and one line of a failed command (re-raises what is
+  not a user's or a checkpoint's error)."""
+  try:
+    raise e
   except (UsageError, ValueError) as e:
     msg = " ".join(str(e).split())
     print(f"{PROG} {args.command}: error: {msg}", file=sys.stderr)
@@ -452,9 +455,6 @@ def main(argv: Optional[Sequence[str]] = None, *,
   except FileNotFoundError as e:
     print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
     return 2
-  except KeyboardInterrupt:
-    print(f"{PROG}: interrupted", file=sys.stderr)
-    return 130
   except Exception as e:  # noqa: BLE001 - CheckpointError and friends
     from ngrok_jax.checkpoint import CheckpointError
     if isinstance(e, CheckpointError):

@@ -24,6 +24,11 @@ def cmd_cross_task(args) -> int:
       args.log or args.devices not in (None, 1)):
     raise UsageError("--cross-tasks runs in one process on one device, "
                      "without trackers")
+  if args.out is not None and not args.out.strip():
+    raise UsageError("--out must name a folder, got an empty string")
+  if args.amplifier is not None or args.amplifier_seed is not None:
+    raise UsageError("--amplifier and --amplifier-seed apply only to method "
+                     "neuralgrok-frozen, not to --cross-tasks")
   if args.resume:
     if args.preset is not None or _explicit_cfg(args) or args.cross_tasks \
         or args.seeds is not None or args.steps is not None:

@@ -57,11 +57,14 @@ def _yes_no(flag):
 def _seeds(s):
   """'4' -> 4 seeds (0..3); '0,5,7' -> those seeds."""
   try:
-    return [int(x) for x in s.split(",") if x.strip()] if "," in s else int(s)
+    v = [int(x) for x in s.split(",") if x.strip()] if "," in s else int(s)
   except ValueError:
+    v = None
+  if v is None or (isinstance(v, list) and min(v, default=-1) < 0):
     raise argparse.ArgumentTypeError(
-        f"--seeds must be a count (e.g. 4) or distinct seeds (e.g. 0,1,2), "
-        f"got {s!r}") from None
+        f"--seeds must be a count (e.g. 4) or distinct seeds >= 0 (e.g. "
+        f"0,1,2), got {s!r}")
+  return v
 
 
 def _sweep(s):

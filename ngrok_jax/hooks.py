@@ -40,7 +40,12 @@ import numpy as np
 from ngrok_jax import results
 
 __all__ = ["Chunk", "RunInterrupted", "StopFlag", "ProgressBar", "EarlyStop",
-           "MetricsWriter", "CheckpointSaver", "StopOnSignal", "close_hooks"]
+           "MetricsWriter", "CheckpointSaver", "StopOnSignal", "close_hooks",
+           "DivergenceBound", "DIVERGED_LOSS", "sync_stop", "AgreeOnStop"]
+
+#: A seed whose mean training loss over a chunk exceeds this (or is not
+#: finite) counts as diverged (``diverged_at``; chance level is ln p).
+DIVERGED_LOSS = 1e4
 
 
 class RunInterrupted(RuntimeError):
@@ -117,6 +122,63 @@ class StopFlag:
     for s, h in self._old.items():
       signal.signal(s, h)
     return False
+
+
+class DivergenceBound:
+  """Marks a seed diverged (``diverged_at``, in this chunk's rows and every
+  later one) once its mean training loss over a chunk is above ``limit``
+  (default :data:`DIVERGED_LOSS`) or not finite.
+
+  "Diverged" in a run's rows and summary: the seed's loss or weights became
+  non-finite (the state then freezes its parameters, ``diverged_at`` the
+  step) or its training loss exceeded the finite bound at an evaluation
+  (``diverged_at`` that evaluation's step; it keeps training, but counts
+  as diverged and its curves are masked from there on).  Runs first, so the
+  metrics file and the checkpoint see the marked rows.
+  """
+
+  def __init__(self, limit: float = DIVERGED_LOSS):
+    self.limit = limit
+
+  def __call__(self, chunk: Chunk) -> None:
+    earlier = {}
+    for r in chunk.history[:len(chunk.history) - len(chunk.rows)]:
+      d = r.get("diverged_at")
+      if d is not None and d >= 0:
+        earlier[r["seed"]] = int(d)
+    for r in chunk.rows:
+      loss, d = r.get("batch_loss"), r.get("diverged_at")
+      if d is not None and d >= 0:
+        continue
+      if r["seed"] in earlier:
+        r["diverged_at"] = earlier[r["seed"]]
+      elif loss is None or not loss <= self.limit:
+        r["diverged_at"] = int(chunk.step)
+
+
+def sync_stop(stop: StopFlag) -> bool:
+  """Whether any process has a stop signal; sets ``stop.signum`` (SIGTERM
+  if this process saw none) so that every process stops at the same
+  chunk.  Every process must call it."""
+  import jax
+  from ngrok_jax.distributed import any_process
+  if jax.process_count() > 1 and stop.signum is None and any_process(False):
+    stop.signum = signal.SIGTERM
+  elif jax.process_count() > 1 and stop.signum is not None:
+    any_process(True)
+  return stop.signum is not None
+
+
+class AgreeOnStop:
+  """First hook of a multi-process run: :func:`sync_stop` at every chunk
+  boundary, before the checkpoint hook decides whether to save."""
+
+  def __init__(self, stop: StopFlag):
+    self.stop = stop
+
+  def __call__(self, chunk: Chunk) -> None:
+    del chunk
+    sync_stop(self.stop)
 
 
 class ProgressBar:

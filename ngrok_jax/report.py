@@ -33,6 +33,29 @@ def _rows_of(name: str, summary: Mapping[str, Any]) -> List[List[str]]:
   return out
 
 
+def _load(d: str):
+  """:func:`load_run`; a ValueError naming the file it cannot read."""
+  try:
+    return load_run(d)
+  except (ValueError, OSError, KeyError, TypeError) as e:
+    import json
+    from ngrok_jax.results import read_metrics
+    for name in ("config.json", "summary.json", "metrics.jsonl"):
+      path = os.path.join(d, name)
+      if not os.path.exists(path):
+        continue
+      try:
+        if name.endswith(".json"):
+          with open(path) as f:
+            json.load(f)
+        else:
+          read_metrics(path)
+      except (ValueError, OSError) as e2:
+        raise ValueError(f"cannot read {path}: "
+                         f"{' '.join(str(e2).split())}") from None
+    raise ValueError(f"cannot read the run in {d}: {e}") from None
+
+
 def markdown_table(run_dirs: Sequence[str]) -> str:
   """One markdown table: run x method, steps to 95%/99% (median, IQR,
   successes/seeds), diverged seeds, the steps run (fewer than the budget
@@ -45,7 +68,7 @@ def markdown_table(run_dirs: Sequence[str]) -> str:
   header += ["diverged", "steps run", "wall s", "s/step"]
   rows = []
   for d in run_dirs:
-    run = load_run(d)
+    run = _load(d)
     rows += _rows_of(os.path.basename(os.path.normpath(d)), run["summary"])
   return md_table(header, rows)
 

@@ -16,11 +16,15 @@ passed in), and leaves a *run folder*::
       amplifier.json    its metadata, readable
       plots/*.png       curves, AGE, the learned amplifier
       checkpoints/<method>/<step>/   orbax checkpoints (state + metrics)
+      changes.jsonl     changes by --resume --force, the steps they apply from
+      errors.log        orbax/asyncio log noise of failed checkpoint I/O
 
 What each piece owns: :mod:`ngrok_jax.spec` the run spec and config.json,
 :mod:`ngrok_jax.results` the metric rows, metrics.jsonl, summaries and
 reading a folder back, :mod:`ngrok_jax.ampfile` the amplifier files,
-:mod:`ngrok_jax.checkpoint` the checkpoints.  Their public names are
+:mod:`ngrok_jax.checkpoint` the checkpoints, :mod:`ngrok_jax.runfolder`
+the checks before the first write, the rollback of a failed start, what a
+resume may change, resource limits, the noise log.  Public names are
 re-exported here (the stable API)::
 
     from ngrok_jax import runner
@@ -81,18 +85,20 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 import jax
 import numpy as np
 
-from ngrok_jax import ampfile, results
-from ngrok_jax.distributed import any_process, barrier, is_primary, to_host
+from ngrok_jax import ampfile, results, runfolder
+from ngrok_jax.distributed import barrier, is_primary, to_host
 from ngrok_jax.ampfile import load_amplifier, save_amplifier
 from ngrok_jax.config import TrainConfig
 from ngrok_jax.fileio import atomic_write, dumps
-from ngrok_jax.hooks import (CheckpointSaver, Chunk, EarlyStop, MetricsWriter,
+from ngrok_jax.hooks import (AgreeOnStop, CheckpointSaver, Chunk,
+                             DivergenceBound, EarlyStop, MetricsWriter,
                              ProgressBar, RunInterrupted, StopFlag,
-                             StopOnSignal, close_hooks)
+                             StopOnSignal, close_hooks, sync_stop)
 from ngrok_jax.results import (THRESHOLDS, held_evaluations, load_run,
                                read_metrics, summarize, summary_line)
 from ngrok_jax.spec import (EACH, STOP_ACC, RunSpec, check_resume,
                             load_spec, make_spec)
+from ngrok_jax.sharding import shard_count
 from ngrok_jax.train import Trainer, resolve_seed_group
 
 __all__ = ["RunSpec", "RunInterrupted", "Chunk", "run", "resume",
@@ -108,39 +114,11 @@ def _default_report(msg: str) -> None:
   print(msg, file=sys.stderr, flush=True)
 
 
-def _shard_count(num_seeds: int, devices: Optional[int]) -> int:
-  """Devices to shard ``num_seeds`` over: the largest count <= ``devices``
-  (default: all devices) that divides the number of seeds
-  (:func:`ngrok_jax.sharding.shard_count`, the same number per process)."""
-  from ngrok_jax.sharding import shard_count
-  return shard_count(num_seeds, devices)
+_shard_count = shard_count  # the largest count <= devices dividing the seeds
 
 
 def _quiet(msg: str) -> None:
   del msg
-
-
-def _sync_stop(stop: StopFlag) -> bool:
-  """Whether any process has a stop signal; sets ``stop.signum`` (SIGTERM
-  if this process saw none) so that every process stops at the same
-  chunk.  Every process must call it."""
-  if jax.process_count() > 1 and stop.signum is None and any_process(False):
-    stop.signum = signal.SIGTERM
-  elif jax.process_count() > 1 and stop.signum is not None:
-    any_process(True)
-  return stop.signum is not None
-
-
-class _AgreeOnStop:
-  """First hook of a multi-process run: :func:`_sync_stop` at every chunk
-  boundary, before the checkpoint hook decides whether to save."""
-
-  def __init__(self, stop: StopFlag):
-    self.stop = stop
-
-  def __call__(self, chunk: Chunk) -> None:
-    del chunk
-    _sync_stop(self.stop)
 
 
 def check_devices(devices: Optional[int]) -> None:
@@ -212,17 +190,19 @@ class _Run:
                   if method == "neuralgrok" and saves else None)
     ckpt = None
     if saves:
-      from ngrok_jax.checkpoint import Checkpointer
+      from ngrok_jax.checkpoint import Checkpointer, resume_from
       ckpt = Checkpointer(self.path("checkpoints", method),
                           spec.keep_checkpoints)
     early = EarlyStop(spec.stop_after, spec.stop_acc, spec.seeds, self.report)
     extra: Dict[str, Any] = {}
     step = 0
     try:
-      got = ckpt.restore_latest(state, report=self.report) if (
-          resume and ckpt is not None) else None
+      got = resume_from(ckpt, state, method, self.force, self.report,
+                        self.out_dir) if resume and ckpt is not None else None
       if got is not None:
         step, state, meta = got
+        runfolder.record_resume(self.out_dir if is_primary() else None,
+                                method, step)
         self.rows[method] = list(meta["rows"])
         self.wall[method] = float(meta["wall_time"])
         extra = dict(meta.get("extra", {}))
@@ -237,10 +217,11 @@ class _Run:
         lo, hi, _ = to_host(grad_range(state, data))
         extra["grad_range0"] = [float(np.min(lo)), float(np.max(hi))]
       if not self.complete[method]:
-        hooks = [ProgressBar(spec.steps, step, method, self.progress), early,
+        hooks = [DivergenceBound(), ProgressBar(spec.steps, step, method,
+                                                self.progress), early,
                  *self.hooks]
         if jax.process_count() > 1:
-          hooks.insert(0, _AgreeOnStop(stop))
+          hooks.insert(0, AgreeOnStop(stop))
         if saves:
           if is_primary():
             hooks.append(MetricsWriter(self.out_dir))
@@ -298,6 +279,7 @@ class _Run:
                       done=step >= spec.steps)
         for hook in hooks:
           hook(chunk)
+        runfolder.mark_progress(self.out_dir)
         if chunk.done:
           break
     finally:
@@ -440,21 +422,38 @@ def execute(spec: RunSpec, out_dir: Optional[str], *, resume: bool = False,
                      " amplifier, trained (and resumed) by "
                      "ngrok_jax.cross_task.run, not by the runner")
   check_devices(devices)
+  seed_group = resolve_seed_group(seed_group)  # checked before any write
   procs = jax.process_count()
   n = _shard_count(len(spec.seeds), devices)  # multi-process: may refuse
   diff = check_resume(spec, out_dir, resume, force)
+  changes = runfolder.check_change(load_spec(out_dir), spec, out_dir) if (
+      diff and out_dir is not None) else {}
+  runfolder.check_resources(spec, memory=out_dir is not None)
   barrier("ngrok_jax.execute: folder checked")  # before process 0 writes
-  if out_dir is not None:
-    out_dir = os.fspath(out_dir)
-    if diff:
-      report(f"resuming with a different configuration ({', '.join(diff)})"
-             " because of --force")
-    os.makedirs(out_dir, exist_ok=True)
-    if is_primary():
-      atomic_write(os.path.join(out_dir, "config.json"),
-                   dumps(spec.to_dict()))
-  r = _Run(spec, out_dir, progress, report, devices, hooks,
-           resolve_seed_group(seed_group))
+  primary = is_primary()
+  with runfolder.Guard(out_dir if primary else None), runfolder.Noise(
+      out_dir if primary else None):
+    if out_dir is not None:
+      out_dir = os.fspath(out_dir)
+      if diff:
+        report(f"resuming with a different configuration ({', '.join(diff)})"
+               " because of --force")
+      os.makedirs(out_dir, exist_ok=True)
+      if primary:
+        atomic_write(os.path.join(out_dir, "config.json"),
+                     dumps(spec.to_dict()))
+        if changes:
+          runfolder.record_change(out_dir, changes)
+    r = _Run(spec, out_dir, progress, report, devices, hooks, seed_group)
+    r.force = force
+    return _execute_run(r, spec, out_dir, resume, progress, report, plots,
+                        devices, hooks, n, procs)
+
+
+def _execute_run(r, spec, out_dir, resume, progress, report, plots, devices,
+                 hooks, n, procs):
+  """:func:`execute` once the folder is written: the methods, then the
+  ``end_run`` of the hooks."""
   if n > 1:
     report(f"seeds sharded over {n} devices" +
            (f" of {procs} processes" if procs > 1 else ""))
@@ -480,7 +479,7 @@ def _execute_methods(r: _Run, spec: RunSpec, out_dir: Optional[str],
   with StopFlag() as stop:
     try:
       for m in spec.methods:
-        if _sync_stop(stop):
+        if sync_stop(stop):
           break
         r.train_method(m, stop, resume)
         s = r.write_summary()
@@ -490,7 +489,7 @@ def _execute_methods(r: _Run, spec: RunSpec, out_dir: Optional[str],
       r.write_summary()
       raise
   summary = r.write_summary()
-  if _sync_stop(stop):
+  if sync_stop(stop):
     # The signal arrived during the last chunk of a method: that method
     # finished and was saved, but later ones were not started.  Never return
     # as if the run were done (a caller would go on to its next job).

@@ -92,9 +92,9 @@ class RunSpec:
       if cfg.method != m:
         raise ValueError(f"config of method {m!r} has method={cfg.method!r}")
       cfg.validate()
-    if not self.seeds or not all(is_int(s) for s in self.seeds):
-      raise ValueError(f"seeds must be a non-empty list of integers, got "
-                       f"{self.seeds!r}")
+    if not self.seeds or not all(is_int(s) and s >= 0 for s in self.seeds):
+      raise ValueError(f"seeds must be a non-empty list of integers >= 0, "
+                       f"got {list(self.seeds)!r}")
     if len(set(self.seeds)) != len(self.seeds):
       raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
     for name, lo in (("steps", 1), ("eval_every", 1), ("keep_checkpoints", 1),
@@ -283,6 +283,13 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
     from ngrok_jax.ampfile import load_amplifier
     amp_meta = load_amplifier(
         amplifier, 0 if amplifier_seed == EACH else amplifier_seed)[1]
+    if "amp_hidden" in method_overrides.get("neuralgrok-frozen", {}) and \
+        tuple(method_overrides["neuralgrok-frozen"]["amp_hidden"]) != tuple(
+            amp_meta["hidden"]):
+      raise ValueError(
+          f"amp_hidden {list(method_overrides['neuralgrok-frozen']['amp_hidden'])}"
+          f" of neuralgrok-frozen differs from the amplifier file's "
+          f"{amp_meta['hidden']} (the file's shape is used)")
     if amplifier_seed == EACH and len(amp_meta["seeds"]) != len(
         _seed_tuple(seeds)):
       raise ValueError(f"amplifier_seed 'each' pairs the run's seeds with the"
@@ -306,6 +313,9 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
     hp[k] = tuple(float(x) for x in arr)
   if amplifier is not None:
     amplifier = os.path.abspath(amplifier)
+  if amp_meta is not None:
+    from ngrok_jax.ampfile import check_fits
+    check_fits(amplifier, configs["neuralgrok-frozen"])
   spec = RunSpec(configs=configs, seeds=seeds, steps=steps,
                  eval_every=eval_every,
                  checkpoint_every=checkpoint_every or None,
@@ -381,18 +391,17 @@ def load_spec(out_dir: str) -> RunSpec:
 
 def check_out_dir(out_dir: Optional[str], resume: bool) -> None:
   """ValueError unless ``out_dir`` can take a new run (``resume`` false:
-  no config.json there yet) or be resumed."""
+  a missing or empty folder, :func:`ngrok_jax.runfolder.check_new_folder`)
+  or be resumed."""
   if out_dir is None:
     if resume:
       raise ValueError("resume needs out_dir (the run folder)")
     return
-  if not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir):
-    raise ValueError(f"out_dir must be a path, got {out_dir!r}")
-  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+  from ngrok_jax.runfolder import check_new_folder
+  if not resume:
+    check_new_folder(out_dir)
+  elif os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise ValueError(f"out_dir {out_dir!r} exists and is not a folder")
-  if not resume and os.path.exists(os.path.join(out_dir, "config.json")):
-    raise ValueError(f"{out_dir!r} already holds a run; resume it with "
-                     f"--resume {out_dir} or choose a new --out")
 
 
 def check_resume(spec: RunSpec, out_dir: Optional[str], resume: bool,
@@ -418,7 +427,11 @@ def check_resume(spec: RunSpec, out_dir: Optional[str], resume: bool,
     return []
   if not os.path.exists(os.path.join(out_dir, "config.json")):
     return []
-  diff = load_spec(out_dir).diff(spec)
+  saved = load_spec(out_dir)
+  diff = saved.diff(spec)
+  if diff and force:
+    from ngrok_jax.runfolder import check_change
+    check_change(saved, spec, out_dir)  # a field fixing the state: refused
   if diff and not force:
     raise ValueError(f"the configuration differs from the checkpointed run "
                      f"in {out_dir} in: {', '.join(diff)} (use --force to "
