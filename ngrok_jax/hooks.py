@@ -157,9 +157,17 @@ class DivergenceBound:
 
 
 def sync_stop(stop: StopFlag) -> bool:
-  """Whether any process has a stop signal; sets ``stop.signum`` (SIGTERM
-  if this process saw none) so that every process stops at the same
-  chunk.  Every process must call it."""
+  """Whether any process has a stop signal.
+
+  Sets ``stop.signum`` (SIGTERM if this process saw none) so that every
+  process stops at the same chunk.  Every process must call it.
+
+  Args:
+    stop: this process's stop flag (set by SIGINT/SIGTERM).
+
+  Returns:
+    True when some process has seen a stop signal.
+  """
   import jax
   from ngrok_jax.distributed import any_process
   if jax.process_count() > 1 and stop.signum is None and any_process(False):
