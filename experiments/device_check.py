@@ -15,8 +15,6 @@ part runs):
   missing);
 * ``equalities``: seed groups (all / 2 / 1) and sharding over all local
   devices against one device, on the device;
-* ``equality_tests``: the seed-group, vmap and runner sharding/resume tests
-  as a pytest subprocess (``-k``-selected);
 * ``resume``: a run folder stopped after its first checkpoint and resumed
   against the uninterrupted run, on the device;
 * ``timings``: Adam, rescaling and NeuralGrok (the ``paper-add`` recipe, T
@@ -25,9 +23,14 @@ part runs):
 * ``amp_method``: pwl against the dense amplifier; ``seed_group``: the
   ``--seed-group`` choices; ``donation``: the step with and without
   donating its state; ``memory``: the device's peak memory;
+* ``equality_tests``: the seed-group, vmap and runner sharding/resume tests
+  as a pytest subprocess (``-k``-selected);
 * ``hard_task``: ``a*c+b*d-e mod 7`` at the ``paper-poly`` size, NeuralGrok
-  and Adam in alternating chunks, for the time that is left; curves
-  exported.
+  and Adam in alternating chunks, for the time that is left (the parts
+  before it leave it 90 s); curves exported.
+
+GPU memory is allocated as needed (``XLA_PYTHON_CLIENT_PREALLOCATE=false``
+unless set), so the pytest subprocesses fit beside this process.
 
 ``--cpu-dry-run`` runs every part at a tiny size on the CPU (the pytest
 parts only collect their tests) in well under a minute: CI runs it
@@ -54,6 +57,10 @@ import time
 import traceback
 from typing import Any, Callable, Dict, List, Optional
 
+# Before jax starts: allocate GPU memory as needed (not 75% up front), so the
+# pytest subprocesses fit beside this process and peak memory means something.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER_STEPS = 300_000
 #: float32 tolerances of the device-against-CPU comparison (stated, not
@@ -64,13 +71,17 @@ TINY = dict(task="a+b", p=11, depth=1, dim=16, heads=2, batch_size=32,
 
 
 class Budget:
-  """A global deadline; ``left()`` seconds remain."""
+  """A global deadline; ``left()`` seconds remain, ``spare()`` of them
+  before the time kept for the hard task (``reserve``)."""
 
-  def __init__(self, seconds: float):
-    self.start, self.seconds = time.time(), seconds
+  def __init__(self, seconds: float, reserve: float = 0.0):
+    self.start, self.seconds, self.reserve = time.time(), seconds, reserve
 
   def left(self) -> float:
     return self.seconds - (time.time() - self.start)
+
+  def spare(self) -> float:
+    return self.left() - self.reserve
 
 
 @dataclasses.dataclass
@@ -180,7 +191,7 @@ def part_golden(ctx: Ctx) -> Dict[str, Any]:
   # Selected by file: the golden tests' names change with the trace.
   x64 = x64_allowed()
   out = pytest_part(ctx, ["-x", "tests/test_golden.py"], x64,
-                    min(180.0, ctx.budget.left() - 5))
+                    min(120.0, ctx.budget.spare()))
   out["precision"] = "float64" if x64 else (
       "float64 unavailable on this platform: see device_vs_cpu (float32)")
   return out
@@ -190,21 +201,23 @@ def part_device_vs_cpu(ctx: Ctx) -> Dict[str, Any]:
   import jax
   import numpy as np
   from ngrok_jax import train as T
-  cfg = T.TrainConfig(**{**TINY, "meta_every": 4}).validate()
+  cfg = paper_config("paper-add", "neuralgrok", ctx.dry)
+  steps = 2 * cfg.meta_every if ctx.dry else 20
   runs = {}
   for name, dev in (("device", jax.devices()[0]),
                     ("cpu", jax.devices("cpu")[0])):
     with jax.default_device(dev):
       state, data = T.init(cfg, [0, 1])
-      state, out = T.train_steps(cfg, state, data, num_steps=20)
+      state, out = T.train_steps(cfg, state, data, num_steps=steps)
       runs[name] = {k: np.asarray(v) for k, v in out.items()}
   diffs = {}
-  for k in ("loss", "outer_loss"):
+  for k in ("loss", "outer_loss"):  # outer_loss: NaN between meta steps
     a, b = runs["device"][k], runs["cpu"][k]
-    diffs[k] = float(np.max(np.abs(a - b) / (np.abs(b) + F32_ATOL / F32_RTOL)))
+    diffs[k] = float(np.nanmax(np.abs(a - b) / (np.abs(b) + F32_ATOL /
+                                                 F32_RTOL)))
     np.testing.assert_allclose(a, b, rtol=F32_RTOL, atol=F32_ATOL,
                                err_msg=f"device vs cpu {k}")
-  return dict(passed=True, rtol=F32_RTOL, atol=F32_ATOL, steps=20,
+  return dict(passed=True, rtol=F32_RTOL, atol=F32_ATOL, steps=steps,
               max_rel_diff=diffs, device=str(jax.devices()[0]))
 
 
@@ -213,8 +226,8 @@ def part_equalities(ctx: Ctx) -> Dict[str, Any]:
   import numpy as np
   from ngrok_jax import train as T
   from ngrok_jax.sharding import shard_seeds
-  cfg = T.TrainConfig(**TINY).validate()
-  n = (2 if ctx.dry else 4) * max(1, jax.local_device_count())
+  cfg = paper_config("paper-add", "neuralgrok", ctx.dry)
+  n = (1 if ctx.dry else 4) * 2 * max(1, jax.local_device_count())
   variants = [("all", None, False), ("group1", 1, False),
               ("sharded", None, True)]
   if not ctx.dry:
@@ -224,7 +237,8 @@ def part_equalities(ctx: Ctx) -> Dict[str, Any]:
     state, data = T.init(cfg, list(range(n)))
     if shard:
       state, data = shard_seeds(state, data)
-    state, out = T.train_steps(cfg, state, data, num_steps=8,
+    state, out = T.train_steps(cfg, state, data,
+                               num_steps=2 * cfg.meta_every,
                                seed_group=group)
     res[name] = np.asarray(out["loss"])
   diffs = {k: float(np.max(np.abs(v - res["all"]) / np.abs(res["all"])))
@@ -240,7 +254,7 @@ def part_equality_tests(ctx: Ctx) -> Dict[str, Any]:
          "in_process_resume")
   return pytest_part(ctx, ["tests/test_train.py", "tests/test_sharding.py",
                            "tests/test_checkpoint.py", "-k", sel], False,
-                     min(240.0, ctx.budget.left() - 5))
+                     min(90.0, ctx.budget.spare()))
 
 
 def _metric_rows(folder: str) -> List[Dict[str, Any]]:
@@ -290,12 +304,12 @@ def _program(ctx: Ctx, key, cfg, S: int, steps: int, seed_group=None):
 
 
 def part_timings(ctx: Ctx) -> Dict[str, Any]:
-  seeds = (1, 2) if ctx.dry else (1, 8, 32, 128)
+  seeds = (2,) if ctx.dry else (1, 8, 32, 128)
   reps = 1 if ctx.dry else 3
   methods = ("adam", "rescale", "neuralgrok")
   rows, skipped = [], []
   for S in seeds:
-    if ctx.budget.left() < 60 and rows:  # keep time for the later parts
+    if ctx.budget.spare() < 60 and rows:  # keep time for the later parts
       skipped.append(dict(seeds=S, reason="global budget nearly spent"))
       continue
     cfgs = {m: paper_config("paper-add", m, ctx.dry) for m in methods}
@@ -314,7 +328,8 @@ def part_timings(ctx: Ctx) -> Dict[str, Any]:
         f"{m} {t[m] * 1e3:.2f} ms" for m in methods)))
   s1 = {r["method"]: r["s_per_step"] for r in rows if r["seeds"] == 1}
   for r in rows:  # per-seed cost against one seed alone
-    r["per_seed_vs_S1"] = r["s_per_step"] / r["seeds"] / s1[r["method"]]
+    if s1:
+      r["per_seed_vs_S1"] = r["s_per_step"] / r["seeds"] / s1[r["method"]]
   by_s = {}
   for r in rows:
     by_s.setdefault(r["seeds"], 0.0)
@@ -496,13 +511,13 @@ PARTS = [("environment", part_environment, 5),
          ("golden", part_golden, 30),
          ("device_vs_cpu", part_device_vs_cpu, 20),
          ("equalities", part_equalities, 20),
-         ("equality_tests", part_equality_tests, 60),
          ("resume", part_resume, 30),
          ("timings", part_timings, 90),
          ("amp_method", part_amp_method, 40),
          ("seed_group", part_seed_group, 40),
          ("donation", part_donation, 30),
          ("memory", part_memory, 1),
+         ("equality_tests", part_equality_tests, 30),
          ("hard_task", part_hard_task, 60)]
 
 
@@ -533,7 +548,7 @@ def summary_markdown(rec: Dict[str, Any]) -> str:
                    f"{r['s_per_step'] * 1e3:.2f} | {r['ratio_to_adam']:.2f} | "
                    f"{r['seed_steps_per_s']:.0f} | "
                    f"{r['paper_budget_hours']:.2f} | "
-                   f"{r['per_seed_vs_S1']:.3f} |")
+                   f"{r.get('per_seed_vs_S1', float('nan')):.3f} |")
   for name in ("amp_method", "seed_group", "donation", "hard_task"):
     res = rec["parts"].get(name, {}).get("result")
     if res:
@@ -564,7 +579,8 @@ def main(argv=None) -> int:
   os.makedirs(args.out, exist_ok=True)
   if args.budget_s is None:
     args.budget_s = 900.0 if args.cpu_dry_run else 480.0
-  budget = Budget(args.budget_s)
+  # the hard task keeps 90 s of a device run for itself
+  budget = Budget(args.budget_s, reserve=0 if args.cpu_dry_run else 90)
 
   def log(msg):
     print(f"[{time.time() - budget.start:6.1f}s] {msg}", flush=True)
@@ -587,7 +603,7 @@ def main(argv=None) -> int:
     if name not in wanted:
       continue
     need = 1 if args.cpu_dry_run else need
-    if budget.left() < need:
+    if (budget.left() if name == "hard_task" else budget.spare()) < need:
       rec["parts"][name] = dict(status="skipped", reason=(
           f"budget spent: {budget.left():.0f} s left, needs ~{need} s"))
       log(f"{name}: skipped (budget)")
