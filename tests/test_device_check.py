@@ -35,7 +35,7 @@ def test_cpu_dry_run_runs_every_part(tmp_path):
     assert res[name]["passed"] and "collected" in res[name]["summary"], res[name]
   assert res["golden"]["x64"] is True
   assert res["device_vs_cpu"]["max_rel_diff"]["loss"] == 0.0  # both on CPU
-  assert set(res["equalities"]["max_rel_diff"]) == {"group1", "sharded"}
+  assert set(res["equalities"]["max_rel_diff"]) == {"group1"}
   assert res["resume"]["bit_identical"] is True
   rows = res["timings"]["rows"]
   assert {r["method"] for r in rows} == {"adam", "rescale", "neuralgrok"}
@@ -47,7 +47,8 @@ def test_cpu_dry_run_runs_every_part(tmp_path):
   assert res["donation"]["not_donated_over_donated"] > 0
   assert res["memory"]["compiled_peak_bytes"]
   hard = res["hard_task"]
-  assert hard["steps"] >= 2 and hard["preset"] == "paper-poly"
+  # dry run: the tiny paper-add programs (paper-poly on a device)
+  assert hard["steps"] >= 8 and hard["preset"] == "paper-add"
   assert set(hard) >= {"neuralgrok", "adam"}
   csv = (out / "hard_task_curves.csv").read_text().splitlines()
   assert csv[0] == "method,step,seed,train/loss,train/acc,test/loss,test/acc"
