@@ -389,7 +389,8 @@ def profile_components(name: str, base: Dict[str, Any], device: str,
 def table(records: List[Dict[str, Any]]) -> str:
   rows = {}
   for r in records:
-    if r["seconds"] is None:
+    if r["seconds"] is None or r["what"].startswith(("library_",
+                                                       "reference_")):
       continue
     rows.setdefault((r["config"], r["seeds"]), {})[r["what"]] = r
   cols = ["adam_step", "inner_step", "meta_step", "amortised_step",
@@ -481,6 +482,22 @@ def main(argv=None):
                   help="skip the step timings (with --memory/--profile/...)")
   ap.add_argument("--precision", action="store_true",
                   help="meta-gradient error of bfloat16 amplifier matmuls")
+  ap.add_argument("--reference", action="store_true",
+                  help="the paper-add recipe (T 4): NeuralGrok's amortised "
+                       "step against the library's Adam step and, with "
+                       "--reference-src, the authors' PyTorch code side by "
+                       "side (experiments/reference_bench.py)")
+  ap.add_argument("--reference-src", default=os.environ.get(
+      "NEURALOPTGROK_SRC"), help="the reference's src/ at a7490be (default: "
+                                 "$NEURALOPTGROK_SRC)")
+  ap.add_argument("--reference-python", default=None,
+                  help="a Python with torch for the reference (default: "
+                       "$NGROK_TORCH_PYTHON, else this one if it has torch)")
+  ap.add_argument("--reference-steps", type=int, default=40,
+                  help="steps of each reference run (default 40)")
+  ap.add_argument("--reference-seeds", type=int, default=None,
+                  help="the library's vmapped seeds besides S=1 (default 8; "
+                       "quick: 2)")
   args = ap.parse_args(argv)
 
   configs = QUICK_CONFIGS if args.quick else CONFIGS
@@ -497,6 +514,14 @@ def main(argv=None):
         f"steps/call {steps}", flush=True)
 
   records = []
+  if args.reference:
+    from experiments import reference_bench
+    records += reference_bench.side_by_side(
+        quick=args.quick, seeds=args.reference_seeds or (2 if args.quick
+                                                          else 8),
+        repeats=repeats, device=device, src=args.reference_src,
+        python=reference_bench.torch_python(args.reference_python),
+        reference_steps=args.reference_steps)
   if args.profile:
     for n in names:
       records += profile_components(n, configs[n], device,

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WHATS = {"adam_step", "inner_step", "meta_step", "amortised_step", "compile"}
 
@@ -101,3 +103,56 @@ def test_markdown_tables_have_matching_separator_rows():
         if ncells(lines[i]) != ncells(lines[i - 1]):
           bad.append(f"{os.path.basename(path)}:{i + 1}")
   assert seen > 5 and not bad, bad
+
+
+STUB_RUN = '''
+import argparse, time
+parser = argparse.ArgumentParser()
+for a in ("--task_type", "--p", "--n_layers", "--dim", "--n_heads", "--lr",
+          "--weight_decay", "--batch_size", "--seed", "--device", "--budget",
+          "--neural_hidden_dims", "--inner_loop_steps"):
+    parser.add_argument(a)
+parser.add_argument("--neuralgrok", action="store_true")
+def train(args, inner_loader, outer_loader, test_loader, model, **kw):
+    for _ in range(int(args.budget) // len(inner_loader)):
+        for batch in inner_loader:
+            time.sleep(0.02 if args.neuralgrok else 0.01)
+def run(args):
+    train(args, [0, 1, 2, 3], None, None, None)
+'''
+
+
+def test_reference_side_by_side(tmp_path):
+  """--reference: the library's NeuralGrok/Adam ratio at the paper-add
+  recipe and a reference (here a stand-in with the reference's entry
+  point ``run.run``) timed per seed-step, side by side."""
+  src = tmp_path / "src"
+  src.mkdir()
+  (src / "run.py").write_text(STUB_RUN)
+  out = tmp_path / "ref.json"
+  env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS",
+                                                        "cpu"))
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--reference",
+       "--quick", "--no-steps", "--repeats", "1", "--reference-seeds", "1",
+       "--reference-src", str(src), "--reference-python", sys.executable,
+       "--reference-steps", "12", "--json", str(out)],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "library S=1: NeuralGrok amortised" in proc.stdout
+  assert "NeuralGrok/Adam = " in proc.stdout
+  assert "reference neuralgrok: " in proc.stdout
+  assert "faster per seed-step (goal >= 10x" in proc.stdout
+  recs = {r["what"]: r for r in json.loads(out.read_text())}
+  assert {"library_neuralgrok", "library_adam", "reference_neuralgrok",
+          "reference_adam"} <= set(recs)
+  ref = recs["reference_neuralgrok"]
+  assert ref["meta_every"] == 4 and ref["c"] == 0.2  # the paper-add preset
+  assert "--inner_loop_steps 4" in ref["argv"] and "--neuralgrok" in ref["argv"]
+  assert "--neuralgrok" not in recs["reference_adam"]["argv"]
+  assert ref["steps"] == 12 and ref["warmup_steps"] == 4
+  # the stand-in sleeps 20 ms per NeuralGrok step, 10 ms per Adam step
+  assert 0.019 < ref["s_per_step"] < 0.2, ref
+  assert 0.009 < recs["reference_adam"]["s_per_step"] < 0.2
+  lib = recs["library_neuralgrok"]["s_per_seed_step"]
+  assert ref["ratio_to_library"] == pytest.approx(ref["s_per_step"] / lib)

@@ -8,6 +8,8 @@ no ``ipykernel install`` and never picks up another Python's kernel.
 import json
 import os
 import pathlib
+import re
+import subprocess
 import sys
 import time
 
@@ -57,6 +59,92 @@ def test_structure(path):
   assert any("NGROK_QUICK" in s for s in code), (
       f"{path.name} does not read NGROK_QUICK")
   assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+# What a placeholder looks like: text a user must replace before it works.
+PLACEHOLDER = re.compile(r"YOUR[-_]|<your|CHANGE[-_]?ME|\bTODO\b|\bFIXME\b|\bXXX\b",
+                         re.I)
+
+
+def _code(path):
+  """The code cells' sources."""
+  nb = nbformat.read(path, as_version=4)
+  return [c.source for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_no_placeholder(path):
+  nb = nbformat.read(path, as_version=4)
+  bad = [m.group(0) for c in nb.cells for m in PLACEHOLDER.finditer(c.source)]
+  assert not bad, f"{path.name}: placeholders {bad}"
+
+
+def test_install_cell_is_one_setting_shared_by_every_notebook():
+  """The install source is set in one place: NGROK_JAX_SOURCE at the top of
+  the first cell (or the environment), the same cell in every notebook, as
+  the README's install section says."""
+  firsts = {p.name: _code(p)[0] for p in NOTEBOOKS}
+  assert len(set(firsts.values())) == 1, (
+      "the notebooks' install cells differ: " + ", ".join(firsts))
+  first = next(iter(firsts.values()))
+  assert len(re.findall(r"^NGROK_JAX_SOURCE = \"\"$", first, re.M)) == 1
+  assert 'os.environ.get("NGROK_JAX_SOURCE", NGROK_JAX_SOURCE)' in first
+  readme = (NOTEBOOK_DIR.parent / "README.md").read_text()
+  assert "NGROK_JAX_SOURCE" in readme and "## Install" in readme
+
+
+def _run_install_cell(tmp_path, source):
+  """The install cell in an interpreter that cannot import ngrok_jax (no
+  site-packages), from a folder outside any checkout."""
+  cell = _code(NOTEBOOKS[0])[0]
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("PYTHONPATH", "NGROK_JAX_SOURCE")}
+  if source is not None:
+    env["NGROK_JAX_SOURCE"] = source
+  (tmp_path / "nb").mkdir()
+  return subprocess.run([sys.executable, "-S", "-c", cell],
+                        cwd=tmp_path / "nb", env=env, capture_output=True,
+                        text=True, timeout=120)
+
+
+def test_install_cell_without_a_source_says_what_to_do(tmp_path):
+  proc = _run_install_cell(tmp_path, None)
+  assert proc.returncode != 0
+  msg = proc.stderr.strip().splitlines()[-1]
+  assert msg.startswith("RuntimeError: ngrok_jax is not installed"), msg
+  for needle in ("NGROK_JAX_SOURCE", "python3 -m build",
+                 "ngrok_jax-<version>-py3-none-any.whl", "run this cell again"):
+    assert needle in msg, needle
+
+
+def test_install_cell_installs_from_the_given_source(tmp_path):
+  # -S has no pip: the failed pip command shows what the cell installs
+  proc = _run_install_cell(tmp_path, "/somewhere/ngrok_jax-9.9.9-py3-none-any.whl")
+  assert proc.returncode != 0
+  assert ("'pip', 'install', '-q', '/somewhere/ngrok_jax-9.9.9-py3-none-any"
+          ".whl']" in proc.stderr), proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_full_size_reads_the_paper_presets(path, monkeypatch):
+  """The full-size configuration is the presets' own values (T, c, the
+  amplifier), read from ngrok_jax.presets, never copies: with the preset
+  changed, the notebook's full-size configuration follows."""
+  from ngrok_jax import presets
+  code = _code(path)
+  assert re.search(r'get_preset\("paper-[a-z]+"\)', "\n".join(code)), (
+      f"{path.name} does not read a paper preset")
+  cfg = presets.PRESETS["paper-add"]["config"]
+  monkeypatch.setitem(cfg, "meta_every", 7)
+  monkeypatch.setitem(cfg, "c", 0.375)
+  monkeypatch.setitem(cfg, "amp_hidden", (24, 24))
+  monkeypatch.setenv("NGROK_QUICK", "0")
+  ns = {}
+  exec(compile(code[0] + "\n" + code[1], path.name, "exec"), ns)  # config cells
+  base = ns.get("BASE") or {}
+  got = (ns.get("META_EVERY", base.get("meta_every")), ns.get("C", base.get("c")),
+         tuple(ns.get("AMP_HIDDEN", base.get("amp_hidden")) or ()))
+  assert got == (7, 0.375, (24, 24)), f"{path.name}: full size uses {got}"
 
 
 @pytest.fixture(scope="module")
