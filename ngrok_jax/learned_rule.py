@@ -34,18 +34,21 @@ that works on any pytree model with :func:`frozen_rule`.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from typing import Any, Dict, NamedTuple, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import serialization
 
 from ngrok_jax.amplifier import Amplifier, _rms_normalize, amplify
 
 __all__ = ["RuleConfig", "LearnedRuleState", "PLACEMENTS", "init_rule",
            "init_rule_state", "rule_update", "frozen_rule", "rule_features",
-           "num_features"]
+           "num_features", "rule_distances", "save_rule", "load_rule"]
 
 #: Where the learned function acts: on the update after Adam's
 #: normalisation, or (the paper's place) on the gradient before Adam.
@@ -300,3 +303,32 @@ def rule_distances(config: RuleConfig, theta, grads, state, params,
          for u, r in zip(ul, rl)]
     out.append(jnp.mean(jnp.stack(d)))
   return jnp.stack(out)
+
+
+def save_rule(folder: str, config: RuleConfig, theta) -> None:
+  """Writes ``rule.msgpack`` (the parameters) and ``rule_config.json``."""
+  from ngrok_jax.fileio import atomic_write, dumps
+  os.makedirs(folder, exist_ok=True)
+  atomic_write(os.path.join(folder, "rule.msgpack"), serialization.to_bytes(
+      jax.tree.map(np.asarray, jax.device_get(theta))))
+  atomic_write(os.path.join(folder, "rule_config.json"),
+               dumps(dataclasses.asdict(config)))
+
+
+def load_rule(folder: str) -> Tuple[Any, RuleConfig]:
+  """``(theta, config)`` saved by :func:`save_rule` in ``folder``;
+  ``frozen_rule(theta, config=config)`` is then the trained rule."""
+  paths = [os.path.join(folder, f) for f in ("rule_config.json",
+                                             "rule.msgpack")]
+  for p in paths:
+    if not os.path.isfile(p):
+      raise ValueError(f"no learned rule in {folder!r} (missing "
+                       f"{os.path.basename(p)})")
+  with open(paths[0]) as f:
+    raw = json.load(f)
+  config = RuleConfig(**{k: tuple(v) if isinstance(v, list) else v
+                         for k, v in raw.items()})
+  with open(paths[1], "rb") as f:
+    theta = serialization.from_bytes(
+        init_rule(config, jax.random.PRNGKey(0)), f.read())
+  return jax.tree.map(jnp.asarray, theta), config
