@@ -57,7 +57,7 @@ PLACEMENTS = ("update", "amplifier")
 
 @dataclasses.dataclass(frozen=True)
 class RuleConfig:
-  """The static shape of a learned rule (hashable: a jit static argument).
+  r"""The static shape of a learned rule (hashable: a jit static argument).
 
   Attributes:
     placement: ``"update"`` (MLP after the normalisation, bounded output) or
@@ -283,7 +283,7 @@ def frozen_rule(theta, *, config: RuleConfig = RuleConfig()
 
 def rule_distances(config: RuleConfig, theta, grads, state, params,
                    references: Sequence[Any]) -> jax.Array:
-  """How far the rule's next update is from each reference update.
+  r"""How far the rule's next update is from each reference update.
 
   The distance of two updates is the mean over tensors of
   :math:`\mathrm{rms}(\hat u - \hat r)` with hats the per-tensor RMS

@@ -331,7 +331,7 @@ def make_outer_step(cfg: OuterConfig, task: InnerTask,
     theta = optax.apply_updates(state.theta, updates)
     metrics = dict(meta_loss=jnp.mean(aux["meta_loss"]),
                    objective=jnp.mean(jnp.sum(aux["obj"], axis=1)),
-                   grad_norm=optax.global_norm(grad),
+                   grad_norm=optax.tree.norm(grad),
                    grad_var=_variance(aux["per_unit"]),
                    resets=jnp.sum(aux["seen"][:, -1]))
     return OuterState(theta, opt_state, particles, key, state.step + 1), metrics
