@@ -12,7 +12,8 @@ Writes to ``--out``::
 
     config.json        the arguments
     metrics.jsonl      one row per outer step (meta_loss, objective,
-                       grad_norm, grad_var, resets, prime, seconds) and
+                       grad_norm, grad_var, resets, prime, seconds: wall
+                       time, cpu_seconds: process CPU time, all threads) and
                        probe rows (dist_adam, dist_rescale, probe_test_acc)
     rule.msgpack       the trained rule parameters (+ rule_config.json)
     plots/meta_train.png
@@ -239,11 +240,12 @@ def run(args) -> Dict[str, Any]:
                desc="meta-train", unit="outer step", file=sys.stderr,
                disable=args.no_progress, dynamic_ncols=True)
     for s in range(start, args.outer_steps):
-      t0 = time.perf_counter()
+      t0, c0 = time.perf_counter(), time.process_time()
       state, m = outer_step(args, cf, state)
       dt = time.perf_counter() - t0
       wall += dt
-      rows.append(dict(outer_step=s + 1, seconds=dt, **m))
+      rows.append(dict(outer_step=s + 1, seconds=dt,
+                       cpu_seconds=time.process_time() - c0, **m))
       if args.probe_every and (s + 1) % args.probe_every == 0:
         rows.append(dict(outer_step=s + 1, **_probe(args, cf, state["theta"])))
       bar.set_postfix_str(f"meta loss {m['meta_loss']:.3f}", refresh=False)
