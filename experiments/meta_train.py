@@ -69,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
   a("--sigma", type=float, default=0.01)
   a("--objective", default="meta", choices=pes.OBJECTIVES)
   a("--gap-weight", type=float, default=1.0)
+  a("--loss-clip", type=float, default=100.0,
+    help="clip of the per-step objective (held-out cross-entropy reaches "
+    "10-20 while a model memorises)")
   a("--meta-lr", type=float, default=1e-3)
   a("--meta-clip", type=float, default=1.0,
     help="clip the meta-gradient's global norm (0: off)")
@@ -78,6 +81,9 @@ def parser() -> argparse.ArgumentParser:
     help="outer steps between probes of the rule (0: off)")
   a("--probe-steps", type=int, default=300)
   a("--probe-seeds", type=int, default=2)
+  a("--max-minutes", type=float, default=0,
+    help="stop (checkpointed, outputs written) after this many minutes of "
+    "this process (0: no limit); rerun the command to continue")
   a("--seed", type=int, default=0)
   a("--no-progress", action="store_true")
   a("--no-plots", action="store_true")
@@ -103,7 +109,7 @@ def configs(args) -> Dict[str, Any]:
       estimator=args.estimator, num_particles=args.particles,
       truncation=args.truncation, horizon=args.horizon, sigma=args.sigma,
       objective=args.objective, gap_weight=args.gap_weight,
-      num_groups=len(tasks))
+      loss_clip=args.loss_clip, num_groups=len(tasks))
   inner = {p: rt.ArithConfig(p=p, tasks=tasks, dim=args.dim,
                              depth=args.depth, heads=args.heads,
                              batch_size=args.batch_size,
@@ -205,7 +211,7 @@ def plot(out: str, rows: List[dict]) -> Optional[str]:
 
 def _write_rows(out: str, rows: List[dict]) -> None:
   atomic_write(os.path.join(out, "metrics.jsonl"),
-               "".join(dumps(r) + "\n" for r in rows))
+               "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
 
 
 def run(args) -> Dict[str, Any]:
@@ -218,7 +224,8 @@ def run(args) -> Dict[str, Any]:
   os.makedirs(args.out, exist_ok=True)
   cfg_path = os.path.join(args.out, "config.json")
   saved = {k: v for k, v in vars(args).items()
-           if k not in ("out", "outer_steps", "no_progress", "no_plots")}
+           if k not in ("out", "outer_steps", "no_progress", "no_plots",
+                        "max_minutes")}
   if os.path.exists(cfg_path):
     with open(cfg_path) as f:
       old = json.load(f)
@@ -239,6 +246,7 @@ def run(args) -> Dict[str, Any]:
     bar = tqdm(total=args.outer_steps, initial=min(start, args.outer_steps),
                desc="meta-train", unit="outer step", file=sys.stderr,
                disable=args.no_progress, dynamic_ncols=True)
+    began = time.perf_counter()
     for s in range(start, args.outer_steps):
       t0, c0 = time.perf_counter(), time.process_time()
       state, m = outer_step(args, cf, state)
@@ -250,9 +258,14 @@ def run(args) -> Dict[str, Any]:
         rows.append(dict(outer_step=s + 1, **_probe(args, cf, state["theta"])))
       bar.set_postfix_str(f"meta loss {m['meta_loss']:.3f}", refresh=False)
       bar.update(1)
-      if (s + 1) % args.checkpoint_every == 0 or s + 1 == args.outer_steps:
+      out_of_time = args.max_minutes and (
+          time.perf_counter() - began > 60 * args.max_minutes)
+      if ((s + 1) % args.checkpoint_every == 0 or s + 1 == args.outer_steps
+          or out_of_time):
         ckpt.save(s + 1, state, dict(rows=rows, wall_s=wall))
         _write_rows(args.out, rows)
+      if out_of_time:
+        break
     bar.close()
   _write_rows(args.out, rows)
   lr_lib.save_rule(args.out, cf["rule"], state["theta"])

@@ -97,7 +97,7 @@ class OuterConfig:
   sigma: float = 0.01
   objective: str = "meta"
   gap_weight: float = 1.0
-  loss_clip: float = 10.0
+  loss_clip: float = 100.0
   stagger: bool = True
   num_groups: int = 1
 
