@@ -100,13 +100,17 @@ def test_rule_sees_its_inputs_and_starts_near_adam():
                          g])
   assert float(d[0]) < 0.02  # the first step is Adam's direction,
   assert float(d[1]) > 1.5  # against the gradient
-  # and the output layer matters: another rule gives another update
-  theta2 = jax.tree.map(lambda a: a, theta)
-  w, b = theta2["layers"][-1]
-  theta2["layers"][-1] = (w + 1.0, b)
-  u1, _ = lr.rule_update(cfg, theta, g, st, params)
-  u2, _ = lr.rule_update(cfg, theta2, g, st, params)
-  assert not np.allclose(u1["w"], u2["w"])
+  # both outputs matter: the direction head changes the direction, the
+  # magnitude head the per-tensor scale
+  w, b = theta["layers"][-1]
+  u0, _ = lr.rule_update(cfg, theta, g, st, params)
+  rms = lambda u: float(jnp.sqrt(jnp.mean(jnp.square(u["w"]))))
+  for col in (0, 1):
+    th = dict(layers=list(theta["layers"][:-1]) + [(w.at[:, col].add(1.0), b)])
+    u, _ = lr.rule_update(cfg, th, g, st, params)
+    same_dir = np.allclose(u["w"] / rms(u), u0["w"] / rms(u0), atol=1e-4)
+    assert same_dir == (col == 1), col
+    assert np.isclose(rms(u), rms(u0), rtol=1e-4) == (col == 0), col
 
 
 def test_bad_config_is_a_one_line_error():
