@@ -83,14 +83,16 @@ def _model(cfg: ArithConfig, seq_len: int) -> Transformer:
                      heads=cfg.heads, depth=cfg.depth)
 
 
-def arith_task(cfg: ArithConfig, rule: RuleConfig) -> InnerTask:
+def arith_task(cfg: ArithConfig, rule: RuleConfig, *, data=None
+               ) -> InnerTask:
   """The inner problem: init (fresh weights, split, batch key; ``index``
   picks the task) and one step of the rule (``meta_loss``: the loss after
   the step on ``meta_batch`` examples of the meta split; ``train_loss``: the batch loss).
 
-  Inner state: ``dict(params, rule_state, perm, key, task)``.
+  Inner state: ``dict(params, rule_state, perm, key, task)``.  ``data``:
+  :func:`arith_data`'s triple (default: computed from ``cfg``).
   """
-  inputs, labels, (n_tr, n_meta, _) = arith_data(cfg)
+  inputs, labels, (n_tr, n_meta, _) = data or arith_data(cfg)
   model = _model(cfg, inputs.shape[1])
   n = inputs.shape[0]
 
