@@ -123,6 +123,13 @@ def init_rule(config: RuleConfig, key) -> Dict[str, Any]:
   ``"update"``: ``{"layers": [(kernel, bias), ...]}``, hidden layers with
   PyTorch's uniform init and the output layer scaled by ``out_scale``;
   ``"amplifier"``: the parameters of ``Amplifier(hidden)``.
+
+  Args:
+    config: the rule's :class:`RuleConfig`.
+    key: a PRNG key.
+
+  Returns:
+    The rule parameters (a pytree of float32 arrays).
   """
   if config.placement == "amplifier":
     return Amplifier(tuple(config.hidden)).init(key, jnp.zeros((4,)))
@@ -140,7 +147,15 @@ def init_rule(config: RuleConfig, key) -> Dict[str, Any]:
 
 
 def init_rule_state(config: RuleConfig, params) -> LearnedRuleState:
-  """Zero moments shaped like ``params`` (float32) and a zero count."""
+  """Zero moments shaped like ``params`` (float32) and a zero count.
+
+  Args:
+    config: the rule's :class:`RuleConfig`.
+    params: the model parameters (any pytree of arrays).
+
+  Returns:
+    A :class:`LearnedRuleState`.
+  """
   zeros = lambda: jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32),
                                params)
   n = 1 if config.placement == "amplifier" else len(config.decays)
@@ -306,7 +321,13 @@ def rule_distances(config: RuleConfig, theta, grads, state, params,
 
 
 def save_rule(folder: str, config: RuleConfig, theta) -> None:
-  """Writes ``rule.msgpack`` (the parameters) and ``rule_config.json``."""
+  """Writes ``rule.msgpack`` (the parameters) and ``rule_config.json``.
+
+  Args:
+    folder: the output folder (created if missing).
+    config: the rule's :class:`RuleConfig`.
+    theta: the rule parameters.
+  """
   from ngrok_jax.fileio import atomic_write, dumps
   os.makedirs(folder, exist_ok=True)
   atomic_write(os.path.join(folder, "rule.msgpack"), serialization.to_bytes(
@@ -317,7 +338,18 @@ def save_rule(folder: str, config: RuleConfig, theta) -> None:
 
 def load_rule(folder: str) -> Tuple[Any, RuleConfig]:
   """``(theta, config)`` saved by :func:`save_rule` in ``folder``;
-  ``frozen_rule(theta, config=config)`` is then the trained rule."""
+  ``frozen_rule(theta, config=config)`` is then the trained rule.
+
+  Args:
+    folder: a folder written by :func:`save_rule` (e.g. a meta-training
+      run folder).
+
+  Returns:
+    ``(theta, config)``.
+
+  Raises:
+    ValueError: if either file is missing.
+  """
   paths = [os.path.join(folder, f) for f in ("rule_config.json",
                                              "rule.msgpack")]
   for p in paths:
