@@ -43,4 +43,12 @@ __all__ = [
     "ProjectWeightNormState", "project_weight_norm",
 ]
 
+# A learned update rule (acts on the update) and its outer trainer
+# (ngrok_jax.pes: PES / truncated backprop; ngrok_jax.rule_tasks).
+from ngrok_jax.learned_rule import (LearnedRuleState, RuleConfig,  # noqa: E402
+                                    frozen_rule, init_rule, load_rule,
+                                    rule_update, save_rule)
+__all__ += ["LearnedRuleState", "RuleConfig", "frozen_rule", "init_rule",
+            "load_rule", "rule_update", "save_rule"]
+
 __version__ = "0.1.0"

@@ -1,0 +1,292 @@
+"""Meta-train a learned update rule across tasks and primes (PES or TBPTT).
+
+Each outer step takes the next prime of ``--primes`` (round robin): the
+particles of that prime (persistent inner runs of the training tasks,
+``--tasks``, spread over the particles) run one truncation of
+``--truncation`` steps, and the rule's parameters take one meta-Adam step
+on the gradient estimate.  The meta-objective is the held-out *meta*
+split's loss summed over the truncation (``--objective meta+gap`` adds the
+train-to-held-out gap); the test split is never read by meta-training.
+
+Writes to ``--out``::
+
+    config.json        the arguments
+    metrics.jsonl      one row per outer step (meta_loss, objective,
+                       grad_norm, grad_var, resets, prime, seconds: wall
+                       time, cpu_seconds: process CPU time, all threads) and
+                       probe rows (dist_adam, dist_rescale, probe_test_acc)
+    rule.msgpack       the trained rule parameters (+ rule_config.json)
+    plots/meta_train.png
+    checkpoints/       the whole state (exact resume: rerun the command)
+
+Example (the CPU size)::
+
+    python -m experiments.meta_train --out runs/meta --outer-steps 100
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ngrok_jax import learned_rule as lr_lib
+from ngrok_jax import pes
+from ngrok_jax import rule_tasks as rt
+from ngrok_jax.checkpoint import Checkpointer
+from ngrok_jax.fileio import atomic_write, dumps
+
+TRAIN_TASKS = ("a+b", "a-b", "a*b", "a+b-a*b")
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+  a = p.add_argument
+  a("--out", required=True, help="run folder (resumed if it exists)")
+  a("--tasks", default=",".join(TRAIN_TASKS))
+  a("--primes", default="41,47,53", help="comma-separated training primes")
+  a("--dim", type=int, default=64)
+  a("--depth", type=int, default=1)
+  a("--heads", type=int, default=4)
+  a("--batch-size", type=int, default=128)
+  a("--meta-batch", type=int, default=64)
+  a("--placement", default="update", choices=lr_lib.PLACEMENTS)
+  a("--hidden", default="32", help="rule MLP hidden sizes, e.g. 32,32")
+  a("--lr", type=float, default=3e-3, help="the rule's inner learning rate")
+  a("--estimator", default="pes", choices=pes.ESTIMATORS)
+  a("--particles", type=int, default=8)
+  a("--truncation", type=int, default=50)
+  a("--horizon", type=int, default=1000)
+  a("--sigma", type=float, default=0.01)
+  a("--objective", default="meta", choices=pes.OBJECTIVES)
+  a("--gap-weight", type=float, default=1.0)
+  a("--loss-clip", type=float, default=100.0,
+    help="clip of the per-step objective (held-out cross-entropy reaches "
+    "10-20 while a model memorises)")
+  a("--meta-lr", type=float, default=1e-3)
+  a("--meta-clip", type=float, default=1.0,
+    help="clip the meta-gradient's global norm (0: off)")
+  a("--outer-steps", type=int, default=100)
+  a("--checkpoint-every", type=int, default=10)
+  a("--probe-every", type=int, default=0,
+    help="outer steps between probes of the rule (0: off)")
+  a("--probe-steps", type=int, default=300)
+  a("--probe-seeds", type=int, default=2)
+  a("--max-minutes", type=float, default=0,
+    help="stop (checkpointed, outputs written) after this many minutes of "
+    "this process (0: no limit); rerun the command to continue")
+  a("--seed", type=int, default=0)
+  a("--no-progress", action="store_true")
+  a("--no-plots", action="store_true")
+  return p
+
+
+def _ints(s: str) -> List[int]:
+  try:
+    return [int(x) for x in s.split(",") if x.strip()]
+  except ValueError:
+    raise ValueError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def configs(args) -> Dict[str, Any]:
+  """The rule, outer and per-prime inner configs of the arguments."""
+  rule = lr_lib.RuleConfig(placement=args.placement,
+                           hidden=tuple(_ints(args.hidden)), lr=args.lr)
+  tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+  primes = _ints(args.primes)
+  if not primes or len(set(primes)) != len(primes):
+    raise ValueError(f"--primes must be distinct integers, got {args.primes}")
+  outer = pes.OuterConfig(
+      estimator=args.estimator, num_particles=args.particles,
+      truncation=args.truncation, horizon=args.horizon, sigma=args.sigma,
+      objective=args.objective, gap_weight=args.gap_weight,
+      loss_clip=args.loss_clip, num_groups=len(tasks))
+  inner = {p: rt.ArithConfig(p=p, tasks=tasks, dim=args.dim,
+                             depth=args.depth, heads=args.heads,
+                             batch_size=args.batch_size,
+                             meta_batch=args.meta_batch) for p in primes}
+  if args.outer_steps < 1 or args.checkpoint_every < 1:
+    raise ValueError("--outer-steps and --checkpoint-every must be >= 1")
+  return dict(rule=rule, outer=outer, inner=inner, primes=primes)
+
+
+def meta_optimizer(meta_lr: float, clip: float) -> optax.GradientTransformation:
+  opt = optax.adam(meta_lr)
+  return optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
+
+
+@functools.lru_cache(maxsize=8)
+def _program(outer: pes.OuterConfig, inner: rt.ArithConfig,
+             rule: lr_lib.RuleConfig, meta_lr: float, clip: float):
+  task = rt.arith_task(inner, rule)
+  return task, pes.make_outer_step(outer, task, meta_optimizer(meta_lr, clip))
+
+
+def init_state(args, cf) -> Dict[str, Any]:
+  """The whole meta-training state: ``theta``, ``meta_opt_state``, ``key``,
+  ``step`` and ``particles`` (one :class:`ngrok_jax.pes.Particles` per
+  prime, keyed by the prime as a string)."""
+  key = jax.random.PRNGKey(args.seed)
+  k_theta, k_run, *k_p = jax.random.split(key, 2 + len(cf["primes"]))
+  theta = lr_lib.init_rule(cf["rule"], k_theta)
+  theta = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), theta)
+  opt = meta_optimizer(args.meta_lr, args.meta_clip)
+  parts = {}
+  for p, k in zip(cf["primes"], k_p):
+    task, _ = _program(cf["outer"], cf["inner"][p], cf["rule"], args.meta_lr,
+                       args.meta_clip)
+    parts[str(p)] = pes.init_particles(cf["outer"], task, theta, k)
+  return dict(theta=theta, meta_opt_state=opt.init(theta), key=k_run,
+              step=jnp.zeros((), jnp.int32), particles=parts)
+
+
+def outer_step(args, cf, state):
+  """One outer step on the prime of ``state["step"]`` (round robin)."""
+  s = int(state["step"])
+  p = cf["primes"][s % len(cf["primes"])]
+  _, fn = _program(cf["outer"], cf["inner"][p], cf["rule"], args.meta_lr,
+                   args.meta_clip)
+  os_ = pes.OuterState(state["theta"], state["meta_opt_state"],
+                       state["particles"][str(p)], state["key"],
+                       state["step"])
+  os_, m = fn(os_)
+  parts = dict(state["particles"], **{str(p): os_.particles})
+  new = dict(theta=os_.theta, meta_opt_state=os_.meta_opt_state, key=os_.key,
+             step=os_.step, particles=parts)
+  return new, {k: _finite(v) for k, v in jax.device_get(m).items()} | {
+      "prime": p}
+
+
+def _finite(v) -> Optional[float]:
+  """A JSON-able float: None for NaN or inf (e.g. the variance of 1 pair)."""
+  v = float(v)
+  return v if np.isfinite(v) else None
+
+
+def _probe(args, cf, theta) -> Dict[str, float]:
+  p = cf["primes"][0]
+  r = rt.probe(cf["inner"][p], cf["rule"], theta,
+               range(1000, 1000 + args.probe_seeds), steps=args.probe_steps)
+  return {("probe_" + k if not k.startswith("dist") else k): _finite(
+      np.mean(v))
+          for k, v in r.items()}
+
+
+def plot(out: str, rows: List[dict]) -> Optional[str]:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  st = [r for r in rows if "meta_loss" in r]
+  pr = [r for r in rows if "dist_adam" in r]
+  fig, ax = plt.subplots(1, 3, figsize=(14, 4))
+  x = [r["outer_step"] for r in st]
+  ax[0].plot(x, [r["meta_loss"] for r in st], ".", ms=3)
+  ax[0].set(xlabel="outer step", ylabel="mean held-out (meta) loss")
+  ax[1].semilogy(x, [r["grad_var"] if r["grad_var"] else np.nan
+                     for r in st], ".", ms=3)
+  ax[1].set(xlabel="outer step", ylabel="estimator variance (trace)")
+  if pr:
+    xp = [r["outer_step"] for r in pr]
+    ax[2].plot(xp, [r["dist_adam"] for r in pr], "o-", label="from Adam")
+    ax[2].plot(xp, [r["dist_rescale"] for r in pr], "s-",
+               label="from rescaling")
+    ax[2].legend()
+  ax[2].set(xlabel="outer step", ylabel="update distance (per-tensor RMS)")
+  fig.tight_layout()
+  os.makedirs(os.path.join(out, "plots"), exist_ok=True)
+  path = os.path.join(out, "plots", "meta_train.png")
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def _write_rows(out: str, rows: List[dict]) -> None:
+  atomic_write(os.path.join(out, "metrics.jsonl"),
+               "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
+
+
+def run(args) -> Dict[str, Any]:
+  """Meta-trains (resuming the newest good checkpoint in ``args.out``).
+
+  Returns:
+    ``dict(state, rows)``: the final state and every metrics row.
+  """
+  cf = configs(args)
+  os.makedirs(args.out, exist_ok=True)
+  cfg_path = os.path.join(args.out, "config.json")
+  saved = {k: v for k, v in vars(args).items()
+           if k not in ("out", "outer_steps", "no_progress", "no_plots",
+                        "max_minutes")}
+  if os.path.exists(cfg_path):
+    with open(cfg_path) as f:
+      old = json.load(f)
+    if old != json.loads(dumps(saved)):
+      raise ValueError(f"{args.out} holds a run with other settings; use "
+                       "another --out")
+  atomic_write(cfg_path, dumps(saved))
+  state = init_state(args, cf)
+  rows: List[dict] = []
+  wall = 0.0
+  with Checkpointer(os.path.join(args.out, "checkpoints")) as ckpt:
+    got = ckpt.restore_latest(state)
+    if got is not None:
+      _, state, meta = got
+      rows, wall = list(meta["rows"]), float(meta["wall_s"])
+    start = int(state["step"])
+    from tqdm.auto import tqdm
+    bar = tqdm(total=args.outer_steps, initial=min(start, args.outer_steps),
+               desc="meta-train", unit="outer step", file=sys.stderr,
+               disable=args.no_progress, dynamic_ncols=True)
+    began = time.perf_counter()
+    for s in range(start, args.outer_steps):
+      t0, c0 = time.perf_counter(), time.process_time()
+      state, m = outer_step(args, cf, state)
+      dt = time.perf_counter() - t0
+      wall += dt
+      rows.append(dict(outer_step=s + 1, seconds=dt,
+                       cpu_seconds=time.process_time() - c0, **m))
+      if args.probe_every and (s + 1) % args.probe_every == 0:
+        rows.append(dict(outer_step=s + 1, **_probe(args, cf, state["theta"])))
+      bar.set_postfix_str(f"meta loss {m['meta_loss']:.3f}", refresh=False)
+      bar.update(1)
+      out_of_time = args.max_minutes and (
+          time.perf_counter() - began > 60 * args.max_minutes)
+      if ((s + 1) % args.checkpoint_every == 0 or s + 1 == args.outer_steps
+          or out_of_time):
+        ckpt.save(s + 1, state, dict(rows=rows, wall_s=wall))
+        _write_rows(args.out, rows)
+      if out_of_time:
+        break
+    bar.close()
+  _write_rows(args.out, rows)
+  lr_lib.save_rule(args.out, cf["rule"], state["theta"])
+  if not args.no_plots and rows:
+    plot(args.out, rows)
+  return dict(state=state, rows=rows, wall_s=wall)
+
+
+def main(argv=None) -> None:
+  args = parser().parse_args(argv)
+  try:
+    out = run(args)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  st = [r for r in out["rows"] if "meta_loss" in r]
+  if st:
+    print(f"{len(st)} outer steps, {np.median([r['seconds'] for r in st]):.2f}"
+          f" s per outer step (median), last meta loss "
+          f"{st[-1]['meta_loss']:.4f}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+  main()
