@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple
 import jax
 import optax
 
+from ngrok_jax.egd import scale_by_egd
 from ngrok_jax.neuralgrok import neuralgrok
 from ngrok_jax.transforms import (clip_by_global_norm, coupled_adam,
                                   grokfast_ema, grokfast_ma,
@@ -229,6 +230,20 @@ def _muon(cfg, hp, parts, adam):
       cfg, optax.chain(clip_by_global_norm(hp["clip"]), muon)))
 
 
+def _egd(cfg, hp, parts, adam):
+  r"""EGD (Pasand and Dohmatob 2026): every leaf's gradient replaced by its
+  polar factor (:func:`ngrok_jax.egd.polar_factor`), then plain descent
+  with the warm-up and decoupled weight decay, no momentum:
+  :math:`W \leftarrow W - \eta_t (U V^\top + \mathrm{wd}\, W)`.  No clip:
+  the polar factor does not depend on the gradient's scale."""
+  del parts, adam
+  lr = (optax.linear_schedule(0.0, hp["lr"], cfg.warmup_steps)
+        if cfg.warmup_steps > 0 else hp["lr"])
+  return _extra(with_projection(cfg, optax.chain(
+      scale_by_egd(), optax.add_decayed_weights(hp["wd"]),
+      optax.scale_by_learning_rate(lr))))
+
+
 def _amplifier_transform(cfg, hp, parts):
   del cfg
   return scale_by_amplifier(parts.amplifier, parts.amp_params, c=hp["c"])
@@ -294,6 +309,14 @@ RECORDS: Tuple[Method, ...] = (
            transform=lambda cfg, hp, parts: _extra(optax.identity()),
            optimizer=_muon, defaults={"wd": 1.0},
            grid=_grid((0.3, 1.0, 3.0)), coupled_decay=False),
+    # The polar factor of a d x d matrix has entries of RMS 1/sqrt(d)
+    # (1/8 at d 64), Adam's early updates about 1: EGD's grid is about 10x
+    # Adam's learning rates (a rationale, not yet a measurement here).
+    Method("egd", "EGD: each gradient matrix replaced by its polar factor "
+           "U V^T, plain descent, no momentum (Pasand and Dohmatob 2026)",
+           transform=lambda cfg, hp, parts: _extra(scale_by_egd()),
+           optimizer=_egd, grid={"lr": (1e-2, 3e-2, 1e-1), "wd": (0.0, 0.1)},
+           coupled_decay=False),
     Method("neuralgrok", "NeuralGrok: a meta-learned amplifier before clip "
            "and Adam (Zhou et al. 2025)",
            transform=_amplifier_transform, optimizer=_neuralgrok(True),
