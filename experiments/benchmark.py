@@ -119,7 +119,7 @@ class Program:
                seed_group: Optional[int] = None):
     self.cfg, self.steps = cfg, steps
     amp = (train_lib.init_amplifier(cfg)
-           if cfg.method == "neuralgrok-frozen" else None)
+           if cfg.record.needs_trained_amplifier else None)
     self.state, self.data = train_lib.init(cfg, list(range(num_seeds)),
                                            amp_params=amp)
     t0 = time.perf_counter()

@@ -33,43 +33,34 @@ import numpy as np
 
 from experiments import _common as C
 from ngrok_jax import presets, runner, stats
-from ngrok_jax.config import AMPLIFIER_METHODS, METHODS
+from ngrok_jax.registry import RECORDS, get_method
 from ngrok_jax.fileio import atomic_write
 from ngrok_jax.report import markdown_table
 
-#: Methods tuned by default (every method of the harness but the frozen
-#: amplifier, which needs a trained one).
-DEFAULT_METHODS = ("adam", "adamw", "grokfast-ema", "grokfast-ma", "rescale",
-                   "orthograd", "muon", "neuralgrok")
+#: Methods tuned by default: every method with a tuning grid in its record
+#: (all but the frozen amplifier, which needs a trained one).
+DEFAULT_METHODS = tuple(r.name for r in RECORDS if r.tunable)
 #: First seed of the tuning grids: far from the held-out seeds 0..n-1.
 TUNE_SEED0 = 1000
-LR_GRID = (1e-3, 3e-3)
 
 
 def default_grid(method: str) -> Dict[str, Tuple[float, ...]]:
-  """The method's grid: learning rate x weight decay (x lamb for GrokFast).
+  """The method's grid, from its record (:mod:`ngrok_jax.registry`):
+  learning rate x weight decay (x lamb for GrokFast).
 
-  Weight decay is coupled (L2 in Adam's gradient) or decoupled (AdamW's,
-  times the learning rate) depending on the method, so the grids differ:
-  coupled 0 / 1e-3 / 1e-2 (NeuralGrok's recipe uses 1e-3); GrokFast 1e-3 /
-  1e-2 around its published 0.005 and 0.01, with lamb 1 / 2 (EMA, published
-  2) and 2 / 5 (MA, published 5); AdamW and Muon 0.3 / 1 / 3 (1: Power et
-  al.); ⊥AdamW 0 / 0.3 / 1 (the paper groks without weight decay).
+  Args:
+    method: a tunable method's name.
+
+  Returns:
+    ``{name: values}`` (a copy).
+
+  Raises:
+    ValueError: for an unknown method or one without a grid.
   """
-  if method in ("adamw", "muon"):
-    wd = (0.3, 1.0, 3.0)
-  elif method == "orthograd":
-    wd = (0.0, 0.3, 1.0)
-  elif method.startswith("grokfast"):
-    wd = (1e-3, 1e-2)
-  else:
-    wd = (0.0, 1e-3, 1e-2)
-  grid = {"lr": LR_GRID, "wd": wd}
-  if method == "grokfast-ema":
-    grid["lamb"] = (1.0, 2.0)
-  elif method == "grokfast-ma":
-    grid["lamb"] = (2.0, 5.0)
-  return grid
+  rec = get_method(method)
+  if not rec.tunable:
+    raise ValueError(f"method {method!r} has no tuning grid")
+  return {k: tuple(v) for k, v in rec.grid.items()}
 
 
 def cells_of(grid: Mapping[str, Sequence[float]]) -> List[Dict[str, float]]:
@@ -208,7 +199,7 @@ def tune(setup: Dict[str, Any], task: str, methods: Sequence[str],
   for m in methods:
     cells = cells_of(grids[m])
     seeds, hp = grid_seeds(cells, tune_seeds)
-    if m in AMPLIFIER_METHODS:  # their defaults follow lr and wd per seed
+    if get_method(m).uses_amplifier:  # their defaults follow lr and wd per seed
       hp.update(lookahead_lr=list(hp["lr"]), meta_wd=list(hp["wd"]))
     if min(seeds) < heldout_seeds:
       raise ValueError("the held-out seeds would overlap the grid's")
@@ -324,16 +315,16 @@ def main():
     print(fair_table(args.table, args.reference))
     return
   methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-  bad = [m for m in methods if m not in METHODS or m == "neuralgrok-frozen"]
+  bad = [m for m in methods if m not in DEFAULT_METHODS]
   if bad or not methods:
     raise ValueError(f"unknown or untunable methods {bad}; valid: "
-                     f"{', '.join(m for m in METHODS if m != 'neuralgrok-frozen')}")
+                     f"{', '.join(DEFAULT_METHODS)}")
   setup = C.task_setup(args.task, args)  # (checks the task first)
   override = parse_grid(args.grid)
   grids = {}
   for m in methods:
     g = {**default_grid(m), **override}
-    if "lamb" in override and not m.startswith("grokfast"):
+    if "lamb" in override and "lamb" not in default_grid(m):
       del g["lamb"]
     grids[m] = g
   out = args.out or os.path.join(C.out_dir(args, "tune"),

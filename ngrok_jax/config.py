@@ -14,6 +14,7 @@ import numpy as np
 
 from ngrok_jax import tasks as tasks_lib
 from ngrok_jax.fileio import is_int
+from ngrok_jax.registry import Method, get_method, method_names
 
 __all__ = ["METHODS", "AMPLIFIER_METHODS", "CLIPPED_METHODS",
            "DECOUPLED_METHODS", "LOSSES", "LOOKAHEADS",
@@ -22,20 +23,21 @@ __all__ = ["METHODS", "AMPLIFIER_METHODS", "CLIPPED_METHODS",
            "HPARAMS", "TrainConfig", "check_hparam",
            "num_examples"]
 
-#: Values of ``TrainConfig.method``: the baselines, the newer grokking
-#: methods (⊥AdamW, Muon) and NeuralGrok (learned amplifier, or a trained one
-#: kept frozen).
-METHODS = ("adam", "adamw", "grokfast-ema", "grokfast-ma", "rescale",
-           "orthograd", "muon", "neuralgrok", "neuralgrok-frozen")
+#: Values of ``TrainConfig.method``: every record of
+#: :mod:`ngrok_jax.registry` (the baselines, the newer grokking methods and
+#: NeuralGrok, learned or frozen).
+METHODS = method_names()
 #: Methods whose weight decay is decoupled (AdamW's): the others add
 #: ``wd * w`` to the gradient (PyTorch ``Adam(weight_decay=wd)``).
-DECOUPLED_METHODS = ("adamw", "orthograd", "muon")
+DECOUPLED_METHODS = tuple(m for m in METHODS
+                          if not get_method(m).coupled_decay)
 #: ``TrainConfig.loss``: softmax or StableMax cross-entropy.
 LOSSES = ("softmax", "stablemax")
-AMPLIFIER_METHODS = ("neuralgrok", "neuralgrok-frozen")
+#: Methods with an amplifier (its parameters in the optimizer state).
+AMPLIFIER_METHODS = tuple(m for m in METHODS if get_method(m).uses_amplifier)
 #: Methods clipped (global norm ``clip``) by default: the amplifier's
 #: pipeline and its rescaling ablation; the other baselines are unclipped.
-CLIPPED_METHODS = ("neuralgrok", "neuralgrok-frozen", "rescale")
+CLIPPED_METHODS = tuple(m for m in METHODS if get_method(m).clipped)
 LOOKAHEADS = ("sgd", "inner")
 PLACEMENTS = ("after", "before")
 BATCHINGS = ("epoch", "iid")
@@ -212,9 +214,10 @@ class TrainConfig:
     if self.train_on_outer not in (None, True, False):
       raise ValueError(f"train_on_outer must be None, True or False, got "
                        f"{self.train_on_outer!r}")
-    if self.method == "neuralgrok" and self.train_on_outer:
-      raise ValueError("train_on_outer=True would train neuralgrok on its "
-                       "own meta-validation (outer) split")
+    meta = self.record.needs_outer_batch
+    if meta and self.train_on_outer:
+      raise ValueError(f"train_on_outer=True would train {self.method} on "
+                       f"its own meta-validation (outer) split")
     if self.amp_method != "dense" and (self.amp_chunk is not None or
                                        self.amp_dtype != "float32"):
       raise ValueError("amp_chunk and amp_dtype='bfloat16' apply only to "
@@ -236,15 +239,15 @@ class TrainConfig:
                        f"> 0, got {self.fix_weight_norm!r}")
     if self.meta_axis_name is not None and not (
         isinstance(self.meta_axis_name, str) and self.meta_axis_name and
-        self.method == "neuralgrok"):
+        meta):
       raise ValueError(f"meta_axis_name must be None or a non-empty axis "
                        f"name, and only for method neuralgrok; got "
                        f"{self.meta_axis_name!r} for {self.method!r}")
     if self.dim % self.heads:
       raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
-    if self.method == "neuralgrok" and self.meta_every < 1:
-      raise ValueError("meta_every (T) must be >= 1 for neuralgrok")
-    if self.method == "neuralgrok" and self.lookahead == "inner" and not (
+    if meta and self.meta_every < 1:
+      raise ValueError(f"meta_every (T) must be >= 1 for {self.method}")
+    if meta and self.lookahead == "inner" and not (
         self.eps_root > 0):
       raise ValueError("lookahead='inner' differentiates through Adam and "
                        "needs eps_root > 0 (e.g. 1e-16)")
@@ -260,15 +263,13 @@ class TrainConfig:
 
     Returns:
       ``{name: value}`` for every name of ``HPARAMS``, the method's defaults
-      filled in where a field is None.
+      (its registry record's) filled in where a field is None.
     """
-    wd = self.wd if self.wd is not None else (
-        1.0 if self.method in ("adamw", "muon") else 0.0)
-    lamb = self.lamb if self.lamb is not None else (
-        5.0 if self.method == "grokfast-ma" else 2.0)
+    rec = self.record
+    wd = self.wd if self.wd is not None else rec.default("wd")
+    lamb = self.lamb if self.lamb is not None else rec.default("lamb")
     meta_wd = self.meta_wd if self.meta_wd is not None else wd
-    clip = self.clip if self.clip is not None else (
-        1.0 if self.method in CLIPPED_METHODS else math.inf)
+    clip = self.clip if self.clip is not None else rec.default("clip")
     out = {k: getattr(self, k) for k in HPARAMS}
     lookahead_lr = (self.lookahead_lr if self.lookahead_lr is not None
                     else self.lr)
@@ -281,7 +282,12 @@ class TrainConfig:
     """Whether this method trains on the outer split too (see the class)."""
     if self.train_on_outer is not None:
       return bool(self.train_on_outer)
-    return self.method != "neuralgrok"
+    return not self.record.needs_outer_batch
+
+  @property
+  def record(self) -> Method:
+    """The method's :class:`ngrok_jax.registry.Method` record."""
+    return get_method(self.method)
 
   def to_dict(self) -> Dict[str, Any]:
     """The fields as a dict (the form ``config.json`` stores).

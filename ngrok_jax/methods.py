@@ -3,11 +3,12 @@ each method's optimizer (the functions :mod:`ngrok_jax.train` builds on).
 
 All are pure functions of a (frozen, hashable) :class:`TrainConfig` and the
 per-seed numeric hyperparameters ``hp`` (name -> scalar or traced array).
-The amplifier methods use :func:`ngrok_jax.neuralgrok` around clip + Adam;
-the baselines ``chain(method transform, clip + Adam)``; ``muon``:
-``optax.contrib.muon`` on the blocks' matrices, AdamW on the rest.  With
-``fix_weight_norm`` every method's update ends with the projection onto
-that weight norm.
+Each method's optimizer is built by its record in :mod:`ngrok_jax.registry`
+(from the amplifier's pieces made here): the amplifier methods use
+:func:`ngrok_jax.neuralgrok` around clip + Adam; the baselines
+``chain(method transform, clip + Adam)``; ``muon``: ``optax.contrib.muon`` on
+the blocks' matrices, AdamW on the rest.  With ``fix_weight_norm`` every
+method's update ends with the projection onto that weight norm.
 
 The amplifier's options (all off by default): ``amp_inputs="rich"``
 (:class:`ngrok_jax.RichAmplifier` on :func:`ngrok_jax.rich_features`, the
@@ -29,18 +30,13 @@ import optax
 from ngrok_jax import tasks as tasks_lib
 from ngrok_jax.amplifier import (Amplifier, RichAmplifier, adam_moments,
                                  amplify, rich_features)
-from ngrok_jax.config import (AMPLIFIER_METHODS, DECOUPLED_METHODS,
-                              TrainConfig, check_hparam)
+from ngrok_jax.config import TrainConfig, check_hparam
 from ngrok_jax.model import (Transformer, cross_entropy,
                              stablemax_cross_entropy)
-from ngrok_jax.neuralgrok import neuralgrok
-from ngrok_jax.transforms import (clip_by_global_norm, coupled_adam, grokfast_ema, grokfast_ma,
-                                  normalize_gradients,
-                                  orthogonalize_gradients,
-                                  project_weight_norm, scale_by_amplifier)
+from ngrok_jax.registry import MethodParts
 
 __all__ = ["task_of", "model_of", "amplifier_of", "loss_fn", "cross_entropy_of",
-           "optimizer", "meta_optimizer", "muon_dimension_numbers",
+           "optimizer", "meta_optimizer",
            "transform_gradient", "hparams_of", "num_tensors",
            "init_amplifier_params", "amplifier_fns", "amplify_at",
            "meta_lr_schedule"]
@@ -133,52 +129,6 @@ def loss_fn(cfg: TrainConfig, params, x, y, w=None):
   return cross_entropy_of(cfg)(model_of(cfg).apply(params, x), y, w)
 
 
-def _project(cfg: TrainConfig, tx) -> optax.GradientTransformationExtraArgs:
-  """``tx``, then the weight-norm projection when ``fix_weight_norm``."""
-  if cfg.fix_weight_norm is None:
-    return optax.with_extra_args_support(tx)
-  return optax.chain(tx, project_weight_norm(cfg.fix_weight_norm))
-
-
-def _adam(cfg: TrainConfig, hp) -> optax.GradientTransformation:
-  """Clip, coupled decay (or AdamW) and Adam with warm-up (then the
-  weight-norm projection, if any)."""
-  return _project(cfg, coupled_adam(
-      hp["lr"], hp["wd"], hp["b1"], hp["b2"], hp["eps"], hp["eps_root"],
-      cfg.warmup_steps, hp["clip"],
-      decoupled=cfg.method in DECOUPLED_METHODS))
-
-
-def muon_dimension_numbers(params):
-  """Which leaves Muon orthogonalises: the 2-D kernels inside the
-  transformer blocks (attention ``qkv``/``proj``, MLP ``fc``/``out``),
-  ``MuonDimensionNumbers(0, 1)`` (``x @ W``); ``None`` (AdamW) for the token
-  and position embeddings, the output head, biases and LayerNorms."""
-  def spec(path, leaf):
-    names = [getattr(k, "key", getattr(k, "name", None)) for k in path]
-    hidden = (leaf.ndim == 2 and names[-1] == "kernel" and
-              any(isinstance(n, str) and n.startswith("block_")
-                  for n in names))
-    return optax.contrib.MuonDimensionNumbers(0, 1) if hidden else None
-  return jax.tree_util.tree_map_with_path(spec, params)
-
-
-def _muon(cfg: TrainConfig, hp) -> optax.GradientTransformation:
-  """Muon (momentum 0.95, Nesterov, 5 Newton-Schulz steps) on the blocks'
-  matrices and AdamW (``b1``, ``b2``) on the other leaves, one learning rate
-  with the warm-up, decoupled weight decay ``wd`` on both, the global-norm
-  clip first.  ``consistent_rms=0.2`` scales Muon's updates to AdamW's RMS,
-  so one learning rate serves both parts (and the other methods' grid)."""
-  lr = (optax.linear_schedule(0.0, hp["lr"], cfg.warmup_steps)
-        if cfg.warmup_steps > 0 else hp["lr"])
-  muon = optax.contrib.muon(
-      lr, eps=hp["eps"], weight_decay=hp["wd"], adam_b1=hp["b1"],
-      adam_b2=hp["b2"], adam_eps_root=hp["eps_root"],
-      adam_weight_decay=hp["wd"], consistent_rms=0.2,
-      muon_weight_dimension_numbers=muon_dimension_numbers)
-  return _project(cfg, optax.chain(clip_by_global_norm(hp["clip"]), muon))
-
-
 def meta_lr_schedule(cfg: TrainConfig):
   r"""The meta learning rate's multiplier as a function of the meta-step
   count :math:`n` (``None`` for ``meta_schedule="constant"``).
@@ -214,52 +164,34 @@ def meta_optimizer(hp, cfg: Optional[TrainConfig] = None
                      last)
 
 
+def _parts(cfg: TrainConfig, hp, amp_params) -> MethodParts:
+  """The amplifier's pieces for the method's factories (none without an
+  amplifier)."""
+  if not cfg.record.uses_amplifier:
+    return MethodParts()
+  amp, features = amplifier_fns(cfg)
+  return MethodParts(amp, features, amp_params, meta_optimizer(hp, cfg))
+
+
 def optimizer(cfg: TrainConfig, hp, amp_init: Any = None
               ) -> optax.GradientTransformationExtraArgs:
   """The method's whole optimizer for hyperparameters ``hp`` (name -> value).
 
-  Amplifier methods: :func:`ngrok_jax.neuralgrok` around clip + Adam
-  (``neuralgrok-frozen``: ``meta_every=0``); the other methods:
-  ``chain(method transform, clip + Adam)``.  ``amp_init``: the amplifier
-  parameters its ``init`` starts from (unused by ``update``).
+  The method's record (:mod:`ngrok_jax.registry`) builds it: for the
+  amplifier methods :func:`ngrok_jax.neuralgrok` around clip + Adam
+  (``neuralgrok-frozen``: ``meta_every=0``); for most others
+  ``chain(method transform, clip + Adam)``.
 
   Args:
     cfg: the configuration.
-    hp: the numeric hyperparameters (``{name: scalar}``, traced or not).
-    amp_init: the amplifier parameters (amplifier methods).
+    hp: the numeric hyperparameters (name -> scalar or traced array).
+    amp_init: the amplifier parameters its ``init`` starts from (unused by
+      ``update``; amplifier methods only).
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    The optimizer (an ``optax.GradientTransformationExtraArgs``).
   """
-  if cfg.method in AMPLIFIER_METHODS:
-    meta = cfg.method == "neuralgrok"
-    amp, features = amplifier_fns(cfg)
-    return neuralgrok(
-        _adam(cfg, hp), amp, amp_init,
-        meta_every=cfg.meta_every if meta else 0, c=hp["c"],
-        lookahead=("inner" if cfg.lookahead == "inner"
-                   else optax.sgd(hp["lookahead_lr"])),
-        meta_optimizer=meta_optimizer(hp, cfg), placement=cfg.meta_placement,
-        lookahead_steps=cfg.lookahead_steps, features=features,
-        meta_axis_name=cfg.meta_axis_name if meta else None)
-  if cfg.method == "muon":
-    return optax.with_extra_args_support(_muon(cfg, hp))
-  return optax.chain(_pre_transform(cfg, hp), _adam(cfg, hp))
-
-
-def _pre_transform(cfg: TrainConfig, hp, phi=None):
-  m = cfg.method
-  if m in AMPLIFIER_METHODS:
-    return scale_by_amplifier(amplifier_of(cfg).apply, phi, c=hp["c"])
-  if m == "rescale":
-    return optax.with_extra_args_support(normalize_gradients(hp["c"]))
-  if m == "grokfast-ema":
-    return optax.with_extra_args_support(grokfast_ema(hp["alpha"], hp["lamb"]))
-  if m == "grokfast-ma":
-    return optax.with_extra_args_support(grokfast_ma(cfg.window, hp["lamb"]))
-  if m == "orthograd":
-    return optax.with_extra_args_support(orthogonalize_gradients())
-  return optax.with_extra_args_support(optax.identity())
+  return cfg.record.build(cfg, hp, _parts(cfg, hp, amp_init))
 
 
 def transform_gradient(cfg: TrainConfig, s, g):
@@ -270,20 +202,21 @@ def transform_gradient(cfg: TrainConfig, s, g):
 
   Args:
     cfg: the configuration.
-    s: one seed's state (no seed axis).
-    g: a gradient of the transformer's parameters.
+    s: one seed's state.
+    g: the gradient (a tree like ``s.params``).
 
   Returns:
-    The transformed gradient, of ``g``'s structure.
+    The transformed gradient.
   """
-  if cfg.method in AMPLIFIER_METHODS and cfg.amp_inputs == "rich":
+  rec = cfg.record
+  if rec.uses_amplifier and cfg.amp_inputs == "rich":
     return amplify_at(cfg, s.hparams["c"], s.amp_params, g,
                       s.opt_state.inner_state, s.params)
-  if cfg.method in AMPLIFIER_METHODS:
-    pre, pre_state = _pre_transform(cfg, s.hparams, s.amp_params), ()
-  else:
-    pre, pre_state = _pre_transform(cfg, s.hparams), s.opt_state[0]
-  return pre.update(g, pre_state, s.params)[0]
+  pre = rec.transform(cfg, s.hparams, _parts(cfg, s.hparams, s.amp_params))
+  # in the default chain the transform's state comes first; a method with
+  # its own optimizer has a stateless transform
+  state = (s.opt_state[0] if rec.optimizer is None else pre.init(s.params))
+  return pre.update(g, state, s.params)[0]
 
 
 def hparams_of(cfg: TrainConfig, num_seeds: int,
@@ -301,7 +234,7 @@ def hparams_of(cfg: TrainConfig, num_seeds: int,
       raise ValueError(f"hyperparameter {k} needs one value or {num_seeds} "
                        f"values (one per seed), got shape {arr.shape}")
     out[k] = arr
-  if cfg.method == "neuralgrok" and cfg.lookahead == "inner" and np.any(
+  if cfg.record.needs_outer_batch and cfg.lookahead == "inner" and np.any(
       out["eps_root"] <= 0):
     raise ValueError("lookahead='inner' needs eps_root > 0 for every seed")
   return {k: jnp.asarray(v) for k, v in out.items()}

@@ -34,6 +34,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, Mapping, Optional, Sequence
 
+from ngrok_jax.registry import RECORDS
+
 __all__ = ["PRESETS", "get_preset", "preset_names", "merge",
            "method_overrides"]
 
@@ -41,10 +43,12 @@ _PAPER_COMMON = dict(dim=128, heads=4, batch_size=512, warmup_steps=10,
                      lr=1e-3, b1=0.9, b2=0.98, wd=1e-3, c=0.2)
 _PAPER_METHODS = ["neuralgrok", "rescale", "adam", "adamw", "grokfast-ema",
                   "grokfast-ma"]
-#: Baselines' own published settings (the model wd 1e-3 is everyone else's).
-_BASELINE_CONFIG = {"adamw": dict(wd=1.0),
-                    "grokfast-ema": dict(wd=0.005, alpha=0.98, lamb=2.0),
-                    "grokfast-ma": dict(wd=0.01, window=100, lamb=5.0)}
+#: Baselines' own published settings (the model wd 1e-3 is everyone else's),
+#: from their records (:mod:`ngrok_jax.registry`).
+_BASELINE_CONFIG = {r.name: dict(r.published) for r in RECORDS if r.published}
+#: The quick preset's amplifier methods train with coupled wd 1e-3.
+_AMPLIFIER_CONFIG = {r.name: dict(wd=1e-3) for r in RECORDS
+                     if r.uses_amplifier}
 _FINAL = "NeuralOptGrok a7490be, script/neuralgrok/task1.sh"
 _EARLY = "NeuralOptGrok main branch, the per-task checkpoint names"
 
@@ -96,8 +100,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         config=dict(task="a+b", p=47, depth=1, dim=64, heads=4,
                     batch_size=512, warmup_steps=10, amp_hidden=(32, 32),
                     meta_every=4, lr=3e-3),
-        method_config={"neuralgrok": dict(wd=1e-3),
-                       "neuralgrok-frozen": dict(wd=1e-3)},
+        method_config=copy.deepcopy(_AMPLIFIER_CONFIG),
         methods=["neuralgrok", "adam"],
         seeds=4,
         steps=2000,

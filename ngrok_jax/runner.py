@@ -182,12 +182,12 @@ class _Run:
     each = spec.amplifier_seed == EACH
     amp = (load_amplifier(spec.amplifier, None if each else
                           spec.amplifier_seed)[0]
-           if method == "neuralgrok-frozen" else None)
+           if spec.configs[method].record.needs_trained_amplifier else None)
     hp = {k: np.asarray(v, np.float32) for k, v in spec.hparams.items()}
     state, data = trainer.init(list(spec.seeds), hparams=hp or None,
                                amp_params=amp, amp_per_seed=each)
     grad_range = (ampfile.grad_range_fn(trainer)
-                  if method == "neuralgrok" and saves else None)
+                  if trainer.has_meta and saves else None)
     ckpt = None
     if saves:
       from ngrok_jax.checkpoint import Checkpointer, resume_from

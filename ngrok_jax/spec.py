@@ -18,6 +18,7 @@ import numpy as np
 
 from ngrok_jax.config import HPARAMS, METHODS, TrainConfig, check_hparam
 from ngrok_jax.fileio import dec_float, enc_float, is_int
+from ngrok_jax.registry import get_method
 
 __all__ = ["FORMAT", "STOP_ACC", "EACH", "RunSpec", "make_spec", "sweep_seeds",
            "load_spec", "check_resume", "check_out_dir"]
@@ -123,8 +124,10 @@ class RunSpec:
         raise ValueError(f"hyperparameter {name} has {len(vals)} values for "
                          f"{len(self.seeds)} seeds (one value per seed)")
       check_hparam(name, vals)
-    if "neuralgrok-frozen" in self.configs and not self.amplifier:
-      raise ValueError("method neuralgrok-frozen needs a trained amplifier "
+    frozen = [m for m, c in self.configs.items()
+              if c.record.needs_trained_amplifier]
+    if frozen and not self.amplifier:
+      raise ValueError(f"method {frozen[0]} needs a trained amplifier "
                        "(--amplifier PATH: a run folder or amplifier.msgpack)")
     if isinstance(self.stop_acc, bool) or not isinstance(
         self.stop_acc, (int, float, np.floating)) or not (
@@ -279,7 +282,8 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
   seeds = _seed_tuple(seeds)
   method_overrides = dict(method_overrides or {})
   amp_meta = None
-  if amplifier is not None and "neuralgrok-frozen" in methods:
+  frozen = {m for m in methods if get_method(m).needs_trained_amplifier}
+  if amplifier is not None and frozen:
     from ngrok_jax.ampfile import load_amplifier
     amp_meta = load_amplifier(
         amplifier, 0 if amplifier_seed == EACH else amplifier_seed)[1]
@@ -299,7 +303,7 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
   configs = {}
   for m in methods:
     over = dict(method_overrides.get(m, {}))
-    if m == "neuralgrok-frozen" and amp_meta is not None:
+    if m in frozen and amp_meta is not None:
       over.setdefault("amp_hidden", tuple(amp_meta["hidden"]))
     configs[m] = dataclasses.replace(base, method=m, **over)
   hp = {}

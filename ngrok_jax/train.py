@@ -49,8 +49,7 @@ import numpy as np
 import optax
 
 from ngrok_jax import tasks as tasks_lib
-from ngrok_jax.config import (AMPLIFIER_METHODS, HPARAMS, METHODS,
-                              TrainConfig, check_hparam)
+from ngrok_jax.config import HPARAMS, METHODS, TrainConfig, check_hparam
 from ngrok_jax.methods import (amplifier_of, cross_entropy_of,
                                hparams_of, init_amplifier_params, loss_fn,
                                model_of, optimizer, task_of,
@@ -120,7 +119,7 @@ def _init_seed(cfg: TrainConfig, key, hp, amp_params):
   k_model, k_batch, k_amp = jax.random.split(key, 3)
   dummy = jnp.zeros((1, task_of(cfg).seq_len), jnp.int32)
   params = model_of(cfg).init(k_model, dummy)
-  if amp_params is None and cfg.method in AMPLIFIER_METHODS:
+  if amp_params is None and cfg.record.uses_amplifier:
     amp_params = init_amplifier_params(cfg, k_amp)
   opt_state = optimizer(cfg, hp, amp_params).init(params)
   return SeedState(params, opt_state, k_batch, hp, jnp.array(-1, jnp.int32))
@@ -160,8 +159,8 @@ def init(cfg: TrainConfig, seeds: Sequence[int],
     raise ValueError("seeds must be a non-empty list of integers")
   if len(set(seeds)) != len(seeds):
     raise ValueError(f"seeds must be distinct, got {seeds}")
-  if cfg.method == "neuralgrok-frozen" and amp_params is None:
-    raise ValueError("method 'neuralgrok-frozen' needs amp_params (a "
+  if cfg.record.needs_trained_amplifier and amp_params is None:
+    raise ValueError(f"method {cfg.method!r} needs amp_params (a "
                      "trained amplifier)")
   hp = hparams_of(cfg, len(seeds), hparams)
   data = make_data(cfg, seeds)
@@ -213,7 +212,7 @@ def seed_state(cfg: TrainConfig, params, amp_params=None, key=None,
     vals[k] = float(v)
   # float64 under jax_enable_x64 (e.g. a float64 golden trace), else float32
   hp = {k: jnp.asarray(np.float64(v)) for k, v in vals.items()}
-  if amp_params is None and cfg.method in AMPLIFIER_METHODS:
+  if amp_params is None and cfg.record.uses_amplifier:
     amp_params = init_amplifier(cfg)
   return SeedState(params, optimizer(cfg, hp, amp_params).init(params),
                    jax.random.PRNGKey(0) if key is None else key, hp,
@@ -269,22 +268,23 @@ def batch_step(cfg: TrainConfig, s: SeedState, x, y, w, outer_x, outer_y,
   Returns:
     ``(state, dict(loss, outer_loss))``.
   """
+  rec = cfg.record
   loss, g = jax.value_and_grad(loss_fn, argnums=1)(cfg, s.params, x, y, w)
   tx = optimizer(cfg, s.hparams)
   outer = jnp.full([], jnp.nan, loss.dtype)
-  if cfg.method == "neuralgrok":
-    meta = is_meta_step(step, cfg.meta_every, cfg.meta_placement)
-    updates, opt_state = tx.update(
-        g, s.opt_state, s.params, meta_step=meta,
-        train_loss=lambda p: loss_fn(cfg, p, x, y, w),
-        outer_loss=lambda p: loss_fn(cfg, p, outer_x, outer_y))
+  meta = (is_meta_step(step, cfg.meta_every, cfg.meta_placement)
+          if "meta_step" in rec.update_args else None)
+  extra = dict(meta_step=meta,  # the extra update arguments a method takes
+               train_loss=lambda p: loss_fn(cfg, p, x, y, w),
+               outer_loss=lambda p: loss_fn(cfg, p, outer_x, outer_y))
+  updates, opt_state = tx.update(g, s.opt_state, s.params,
+                                 **{k: extra[k] for k in rec.update_args})
+  if rec.needs_outer_batch:
     outer = jnp.where(meta, opt_state.outer_loss.astype(loss.dtype), outer)
-  else:
-    updates, opt_state = tx.update(g, s.opt_state, s.params)
   params = optax.apply_updates(s.params, updates)
   new = s._replace(params=params, opt_state=opt_state)
   ok = jnp.isfinite(loss) & _tree_all_finite(params)
-  if cfg.method == "neuralgrok":
+  if rec.learns_amplifier:
     ok &= _tree_all_finite(new.amp_params)
   diverged_at = jnp.where((s.diverged_at < 0) & ~ok, step, s.diverged_at)
   new = jax.tree.map(lambda n, o: jnp.where(diverged_at >= 0, o, n), new, s)
@@ -377,7 +377,7 @@ def _eval_seed(cfg, s: SeedState, train_idx, outer_idx, test_idx,
     out["fourier/key_freqs"] = key_frequencies(share)
     for k in range(share.shape[0]):
       out[f"fourier/share_{k + 1}"] = share[k]
-  if cfg.method == "neuralgrok":
+  if cfg.record.learns_amplifier:
     out.update(amplifier_learning(cfg, s, g, gt))
   out["diverged_at"] = s.diverged_at
   return out
@@ -476,8 +476,8 @@ class Trainer:
     self.task = task_of(self.config)
     self.model = model_of(self.config)
     self.amplifier = amplifier_of(self.config)
-    self.uses_amplifier = config.method in AMPLIFIER_METHODS
-    self.has_meta = config.method == "neuralgrok"
+    self.uses_amplifier = self.config.record.uses_amplifier
+    self.has_meta = self.config.record.learns_amplifier
 
   def init(self, seeds: Sequence[int], hparams=None, amp_params=None,
            amp_per_seed: bool = False):

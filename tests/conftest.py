@@ -1,7 +1,9 @@
 """Session-wide test setup: the ``--runslow`` option, a persistent XLA
-compilation cache and fast (-O0) backend compilation."""
+compilation cache, fast (-O0) backend compilation, and the fixtures the test
+modules share (``tiny_config``, ``tiny_fields``, ``toy_problem``)."""
 import os
 import tempfile
+from typing import Any, NamedTuple, Tuple
 
 import pytest
 
@@ -52,3 +54,71 @@ def pytest_collection_modifyitems(config, items):
   if deselected:
     config.hook.pytest_deselected(items=deselected)
     items[:] = [i for i in items if "slow" not in i.keywords]
+
+
+# ------------------------------------------------------------ shared fixtures
+#: The tests' smallest training configuration (a+b mod 11, one block).
+TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
+            batch_size=32, meta_every=2)
+
+
+@pytest.fixture
+def tiny_config():
+  """A factory of the tiny :class:`ngrok_jax.TrainConfig`:
+  ``tiny_config(**fields)`` (fields override :data:`TINY`)."""
+  import ngrok_jax as nj
+
+  def make(**fields):
+    return nj.TrainConfig(**{**TINY, **fields})
+  return make
+
+
+@pytest.fixture
+def tiny_fields():
+  """The fields of the tiny config, a fresh dict."""
+  return dict(TINY)
+
+
+class ToyProblem(NamedTuple):
+  """A regression problem for the optax transformations on a model that is
+  not this library's transformer: a 3-7-1 tanh MLP, 30 training and 10
+  outer examples, and a 1-6-5-1 amplifier."""
+  params: Any
+  train: Tuple[Any, Any]
+  outer: Tuple[Any, Any]
+  amp: Any  # the Amplifier module
+  phi: Any  # its parameters (PRNG key 3), in the problem's dtype
+
+  @staticmethod
+  def mlp(params, x):
+    import jax.numpy as jnp
+    return jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"]
+
+  @staticmethod
+  def loss(params, x, y):
+    """Mean squared error of :meth:`mlp`."""
+    import jax.numpy as jnp
+    return jnp.mean((ToyProblem.mlp(params, x) - y) ** 2)
+
+
+@pytest.fixture
+def toy_problem():
+  """A factory: ``toy_problem(dtype=jnp.float32)`` -> :class:`ToyProblem`
+  (the same numbers every call)."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import ngrok_jax as nj
+
+  def make(dtype=jnp.float32):
+    r = np.random.default_rng(0)
+    x = jnp.asarray(r.normal(size=(40, 3)), dtype)
+    y = jnp.sin(x.sum(1, keepdims=True))
+    params = {"w1": jnp.asarray(r.normal(size=(3, 7)), dtype),
+              "b1": jnp.asarray(0.1 * r.normal(size=(7,)), dtype),
+              "w2": jnp.asarray(r.normal(size=(7, 1)), dtype)}
+    amp = nj.Amplifier((6, 5))
+    phi = jax.tree.map(lambda a: a.astype(dtype),
+                       amp.init(jax.random.PRNGKey(3), jnp.zeros((1,))))
+    return ToyProblem(params, (x[:30], y[:30]), (x[30:], y[30:]), amp, phi)
+  return make

@@ -14,29 +14,6 @@ from ngrok_jax import cli, plots
 from ngrok_jax.methods import meta_lr_schedule, meta_optimizer
 from ngrok_jax.results import read_metrics
 
-AMP = nj.Amplifier((6, 5))
-TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
-            batch_size=32, meta_every=2)
-
-
-def mlp(params, x):
-  return jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"]
-
-
-def mse(params, x, y):
-  return jnp.mean((mlp(params, x) - y) ** 2)
-
-
-def problem(dtype=jnp.float64):
-  r = np.random.default_rng(0)
-  x = jnp.asarray(r.normal(size=(40, 3)), dtype)
-  y = jnp.sin(x.sum(1, keepdims=True))
-  params = {"w1": jnp.asarray(r.normal(size=(3, 7)), dtype),
-            "b1": jnp.asarray(0.1 * r.normal(size=(7,)), dtype),
-            "w2": jnp.asarray(r.normal(size=(7, 1)), dtype)}
-  return params, (x[:30], y[:30]), (x[30:], y[30:])
-
-
 def tree_norm(t):
   return np.sqrt(sum(float(jnp.sum(l ** 2)) for l in jax.tree.leaves(t)))
 
@@ -114,7 +91,8 @@ def test_rich_amplifier_embedding_and_chunks():
     amp.apply(phi, x[:, :3], ids)
 
 
-def test_rich_meta_gradient_is_nonzero_and_matches_finite_differences():
+def test_rich_meta_gradient_is_nonzero_and_matches_finite_differences(
+    toy_problem):
   """One meta step of neuralgrok with the rich amplifier (SGD(1) as meta
   optimizer, so the step is the meta-gradient), after two inner Adam steps
   (non-zero moments): finite, non-zero in every part (the per-tensor
@@ -122,7 +100,9 @@ def test_rich_meta_gradient_is_nonzero_and_matches_finite_differences():
   written out with the features."""
   c, lr = 0.3, 0.05
   with jax.enable_x64(True):
-    params, train, outer = problem()
+    pb = toy_problem(jnp.float64)
+    params, train, outer = pb.params, pb.train, pb.outer
+    mse = pb.loss
     amp = nj.RichAmplifier((6, 5), num_tensors=3, dtype=jnp.float64)
     phi = jax.tree.map(lambda a: a.astype(jnp.float64), amp.init(
         jax.random.PRNGKey(3), jnp.zeros((1, 4)), jnp.zeros((1,), jnp.int32)))
@@ -165,9 +145,10 @@ def test_rich_meta_gradient_is_nonzero_and_matches_finite_differences():
 
 
 # ---------------------------------------------------- K-step look-ahead
-def reference_k_step(phi, params, g, train, outer, c, k_steps, lr,
+def reference_k_step(pb, phi, params, g, train, outer, c, k_steps, lr,
                      adam=None):
-  """K look-ahead steps written out: softmax-weighted, per-tensor
+  """K look-ahead steps written out (``pb``: the :class:`ToyProblem`, its
+  amplifier and loss): softmax-weighted, per-tensor
   normalised gradient; SGD(lr), or Adam(lr) from zero moments when
   ``adam=(b1, b2, eps, eps_root)``; the gradient recomputed on the train
   batch after every step; the outer loss at the end."""
@@ -178,7 +159,7 @@ def reference_k_step(phi, params, g, train, outer, c, k_steps, lr,
     a = {}
     for name in p:
       gk = g[name].ravel()
-      sg = jax.nn.softmax(AMP.apply(phi, gk)) * gk
+      sg = jax.nn.softmax(pb.amp.apply(phi, gk)) * gk
       a[name] = (c * sg / jnp.linalg.norm(sg)).reshape(g[name].shape)
     if adam is None:
       p = {n: p[n] - lr * a[n] for n in p}
@@ -190,27 +171,30 @@ def reference_k_step(phi, params, g, train, outer, c, k_steps, lr,
       p = {n: p[n] - lr * (m[n] / (1 - b1 ** t)) / (
           jnp.sqrt(v[n] / (1 - b2 ** t) + eps_root) + eps) for n in p}
     if k < k_steps - 1:
-      g = jax.grad(mse)(p, *train)
-  return mse(p, *outer)
+      g = jax.grad(pb.loss)(p, *train)
+  return pb.loss(p, *outer)
 
 
 @pytest.mark.parametrize("k_steps,lookahead", [(3, "sgd"), (2, "inner")])
-def test_k_step_meta_gradient_matches_finite_differences(k_steps, lookahead):
+def test_k_step_meta_gradient_matches_finite_differences(k_steps, lookahead,
+                                                        toy_problem):
   """The K-step unrolled meta-gradient (float64), read off one meta step
   with SGD(1) as the meta optimizer, equals central differences of the
   objective written out independently; the state's objective before and
   after the step and the meta-gradient norm are that objective's."""
   c, lr, er = 0.3, 0.05, 1e-16
   with jax.enable_x64(True):
-    params, train, outer = problem()
-    phi = jax.tree.map(lambda a: a.astype(jnp.float64), AMP.init(
+    pb = toy_problem(jnp.float64)
+    params, train, outer = pb.params, pb.train, pb.outer
+    mse = pb.loss
+    phi = jax.tree.map(lambda a: a.astype(jnp.float64), pb.amp.init(
         jax.random.PRNGKey(3), jnp.zeros((1,))))
     if lookahead == "sgd":
       inner, la, adam = optax.sgd(0.1), optax.sgd(lr), None
     else:
       inner, la, adam = optax.adam(lr, eps_root=er), "inner", (
           0.9, 0.999, 1e-8, er)
-    tx = nj.neuralgrok(inner, AMP.apply, phi, meta_every=1, c=c,
+    tx = nj.neuralgrok(inner, pb.amp.apply, phi, meta_every=1, c=c,
                        lookahead=la, meta_optimizer=optax.sgd(1.0),
                        placement="before", lookahead_steps=k_steps)
     g = jax.grad(mse)(params, *train)
@@ -219,7 +203,7 @@ def test_k_step_meta_gradient_matches_finite_differences(k_steps, lookahead):
         outer_loss=lambda q: mse(q, *outer)))(g, tx.init(params), params)
     new_phi = nj.amplifier_params(state)
     mg = jax.tree.map(lambda a, b: a - b, phi, new_phi)
-    f = jax.jit(lambda ph: reference_k_step(ph, params, g, train, outer, c,
+    f = jax.jit(lambda ph: reference_k_step(pb, ph, params, g, train, outer, c,
                                             k_steps, lr, adam))
     np.testing.assert_allclose(float(state.outer_loss), float(f(phi)),
                                rtol=1e-10)
@@ -230,16 +214,18 @@ def test_k_step_meta_gradient_matches_finite_differences(k_steps, lookahead):
                                rtol=1e-10)
     check_directional_derivatives(f, phi, mg)
     # K steps differ from one step (the unroll is not a no-op)
-    one = reference_k_step(phi, params, g, train, outer, c, 1, lr, adam)
+    one = reference_k_step(pb, phi, params, g, train, outer, c, 1, lr, adam)
     assert abs(float(one) - float(f(phi))) > 1e-6
 
 
-def test_k_steps_need_train_loss_and_a_positive_count():
-  params, train, outer = problem(jnp.float32)
-  phi = AMP.init(jax.random.PRNGKey(0), jnp.zeros((1,)))
+def test_k_steps_need_train_loss_and_a_positive_count(toy_problem):
+  pb = toy_problem(jnp.float32)
+  params, train, outer = pb.params, pb.train, pb.outer
+  mse = pb.loss
+  phi = pb.amp.init(jax.random.PRNGKey(0), jnp.zeros((1,)))
   with pytest.raises(ValueError, match="lookahead_steps"):
-    nj.neuralgrok(optax.sgd(0.1), AMP.apply, phi, lookahead_steps=0)
-  tx = nj.neuralgrok(optax.sgd(0.1), AMP.apply, phi, meta_every=1,
+    nj.neuralgrok(optax.sgd(0.1), pb.amp.apply, phi, lookahead_steps=0)
+  tx = nj.neuralgrok(optax.sgd(0.1), pb.amp.apply, phi, meta_every=1,
                      placement="before", lookahead_steps=2)
   with pytest.raises(ValueError, match="train_loss"):
     tx.update(jax.grad(mse)(params, *train), tx.init(params), params,
@@ -293,12 +279,12 @@ def test_bad_options_raise(kw, match):
 
 
 # --------------------------------------------------- metrics, trainer, CLI
-def test_trainer_reports_the_amplifier_learning_metrics():
+def test_trainer_reports_the_amplifier_learning_metrics(tiny_config):
   """Default recipe, tiny size: at initialisation the amplifier is at its
   start (distance 0, no meta step yet: NaN), not plain rescaling; after
   meta steps it has moved, and the stored meta-step values are
   consistent."""
-  tr = nj.Trainer(nj.TrainConfig(**TINY))
+  tr = nj.Trainer(tiny_config())
   state, data = tr.init([0, 1], hparams={"meta_lr": [1e-3, 1e-2]})
   ev = tr.evaluate(state, data)
   np.testing.assert_array_equal(ev["amp/dist_init"], 0)
@@ -353,13 +339,15 @@ def test_options_run_from_the_command_line(capsys, tmp_path):
   assert "4-8-8-1 with a per-tensor embedding" in capsys.readouterr().out
 
 
-def test_checkpoints_from_before_the_new_state_fields_restore(tmp_path):
+def test_checkpoints_from_before_the_new_state_fields_restore(tmp_path,
+                                                             toy_problem):
   """A NeuralGrok state saved in its first form (five fields) restores into
   today's template: the same values, the new fields NaN."""
   from ngrok_jax.checkpoint import Checkpointer, _NeuralGrokStateV1
-  params, train, _ = problem(jnp.float32)
-  phi = AMP.init(jax.random.PRNGKey(0), jnp.zeros((1,)))
-  tx = nj.neuralgrok(optax.adam(1e-2), AMP.apply, phi, meta_every=2)
+  pb = toy_problem(jnp.float32)
+  params = pb.params
+  phi = pb.amp.init(jax.random.PRNGKey(0), jnp.zeros((1,)))
+  tx = nj.neuralgrok(optax.adam(1e-2), pb.amp.apply, phi, meta_every=2)
   new = tx.init(params)
   old = _NeuralGrokStateV1(*new[:5])._replace(outer_loss=jnp.float32(1.5))
   with Checkpointer(str(tmp_path / "ck")) as ck:

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import ngrok_jax as nj
-from ngrok_jax import methods
+from ngrok_jax import methods, registry
 from ngrok_jax.config import TrainConfig
 
 
@@ -140,7 +140,7 @@ def test_muon_labels_only_hidden_matrices():
   cfg = TrainConfig(task="a+b", p=11, depth=2, dim=16, heads=2,
                     method="muon")
   params = _params(cfg)
-  spec = methods.muon_dimension_numbers(params)
+  spec = registry.muon_dimension_numbers(params)
   flat = {jax.tree_util.keystr(k): v for k, v in
           jax.tree_util.tree_flatten_with_path(spec, is_leaf=lambda x: (
               x is None or isinstance(x, optax.contrib.MuonDimensionNumbers))

@@ -10,51 +10,31 @@ import pytest
 
 import ngrok_jax as nj
 
-AMP = nj.Amplifier((6, 5))
-
-
-def mlp(params, x):
-  return jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"]
-
-
-def mse(params, x, y):
-  return jnp.mean((mlp(params, x) - y) ** 2)
-
-
-def problem(dtype=jnp.float32):
-  r = np.random.default_rng(0)
-  x = jnp.asarray(r.normal(size=(40, 3)), dtype)
-  y = jnp.sin(x.sum(1, keepdims=True))
-  params = {"w1": jnp.asarray(r.normal(size=(3, 7)), dtype),
-            "b1": jnp.asarray(0.1 * r.normal(size=(7,)), dtype),
-            "w2": jnp.asarray(r.normal(size=(7, 1)), dtype)}
-  phi = jax.tree.map(lambda a: a.astype(dtype),
-                     AMP.init(jax.random.PRNGKey(3), jnp.zeros((1,))))
-  return params, phi, (x[:30], y[:30]), (x[30:], y[30:])
-
-
-def reference_objective(phi, params, g, outer, c, lr):
+def reference_objective(pb, phi, params, g, outer, c, lr):
   """The meta objective written out directly: softmax-weighted, per-tensor
-  normalised gradient, one SGD look-ahead step, outer loss."""
+  normalised gradient, one SGD look-ahead step, outer loss (``pb``: the
+  :class:`ToyProblem`, its amplifier and loss)."""
   new = {}
   for k in params:
     gk = g[k].ravel()
-    s = jax.nn.softmax(AMP.apply(phi, gk))
+    s = jax.nn.softmax(pb.amp.apply(phi, gk))
     sg = s * gk
     new[k] = params[k] - lr * (c * sg / jnp.linalg.norm(sg)).reshape(
         g[k].shape)
-  return mse(new, *outer)
+  return pb.loss(new, *outer)
 
 
 @pytest.mark.parametrize("placement", ["before", "after"])
-def test_meta_gradient_matches_finite_differences(placement):
+def test_meta_gradient_matches_finite_differences(placement, toy_problem):
   """The transform's meta-gradient (read off a meta step with SGD(1) as the
   meta optimizer) equals finite differences of the objective computed
   independently of the library, and is not zero."""
   c, lr = 0.3, 0.05
   with jax.enable_x64(True):
-    params, phi, train, outer = problem(jnp.float64)
-    tx = nj.neuralgrok(optax.sgd(0.1), AMP.apply, phi, meta_every=1, c=c,
+    pb = toy_problem(jnp.float64)
+    params, train, outer, amp, phi = pb
+    mse = pb.loss
+    tx = nj.neuralgrok(optax.sgd(0.1), amp.apply, phi, meta_every=1, c=c,
                        lookahead=optax.sgd(lr),
                        meta_optimizer=optax.sgd(1.0), placement=placement)
     state = tx.init(params)
@@ -68,7 +48,7 @@ def test_meta_gradient_matches_finite_differences(placement):
       g_at = jax.grad(mse)(at, *train)
     else:
       at, g_at = params, g
-    f = jax.jit(lambda ph: reference_objective(ph, at, g_at, outer, c, lr))
+    f = jax.jit(lambda ph: reference_objective(pb, ph, at, g_at, outer, c, lr))
     np.testing.assert_allclose(float(state2.outer_loss), float(f(phi)),
                                rtol=1e-12)
     norm = np.sqrt(sum(float(jnp.sum(l ** 2)) for l in jax.tree.leaves(mg)))
@@ -84,13 +64,15 @@ def test_meta_gradient_matches_finite_differences(placement):
       np.testing.assert_allclose(float(an), float(fd), rtol=1e-5, atol=1e-10)
 
 
-def test_inner_step_is_inner_optimizer_of_amplified_gradient():
-  params, phi, train, outer = problem()
+def test_inner_step_is_inner_optimizer_of_amplified_gradient(toy_problem):
+  pb = toy_problem()
+  params, train, outer, amp, phi = pb
+  mse = pb.loss
   inner = optax.adam(1e-2)
-  tx = nj.neuralgrok(inner, AMP.apply, phi, meta_every=3, c=0.2)
+  tx = nj.neuralgrok(inner, amp.apply, phi, meta_every=3, c=0.2)
   g = jax.grad(mse)(params, *train)
   upd, state = tx.update(g, tx.init(params), params, meta_step=False)
-  ga = nj.amplify(g, lambda x: AMP.apply(phi, x), 0.2)
+  ga = nj.amplify(g, lambda x: amp.apply(phi, x), 0.2)
   ref, _ = inner.update(ga, inner.init(params), params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
                upd, ref)
@@ -98,12 +80,14 @@ def test_inner_step_is_inner_optimizer_of_amplified_gradient():
   jax.tree.map(np.testing.assert_array_equal, nj.amplifier_params(state), phi)
 
 
-def test_meta_steps_follow_the_count():
-  params, phi, train, outer = problem()
+def test_meta_steps_follow_the_count(toy_problem):
+  pb = toy_problem()
+  params, train, outer, amp, phi = pb
+  mse = pb.loss
   kw = dict(train_loss=lambda q: mse(q, *train),
             outer_loss=lambda q: mse(q, *outer))
   for placement, expected in (("after", [2, 5]), ("before", [0, 3])):
-    tx = nj.neuralgrok(optax.sgd(0.1), AMP.apply, phi, meta_every=3,
+    tx = nj.neuralgrok(optax.sgd(0.1), amp.apply, phi, meta_every=3,
                        meta_optimizer=optax.sgd(0.5), placement=placement)
     state, p = tx.init(params), params
     update = jax.jit(lambda g, s, p: tx.update(g, s, p, **kw))
@@ -124,9 +108,11 @@ def _has_cond(jaxpr) -> bool:
   return bool(re.search(r"\bcond\[", str(jaxpr)))
 
 
-def test_vmap_over_seeds_keeps_a_real_branch_with_a_shared_flag():
-  params, phi, train, outer = problem()
-  tx = nj.neuralgrok(optax.sgd(0.1), AMP.apply, phi, meta_every=4)
+def test_vmap_over_seeds_keeps_a_real_branch_with_a_shared_flag(toy_problem):
+  pb = toy_problem()
+  params, train, outer, amp, phi = pb
+  mse = pb.loss
+  tx = nj.neuralgrok(optax.sgd(0.1), amp.apply, phi, meta_every=4)
   states = jax.vmap(lambda _: tx.init(params))(jnp.arange(2))
   kw = dict(train_loss=lambda q: mse(q, *train),
             outer_loss=lambda q: mse(q, *outer))
@@ -147,10 +133,12 @@ def test_vmap_over_seeds_keeps_a_real_branch_with_a_shared_flag():
                a[0], b[0])
 
 
-def test_frozen_with_meta_every_zero_equals_scale_by_amplifier():
-  params, phi, train, _ = problem()
-  tx = nj.neuralgrok(optax.adam(1e-2), AMP.apply, phi, meta_every=0, c=0.4)
-  ref = optax.chain(nj.scale_by_amplifier(AMP.apply, phi, c=0.4),
+def test_frozen_with_meta_every_zero_equals_scale_by_amplifier(toy_problem):
+  pb = toy_problem()
+  params, train, _, amp, phi = pb
+  mse = pb.loss
+  tx = nj.neuralgrok(optax.adam(1e-2), amp.apply, phi, meta_every=0, c=0.4)
+  ref = optax.chain(nj.scale_by_amplifier(amp.apply, phi, c=0.4),
                     optax.adam(1e-2))
   s, rs, p, q = tx.init(params), ref.init(params), params, params
   for _ in range(3):
@@ -161,17 +149,19 @@ def test_frozen_with_meta_every_zero_equals_scale_by_amplifier():
   assert s.meta_state == optax.EmptyState()
 
 
-def test_bad_arguments_raise_clear_errors():
-  params, phi, train, _ = problem()
+def test_bad_arguments_raise_clear_errors(toy_problem):
+  pb = toy_problem()
+  params, train, _, amp, phi = pb
+  mse = pb.loss
   with pytest.raises(ValueError, match="meta_every"):
-    nj.neuralgrok(optax.sgd(1.0), AMP.apply, phi, meta_every=-1)
+    nj.neuralgrok(optax.sgd(1.0), amp.apply, phi, meta_every=-1)
   with pytest.raises(ValueError, match="placement"):
-    nj.neuralgrok(optax.sgd(1.0), AMP.apply, phi, placement="during")
+    nj.neuralgrok(optax.sgd(1.0), amp.apply, phi, placement="during")
   with pytest.raises(ValueError, match="lookahead"):
-    nj.neuralgrok(optax.sgd(1.0), AMP.apply, phi, lookahead="adam")
+    nj.neuralgrok(optax.sgd(1.0), amp.apply, phi, lookahead="adam")
   with pytest.raises(ValueError, match="c must be"):
-    nj.neuralgrok(optax.sgd(1.0), AMP.apply, phi, c=0.0)
-  tx = nj.neuralgrok(optax.sgd(1.0), AMP.apply, phi, meta_every=1)
+    nj.neuralgrok(optax.sgd(1.0), amp.apply, phi, c=0.0)
+  tx = nj.neuralgrok(optax.sgd(1.0), amp.apply, phi, meta_every=1)
   g = jax.grad(mse)(params, *train)
   with pytest.raises(ValueError, match="outer_loss"):
     tx.update(g, tx.init(params), params)

@@ -15,8 +15,6 @@ from ngrok_jax import results, runner, spec as spec_lib, tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "ngrok_jax")
-TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
-            batch_size=32, meta_every=2)
 SAVED = sorted(os.path.dirname(p) for p in glob.glob(
     os.path.join(REPO, "experiments", "results", "**", "config.json"),
     recursive=True))
@@ -40,7 +38,8 @@ def test_committed_run_folders_load_and_summarize_the_same():
           assert per[k] == again[m][k], (d, m, k)
 
 
-def test_metrics_are_appended_per_chunk_and_resume_rewrites_once(tmp_path):
+def test_metrics_are_appended_per_chunk_and_resume_rewrites_once(
+    tmp_path, tiny_fields):
   out = str(tmp_path / "run")
   path = os.path.join(out, results.METRICS_FILE)
   seen = []
@@ -48,7 +47,7 @@ def test_metrics_are_appended_per_chunk_and_resume_rewrites_once(tmp_path):
   def snapshot(chunk):  # runs before the metrics writer of this chunk
     seen.append((chunk.method, chunk.step, open(path, "rb").read(),
                  os.stat(path).st_ino))
-  runner.run(TINY, methods="adam,rescale", seeds=2, steps=30, eval_every=10,
+  runner.run(tiny_fields, methods="adam,rescale", seeds=2, steps=30, eval_every=10,
              out_dir=out, progress=False, plots=False, hooks=[snapshot])
   final = open(path, "rb").read()
   assert [s[:2] for s in seen] == [(m, t) for m in ("adam", "rescale")

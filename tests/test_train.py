@@ -7,19 +7,14 @@ import pytest
 
 import ngrok_jax as nj
 
-TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
-            batch_size=32, meta_every=2)
-
-
-def tiny(**kw):
-  return nj.TrainConfig(**{**TINY, **kw})
-
 
 @pytest.mark.parametrize("lookahead", ["sgd", "inner"])
-def test_meta_gradient_nonzero_and_matches_finite_differences(lookahead):
+def test_meta_gradient_nonzero_and_matches_finite_differences(lookahead,
+                                                             tiny_config):
   """The trainer's transformation, from a trained state (Adam with history),
   takes the meta step that finite differences of the objective give."""
-  cfg = tiny()  # the trained state (shared program); lookahead built below
+  # the trained state (shared program); lookahead built below
+  cfg = tiny_config()
   tr = nj.Trainer(cfg)
   state, data = tr.init([0])
   state, _ = tr.train_steps(state, data, 4)  # Adam state with some history
@@ -72,8 +67,9 @@ def test_meta_gradient_nonzero_and_matches_finite_differences(lookahead):
     ("after", [2, 5]),    # reference: after 1-indexed steps T, 2T
     ("before", [0, 3]),   # before 0-indexed steps 0, T
 ])
-def test_meta_step_changes_amplifier_every_T_steps_only(placement, meta_steps):
-  tr = nj.Trainer(tiny(meta_every=3, meta_placement=placement))
+def test_meta_step_changes_amplifier_every_T_steps_only(placement, meta_steps,
+                                                        tiny_config):
+  tr = nj.Trainer(tiny_config(meta_every=3, meta_placement=placement))
   state, data = tr.init([0])
   phis = [jax.tree.map(np.asarray, state.seeds.amp_params)]
   outer = []
@@ -90,8 +86,8 @@ def test_meta_step_changes_amplifier_every_T_steps_only(placement, meta_steps):
 
 
 @pytest.mark.parametrize("method", ["neuralgrok", "grokfast-ma"])
-def test_vmapped_seeds_equal_separate_runs(method):
-  cfg = tiny(method=method, window=3)
+def test_vmapped_seeds_equal_separate_runs(method, tiny_config):
+  cfg = tiny_config(method=method, window=3)
   tr = nj.Trainer(cfg)
   seeds = [3, 7]
   state, data = tr.init(seeds)
@@ -118,8 +114,8 @@ def test_vmapped_seeds_equal_separate_runs(method):
       np.testing.assert_allclose(a[i], b[0], rtol=1e-4, atol=1e-5)
 
 
-def test_no_recompilation_for_new_state_or_hyperparameters():
-  tr = nj.Trainer(tiny())
+def test_no_recompilation_for_new_state_or_hyperparameters(tiny_config):
+  tr = nj.Trainer(tiny_config())
   state, data = tr.init([0, 1], hparams={"lr": [1e-3, 2e-3]})
   state, _ = tr.train_steps(state, data, 4)
   progs = nj.train.programs(tr.config)
@@ -130,7 +126,7 @@ def test_no_recompilation_for_new_state_or_hyperparameters():
                                            "meta_lr": 1e-3})
   state2, _ = tr.train_steps(state2, data2, 4)
   # an equal config in a new Trainer shares the compiled programs
-  tr2 = nj.Trainer(tiny())
+  tr2 = nj.Trainer(tiny_config())
   assert nj.train.programs(tr2.config) is progs
   state2, _ = tr2.train_steps(state2, data2, 4)
   tr.evaluate(state2, data2)
@@ -140,8 +136,8 @@ def test_no_recompilation_for_new_state_or_hyperparameters():
   assert evaluate._cache_size() == m == 1
 
 
-def test_hyperparameter_sweep_changes_results_per_seed():
-  tr = nj.Trainer(tiny(method="rescale", split_seed=0))
+def test_hyperparameter_sweep_changes_results_per_seed(tiny_config):
+  tr = nj.Trainer(tiny_config(method="rescale", split_seed=0))
   state, data = tr.init([0, 1], hparams={"lr": [1e-3, 1e-3]})
   s2, d2 = tr.init([0, 1], hparams={"lr": [1e-3, 1e-2]})
   state, o1 = tr.train_steps(state, data, 15)
@@ -150,8 +146,8 @@ def test_hyperparameter_sweep_changes_results_per_seed():
   assert not np.allclose(o1["loss"][:, 1], o2["loss"][:, 1])
 
 
-def test_divergent_seed_is_frozen_and_others_continue():
-  tr = nj.Trainer(tiny(method="adam", clip=float("inf")))
+def test_divergent_seed_is_frozen_and_others_continue(tiny_config):
+  tr = nj.Trainer(tiny_config(method="adam", clip=float("inf")))
   state, data = tr.init([0, 1], hparams={"lr": [1e-3, 1e30]})
   state, out = tr.train_steps(state, data, 30)
   ev = tr.evaluate(state, data)
@@ -164,8 +160,8 @@ def test_divergent_seed_is_frozen_and_others_continue():
   np.testing.assert_allclose(out["loss"][:, 0], rout["loss"][:, 0], rtol=1e-5)
 
 
-def test_evaluate_reports_metrics_for_all_seeds():
-  tr = nj.Trainer(tiny())
+def test_evaluate_reports_metrics_for_all_seeds(tiny_config):
+  tr = nj.Trainer(tiny_config())
   state, data = tr.init([0, 1])
   ev = tr.evaluate(state, data)
   for k in ("train/acc", "test/acc", "outer/loss", "grad/age",
@@ -177,10 +173,10 @@ def test_evaluate_reports_metrics_for_all_seeds():
   assert not np.allclose(ev["grad/age"], ev["grad/age_transformed"])
 
 
-def test_frozen_amplifier_method_uses_given_params():
-  tr = nj.Trainer(tiny())
+def test_frozen_amplifier_method_uses_given_params(tiny_config):
+  tr = nj.Trainer(tiny_config())
   phi = tr.init_amplifier(3)
-  fz = nj.Trainer(tiny(method="neuralgrok-frozen"))
+  fz = nj.Trainer(tiny_config(method="neuralgrok-frozen"))
   state, data = fz.init([0], amp_params=phi)
   state, _ = fz.train_steps(state, data, 4)
   for a, b in zip(jax.tree.leaves(phi), jax.tree.leaves(state.seeds.amp_params)):
@@ -188,7 +184,8 @@ def test_frozen_amplifier_method_uses_given_params():
   with pytest.raises(ValueError, match="needs amp_params"):
     fz.init([0])
   with pytest.raises(ValueError, match="do not match"):
-    fz.init([0], amp_params=nj.Trainer(tiny(amp_hidden=(4,))).init_amplifier())
+    fz.init([0], amp_params=nj.Trainer(
+        tiny_config(amp_hidden=(4,))).init_amplifier())
 
 
 def test_a_few_hundred_steps_four_seeds_learns():
@@ -218,13 +215,13 @@ def test_a_few_hundred_steps_four_seeds_learns():
     (dict(fractions=(0.9, 0.2, 0.1)), "sum"),
     (dict(task="a/b", p=10), "prime"),
 ])
-def test_bad_config_raises(kw, match):
+def test_bad_config_raises(kw, match, tiny_config):
   with pytest.raises(ValueError, match=match):
-    nj.Trainer(tiny(**kw))
+    nj.Trainer(tiny_config(**kw))
 
 
-def test_bad_init_arguments():
-  tr = nj.Trainer(tiny())
+def test_bad_init_arguments(tiny_config):
+  tr = nj.Trainer(tiny_config())
   with pytest.raises(ValueError, match="non-empty"):
     tr.init([])
   with pytest.raises(ValueError, match="distinct"):
@@ -235,8 +232,8 @@ def test_bad_init_arguments():
     tr.init([0], hparams={"learning_rate": 1e-3})
 
 
-def test_mismatched_state_and_data_are_rejected():
-  tr = nj.Trainer(tiny(method="adam"))
+def test_mismatched_state_and_data_are_rejected(tiny_config):
+  tr = nj.Trainer(tiny_config(method="adam"))
   state, _ = tr.init([0, 1])
   _, data3 = tr.init([0, 1, 2])
   with pytest.raises(AssertionError):
@@ -245,8 +242,9 @@ def test_mismatched_state_and_data_are_rejected():
     tr.train_steps(state, data3, 0)
 
 
-def test_epoch_batches_cover_the_training_split_once_per_epoch():
-  tr = nj.Trainer(tiny(method="adam", batch_size=16))  # 59 examples: 16*3 + 11
+def test_epoch_batches_cover_the_training_split_once_per_epoch(tiny_config):
+  # 59 examples: 16*3 + 11
+  tr = nj.Trainer(tiny_config(method="adam", batch_size=16))
   _, data = tr.init([0])
   train = np.asarray(data.train[0])
   key = jax.random.PRNGKey(3)
@@ -269,8 +267,8 @@ def test_epoch_batches_cover_the_training_split_once_per_epoch():
   assert epochs[0] != epochs[1]  # reshuffled every epoch
 
 
-def test_masked_batch_loss_equals_the_short_batch_loss():
-  tr = nj.Trainer(tiny(method="adam"))
+def test_masked_batch_loss_equals_the_short_batch_loss(tiny_config):
+  tr = nj.Trainer(tiny_config(method="adam"))
   state, data = tr.init([0])
   params = jax.tree.map(lambda x: x[0], state.seeds.params)
   x, y = data.inputs[:10], data.labels[:10]
@@ -281,36 +279,37 @@ def test_masked_batch_loss_equals_the_short_batch_loss():
                              tr.loss_fn(params, x, y), rtol=1e-6)
 
 
-def test_method_defaults_follow_the_reference():
-  hp = {m: tiny(method=m).hparams() for m in nj.METHODS}
+def test_method_defaults_follow_the_reference(tiny_config):
+  hp = {m: tiny_config(method=m).hparams() for m in nj.METHODS}
   for m in ("neuralgrok", "neuralgrok-frozen", "rescale"):
     assert hp[m]["clip"] == 1.0
   for m in ("adam", "adamw", "grokfast-ema", "grokfast-ma"):
     assert hp[m]["clip"] == float("inf")
   assert hp["neuralgrok"]["c"] == 0.2
   assert hp["neuralgrok"]["lookahead_lr"] == hp["neuralgrok"]["lr"]
-  assert tiny(method="neuralgrok", lr=3e-3).hparams()["lookahead_lr"] == 3e-3
-  cfg = tiny()
+  assert tiny_config(method="neuralgrok",
+                     lr=3e-3).hparams()["lookahead_lr"] == 3e-3
+  cfg = tiny_config()
   assert (cfg.init, cfg.batching, cfg.meta_placement) == (
       "torch", "epoch", "after")
   # only NeuralGrok keeps the outer split out of its training data
-  sizes = {m: nj.Trainer(tiny(method=m)).init([0])[1].train.shape[1]
+  sizes = {m: nj.Trainer(tiny_config(method=m)).init([0])[1].train.shape[1]
            for m in ("neuralgrok", "adam", "rescale")}
   n = 11 * 10
   assert sizes == {"neuralgrok": int(0.49 * n), "adam": n // 2,
                    "rescale": n // 2}
   with pytest.raises(ValueError, match="outer"):
-    tiny(method="neuralgrok", train_on_outer=True).validate()
+    tiny_config(method="neuralgrok", train_on_outer=True).validate()
   with pytest.raises(ValueError, match="meta_placement"):
-    tiny(meta_placement="middle").validate()
+    tiny_config(meta_placement="middle").validate()
   with pytest.raises(ValueError, match="batching"):
-    tiny(batching="random").validate()
+    tiny_config(batching="random").validate()
   with pytest.raises(ValueError, match="init"):
-    tiny(init="jax").validate()
+    tiny_config(init="jax").validate()
 
 
-def test_seed_groups_give_the_same_results_as_one_vmap():
-  cfg = tiny(meta_every=2)
+def test_seed_groups_give_the_same_results_as_one_vmap(tiny_config):
+  cfg = tiny_config(meta_every=2)
   runs = {}
   for group in (None, 1):
     state, data = nj.train.init(cfg, [0, 1, 2])
@@ -336,16 +335,16 @@ def test_seed_groups_give_the_same_results_as_one_vmap():
       nj.train.CPU_SEED_GROUP if jax.default_backend() == "cpu" else None)
 
 
-def test_compiled_programs_of_old_configs_are_freed():
+def test_compiled_programs_of_old_configs_are_freed(tiny_config):
   """Module-level programs must not keep every config's executables alive:
   each holds thousands of memory mappings (a long sweep or test session
   would hit the kernel's map limit and crash in the compiler)."""
   import gc
   import weakref
-  first = nj.train.programs(tiny(meta_every=7))
+  first = nj.train.programs(tiny_config(meta_every=7))
   ref = weakref.ref(first.train_steps)
   del first
   for t in range(8, 8 + nj.train.programs.cache_info().maxsize):
-    nj.train.programs(tiny(meta_every=t))
+    nj.train.programs(tiny_config(meta_every=t))
   gc.collect()
   assert ref() is None

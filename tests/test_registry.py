@@ -1,0 +1,106 @@
+"""ngrok_jax.registry: one record per method, read by the config, the
+training step, the evaluation, the presets and experiments.tune."""
+import glob
+import math
+import os
+import re
+
+import pytest
+
+import ngrok_jax as nj
+from experiments import tune
+from ngrok_jax import config, presets, registry
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_config_choices_and_constants_come_from_the_records():
+  names = registry.method_names()
+  assert nj.METHODS == config.METHODS == names
+  assert set(config.AMPLIFIER_METHODS) == {
+      m for m in names if registry.get_method(m).uses_amplifier}
+  assert set(config.CLIPPED_METHODS) == {
+      m for m in names if registry.get_method(m).clipped}
+  assert set(config.DECOUPLED_METHODS) == {
+      m for m in names if not registry.get_method(m).coupled_decay}
+  with pytest.raises(ValueError, match="unknown method 'sgd'; valid"):
+    registry.get_method("sgd")
+
+
+def test_hparam_defaults_follow_the_records(tiny_config):
+  for rec in registry.RECORDS:
+    hp = tiny_config(method=rec.name).hparams()
+    assert hp["wd"] == rec.default("wd")
+    assert hp["lamb"] == rec.default("lamb")
+    assert hp["clip"] == (1.0 if rec.clipped else math.inf)
+    # explicit values win over the record's defaults
+    over = tiny_config(method=rec.name, wd=0.25, clip=2.0).hparams()
+    assert (over["wd"], over["clip"]) == (0.25, 2.0)
+  assert registry.get_method("adamw").default("wd") == 1.0
+  assert registry.get_method("grokfast-ma").default("lamb") == 5.0
+
+
+def test_properties_drive_outer_split_and_meta_checks(tiny_config):
+  for rec in registry.RECORDS:
+    cfg = tiny_config(method=rec.name)
+    assert cfg.record is rec
+    assert cfg.pools_outer == (not rec.needs_outer_batch)
+    if rec.needs_outer_batch:
+      with pytest.raises(ValueError, match="meta_every"):
+        tiny_config(method=rec.name, meta_every=0).validate()
+    else:
+      tiny_config(method=rec.name, meta_every=0).validate()
+  ng = registry.get_method("neuralgrok")
+  assert ng.update_args == registry.META_UPDATE_ARGS and ng.learns_amplifier
+  frozen = registry.get_method("neuralgrok-frozen")
+  assert frozen.needs_trained_amplifier and not frozen.needs_outer_batch
+
+
+def test_presets_and_tune_read_the_records():
+  paper = presets.get_preset("paper-add")["method_config"]
+  for rec in registry.RECORDS:
+    if rec.published:
+      assert paper[rec.name] == dict(rec.published)
+  quick = presets.get_preset("quick")["method_config"]
+  assert set(quick) == {r.name for r in registry.RECORDS if r.uses_amplifier}
+  assert tune.DEFAULT_METHODS == tuple(
+      r.name for r in registry.RECORDS if r.tunable)
+  assert "neuralgrok-frozen" not in tune.DEFAULT_METHODS
+  for m in tune.DEFAULT_METHODS:
+    assert tune.default_grid(m) == dict(registry.get_method(m).grid)
+  with pytest.raises(ValueError, match="no tuning grid"):
+    tune.default_grid("neuralgrok-frozen")
+
+
+# A method compared with one of the method names, or a prefix test on it.
+COMPARE = re.compile(r"""method\s*(==|!=|(not\s+)?in)\s*(.*)""")
+QUOTED = re.compile(r"""["']([\w-]+)["']""")
+
+
+def _name_tests(line):
+  if re.search(r"method\.startswith\(", line):
+    return True
+  m = COMPARE.search(line)
+  return bool(m) and any(q in registry.method_names()
+                         for q in QUOTED.findall(m.group(3)))
+
+
+def test_name_test_pattern():
+  assert _name_tests('  if cfg.method == "neuralgrok":')
+  assert _name_tests("if m.method in ('adamw', 'muon'):")
+  assert _name_tests('elif method.startswith("grokfast"):')
+  assert not _name_tests('    if self.method == "dense":')
+  assert not _name_tests('  if cfg.record.needs_outer_batch:')
+
+
+def test_no_module_outside_the_registry_matches_method_names():
+  files = [f for f in glob.glob(os.path.join(ROOT, "ngrok_jax", "*.py")) +
+           glob.glob(os.path.join(ROOT, "experiments", "*.py"))
+           if os.path.basename(f) != "registry.py"]
+  hits = []
+  for path in files:
+    with open(path) as f:
+      for i, line in enumerate(f, 1):
+        if _name_tests(line):
+          hits.append(f"{os.path.relpath(path, ROOT)}:{i}: {line.strip()}")
+  assert not hits, "\n".join(hits)
