@@ -91,8 +91,8 @@ def test_amplifier_claims_fail_when_changed():
   errors = _check(_changed("RESULTS.md", "| 9.90e-05 |", "| 9.91e-05 |"))
   assert any("table paper.amplifier_vs_rescale not found" in e
              for e in errors)
-  errors = _check(_changed("RESULTS.md", "within 1e-4 (relative",
-                           "within 1e-5 (relative"))
+  errors = _check(_changed("RESULTS.md", "within 2e-4 (relative",
+                           "within 1e-4 (relative"))
   assert any("claim paper.amp.within not found" in e for e in errors)
   errors = _check(_changed("RESULTS.md", "spans 0.029 over", "spans 0.03 over"))
   assert any("claim learned_part.scores not found" in e for e in errors)
