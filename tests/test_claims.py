@@ -85,3 +85,44 @@ def test_blocks_of_markdown():
       ("prose", "- item [l]", True), ("prose", "two", True),
       ("prose", "lr 3e-3", False), ("prose", "x 5", True),
       ("prose", "1100. not a list (Lee et al.)", False)]
+
+
+def test_amplifier_claims_fail_when_changed():
+  errors = _check(_changed("RESULTS.md", "| 9.90e-05 |", "| 9.91e-05 |"))
+  assert any("table paper.amplifier_vs_rescale not found" in e
+             for e in errors)
+  errors = _check(_changed("RESULTS.md", "within 2e-4 (relative",
+                           "within 1e-4 (relative"))
+  assert any("claim paper.amp.within not found" in e for e in errors)
+  errors = _check(_changed("RESULTS.md", "spans 0.029 over", "spans 0.03 over"))
+  assert any("claim learned_part.scores not found" in e for e in errors)
+  assert any("number '0.03' is backed by no claim" in e for e in errors)
+
+
+@pytest.mark.slow  # each seed's transformer gradient at d 128: minutes on CPU
+def test_amplifier_vs_rescale_json_regenerates(tmp_path, monkeypatch):
+  """The exported ``amplifier_vs_rescale.json`` (what the fast check ties
+  RESULTS.md's table to) is what the script computes from the exported
+  run folders."""
+  import json
+  import os
+  import numpy as np
+  from experiments import amplifier_vs_rescale as avr
+  path = os.path.join(claims.ROOT,
+                      "experiments/results/paper/amplifier_vs_rescale.json")
+  with open(path) as f:
+    old = json.load(f)
+  monkeypatch.chdir(claims.ROOT)  # the folders are relative to the root
+  out = str(tmp_path / "avr.json")
+  avr.main([s["folder"] for s in old["runs"]] + ["--json", out])
+  with open(out) as f:
+    new = json.load(f)
+  assert new["command"].split(" --json")[0] == old["command"].split(
+      " --json")[0]
+  assert avr.table(new["runs"]) == avr.table(old["runs"])  # the cells stated
+  for a, b in zip(old["runs"], new["runs"]):
+    assert [r["seed"] for r in a["per_seed"]] == [
+        r["seed"] for r in b["per_seed"]]
+    for k in ("init", "learned"):
+      np.testing.assert_allclose([r[k] for r in a["per_seed"]],
+                                 [r[k] for r in b["per_seed"]], rtol=1e-3)
