@@ -1,8 +1,7 @@
 """Smoke test: ``python -m experiments.benchmark --quick`` writes valid
-records."""
+records (its ``main``, in-process)."""
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -11,16 +10,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WHATS = {"adam_step", "inner_step", "meta_step", "amortised_step", "compile"}
 
 
-def test_quick_benchmark_writes_json_records(tmp_path):
+def test_quick_benchmark_writes_json_records(tmp_path, capsys):
+  """In-process (a subprocess would pay the JAX import once more; the
+  command line is the same ``main``)."""
+  from experiments import benchmark
   out = tmp_path / "bench.json"
-  env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS",
-                                                        "cpu"))
-  proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--quick", "--configs", "a+b", "--seeds", "1", "--repeats", "1",
-       "--steps", "3", "--json", str(out)],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "| config | S |" in proc.stdout  # the table
+  benchmark.main(["--quick", "--configs", "a+b", "--seeds", "1",
+                  "--repeats", "1", "--steps", "3", "--json", str(out)])
+  assert "| config | S |" in capsys.readouterr().out  # the table
   records = json.loads(out.read_text())
   assert isinstance(records, list) and records
   for r in records:
@@ -122,37 +119,77 @@ def run(args):
 '''
 
 
-def test_reference_side_by_side(tmp_path):
+class FakeProgram:
+  """Stands in for ``experiments.benchmark.Program`` (whose compiled
+  programs, NeuralGrok's included, are exercised by
+  test_quick_benchmark_writes_json_records and, at the tiny paper-add size,
+  by tests/test_device_check.py): records what it is built with and takes
+  5 ms per NeuralGrok step, 2 ms per Adam step, per seed."""
+  built = []
+
+  def __init__(self, cfg, num_seeds, steps, seed_group=None):
+    self.cfg, self.steps, self.seed_group = cfg, steps, seed_group
+    self.seconds = (5e-3 if cfg.method == "neuralgrok" else 2e-3) * num_seeds
+    FakeProgram.built.append((cfg, num_seeds, steps, seed_group))
+
+  def run_once(self):
+    return self.seconds
+
+  def time(self, repeats, warmup=1):
+    return [self.run_once() for _ in range(warmup + repeats)][warmup:]
+
+
+def test_reference_side_by_side(tmp_path, monkeypatch, capsys):
   """--reference: the library's NeuralGrok/Adam ratio at the paper-add
   recipe and a reference (here a stand-in with the reference's entry
-  point ``run.run``) timed per seed-step, side by side."""
+  point ``run.run``, in a subprocess as the authors' code would be) timed
+  per seed-step, side by side.  In-process, the library's compiled programs
+  replaced by FakeProgram: this checks the wiring (the preset's config,
+  the programs built, the records and ratios), not the timings."""
+  from experiments import benchmark
+  from ngrok_jax.presets import get_preset
+  monkeypatch.setattr(benchmark, "Program", FakeProgram)
+  FakeProgram.built = []
   src = tmp_path / "src"
   src.mkdir()
   (src / "run.py").write_text(STUB_RUN)
   out = tmp_path / "ref.json"
-  env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS",
-                                                        "cpu"))
-  proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--reference",
-       "--quick", "--no-steps", "--repeats", "1", "--reference-seeds", "1",
-       "--reference-src", str(src), "--reference-python", sys.executable,
-       "--reference-steps", "12", "--json", str(out)],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "library S=1: NeuralGrok amortised" in proc.stdout
-  assert "NeuralGrok/Adam = " in proc.stdout
-  assert "reference neuralgrok: " in proc.stdout
-  assert "faster per seed-step (goal >= 10x" in proc.stdout
-  recs = {r["what"]: r for r in json.loads(out.read_text())}
-  assert {"library_neuralgrok", "library_adam", "reference_neuralgrok",
-          "reference_adam"} <= set(recs)
-  ref = recs["reference_neuralgrok"]
+  benchmark.main(
+      ["--reference", "--quick", "--no-steps", "--repeats", "1",
+       "--reference-seeds", "2", "--reference-src", str(src),
+       "--reference-python", sys.executable, "--reference-steps", "12",
+       "--json", str(out)])
+  stdout = capsys.readouterr().out
+  assert "library S=1: NeuralGrok amortised 5.0 ms/step" in stdout
+  assert "NeuralGrok/Adam = 2.50 (target <= 1.5: NOT met)" in stdout
+  assert "reference neuralgrok: " in stdout
+  assert "faster per seed-step (goal >= 10x" in stdout
+  # the programs: the paper-add preset (quick size), its T, 2T steps each
+  pre = get_preset("paper-add")
+  T = pre["config"]["meta_every"]
+  built = {(c.method, S): (c, steps, g) for c, S, steps, g in FakeProgram.built}
+  assert set(built) == {(m, S) for m in ("neuralgrok", "adam") for S in (1, 2)}
+  for (m, S), (c, steps, g) in built.items():
+    assert steps == 2 * T and g is None
+    assert (c.task, c.p, c.depth, c.dim) == (pre["config"]["task"], 23, 1, 32)
+    assert c.meta_every == T and c.c == pre["config"]["c"]
+    assert c.lr == {**pre["config"], **pre["method_config"].get(m, {})}["lr"]
+  assert built[("neuralgrok", 1)][0].meta_placement == "after"
+  recs = {(r["what"], r["seeds"]): r for r in json.loads(out.read_text())}
+  assert {("library_neuralgrok", 1), ("library_neuralgrok", 2),
+          ("library_adam", 1), ("library_adam", 2), ("reference_neuralgrok", 1),
+          ("reference_adam", 1)} <= set(recs)
+  for m, t in (("neuralgrok", 5e-3), ("adam", 2e-3)):
+    assert recs[(f"library_{m}", 2)]["seconds"] == pytest.approx(2 * t)
+    assert recs[(f"library_{m}", 2)]["s_per_seed_step"] == pytest.approx(t)
+  ref = recs[("reference_neuralgrok", 1)]
   assert ref["meta_every"] == 4 and ref["c"] == 0.2  # the paper-add preset
   assert "--inner_loop_steps 4" in ref["argv"] and "--neuralgrok" in ref["argv"]
-  assert "--neuralgrok" not in recs["reference_adam"]["argv"]
+  assert "--neuralgrok" not in recs[("reference_adam", 1)]["argv"]
   assert ref["steps"] == 12 and ref["warmup_steps"] == 4
   # the stand-in sleeps 20 ms per NeuralGrok step, 10 ms per Adam step
   assert 0.019 < ref["s_per_step"] < 0.2, ref
-  assert 0.009 < recs["reference_adam"]["s_per_step"] < 0.2
-  lib = recs["library_neuralgrok"]["s_per_seed_step"]
-  assert ref["ratio_to_library"] == pytest.approx(ref["s_per_step"] / lib)
+  assert 0.009 < recs[("reference_adam", 1)]["s_per_step"] < 0.2
+  assert ref["ratio_to_library"] == pytest.approx(ref["s_per_step"] / 5e-3)
+  assert recs[("reference_adam", 1)]["ratio_to_library"] == pytest.approx(
+      recs[("reference_adam", 1)]["s_per_step"] / 2e-3)

@@ -9,6 +9,8 @@ session's persistent compilation cache through the environment
 independent training scripts (compare, sweep_c, weight_decay) start together
 in the background when the module's first test needs them, transfer.py as
 soon as compare.py is done, so compiling overlaps on a multi-core machine.
+The argument errors run in-process, through the scripts' own
+``main_guard(main)``.
 """
 import json
 import os
@@ -64,6 +66,24 @@ class _Job:
     if self.proc.poll() is None:
       self.proc.kill()
       self.proc.wait()
+
+
+def _in_process(name, args, tiny, monkeypatch, capsys):
+  """``python -m experiments.<name>``'s own path (``main_guard(main)``)
+  in-process, for the scripts' argument errors (no JAX import and no
+  compile to pay again): (exit status, stdout, stderr)."""
+  import importlib
+  from experiments import _common
+  mod = importlib.import_module("experiments." + name[:-len(".py")])
+  monkeypatch.setattr(sys, "argv", [mod.__file__] + (TINY if tiny else []) +
+                      [str(a) for a in args])
+  try:
+    _common.main_guard(mod.main)
+    rc = 0
+  except SystemExit as e:
+    rc = e.code
+  out, err = capsys.readouterr()
+  return rc, out, err
 
 
 def _ok(proc):
@@ -376,32 +396,38 @@ def test_weight_decay(jobs):
     ("tune.py", ["--task", "nope"]),
     ("learned_part.py", ["--tasks", "nope"]),
 ])
-def test_unknown_task_is_a_one_line_error(script, args, tmp_path):
+def test_unknown_task_is_a_one_line_error(script, args, tmp_path,
+                                           monkeypatch, capsys):
   out = str(tmp_path / "out")
-  proc = _script(script, "--out", out, *args)
-  assert proc.returncode == 2, proc.stderr
-  assert "Traceback" not in proc.stderr
-  assert proc.stderr.strip().splitlines() == [
+  rc, _, err = _in_process(script, ["--out", out, *args], True, monkeypatch,
+                           capsys)
+  assert rc == 2, err
+  assert "Traceback" not in err
+  assert err.strip().splitlines() == [
       "error: unknown task 'nope'; valid tasks: a+b, a-b, a*b, a*a-b, "
       "a*c+b*d-e"]
   assert not os.path.exists(out)
 
 
-def test_cross_task_unknown_task_is_a_one_line_error(tmp_path):
+def test_cross_task_unknown_task_is_a_one_line_error(tmp_path, monkeypatch,
+                                                      capsys):
   out = str(tmp_path / "out")
-  proc = _script("cross_task.py", "--out", out, "--held-out", "a/b,nope")
-  assert proc.returncode == 2, proc.stderr
-  assert proc.stderr.strip().splitlines() == [
+  rc, _, err = _in_process("cross_task.py", ["--out", out, "--held-out",
+                                             "a/b,nope"], True, monkeypatch,
+                           capsys)
+  assert rc == 2, err
+  assert err.strip().splitlines() == [
       "error: unknown task 'nope'; valid tasks: a+b, a-b, a*b, a*a-b, "
       "a*c+b*d-e, a/b"]
   assert not os.path.exists(out)
 
 
-def test_age_runs_not_a_run_folder(tmp_path):
+def test_age_runs_not_a_run_folder(tmp_path, monkeypatch, capsys):
   missing = str(tmp_path / "missing")
-  proc = _script("age.py", "--runs", missing, tiny=False)
-  assert proc.returncode == 2, proc.stderr
-  assert proc.stderr.strip().splitlines() == [
+  rc, _, err = _in_process("age.py", ["--runs", missing], False, monkeypatch,
+                           capsys)
+  assert rc == 2, err
+  assert err.strip().splitlines() == [
       f"error: {missing!r} is not a run folder (no config.json)"]
 
 
