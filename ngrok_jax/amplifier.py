@@ -38,7 +38,8 @@ import numpy as np
 import optax
 
 __all__ = ["Amplifier", "RichAmplifier", "amplify", "safe_normalize",
-           "pwl_table", "rich_features", "adam_moments", "RICH_FEATURES"]
+           "pwl_table", "rich_features", "adam_moments", "rms_normalize",
+           "RICH_FEATURES"]
 
 #: The per-component inputs of :class:`RichAmplifier`, in column order.
 RICH_FEATURES = ("grad", "adam_mu", "adam_sqrt_nu", "param")
@@ -287,11 +288,17 @@ class RichAmplifier(nn.Module):
     return out.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def _rms_normalize(v: jax.Array) -> jax.Array:
+def rms_normalize(v: jax.Array) -> jax.Array:
   """``v / rms(v)``; an all-zero ``v`` gives zeros, with finite gradients.
 
   ``v`` is first divided by ``max|v|`` (the result is scale invariant), so
   that neither huge nor tiny entries overflow or underflow the mean square.
+
+  Args:
+    v: an array.
+
+  Returns:
+    ``v`` scaled to a root mean square of 1 (zeros if ``v`` is all zero).
   """
   m = jnp.max(jnp.abs(v))
   zero = m == 0
@@ -336,10 +343,10 @@ def rich_features(grads, mu, nu, params) -> Tuple[jax.Array, jax.Array]:
   ft = jnp.result_type(jnp.float32, *[l.dtype for l in gl])
   cols, ids = [], []
   for t, (g, m, v, p) in enumerate(zip(gl, ml, vl, pl)):
-    f = lambda a: _rms_normalize(jnp.ravel(a).astype(ft))
+    f = lambda a: rms_normalize(jnp.ravel(a).astype(ft))
     tiny = jnp.asarray(1e-30, ft)
     root = jnp.sqrt(jnp.ravel(v).astype(ft) + tiny) - jnp.sqrt(tiny)
-    cols.append(jnp.stack([f(g), f(m), _rms_normalize(root), f(p)], axis=1))
+    cols.append(jnp.stack([f(g), f(m), rms_normalize(root), f(p)], axis=1))
     ids.append(np.full((g.size,), t, np.int32))
   return jnp.concatenate(cols), jnp.asarray(np.concatenate(ids))
 

@@ -161,12 +161,12 @@ def init(config: TrainConfig, tasks: Sequence[str], seeds: Sequence[int],
 @functools.lru_cache(maxsize=2)
 def _programs(cfg: TrainConfig):
   def steps(state, data, num_steps):
-    fn = functools.partial(train_lib._train_steps, cfg, num_steps=num_steps)
+    fn = functools.partial(train_lib.train_steps_fn, cfg, num_steps=num_steps)
     return jax.vmap(fn, in_axes=(_STATE_AXES, 0), out_axes=(_STATE_AXES, 0),
                     axis_name=TASK_AXIS)(state, data)
 
   def ev(state, data):
-    return jax.vmap(functools.partial(train_lib._evaluate, cfg),
+    return jax.vmap(functools.partial(train_lib.evaluate_fn, cfg),
                     in_axes=(_STATE_AXES, 0))(state, data)
   return (jax.jit(steps, static_argnames="num_steps", donate_argnames="state"),
           jax.jit(ev))

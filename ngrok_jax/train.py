@@ -63,6 +63,7 @@ from ngrok_jax.sharding import CPU_SEED_GROUP, group_size, resolve_seed_group
 
 __all__ = ["METHODS", "HPARAMS", "TrainConfig", "SeedState", "TrainState",
            "Data", "Trainer", "init", "train_steps", "evaluate",
+           "train_steps_fn", "evaluate_fn",
            "batch_step", "optimizer", "transform_gradient", "loss_fn",
            "amplifier_learning",
            "CPU_SEED_GROUP", "group_size", "resolve_seed_group"]
@@ -321,8 +322,21 @@ def _scan(cfg, seeds: SeedState, train, outer, shared: Data, step0,
   return seeds, out
 
 
-def _train_steps(cfg: TrainConfig, state: TrainState, data: Data,
-                 num_steps: int, seed_group: Optional[int] = None):
+def train_steps_fn(cfg: TrainConfig, state: TrainState, data: Data,
+                   num_steps: int, seed_group: Optional[int] = None):
+  """The un-jitted function behind :func:`train_steps`, to be traced inside
+  another transformation (``jax.vmap`` over tasks, ``jax.jit``).
+
+  Args:
+    cfg: the configuration.
+    state: the seeds' state.
+    data: the seeds' data.
+    num_steps: how many steps (an integer >= 1; static under ``jit``).
+    seed_group: seeds per group of the scan, or None for all at once.
+
+  Returns:
+    ``(state, out)``: the state after ``num_steps`` and the per-step outputs.
+  """
   if isinstance(num_steps, bool) or int(num_steps) != num_steps or (
       num_steps < 1):
     raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
@@ -383,8 +397,19 @@ def _eval_seed(cfg, s: SeedState, train_idx, outer_idx, test_idx,
   return out
 
 
-def _evaluate(cfg: TrainConfig, state: TrainState, data: Data
-              ) -> Dict[str, jax.Array]:
+def evaluate_fn(cfg: TrainConfig, state: TrainState, data: Data
+                ) -> Dict[str, jax.Array]:
+  """The un-jitted function behind :func:`evaluate`, to be traced inside
+  another transformation.
+
+  Args:
+    cfg: the configuration.
+    state: the seeds' state.
+    data: the seeds' data.
+
+  Returns:
+    The per-seed evaluation metrics, with ``step``.
+  """
   check_shapes(state, data)
   ev = jax.vmap(functools.partial(_eval_seed, cfg),
                 in_axes=(0, 0, 0, 0, None))
@@ -416,10 +441,10 @@ def programs(cfg: TrainConfig) -> Programs:
   """
   return Programs(
       jax.jit(functools.partial(_init_seeds, cfg)),
-      jax.jit(functools.partial(_train_steps, cfg),
+      jax.jit(functools.partial(train_steps_fn, cfg),
               static_argnames=("num_steps", "seed_group"),
               donate_argnames="state"),
-      jax.jit(functools.partial(_evaluate, cfg)))
+      jax.jit(functools.partial(evaluate_fn, cfg)))
 
 
 def train_steps(cfg: TrainConfig, state: TrainState, data: Data,

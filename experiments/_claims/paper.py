@@ -7,7 +7,7 @@ import numpy as np
 
 from experiments._claims.base import *  # noqa: F401,F403 (the registry)
 from experiments._claims.base import (  # noqa: F401
-    _final, _nf_pairs, _nf_seeds, _nf_table, _sps)
+    final_value, nf_pairs, nf_seeds, nf_table, sps)
 from ngrok_jax import stats
 from ngrok_jax.tables import md_table
 from ngrok_jax.report import markdown_table
@@ -379,8 +379,8 @@ many("nf", [p for pr in NF_PAIRS for p in pr], {
     "sub": lambda D: _against_nf(D, "sub", "a-b"),
     "sqsub": lambda D: _against_nf(D, "sqsub", "a*a-b"),
     "ab_seeds": lambda D: "gave per-seed steps to 95% of {}".format(
-        _nf_seeds(D, *NF_PAIRS[0])),
-    "axb_seeds": lambda D: "on a*b {}".format(_nf_seeds(D, *NF_PAIRS[1])),
+        nf_seeds(D, *NF_PAIRS[0])),
+    "axb_seeds": lambda D: "on a*b {}".format(nf_seeds(D, *NF_PAIRS[1])),
     "rescale_same": lambda D: _rescale_same(D),
 })
 
@@ -420,19 +420,19 @@ def _nf_ctrl(D):
                       D.curve(b, "neuralgrok", s, "train/loss"))
     assert u[0] == v[0]
     first.append(int(x[np.nonzero(u != v)[0][0]]))
-  t = _nf_table(D, a, b)
+  t = nf_table(D, a, b)
   big = int(np.argmax(np.abs(t["steps"]["diffs"])))
   return ("It gave {} (one at a time) and {} (one vmap): seed {} moved by {:.0f} "
           "steps with the vmap width alone. The curves agree to the last bit "
           "at step 100 and first differ at step {} or {} (train loss)").format(
-              _nf_seeds(D, a, b).split(" and ")[0],
-              _nf_seeds(D, a, b).split(" and ")[1], big,
+              nf_seeds(D, a, b).split(" and ")[0],
+              nf_seeds(D, a, b).split(" and ")[1], big,
               abs(t["steps"]["diffs"][big]), min(first), max(first))
 
 
 def _nf_means(D):
-  st = max(abs(_nf_table(D, a, b)["steps"]["mean"]) for a, b in _nf_pairs(D))
-  au = max(abs(_nf_table(D, a, b)["auc"]["mean"]) for a, b in _nf_pairs(D))
+  st = max(abs(nf_table(D, a, b)["steps"]["mean"]) for a, b in nf_pairs(D))
+  au = max(abs(nf_table(D, a, b)["auc"]["mean"]) for a, b in nf_pairs(D))
   fs, fa = noise_floor(D)
   return (f"the mean over 5 seeds moved by up to {st:.0f} steps and {au:.3f}. "
           "An effect is called beyond the noise floor below when its mean "
