@@ -50,7 +50,9 @@ import optax  # noqa: E402
 
 from ngrok_jax import train as train_lib  # noqa: E402
 from ngrok_jax.amplifier import amplify  # noqa: E402
-from ngrok_jax.train import TrainConfig, Trainer  # noqa: E402
+from ngrok_jax import seed_step  # noqa: E402
+from ngrok_jax.train import TrainConfig  # noqa: E402
+from ngrok_jax.trainer import Trainer  # noqa: E402
 
 # Seconds per step of the authors' reference PyTorch code (NeuralOptGrok,
 # a+b mod 97 with amplifier 1-128-128-1 and T=3, and its hard-coded
@@ -281,7 +283,7 @@ def meta_grad_precision(base: Dict[str, Any], device: str, seeds=(0, 1, 2),
     state, data = tr.init(seeds=list(seeds))
 
     def mg(s, train_idx, outer_idx, tr=tr, data=data):
-      x, y, w = train_lib.batch_of(tr.config, s.key, train_idx, 0, data)
+      x, y, w = seed_step.batch_of(tr.config, s.key, train_idx, 0, data)
       g = jax.grad(tr.loss_fn)(s.params, x, y, w)
       ox, oy = data.inputs[outer_idx], data.labels[outer_idx]
       return jax.grad(meta_objective(tr, s, g, ox, oy))(s.amp_params)
@@ -330,7 +332,7 @@ def profile_components(name: str, base: Dict[str, Any], device: str,
   state, data = tr.init(seeds=[0])
   s = jax.tree.map(lambda x: x[0], state.seeds)
   tidx, oidx = data.train[0], data.outer[0]
-  x, y, w = train_lib.batch_of(cfg, s.key, tidx, 0, data)
+  x, y, w = seed_step.batch_of(cfg, s.key, tidx, 0, data)
   g = jax.grad(tr.loss_fn)(s.params, x, y, w)
   ox, oy = data.inputs[oidx], data.labels[oidx]
   flat = jnp.concatenate([jnp.ravel(l) for l in jax.tree.leaves(g)])
@@ -344,7 +346,7 @@ def profile_components(name: str, base: Dict[str, Any], device: str,
                 outer_loss=lambda p: tr.loss_fn(p, ox, oy))
 
   pieces = {
-      "batch_sampling": (lambda k, t: train_lib.batch_of(cfg, k, t, 3, data),
+      "batch_sampling": (lambda k, t: seed_step.batch_of(cfg, k, t, 3, data),
                          (s.key, tidx)),
       "transformer_fwd_bwd": (jax.value_and_grad(tr.loss_fn), (s.params, x, y)),
       "amplifier_scores": (amp_apply, (s.amp_params, flat)),

@@ -99,7 +99,8 @@ from ngrok_jax.results import (THRESHOLDS, held_evaluations, load_run,
 from ngrok_jax.spec import (EACH, STOP_ACC, RunSpec, check_resume,
                             load_spec, make_spec)
 from ngrok_jax.sharding import shard_count
-from ngrok_jax.train import Trainer, resolve_seed_group
+from ngrok_jax.train import resolve_seed_group
+from ngrok_jax.trainer import Trainer
 
 __all__ = ["RunSpec", "RunInterrupted", "Chunk", "run", "resume",
            "make_spec", "check_resume", "check_devices", "load_spec",
