@@ -23,7 +23,7 @@ TESTS = ["tests/test_golden_public.py", "tests/test_golden.py"]
 MUTATIONS = {
     # test_trace[clip_], test_trace[rescale_] (tests/test_golden.py stays
     # green: at d 16 the clip never acts)
-    "no_clip": [("ngrok_jax/transforms.py",
+    "no_clip": [("ngrok_jax/optimizers.py",
                  "      clip_by_global_norm(clip_norm),\n",
                  "      optax.identity(),\n")],
     # test_initialisation_matches_reference
