@@ -44,7 +44,8 @@ import numpy as np
 import optax
 from flax import serialization
 
-from ngrok_jax.amplifier import Amplifier, rms_normalize, amplify
+from ngrok_jax.amp_features import rms_normalize
+from ngrok_jax.amplifier import Amplifier, amplify
 
 __all__ = ["RuleConfig", "LearnedRuleState", "PLACEMENTS", "init_rule",
            "init_rule_state", "rule_update", "frozen_rule", "rule_features",
