@@ -62,7 +62,8 @@ def spec_from_args(args):
     UsageError: ``--preset`` combined with ``--resume``.
   """
   from ngrok_jax import presets
-  from ngrok_jax.spec import load_spec, make_spec, sweep_seeds
+  from ngrok_jax.spec import load_spec
+  from ngrok_jax.spec_build import make_spec, sweep_seeds
   cfg_over = explicit_cfg(args)
   methods = methods_arg(args.methods)
   if args.resume:

@@ -91,8 +91,8 @@ from ngrok_jax.hooks import Chunk, RunInterrupted, StopFlag, sync_stop
 from ngrok_jax.results import (THRESHOLDS, held_evaluations, load_run,
                                read_metrics, summarize, summary_line)
 from ngrok_jax.run_loop import RunLoop
-from ngrok_jax.spec import (STOP_ACC, RunSpec, check_resume, load_spec,
-                            make_spec)
+from ngrok_jax.spec import STOP_ACC, RunSpec, check_resume, load_spec
+from ngrok_jax.spec_build import make_spec
 from ngrok_jax.sharding import shard_count
 from ngrok_jax.train import resolve_seed_group
 
@@ -157,7 +157,7 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
     method_overrides: ``{method: {TrainConfig field: value}}``.
     hparams: per-seed hyperparameter sweep ``{name: value or [one per
       seed]}`` (names in :data:`ngrok_jax.HPARAMS`), same for every method
-      (:func:`ngrok_jax.spec.sweep_seeds` builds seeds x values).
+      (:func:`ngrok_jax.spec_build.sweep_seeds` builds seeds x values).
     checkpoint_every: checkpoint interval (multiple of ``eval_every``);
       ``None``/0: only at the end of each method and on SIGINT/SIGTERM.
     keep_checkpoints: newest checkpoints kept per method.

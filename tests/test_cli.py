@@ -16,7 +16,8 @@ from ngrok_jax.ampfile import load_amplifier
 from ngrok_jax.config import TrainConfig
 from ngrok_jax.metrics import steps_to_threshold
 from ngrok_jax.results import read_metrics
-from ngrok_jax.spec import RunSpec, make_spec
+from ngrok_jax.spec import RunSpec
+from ngrok_jax.spec_build import make_spec
 from ngrok_jax.train import METHODS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -20,7 +20,7 @@ from ngrok_jax.config import TrainConfig
 from ngrok_jax.hooks import Chunk, DivergenceBound
 from ngrok_jax.methods import init_amplifier_params
 from ngrok_jax.results import read_metrics, summarize
-from ngrok_jax.spec import make_spec
+from ngrok_jax.spec_build import make_spec
 from run_folders import write_run_folder
 
 TINY = ["--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
