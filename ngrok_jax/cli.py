@@ -358,7 +358,7 @@ def main(argv: Optional[Sequence[str]] = None, *,
     return {"report": _cmd_report, "presets": _cmd_presets}[args.command](
         args)
   except Exception as e:  # noqa: BLE001 - a full disk, whatever raised it
-    from ngrok_jax.runfolder import EXIT_DISK_FULL, is_disk_full
+    from ngrok_jax.run_noise import EXIT_DISK_FULL, is_disk_full
     if not is_disk_full(e):
       return _failure(args, e)
     where = getattr(e, "filename", None) or (args.resume or args.out or "")

@@ -91,6 +91,7 @@ from ngrok_jax.hooks import Chunk, RunInterrupted, StopFlag, sync_stop
 from ngrok_jax.results import (THRESHOLDS, held_evaluations, load_run,
                                read_metrics, summarize, summary_line)
 from ngrok_jax.run_loop import RunLoop
+from ngrok_jax.run_noise import Noise
 from ngrok_jax.spec import STOP_ACC, RunSpec, check_resume, load_spec
 from ngrok_jax.spec_build import make_spec
 from ngrok_jax.sharding import shard_count
@@ -270,7 +271,7 @@ def execute(spec: RunSpec, out_dir: Optional[str], *, resume: bool = False,
   runfolder.check_resources(spec, memory=out_dir is not None)
   barrier("ngrok_jax.execute: folder checked")  # before process 0 writes
   primary = is_primary()
-  with runfolder.Guard(out_dir if primary else None), runfolder.Noise(
+  with runfolder.Guard(out_dir if primary else None), Noise(
       out_dir if primary else None):
     if out_dir is not None:
       out_dir = os.fspath(out_dir)

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from ngrok_jax import cli, runfolder, runner
+from ngrok_jax import cli, run_noise, runfolder, runner
 from ngrok_jax.ampfile import save_amplifier
 from ngrok_jax.checkpoint import CheckpointMismatch, Checkpointer
 from ngrok_jax.config import TrainConfig
@@ -235,13 +235,13 @@ def test_library_noise_goes_once_to_the_run_folder(tmp_path, capfd):
     root.removeHandler(shown)
   _, err = capfd.readouterr()
   assert "Event loop" not in err and "ZeroDivision" not in err
-  text = (tmp_path / runfolder.NOISE_LOG).read_text()
+  text = (tmp_path / run_noise.NOISE_LOG).read_text()
   assert text.count("Traceback") == 2 and "repeated 50 times" in text
 
 
 def _make_noise(tmp_path):
   import threading
-  with runfolder.Noise(str(tmp_path)):
+  with run_noise.Noise(str(tmp_path)):
     for _ in range(50):
       try:
         raise RuntimeError("Event loop is closed")
@@ -262,7 +262,7 @@ def test_disk_full_has_its_own_exit_status_and_one_line(monkeypatch,
                      "device [os_error_code='28']")
   monkeypatch.setattr(cli, "_cmd_train", full)
   rc, _, err = _main(RUN + ["--out", "x"], capsys)
-  assert rc == runfolder.EXIT_DISK_FULL == 3
+  assert rc == run_noise.EXIT_DISK_FULL == 3
   assert "disk full" in _error_line(err)
 
 
