@@ -1,12 +1,15 @@
 """The package layout, read from the source (no import, no JAX): the import
-graph of ``ngrok_jax`` has no cycle, and no module uses a private name
-(``_name``) of another module, in ``ngrok_jax/`` and ``experiments/``."""
+graph of ``ngrok_jax`` has no cycle, no module uses a private name
+(``_name``) of another module, and no module is over :data:`MAX_LINES`
+lines, in ``ngrok_jax/`` and ``experiments/``."""
 import ast
 import os
 from typing import Dict, List, Set, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("ngrok_jax", "experiments")
+#: The most lines a module may have.
+MAX_LINES = 400
 
 
 def _modules(package: str) -> Dict[str, str]:
@@ -128,6 +131,17 @@ def test_no_module_uses_a_private_name_of_another():
   for p in PACKAGES:
     bad += import_graph(p)[1]
   assert bad == []
+
+
+def test_no_module_is_over_the_line_limit():
+  long = {}
+  for p in PACKAGES:
+    for m, path in _modules(p).items():
+      with open(path, encoding="utf-8") as f:
+        n = sum(1 for _ in f)
+      if n > MAX_LINES:
+        long[m] = n
+  assert long == {}
 
 
 def test_the_checks_see_a_violation():
