@@ -10,7 +10,7 @@ from experiments.device_parts import (PAPER_STEPS, Ctx, paper_config,
 
 
 def _program(ctx: Ctx, key, cfg, S: int, steps: int, seed_group=None):
-  from experiments.benchmark import Program
+  from experiments.bench_common import Program
   if key not in ctx.programs:
     ctx.programs[key] = Program(cfg, S, steps, seed_group)
   return ctx.programs[key]
@@ -85,7 +85,7 @@ class _NoDonation:
   def __init__(self, cfg, S: int, steps: int):
     import jax
     from ngrok_jax import train as T
-    from experiments.benchmark import memory_bytes
+    from experiments.bench_common import memory_bytes
     self.steps = steps
     self.state, self.data = T.init(cfg, list(range(S)))
     fn = jax.jit(lambda s, d: T.train_steps(cfg, s, d, num_steps=steps))

@@ -121,7 +121,7 @@ def side_by_side(*, quick: bool, seeds: int, repeats: int, device: str,
                  reference_steps: int, log=print) -> List[Dict[str, Any]]:
   """Records of the library's NeuralGrok and Adam steps and, when ``src``
   and a torch Python are given, the reference's, at the paper-add recipe."""
-  from experiments.benchmark import Program
+  from experiments.bench_common import Program
   from ngrok_jax.presets import get_preset
   from ngrok_jax.train import TrainConfig
   pre = get_preset("paper-add")

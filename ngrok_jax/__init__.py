@@ -14,7 +14,8 @@ from ngrok_jax.neuralgrok import (NeuralGrokState, amplifier_params,
                                   is_meta_step, neuralgrok)
 from ngrok_jax.tasks import TASKS, Task, make_split, make_splits, make_task
 from ngrok_jax.train import (HPARAMS, METHODS, Data, SeedState, TrainConfig,
-                             Trainer, TrainState, check_hparam)
+                             TrainState, check_hparam)
+from ngrok_jax.trainer import Trainer
 from ngrok_jax.transforms import (GrokfastEmaState, GrokfastMaState,
                                   NormalizeGradientsState,
                                   OrthogonalizeGradientsState,

@@ -19,28 +19,21 @@ orbax and asyncio goes to the run folder's ``errors.log``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
-from ngrok_jax.flags import (_config_fields, _int, _float, _seeds, _sweep,
-                             add_config_flags, config_flag)
-from ngrok_jax.spec import EACH, STOP_ACC
+from ngrok_jax.flags import (add_config_flags, config_flag, float_arg,
+                             int_arg, seeds_arg, sweep_arg)
+from ngrok_jax.cli_common import PROG, UsageError, spec_from_args
+from ngrok_jax.spec import EACH
 
 __all__ = ["main", "build_parser", "config_flag"]
 
-PROG = "ngrok-jax"
-
-
 def _amp_seed_arg(s):
   """--amplifier-seed: an index or 'each'."""
-  return EACH if s == EACH else _int("--amplifier-seed")(s)
-
-
-class UsageError(Exception):
-  """Bad input: printed as one line, exit status 2."""
+  return EACH if s == EACH else int_arg("--amplifier-seed")(s)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,7 +56,7 @@ def _trackers(s: str) -> List[str]:
 def _seed_group(s: str):
   if s in ("auto", "all"):
     return None if s == "all" else s
-  n = _int("--seed-group")(s)
+  n = int_arg("--seed-group")(s)
   if n < 1:
     raise argparse.ArgumentTypeError(
         f"--seed-group must be a positive integer, all or auto, got {s!r}")
@@ -90,22 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
   t.add_argument("--methods", default=None, metavar="M1,M2",
                  help=f"comma-separated methods from {', '.join(METHODS)} "
                  "(default: the preset's, quick: neuralgrok,adam)")
-  t.add_argument("--seeds", type=_seeds, default=None, metavar="N|S1,S2",
+  t.add_argument("--seeds", type=seeds_arg, default=None, metavar="N|S1,S2",
                  help="number of seeds (0..N-1) or a list (default: preset, "
                  "quick: 4)")
-  t.add_argument("--steps", type=_int("--steps"), default=None, metavar="N",
+  t.add_argument("--steps", type=int_arg("--steps"), default=None, metavar="N",
                  help="training steps per method (default: preset)")
-  t.add_argument("--eval-every", type=_int("--eval-every"), default=None,
+  t.add_argument("--eval-every", type=int_arg("--eval-every"), default=None,
                  metavar="N", help="evaluate every N steps; one lax.scan chunk "
                  "(default: preset)")
   t.add_argument("--out", default=None, metavar="DIR",
                  help="run folder (default: runs/PRESET-YYYYmmdd-HHMMSS)")
-  t.add_argument("--checkpoint-every", type=_int("--checkpoint-every"),
+  t.add_argument("--checkpoint-every", type=int_arg("--checkpoint-every"),
                  default=None, metavar="N",
                  help="checkpoint every N steps, a multiple of --eval-every; "
                  "0: only at the end and on SIGINT/SIGTERM (default: "
                  "preset, quick 0, paper-* 10000)")
-  t.add_argument("--keep-checkpoints", type=_int("--keep-checkpoints"),
+  t.add_argument("--keep-checkpoints", type=int_arg("--keep-checkpoints"),
                  default=None, metavar="K",
                  help="keep the newest K checkpoints per method (default 3)")
   t.add_argument("--resume", default=None, metavar="DIR",
@@ -129,24 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
                  help="which seed's amplifier in that file, by index "
                  "(default 0), or 'each': seed i uses the file's i-th "
                  "amplifier")
-  t.add_argument("--stop-after", type=_int("--stop-after"),
+  t.add_argument("--stop-after", type=int_arg("--stop-after"),
                  default=None, metavar="N",
                  help="stop a method once every seed has held test accuracy "
                  ">= --stop-acc (0.99) for N consecutive evaluations "
                  "(default: preset; 0: never)")
-  t.add_argument("--sweep", type=_sweep, action="append", default=None,
+  t.add_argument("--sweep", type=sweep_arg, action="append", default=None,
                  metavar="NAME=V1,V2",
                  help="hyperparameter sweep as per-seed values in one "
                  "vmapped program; each value gets --seeds seeds (repeat for "
                  "several names with the same number of values; default: "
                  "none)")
-  t.add_argument("--stop-acc", type=_float("--stop-acc"), default=None,
+  t.add_argument("--stop-acc", type=float_arg("--stop-acc"), default=None,
                  metavar="A", help="the test accuracy of --stop-after "
                  "(default 0.99)")
   add_config_flags(t.add_argument_group(
       "configuration: one flag per TrainConfig field (default: the "
       "preset's value)"))
-  t.add_argument("--devices", type=_int("--devices"), default=None,
+  t.add_argument("--devices", type=int_arg("--devices"), default=None,
                  metavar="N",
                  help="shard the seeds over at most N devices (with several "
                  "processes: of all processes together), the largest count "
@@ -183,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
   d.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                  help="address of process 0's coordinator service, the same "
                  "in every process")
-  d.add_argument("--num-processes", type=_int("--num-processes"),
+  d.add_argument("--num-processes", type=int_arg("--num-processes"),
                  default=None, metavar="N", help="number of processes")
-  d.add_argument("--process-id", type=_int("--process-id"), default=None,
+  d.add_argument("--process-id", type=int_arg("--process-id"), default=None,
                  metavar="I", help="this process's index, 0..N-1 (process 0 "
                  "writes the run folder's files)")
   t.add_argument("--no-progress", action="store_true",
@@ -207,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
   a = sub.add_parser("amplifier", help="show or export a trained amplifier")
   a.add_argument("path", metavar="PATH",
                  help="a NeuralGrok run folder or its amplifier.msgpack")
-  a.add_argument("--seed-index", type=_int("--seed-index"), default=0,
+  a.add_argument("--seed-index", type=int_arg("--seed-index"), default=0,
                  help="which seed's amplifier, by index (default 0)")
   a.add_argument("--export", default=None, metavar="OUT",
                  help="write that seed's parameters to OUT (.npz or "
@@ -221,70 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------- train
-def _explicit_cfg(args) -> Dict[str, Any]:
-  """The TrainConfig fields given on the command line."""
-  return {f.name: getattr(args, f"cfg_{f.name}") for f, _, _ in
-          _config_fields() if getattr(args, f"cfg_{f.name}") is not None}
-
-
-def _methods_arg(s: Optional[str]) -> Optional[List[str]]:
-  return None if s is None else [m.strip() for m in s.split(",") if m.strip()]
-
-
-def _pick(v, default):
-  return default if v is None else v
-
-
-def _spec_from_args(args):
-  from ngrok_jax import presets
-  from ngrok_jax.spec import load_spec, make_spec, sweep_seeds
-  cfg_over = _explicit_cfg(args)
-  methods = _methods_arg(args.methods)
-  if args.resume:
-    if args.preset is not None:
-      raise UsageError("--preset cannot be combined with --resume (the run "
-                       "folder has its configuration)")
-    saved = load_spec(args.resume)
-    methods = saved.methods if methods is None else methods
-    first = next(iter(saved.configs.values()))
-    configs = {m: dataclasses.replace(
-        saved.configs.get(m, dataclasses.replace(first, method=m)),
-        **cfg_over) for m in methods}
-    seeds, hp = list(saved.seeds), dict(saved.hparams)
-    if args.seeds is not None:
-      seeds = args.seeds
-    if args.sweep:
-      seeds, hp = sweep_seeds(_pick(args.seeds, len(saved.seeds)), args.sweep)
-    return make_spec(
-        None, methods, seeds, _pick(args.steps, saved.steps),
-        _pick(args.eval_every, saved.eval_every),
-        method_overrides={m: {k: v for k, v in c.to_dict().items()
-                              if k != "method"} for m, c in configs.items()},
-        hparams=hp or None,
-        checkpoint_every=_pick(args.checkpoint_every, saved.checkpoint_every),
-        keep_checkpoints=_pick(args.keep_checkpoints, saved.keep_checkpoints),
-        amplifier=_pick(args.amplifier, saved.amplifier),
-        amplifier_seed=_pick(args.amplifier_seed, saved.amplifier_seed),
-        stop_after=_pick(args.stop_after, saved.stop_after),
-        stop_acc=_pick(args.stop_acc, saved.stop_acc))
-  preset = presets.merge(presets.get_preset(args.preset or "quick"),
-                         cfg_over)
-  methods = preset["methods"] if methods is None else methods
-  seeds, hp = sweep_seeds(_pick(args.seeds, preset["seeds"]),
-                          args.sweep or ())
-  return make_spec(
-      preset["config"], methods, seeds, _pick(args.steps, preset["steps"]),
-      _pick(args.eval_every, preset["eval_every"]),
-      method_overrides=presets.method_overrides(preset, methods),
-      hparams=hp or None,
-      checkpoint_every=_pick(args.checkpoint_every,
-                             preset.get("checkpoint_every")),
-      keep_checkpoints=_pick(args.keep_checkpoints, 3),
-      amplifier=args.amplifier, amplifier_seed=_pick(args.amplifier_seed, 0),
-      stop_after=_pick(args.stop_after, preset.get("stop_after")),
-      stop_acc=_pick(args.stop_acc, preset.get("stop_acc", STOP_ACC)))
-
-
 def _start_processes(args) -> None:
   """``jax.distributed.initialize`` when asked (before any computation)."""
   if not (args.distributed or args.coordinator is not None or
@@ -327,7 +256,7 @@ def _cmd_train(args, hooks=()) -> int:
   runner.check_devices(args.devices)
   if args.out is not None and not args.out.strip():
     raise UsageError("--out must name a folder, got an empty string")
-  spec = _spec_from_args(args)
+  spec = spec_from_args(args)
   _check_applies(args, spec)
   if args.resume:
     out = args.resume
@@ -429,7 +358,7 @@ def main(argv: Optional[Sequence[str]] = None, *,
     return {"report": _cmd_report, "presets": _cmd_presets}[args.command](
         args)
   except Exception as e:  # noqa: BLE001 - a full disk, whatever raised it
-    from ngrok_jax.runfolder import EXIT_DISK_FULL, is_disk_full
+    from ngrok_jax.run_noise import EXIT_DISK_FULL, is_disk_full
     if not is_disk_full(e):
       return _failure(args, e)
     where = getattr(e, "filename", None) or (args.resume or args.out or "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from ngrok_jax.cli import UsageError
+from ngrok_jax.cli_common import UsageError
 
 __all__ = ["cmd_amplifier"]
 

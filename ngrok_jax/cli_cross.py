@@ -8,8 +8,8 @@ import os
 import sys
 import time
 
-from ngrok_jax.cli import (PROG, UsageError, _explicit_cfg, _methods_arg,
-                           _spec_from_args)
+from ngrok_jax.cli_common import (PROG, UsageError, explicit_cfg,
+                                  methods_arg, spec_from_args)
 
 __all__ = ["cmd_cross_task", "is_cross_task_folder"]
 
@@ -30,21 +30,21 @@ def cmd_cross_task(args) -> int:
     raise UsageError("--amplifier and --amplifier-seed apply only to method "
                      "neuralgrok-frozen, not to --cross-tasks")
   if args.resume:
-    if args.preset is not None or _explicit_cfg(args) or args.cross_tasks \
+    if args.preset is not None or explicit_cfg(args) or args.cross_tasks \
         or args.seeds is not None or args.steps is not None:
       raise UsageError("--resume of a cross-task run takes its saved "
                        "configuration: no other configuration options")
     kw, out = cross_task.load_header(args.resume), args.resume
   else:
-    methods = _methods_arg(args.methods)
+    methods = methods_arg(args.methods)
     if methods not in (None, [cross_task.METHOD]):
       raise UsageError("--cross-tasks meta-trains method neuralgrok only")
     args.methods = cross_task.METHOD
-    spec = _spec_from_args(args)
+    spec = spec_from_args(args)
     out = args.out or os.path.join(
         "runs", f"cross-{time.strftime('%Y%m%d-%H%M%S')}")
     kw = dict(config=spec.configs[cross_task.METHOD],
-              tasks=_methods_arg(args.cross_tasks), seeds=list(spec.seeds),
+              tasks=methods_arg(args.cross_tasks), seeds=list(spec.seeds),
               steps=spec.steps, eval_every=spec.eval_every,
               hparams=spec.hparams or None,
               checkpoint_every=spec.checkpoint_every)

@@ -253,7 +253,7 @@ class TrainConfig:
                        "needs eps_root > 0 (e.g. 1e-16)")
     for name, v in self.hparams().items():
       check_hparam(name, v)
-    if self.task == "a/b" and not tasks_lib._is_prime(self.p):
+    if self.task == "a/b" and not tasks_lib.is_prime(self.p):
       raise ValueError(f"task 'a/b' needs a prime p, got {self.p}")
     tasks_lib.split_sizes(num_examples(self.task, self.p), self.fractions)
     return self

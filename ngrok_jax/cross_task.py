@@ -73,6 +73,7 @@ from ngrok_jax.fileio import atomic_write, dumps
 from ngrok_jax.hooks import ProgressBar, RunInterrupted, StopFlag
 from ngrok_jax.spec import RunSpec
 from ngrok_jax.train import Data, TrainState
+from ngrok_jax.trainer import Trainer
 
 __all__ = ["TASK_AXIS", "METHOD", "configs", "init", "train_steps",
            "evaluate", "amplifier", "run", "task_folder", "load_header"]
@@ -161,12 +162,12 @@ def init(config: TrainConfig, tasks: Sequence[str], seeds: Sequence[int],
 @functools.lru_cache(maxsize=2)
 def _programs(cfg: TrainConfig):
   def steps(state, data, num_steps):
-    fn = functools.partial(train_lib._train_steps, cfg, num_steps=num_steps)
+    fn = functools.partial(train_lib.train_steps_fn, cfg, num_steps=num_steps)
     return jax.vmap(fn, in_axes=(_STATE_AXES, 0), out_axes=(_STATE_AXES, 0),
                     axis_name=TASK_AXIS)(state, data)
 
   def ev(state, data):
-    return jax.vmap(functools.partial(train_lib._evaluate, cfg),
+    return jax.vmap(functools.partial(train_lib.evaluate_fn, cfg),
                     in_axes=(_STATE_AXES, 0))(state, data)
   return (jax.jit(steps, static_argnames="num_steps", donate_argnames="state"),
           jax.jit(ev))
@@ -228,7 +229,7 @@ def _grad_range(cfgs, state, data):
   """(lo, hi, seed-0 gradient of the first task) over every task."""
   los, his, g0 = [], [], None
   for i, c in enumerate(cfgs.values()):
-    fn = ampfile.grad_range_fn(train_lib.Trainer(c))
+    fn = ampfile.grad_range_fn(Trainer(c))
     sl = jax.tree.map(lambda x: x[i], (state.seeds, data))
     lo, hi, g = to_host(fn(TrainState(state.step, sl[0]), sl[1]))
     los.append(lo)

@@ -12,10 +12,19 @@ import argparse
 import dataclasses
 import typing
 
-__all__ = ["config_flag", "add_config_flags"]
+__all__ = ["config_flag", "add_config_flags", "config_fields", "int_arg",
+           "float_arg", "seeds_arg", "sweep_arg"]
 
 
-def _int(flag):
+def int_arg(flag):
+  """An argparse converter to ``int`` with a one-line error naming the flag.
+
+  Args:
+    flag: the flag's name, for the error message.
+
+  Returns:
+    A function ``str -> int`` raising ``argparse.ArgumentTypeError``.
+  """
   def f(s):
     try:
       return int(s)
@@ -25,7 +34,15 @@ def _int(flag):
   return f
 
 
-def _float(flag):
+def float_arg(flag):
+  """An argparse converter to ``float`` with a one-line error naming the flag.
+
+  Args:
+    flag: the flag's name, for the error message.
+
+  Returns:
+    A function ``str -> float`` raising ``argparse.ArgumentTypeError``.
+  """
   def f(s):
     try:
       return float(s)
@@ -54,8 +71,15 @@ def _yes_no(flag):
   return f
 
 
-def _seeds(s):
-  """'4' -> 4 seeds (0..3); '0,5,7' -> those seeds."""
+def seeds_arg(s):
+  """'4' -> 4 seeds (0..3); '0,5,7' -> those seeds.
+
+  Args:
+    s: the value of ``--seeds``.
+
+  Returns:
+    A count (``int``) or a list of seeds.
+  """
   try:
     v = [int(x) for x in s.split(",") if x.strip()] if "," in s else int(s)
   except ValueError:
@@ -67,8 +91,15 @@ def _seeds(s):
   return v
 
 
-def _sweep(s):
-  """'c=0.5,1,2' -> ('c', (0.5, 1.0, 2.0))."""
+def sweep_arg(s):
+  """'c=0.5,1,2' -> ('c', (0.5, 1.0, 2.0)).
+
+  Args:
+    s: one value of ``--sweep``.
+
+  Returns:
+    ``(name, values)``.
+  """
   name, sep, vals = s.partition("=")
   if not sep or not name.strip():
     raise argparse.ArgumentTypeError(
@@ -95,9 +126,9 @@ def _config_type(field: dataclasses.Field, hint):
   elif hint is bool:
     return _yes_no(flag)
   elif hint is int:
-    f = _int(flag)
+    f = int_arg(flag)
   elif hint is float:
-    f = _float(flag)
+    f = float_arg(flag)
   elif hint is str:
     f = str
   elif typing.get_origin(hint) is tuple:
@@ -105,13 +136,17 @@ def _config_type(field: dataclasses.Field, hint):
     f = _list(flag, item, "integers" if item is int else "numbers")
   else:
     raise TypeError(f"no command-line type for TrainConfig.{field.name} "
-                    f"({hint}); add one to ngrok_jax.cli._config_type")
+                    f"({hint}); add one to ngrok_jax.flags._config_type")
   return f
 
 
-def _config_fields():
+def config_fields():
   """(field, flag, converter) of every TrainConfig field with its own flag
-  (``method`` is set by ``--methods``; fields with ``cli=False`` have none)."""
+  (``method`` is set by ``--methods``; fields with ``cli=False`` have none).
+
+  Returns:
+    A list of ``(dataclasses.Field, str, converter)`` triples.
+  """
   from ngrok_jax.config import TrainConfig
   hints = typing.get_type_hints(TrainConfig)
   return [(f, config_flag(f), _config_type(f, hints[f.name]))
@@ -133,7 +168,7 @@ def _metavar(field: dataclasses.Field, hint, typ) -> str:
 def add_config_flags(group) -> None:
   from ngrok_jax.config import TrainConfig
   hints = typing.get_type_hints(TrainConfig)
-  for f, flag, typ in _config_fields():
+  for f, flag, typ in config_fields():
     hlp, d = f.metadata["help"], f.default
     if d is not None:  # None: the help says what the default is
       hlp += (" (library default: "

@@ -44,7 +44,8 @@ import numpy as np
 import optax
 from flax import serialization
 
-from ngrok_jax.amplifier import Amplifier, _rms_normalize, amplify
+from ngrok_jax.amp_features import rms_normalize
+from ngrok_jax.amplifier import Amplifier, amplify
 
 __all__ = ["RuleConfig", "LearnedRuleState", "PLACEMENTS", "init_rule",
            "init_rule_state", "rule_update", "frozen_rule", "rule_features",
@@ -190,13 +191,13 @@ def rule_features(config: RuleConfig, g, mus, nu, param, count) -> jax.Array:
   RMS-normalised over the tensor), 0.1 log rms(g), 0.1 log rms(param), and
   tanh(count / s) for each time scale (see the module docstring).
   """
-  f = lambda a: _rms_normalize(jnp.ravel(a).astype(jnp.float32))
+  f = lambda a: rms_normalize(jnp.ravel(a).astype(jnp.float32))
   tiny = jnp.asarray(1e-30, jnp.float32)
   root = jnp.sqrt(jnp.ravel(nu) + tiny) - jnp.sqrt(tiny)
   adam = _adam_direction(config, mus[config.adam_index], nu, count,
                          config.decays[config.adam_index])
   n = g.size
-  cols = [f(g)] + [f(m) for m in mus] + [_rms_normalize(root), f(param),
+  cols = [f(g)] + [f(m) for m in mus] + [rms_normalize(root), f(param),
                                           f(adam)]
   scal = [_log_rms(g), _log_rms(param)] + [
       jnp.tanh(count.astype(jnp.float32) / s) for s in config.time_scales]
@@ -219,7 +220,7 @@ def _update_leaf(config, layers, g, mus, nu, param, count):
   adam_col = 1 + len(config.decays) + 2
   d = jnp.tanh(x[:, adam_col] + out[:, 0])
   scale = 2.0 * jax.nn.sigmoid(jnp.mean(out[:, 1]))
-  u = -config.lr * scale * _rms_normalize(d)
+  u = -config.lr * scale * rms_normalize(d)
   return u.reshape(jnp.shape(g)).astype(jnp.result_type(g))
 
 
@@ -314,7 +315,7 @@ def rule_distances(config: RuleConfig, theta, grads, state, params,
   for ref in references:
     rl = jax.tree.leaves(ref)
     d = [jnp.sqrt(jnp.mean(jnp.square(
-        _rms_normalize(jnp.ravel(u)) - _rms_normalize(jnp.ravel(r)))))
+        rms_normalize(jnp.ravel(u)) - rms_normalize(jnp.ravel(r)))))
          for u, r in zip(ul, rl)]
     out.append(jnp.mean(jnp.stack(d)))
   return jnp.stack(out)

@@ -7,10 +7,19 @@ from typing import Any, List, Mapping, Optional, Sequence
 from ngrok_jax.results import THRESHOLDS, load_run
 from ngrok_jax.tables import md_table, steps_cells
 
-__all__ = ["markdown_table", "report"]
+__all__ = ["markdown_table", "report", "rows_of"]
 
 
-def _rows_of(name: str, summary: Mapping[str, Any]) -> List[List[str]]:
+def rows_of(name: str, summary: Mapping[str, Any]) -> List[List[str]]:
+  """The rows of :func:`markdown_table` for one run folder.
+
+  Args:
+    name: the run's label (first column).
+    summary: the run's ``summary.json``.
+
+  Returns:
+    One row of cells per method (per group of a grouped method).
+  """
   out = []
   for m, per in summary["methods"].items():
     entries = [(m, per)]
@@ -69,7 +78,7 @@ def markdown_table(run_dirs: Sequence[str]) -> str:
   rows = []
   for d in run_dirs:
     run = _load(d)
-    rows += _rows_of(os.path.basename(os.path.normpath(d)), run["summary"])
+    rows += rows_of(os.path.basename(os.path.normpath(d)), run["summary"])
   return md_table(header, rows)
 
 

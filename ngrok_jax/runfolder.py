@@ -23,28 +23,24 @@ and orbax's log noise kept out of the terminal.
 * :func:`check_resources`: bounds on ``p`` and the example count, and an
   estimate of the memory of the data and the state, refused with the
   estimate when it exceeds the memory available.
-* :class:`Noise`: while a run writes its folder, the log records of orbax
-  (``absl``) and ``asyncio`` and exceptions of background threads go to
-  ``errors.log`` in the folder, each distinct message once.
+
+The log noise of a run (``errors.log``) and the full-disk check are
+:mod:`ngrok_jax.run_noise`'s.
 """
 from __future__ import annotations
 
 import json
-import logging
 import os
-import re
 import shutil
-import sys
-import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from ngrok_jax.fileio import append_text
+from ngrok_jax.run_noise import NOISE_LOG
 
-__all__ = ["FIXED", "HISTORY", "NOISE_LOG", "MAX_EXAMPLES", "MAX_P",
-           "EXIT_DISK_FULL", "check_new_folder", "check_change",
-           "record_resume", "Guard", "mark_progress", "check_resources",
-           "estimate_bytes", "Noise", "is_disk_full"]
+__all__ = ["FIXED", "HISTORY", "MAX_EXAMPLES", "MAX_P", "check_new_folder",
+           "check_change", "record_resume", "Guard", "mark_progress",
+           "check_resources", "estimate_bytes"]
 
 #: TrainConfig fields that fix the state's shapes or the data: a resume
 #: refuses to change them (also the run-level ``methods``, ``seeds``,
@@ -55,14 +51,10 @@ FIXED = ("task", "p", "fractions", "split_seed", "depth", "dim", "heads",
 _FIXED_RUN = ("methods", "seeds", "amplifier", "amplifier_seed")
 #: The run folder's record of configuration changes made by a resume.
 HISTORY = "changes.jsonl"
-#: Library log noise of a run (orbax, asyncio, background threads).
-NOISE_LOG = "errors.log"
 #: Largest number of examples of a task (p^2 for a binary operation).
 MAX_EXAMPLES = 1 << 22
 #: Largest modulus (the vocabulary is about p tokens).
 MAX_P = 1 << 16
-#: Exit status of ``ngrok-jax`` when the disk is full.
-EXIT_DISK_FULL = 3
 _SNAPSHOT = ("config.json", "metrics.jsonl", "summary.json", HISTORY)
 
 
@@ -310,98 +302,3 @@ def check_resources(spec, memory: bool = True) -> None:
     raise ValueError(f"the data and state need about {need / 2**30:.2f} GiB "
                      f"of memory, {have / 2**30:.2f} GiB is available: "
                      "fewer seeds, a smaller model or a smaller p")
-
-
-# ------------------------------------------------------------------- noise
-def is_disk_full(e: BaseException) -> bool:
-  """Whether ``e`` (or an exception it wraps) is a full disk."""
-  seen = set()
-  while e is not None and id(e) not in seen:
-    seen.add(id(e))
-    if getattr(e, "errno", None) == 28 or "No space left on device" in str(
-        e) or "os_error_code='28'" in str(e):
-      return True
-    e = e.__cause__ or e.__context__
-  return False
-
-
-_PREFIX = re.compile(r"^(\[[^\]]*\])+\s*")
-
-
-class Noise(logging.Handler):
-  """Sends the ``absl`` (orbax) and ``asyncio`` log records and the
-  exceptions of background threads to ``out_dir/errors.log`` while active
-  (``with Noise(out_dir):``), each distinct message once (repeats
-  counted at the end).
-
-  Args:
-    out_dir: the run folder (``None``: nothing captured).
-  """
-
-  LOGGERS = ("absl", "asyncio", "orbax")
-
-  def __init__(self, out_dir: Optional[str]):
-    super().__init__(logging.WARNING)
-    self.out_dir = out_dir
-    self.seen: Dict[str, int] = {}
-    self._old: List[Any] = []
-
-  @property
-  def path(self) -> str:
-    return os.path.join(self.out_dir, NOISE_LOG)
-
-  def _write(self, key: str, text: str) -> None:
-    key = _PREFIX.sub("", key.strip().splitlines()[0] if key.strip() else "")
-    self.seen[key] = self.seen.get(key, 0) + 1
-    if self.seen[key] > 1:
-      return
-    try:
-      if os.path.isdir(self.out_dir):
-        append_text(self.path, time.strftime("%H:%M:%S ") + text.rstrip()
-                    + "\n")
-    except OSError:
-      pass
-
-  def emit(self, record: logging.LogRecord) -> None:
-    key = str(record.exc_info[1]) if record.exc_info and record.exc_info[
-        1] is not None else record.getMessage()
-    self._write(key, logging.Formatter(
-        "%(levelname)s:%(name)s:%(message)s").format(record))
-
-  def _thread_hook(self, a) -> None:
-    import traceback
-    self._write(str(a.exc_value), "".join(traceback.format_exception(
-        a.exc_type, a.exc_value, a.exc_traceback)))
-
-  def _unraisable(self, u) -> None:
-    self._write(str(u.exc_value), f"{u.err_msg or 'unraisable'}: "
-                f"{type(u.exc_value).__name__}: {u.exc_value}")
-
-  def __enter__(self):
-    if self.out_dir is None:
-      return self
-    for name in self.LOGGERS:
-      lg = logging.getLogger(name)
-      self._old.append((lg, lg.propagate))
-      lg.addHandler(self)
-      lg.propagate = False
-    self._hooks = (threading.excepthook, sys.unraisablehook)
-    threading.excepthook, sys.unraisablehook = (self._thread_hook,
-                                                self._unraisable)
-    return self
-
-  def __exit__(self, *exc):
-    if self.out_dir is None:
-      return False
-    for lg, prop in self._old:
-      lg.removeHandler(self)
-      lg.propagate = prop
-    threading.excepthook, sys.unraisablehook = self._hooks
-    rep = {k: n for k, n in self.seen.items() if n > 1}
-    for k, n in rep.items():
-      try:
-        if os.path.isdir(self.out_dir):
-          append_text(self.path, f"(repeated {n} times) {k[:300]}\n")
-      except OSError:
-        pass
-    return False

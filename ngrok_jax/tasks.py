@@ -36,10 +36,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["TASKS", "Task", "Split", "make_task", "make_split", "make_splits"]
+__all__ = ["TASKS", "Task", "Split", "make_task", "make_split", "make_splits",
+           "is_prime"]
 
 
-def _is_prime(n: int) -> bool:
+def is_prime(n: int) -> bool:
+  """Whether ``n`` is a prime (trial division).
+
+  Args:
+    n: an integer.
+
+  Returns:
+    True for a prime, False otherwise (also for ``n < 2``).
+  """
   if n < 2:
     return False
   return all(n % k for k in range(2, int(n ** 0.5) + 1))
@@ -127,7 +136,7 @@ def make_task(name: str, p: int = 97) -> Task:
   if p < 2:
     raise ValueError(f"p must be an integer >= 2, got {p}")
   spec = TASKS[name]
-  if spec["prime_only"] and not _is_prime(p):
+  if spec["prime_only"] and not is_prime(p):
     raise ValueError(f"task {name!r} needs a prime p, got {p}")
   eq = p
   ops = [p + 1 + k for k in range(spec["ops"])]

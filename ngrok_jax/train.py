@@ -8,7 +8,8 @@ their optimizer state live in one per-seed :class:`SeedState`; for
 NeuralGrok the optimizer state is the :func:`ngrok_jax.neuralgrok`
 transformation's, which holds the amplifier parameters (phi) and the meta
 optimizer's state.  All seeds are stacked along a leading axis and advanced
-by one compiled program; :class:`Trainer` is a thin facade::
+by one compiled program; :class:`ngrok_jax.trainer.Trainer` (``nj.Trainer``)
+is a thin facade::
 
     trainer = Trainer(TrainConfig(task="a+b", p=23, method="neuralgrok"))
     state, data = trainer.init(seeds=[0, 1, 2, 3])
@@ -46,23 +47,20 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from ngrok_jax import tasks as tasks_lib
 from ngrok_jax.config import HPARAMS, METHODS, TrainConfig, check_hparam
-from ngrok_jax.methods import (amplifier_of, cross_entropy_of,
-                               hparams_of, init_amplifier_params, loss_fn,
+from ngrok_jax.methods import (hparams_of, init_amplifier_params, loss_fn,
                                model_of, optimizer, task_of,
                                transform_gradient)
-from ngrok_jax.metrics import (absolute_entropy, fourier_spectrum,
-                               global_norm, key_frequencies)
-from ngrok_jax.model import accuracy, softmax_collapse
 from ngrok_jax.amp_learning import amplifier_learning
-from ngrok_jax.neuralgrok import NeuralGrokState, is_meta_step
+from ngrok_jax.neuralgrok import NeuralGrokState
+from ngrok_jax.seed_step import batch_step, eval_seed, scan_seeds
 from ngrok_jax.sharding import CPU_SEED_GROUP, group_size, resolve_seed_group
 
 __all__ = ["METHODS", "HPARAMS", "TrainConfig", "SeedState", "TrainState",
-           "Data", "Trainer", "init", "train_steps", "evaluate",
+           "Data", "init", "train_steps", "evaluate",
+           "train_steps_fn", "evaluate_fn",
            "batch_step", "optimizer", "transform_gradient", "loss_fn",
            "amplifier_learning",
            "CPU_SEED_GROUP", "group_size", "resolve_seed_group"]
@@ -219,85 +217,6 @@ def seed_state(cfg: TrainConfig, params, amp_params=None, key=None,
                    jnp.array(-1, jnp.int32))
 
 
-# -------------------------------------------------------------------- step
-def _tree_all_finite(tree) -> jax.Array:
-  leaves = jax.tree.leaves(tree)
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(l)) for l in leaves]))
-
-
-def batch_of(cfg: TrainConfig, key, train_idx, step, data: Data):
-  """The batch of ``step``: tokens, labels and a 0/1 mask (padding rows)."""
-  n = train_idx.shape[0]
-  b = min(cfg.batch_size, n)
-  if cfg.batching == "iid":
-    sel = jax.random.choice(jax.random.fold_in(key, step), n, (b,),
-                            replace=False)
-    w = jnp.ones((b,), jnp.float32)
-  else:  # "epoch": one permutation per epoch, the last batch short
-    per_epoch = -(-n // b)
-    epoch, k = step // per_epoch, step % per_epoch
-    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-    perm = jnp.concatenate([perm, jnp.zeros((per_epoch * b - n,), perm.dtype)])
-    sel = jax.lax.dynamic_slice(perm, (k * b,), (b,))
-    w = (k * b + jnp.arange(b) < n).astype(jnp.float32)
-  idx = train_idx[sel]
-  return data.inputs[idx], data.labels[idx], w
-
-
-def batch_step(cfg: TrainConfig, s: SeedState, x, y, w, outer_x, outer_y,
-               step):
-  """One training step of one seed on the given batch (no seed axis).
-
-  ``x`` (B, L) tokens, ``y`` (B,) labels, ``w`` (B,) 0/1 row mask (or
-  ``None``); ``outer_x``, ``outer_y``: the outer split; ``step``: the
-  0-indexed step number (decides the warm-up and the meta steps).  Returns
-  the new state and ``dict(loss, outer_loss)`` (``outer_loss`` NaN on
-  steps without a meta step).  A seed whose loss or weights stop being
-  finite is frozen from then on (``diverged_at``).
-
-  Args:
-    cfg: the configuration.
-    s: the seed's state.
-    x: (B, L) tokens.
-    y: (B,) labels.
-    w: (B,) 0/1 row mask, or None.
-    outer_x: the outer split's tokens.
-    outer_y: the outer split's labels.
-    step: the 0-indexed step number.
-
-  Returns:
-    ``(state, dict(loss, outer_loss))``.
-  """
-  rec = cfg.record
-  loss, g = jax.value_and_grad(loss_fn, argnums=1)(cfg, s.params, x, y, w)
-  tx = optimizer(cfg, s.hparams)
-  outer = jnp.full([], jnp.nan, loss.dtype)
-  meta = (is_meta_step(step, cfg.meta_every, cfg.meta_placement)
-          if "meta_step" in rec.update_args else None)
-  extra = dict(meta_step=meta,  # the extra update arguments a method takes
-               train_loss=lambda p: loss_fn(cfg, p, x, y, w),
-               outer_loss=lambda p: loss_fn(cfg, p, outer_x, outer_y))
-  updates, opt_state = tx.update(g, s.opt_state, s.params,
-                                 **{k: extra[k] for k in rec.update_args})
-  if rec.needs_outer_batch:
-    outer = jnp.where(meta, opt_state.outer_loss.astype(loss.dtype), outer)
-  params = optax.apply_updates(s.params, updates)
-  new = s._replace(params=params, opt_state=opt_state)
-  ok = jnp.isfinite(loss) & _tree_all_finite(params)
-  if rec.learns_amplifier:
-    ok &= _tree_all_finite(new.amp_params)
-  diverged_at = jnp.where((s.diverged_at < 0) & ~ok, step, s.diverged_at)
-  new = jax.tree.map(lambda n, o: jnp.where(diverged_at >= 0, o, n), new, s)
-  return new._replace(diverged_at=diverged_at), dict(loss=loss,
-                                                      outer_loss=outer)
-
-
-def _seed_step(cfg, s: SeedState, train_idx, outer_idx, data: Data, step):
-  x, y, w = batch_of(cfg, s.key, train_idx, step, data)
-  ox, oy = data.inputs[outer_idx], data.labels[outer_idx]
-  return batch_step(cfg, s, x, y, w, ox, oy, step)
-
-
 def check_shapes(state: TrainState, data: Data) -> None:
   num_seeds = data.train.shape[0]
   chex.assert_rank(state.step, 0)
@@ -307,22 +226,21 @@ def check_shapes(state: TrainState, data: Data) -> None:
   chex.assert_shape(data.labels, (data.inputs.shape[0],))
 
 
-def _scan(cfg, seeds: SeedState, train, outer, shared: Data, step0,
-          num_steps: int):
-  step_all = jax.vmap(functools.partial(_seed_step, cfg),
-                      in_axes=(0, 0, 0, None, None))
+def train_steps_fn(cfg: TrainConfig, state: TrainState, data: Data,
+                   num_steps: int, seed_group: Optional[int] = None):
+  """The un-jitted function behind :func:`train_steps`, to be traced inside
+  another transformation (``jax.vmap`` over tasks, ``jax.jit``).
 
-  def body(carry, _):
-    st, step = carry
-    st, out = step_all(st, train, outer, shared, step)
-    return (st, step + 1), out
+  Args:
+    cfg: the configuration.
+    state: the seeds' state.
+    data: the seeds' data.
+    num_steps: how many steps (an integer >= 1; static under ``jit``).
+    seed_group: seeds per group of the scan, or None for all at once.
 
-  (seeds, _), out = jax.lax.scan(body, (seeds, step0), None, length=num_steps)
-  return seeds, out
-
-
-def _train_steps(cfg: TrainConfig, state: TrainState, data: Data,
-                 num_steps: int, seed_group: Optional[int] = None):
+  Returns:
+    ``(state, out)``: the state after ``num_steps`` and the per-step outputs.
+  """
   if isinstance(num_steps, bool) or int(num_steps) != num_steps or (
       num_steps < 1):
     raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
@@ -331,14 +249,14 @@ def _train_steps(cfg: TrainConfig, state: TrainState, data: Data,
   num_seeds = data.train.shape[0]
   g = group_size(num_seeds, seed_group)
   if g == num_seeds:
-    seeds, out = _scan(cfg, state.seeds, data.train, data.outer, shared,
+    seeds, out = scan_seeds(cfg, state.seeds, data.train, data.outer, shared,
                        state.step, num_steps)
   else:  # groups of g vmapped seeds, one group after another
     n = num_seeds // g
     split = lambda x: x.reshape((n, g) + x.shape[1:])
     grouped = jax.tree.map(split, (state.seeds, data.train, data.outer))
     seeds, out = jax.lax.map(
-        lambda a: _scan(cfg, *a, shared, state.step, num_steps), grouped)
+        lambda a: scan_seeds(cfg, *a, shared, state.step, num_steps), grouped)
     seeds = jax.tree.map(lambda x: x.reshape((num_seeds,) + x.shape[2:]),
                          seeds)
     out = jax.tree.map(
@@ -347,46 +265,21 @@ def _train_steps(cfg: TrainConfig, state: TrainState, data: Data,
 
 
 # ---------------------------------------------------------------- evaluate
-def _eval_seed(cfg, s: SeedState, train_idx, outer_idx, test_idx,
-               data: Data):
-  model, ce = model_of(cfg), cross_entropy_of(cfg)
-  out = {}
-  for name, idx in (("train", train_idx), ("outer", outer_idx),
-                    ("test", test_idx)):
-    logits = model.apply(s.params, data.inputs[idx])
-    labels = data.labels[idx]
-    out[f"{name}/loss"] = ce(logits, labels)
-    out[f"{name}/acc"] = accuracy(logits, labels)
-    if name == "train":
-      out["train/softmax_collapse"] = softmax_collapse(logits, cfg.loss)
-  g = jax.grad(loss_fn, argnums=1)(cfg, s.params, data.inputs[train_idx],
-                                   data.labels[train_idx])
-  gt = transform_gradient(cfg, s, g)
-  out["grad/norm"] = global_norm(g)
-  out["grad/age"] = absolute_entropy(g)
-  out["grad/norm_transformed"] = global_norm(gt)
-  out["grad/age_transformed"] = absolute_entropy(gt)
-  out["weights/norm"] = global_norm(s.params)
-  out["weights/entropy"] = absolute_entropy(s.params)
-  for name in s.params["params"]:
-    out[f"grad_norm/{name}"] = global_norm(g["params"][name])
-    out[f"weights_norm/{name}"] = global_norm(s.params["params"][name])
-  if tasks_lib.TASKS[cfg.task]["arity"] == 2:  # operands are the number tokens 0 .. p-1
-    share = fourier_spectrum(s.params["params"]["tok_emb"]["embedding"],
-                             cfg.p)
-    out["fourier/key_freqs"] = key_frequencies(share)
-    for k in range(share.shape[0]):
-      out[f"fourier/share_{k + 1}"] = share[k]
-  if cfg.record.learns_amplifier:
-    out.update(amplifier_learning(cfg, s, g, gt))
-  out["diverged_at"] = s.diverged_at
-  return out
+def evaluate_fn(cfg: TrainConfig, state: TrainState, data: Data
+                ) -> Dict[str, jax.Array]:
+  """The un-jitted function behind :func:`evaluate`, to be traced inside
+  another transformation.
 
+  Args:
+    cfg: the configuration.
+    state: the seeds' state.
+    data: the seeds' data.
 
-def _evaluate(cfg: TrainConfig, state: TrainState, data: Data
-              ) -> Dict[str, jax.Array]:
+  Returns:
+    The per-seed evaluation metrics, with ``step``.
+  """
   check_shapes(state, data)
-  ev = jax.vmap(functools.partial(_eval_seed, cfg),
+  ev = jax.vmap(functools.partial(eval_seed, cfg),
                 in_axes=(0, 0, 0, 0, None))
   shared = data._replace(train=None, outer=None, test=None)
   out = ev(state.seeds, data.train, data.outer, data.test, shared)
@@ -416,10 +309,10 @@ def programs(cfg: TrainConfig) -> Programs:
   """
   return Programs(
       jax.jit(functools.partial(_init_seeds, cfg)),
-      jax.jit(functools.partial(_train_steps, cfg),
+      jax.jit(functools.partial(train_steps_fn, cfg),
               static_argnames=("num_steps", "seed_group"),
               donate_argnames="state"),
-      jax.jit(functools.partial(_evaluate, cfg)))
+      jax.jit(functools.partial(evaluate_fn, cfg)))
 
 
 def train_steps(cfg: TrainConfig, state: TrainState, data: Data,
@@ -460,155 +353,3 @@ def evaluate(cfg: TrainConfig, state: TrainState, data: Data
     ``train/loss``, ``grad/age``, ...), plus the shared ``step``.
   """
   return programs(cfg).evaluate(state, data)
-
-
-# ------------------------------------------------------------------ facade
-class Trainer:
-  """The functions above bound to one validated :class:`TrainConfig`.
-
-  ``seed_group``: see :func:`train_steps` (``None``: every seed vmapped;
-  ``"auto"``: :func:`resolve_seed_group`).
-  """
-
-  def __init__(self, config: TrainConfig, seed_group=None):
-    self.config = config.validate()
-    self.seed_group = resolve_seed_group(seed_group)
-    self.task = task_of(self.config)
-    self.model = model_of(self.config)
-    self.amplifier = amplifier_of(self.config)
-    self.uses_amplifier = self.config.record.uses_amplifier
-    self.has_meta = self.config.record.learns_amplifier
-
-  def init(self, seeds: Sequence[int], hparams=None, amp_params=None,
-           amp_per_seed: bool = False):
-    """Initial state and data: :func:`init` with this config.
-
-    Args:
-      seeds: distinct integer seeds, one per vmapped run.
-      hparams: optional ``{name: value or per-seed values}`` overrides.
-      amp_params: amplifier parameters to start from, shared by all seeds
-        (or one per seed with ``amp_per_seed``).
-      amp_per_seed: ``amp_params`` has a leading seed axis.
-
-    Returns:
-      ``(state, data)``, as :func:`init`.
-    """
-    return init(self.config, seeds, hparams, amp_params, amp_per_seed)
-
-  def train_steps(self, state: TrainState, data: Data, num_steps: int):
-    """``num_steps`` steps of every seed: :func:`train_steps`.
-
-    Args:
-      state: the current state (donated: continue from the returned one).
-      data: the data from :meth:`init`.
-      num_steps: the number of steps, one ``lax.scan``.
-
-    Returns:
-      ``(state, out)``, as :func:`train_steps`.
-    """
-    return train_steps(self.config, state, data, num_steps=num_steps,
-                       seed_group=self.seed_group)
-
-  def evaluate(self, state: TrainState, data: Data):
-    """Metrics of every seed: :func:`evaluate`.
-
-    Args:
-      state: the current state.
-      data: the data from :meth:`init`.
-
-    Returns:
-      A flat dict of (S,) arrays, as :func:`evaluate`.
-    """
-    return evaluate(self.config, state, data)
-
-  def loss_fn(self, params, x, y, w=None):
-    """The configured loss of one seed's parameters on a batch.
-
-    Args:
-      params: the transformer's parameters (no seed axis).
-      x: (B, L) tokens.
-      y: (B,) labels.
-      w: optional (B,) 0/1 row mask.
-
-    Returns:
-      A scalar loss.
-    """
-    return loss_fn(self.config, params, x, y, w)
-
-  def optimizer(self, hp, amp_init=None):
-    """The method's optax transformation for one seed.
-
-    Args:
-      hp: the seed's numeric hyperparameters (``{name: scalar}``).
-      amp_init: the amplifier parameters to start from (NeuralGrok).
-
-    Returns:
-      An ``optax.GradientTransformation``.
-    """
-    return optimizer(self.config, hp, amp_init)
-
-  def transform_gradient(self, s: SeedState, g):
-    """The method's gradient transformation applied to ``g``.
-
-    Args:
-      s: one seed's state (no seed axis).
-      g: a gradient of the transformer's parameters.
-
-    Returns:
-      The transformed gradient (what the inner optimizer receives).
-    """
-    return transform_gradient(self.config, s, g)
-
-  def default_hparams(self, num_seeds: int, overrides=None):
-    """The per-seed numeric hyperparameters of this config.
-
-    Args:
-      num_seeds: S.
-      overrides: optional ``{name: value or per-seed values}``.
-
-    Returns:
-      ``{name: (S,) array}`` for every name of ``HPARAMS``.
-    """
-    return hparams_of(self.config, num_seeds, overrides)
-
-  def init_amplifier(self, seed: int = 0):
-    """Freshly initialised amplifier parameters.
-
-    Args:
-      seed: the initialisation seed.
-
-    Returns:
-      The amplifier's parameter pytree.
-    """
-    return init_amplifier(self.config, seed)
-
-  def seed_state(self, params, amp_params=None, key=None, hparams=None):
-    """One seed's fresh state around given weights: :func:`seed_state`.
-
-    Args:
-      params: the transformer's parameters (no seed axis).
-      amp_params: the amplifier parameters (NeuralGrok).
-      key: the seed's PRNG key.
-      hparams: overrides of the numeric hyperparameters (scalars).
-
-    Returns:
-      A :class:`SeedState`.
-    """
-    return seed_state(self.config, params, amp_params, key, hparams)
-
-  def batch_step(self, s: SeedState, x, y, w, outer_x, outer_y, step):
-    """One training step of one seed: :func:`batch_step`.
-
-    Args:
-      s: the seed's state (no seed axis).
-      x: (B, L) tokens.
-      y: (B,) labels.
-      w: (B,) 0/1 row mask, or None.
-      outer_x: the outer split's tokens.
-      outer_y: the outer split's labels.
-      step: the 0-indexed step number.
-
-    Returns:
-      ``(state, dict(loss, outer_loss))``.
-    """
-    return batch_step(self.config, s, x, y, w, outer_x, outer_y, step)

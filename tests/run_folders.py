@@ -2,7 +2,7 @@
 import json
 import os
 
-from ngrok_jax.spec import make_spec
+from ngrok_jax.spec_build import make_spec
 
 
 def write_run_folder(path, methods, seeds, rows, steps, eval_every=100,

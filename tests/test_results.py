@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ngrok_jax import results, runner, spec as spec_lib, tables
+from ngrok_jax import results, runner, spec as spec_lib, spec_build, tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "ngrok_jax")
@@ -91,15 +91,15 @@ def test_markdown_table_and_steps_cells():
 
 
 def test_sweep_seeds():
-  assert spec_lib.sweep_seeds(2, {"c": [0.5, 1, 2]}) == (
+  assert spec_build.sweep_seeds(2, {"c": [0.5, 1, 2]}) == (
       [0, 1, 2, 3, 4, 5], {"c": [0.5, 0.5, 1.0, 1.0, 2.0, 2.0]})
-  assert spec_lib.sweep_seeds([3, 5], [("c", [1, 2]), ("wd", [0, 0.1])]) == (
+  assert spec_build.sweep_seeds([3, 5], [("c", [1, 2]), ("wd", [0, 0.1])]) == (
       [3, 5, 9, 11], {"c": [1.0, 1.0, 2.0, 2.0], "wd": [0.0, 0.0, 0.1, 0.1]})
-  assert spec_lib.sweep_seeds(3, {}) == ([0, 1, 2], {})
+  assert spec_build.sweep_seeds(3, {}) == ([0, 1, 2], {})
   with pytest.raises(ValueError, match="same number"):
-    spec_lib.sweep_seeds(2, {"c": [1, 2], "wd": [0]})
+    spec_build.sweep_seeds(2, {"c": [1, 2], "wd": [0]})
   with pytest.raises(ValueError, match="twice"):
-    spec_lib.sweep_seeds(2, [("c", [1]), ("c", [2])])
+    spec_build.sweep_seeds(2, [("c", [1]), ("c", [2])])
 
 
 def test_readers_do_not_import_the_runner():

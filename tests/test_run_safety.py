@@ -13,14 +13,14 @@ import jax
 import numpy as np
 import pytest
 
-from ngrok_jax import cli, runfolder, runner
+from ngrok_jax import cli, run_noise, runfolder, runner
 from ngrok_jax.ampfile import save_amplifier
 from ngrok_jax.checkpoint import CheckpointMismatch, Checkpointer
 from ngrok_jax.config import TrainConfig
 from ngrok_jax.hooks import Chunk, DivergenceBound
 from ngrok_jax.methods import init_amplifier_params
 from ngrok_jax.results import read_metrics, summarize
-from ngrok_jax.spec import make_spec
+from ngrok_jax.spec_build import make_spec
 from run_folders import write_run_folder
 
 TINY = ["--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
@@ -235,13 +235,13 @@ def test_library_noise_goes_once_to_the_run_folder(tmp_path, capfd):
     root.removeHandler(shown)
   _, err = capfd.readouterr()
   assert "Event loop" not in err and "ZeroDivision" not in err
-  text = (tmp_path / runfolder.NOISE_LOG).read_text()
+  text = (tmp_path / run_noise.NOISE_LOG).read_text()
   assert text.count("Traceback") == 2 and "repeated 50 times" in text
 
 
 def _make_noise(tmp_path):
   import threading
-  with runfolder.Noise(str(tmp_path)):
+  with run_noise.Noise(str(tmp_path)):
     for _ in range(50):
       try:
         raise RuntimeError("Event loop is closed")
@@ -262,7 +262,7 @@ def test_disk_full_has_its_own_exit_status_and_one_line(monkeypatch,
                      "device [os_error_code='28']")
   monkeypatch.setattr(cli, "_cmd_train", full)
   rc, _, err = _main(RUN + ["--out", "x"], capsys)
-  assert rc == runfolder.EXIT_DISK_FULL == 3
+  assert rc == run_noise.EXIT_DISK_FULL == 3
   assert "disk full" in _error_line(err)
 
 

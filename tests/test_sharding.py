@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from ngrok_jax.sharding import pad_seeds, seed_mesh, shard_seeds
-from ngrok_jax.train import TrainConfig, Trainer
+from ngrok_jax.train import TrainConfig
+from ngrok_jax.trainer import Trainer
 from tests.tolerances import layout_atol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +29,8 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
     from ngrok_jax.sharding import shard_seeds, seed_mesh
-    from ngrok_jax.train import TrainConfig, Trainer
+    from ngrok_jax.train import TrainConfig
+    from ngrok_jax.trainer import Trainer
     cfg = json.loads(sys.argv[1])
     cfg["amp_hidden"] = tuple(cfg["amp_hidden"])
     out = {"devices": jax.device_count()}

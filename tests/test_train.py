@@ -248,8 +248,8 @@ def test_epoch_batches_cover_the_training_split_once_per_epoch(tiny_config):
   _, data = tr.init([0])
   train = np.asarray(data.train[0])
   key = jax.random.PRNGKey(3)
-  batch = jax.jit(lambda step: nj.train.batch_of(tr.config, key, data.train[0],
-                                                 step, data))
+  batch = jax.jit(lambda step: nj.seed_step.batch_of(
+      tr.config, key, data.train[0], step, data))
   per_epoch = -(-train.size // 16)
   epochs = []
   for e in range(2):

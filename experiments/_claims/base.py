@@ -220,13 +220,13 @@ NF_RUNS = [("noise_floor/g1", "noise_floor/gall"),
            ("noise_floor/gall", "tune/a+b/heldout")]
 
 
-def _nf_pairs(D):
+def nf_pairs(D):
   return NF_PAIRS + [p for p in NF_RUNS
                      if all(os.path.isdir(D.path(x)) for x in p)]
 
 
 @functools.lru_cache(maxsize=None)
-def _nf_table(D, a, b, m="neuralgrok"):
+def nf_table(D, a, b, m="neuralgrok"):
   A, B = D.run(a), D.run(b)
   seeds = list(A["spec"].seeds)
   assert seeds == list(B["spec"].seeds)
@@ -238,8 +238,8 @@ def noise_floor(D):
   """(largest per-seed change of the steps to 95%, of the AUC) that float
   rounding alone produced, over every pair."""
   st, au = 0.0, 0.0
-  for a, b in _nf_pairs(D):
-    t = _nf_table(D, a, b)
+  for a, b in nf_pairs(D):
+    t = nf_table(D, a, b)
     st = max([st] + [abs(x) for x in t["steps"]["diffs"]])
     au = max([au] + [abs(x) for x in t["auc"]["diffs"]])
   return st, au
@@ -249,21 +249,21 @@ def nf_label(x, floor):
   return "beyond" if abs(x) > floor else "within"
 
 
-def _nf_seeds(D, a, b):
+def nf_seeds(D, a, b):
   s = lambda rel: seeds_text(  # noqa: E731
       D.run(rel)["summary"]["methods"]["neuralgrok"]["steps_to_95"], "/")
   return f"{s(a)} and {s(b)}"
 
 
 
-def _final(D, rel, key, m="neuralgrok"):
+def final_value(D, rel, key, m="neuralgrok"):
   """Median over seeds of ``key`` at the last evaluation (float)."""
   r = D.run(rel)
   return float(np.median([D.curve(rel, m, s, key)[1][-1]
                           for s in r["spec"].seeds]))
 
 
-def _sps(D, rel, m="neuralgrok"):
+def sps(D, rel, m="neuralgrok"):
   p = D.run(rel)["summary"]["methods"][m]
   return p["wall_time_s"] / max(p["last_step"])
 

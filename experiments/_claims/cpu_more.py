@@ -7,13 +7,13 @@ import numpy as np
 
 from experiments._claims.base import *  # noqa: F401,F403 (the registry)
 from experiments._claims.base import (  # noqa: F401
-    _final, _nf_pairs, _nf_seeds, _nf_table, _sps)
+    final_value, nf_pairs, nf_seeds, nf_table, sps)
 from ngrok_jax import stats
 from ngrok_jax.tables import md_table
-from experiments._claims.studies import _th
+from experiments._claims.studies import theld
 from experiments._claims.cpu import (  # noqa: F401
-    CMETHODS, CPU, CTASKS, _cpair, _cpu_steps, _diff, _poly_best, _poly_train,
-    _signed, _sweep_diffs)
+    CMETHODS, CPU, CTASKS, cpair, cpu_steps, seed_diffs, poly_best, poly_train,
+    signed_text, sweep_diffs)
 
 
 # ------------------------------------------ CPU-size study: the c sweep
@@ -22,8 +22,8 @@ SWG = ("c=0.1,wd=0.001", "c=1,wd=0.001", "c=10,wd=0.001")
 
 
 def _sw_table(D):
-  from ngrok_jax.report import _rows_of
-  rows = [c[:9] + [c[10]] for c in _rows_of("sweep_c", D.run(SW)["summary"])]
+  from ngrok_jax.report import rows_of
+  rows = [c[:9] + [c[10]] for c in rows_of("sweep_c", D.run(SW)["summary"])]
   return md_table(["run", "method", "95% median", "95% IQR", "95% success",
                    "99% median", "99% IQR", "99% success", "diverged",
                    "wall s"], rows)
@@ -47,7 +47,7 @@ def _sw_med(D, m, g):
 
 def _sw_diffs(D, g):
   r = D.run(SW)["summary"]["methods"]
-  return _signed(_diff(r["neuralgrok"]["groups"][g]["steps_to_95"],
+  return signed_text(seed_diffs(r["neuralgrok"]["groups"][g]["steps_to_95"],
                        r["rescale"]["groups"][g]["steps_to_95"]))
 
 
@@ -85,11 +85,11 @@ def _wd_seeds(D, v):
 
 def _wd_tables(D):
   from experiments.weight_decay import instability
-  from ngrok_jax.report import _rows_of
+  from ngrok_jax.report import rows_of
   main = md_table(["run", "method", "95% median", "95% IQR", "95% success",
                    "99% median", "99% IQR", "99% success", "diverged",
                    "wall s"], [c[:9] + [c[10]] for c in
-                               _rows_of("weight_decay", D.run(WD)["summary"])])
+                               rows_of("weight_decay", D.run(WD)["summary"])])
   per = D.run(WD)["summary"]["methods"]["adamw"]
   lines = []
   for v in WDV:
@@ -145,7 +145,7 @@ many("wd", [WD, "tune/a+b"], {
         D.run(WD)["summary"]["methods"]["adamw"]["wall_time_s"]),
     "acc": _wd_acc, "norm": _wd_norm, "stable": _wd_stable, "fast": _wd_fast,
     "muon": lambda D: "has Muon at a median of {:.0f} as well".format(
-        _th(D, "a+b", "muon")["t95"]["median"]),
+        theld(D, "a+b", "muon")["t95"]["median"]),
 })
 
 
@@ -226,7 +226,7 @@ many("transfer", [TR, CPU], {
 
 def _sw_floor(D):
   fs = noise_floor(D)[0]
-  d = _sweep_diffs(D, SWG)
+  d = sweep_diffs(D, SWG)
   assert max(abs(x) for x in d) <= fs
   return ("No consistent gain from the MLP, and every per-seed difference is "
           f"within the noise floor ({fs:.0f} steps)")
@@ -321,8 +321,8 @@ def _claims_table(D):
   ng = {t: t95(t, "neuralgrok")["median"] for t in ("a+b", "a*b")}
   ad = {t: t95(t, "adam", True)["median"] for t in ("a+b", "a*b")}
   r = sorted(ng[t] / ad[t] for t in ng)
-  (tmax, _, _), (fmax, _) = _poly_train(D)
-  b = _poly_best(D)
+  (tmax, _, _), (fmax, _) = poly_train(D)
+  b = poly_best(D)
   assert all(t95(t, "adamw")["success"] == 5 for t in CTASKS[:4])
   drop = _wd_stable(D).split(" was ")[1].split(" ")[0]
   row1 = (

@@ -7,10 +7,10 @@ import numpy as np
 
 from experiments._claims.base import *  # noqa: F401,F403 (the registry)
 from experiments._claims.base import (  # noqa: F401
-    _final, _nf_pairs, _nf_seeds, _nf_table, _sps)
+    final_value, nf_pairs, nf_seeds, nf_table, sps)
 from ngrok_jax import stats
 from ngrok_jax.tables import md_table
-from experiments._claims.studies import LP, TUNE, _tp
+from experiments._claims.studies import LP, TUNE, tpair
 
 
 # ----------------------------------- an amplifier meta-trained across tasks
@@ -68,9 +68,9 @@ def _ct_censor(D):
 
 
 def _ct_verdict(D):
-  moved = _final(D, f"{CT}/cross-meta-lr-1e-2-wd0/a+b", "amp/param_change")
-  single = _final(D, f"{LP}/a+b-meta-lr-1e-2-wd0", "amp/param_change")
-  dc = [_final(D, f"{CT}/cross-{v}/{t}", "amp/dist_const") for v in CT_V
+  moved = final_value(D, f"{CT}/cross-meta-lr-1e-2-wd0/a+b", "amp/param_change")
+  single = final_value(D, f"{LP}/a+b-meta-lr-1e-2-wd0", "amp/param_change")
+  dc = [final_value(D, f"{CT}/cross-{v}/{t}", "amp/dist_const") for v in CT_V
         for t in ("a+b", "a-b", "axb")]
   return ("param_change was {:.2f} with meta lr 1e-2 and no meta weight "
           "decay, against {:.2f} on a+b alone, and its score function now "
@@ -103,7 +103,7 @@ def _ct_init(D):
 
 
 def _ct_cost(D):
-  s = [_sps(D, f"{CT}/cross-{v}/a+b") for v in CT_V]
+  s = [sps(D, f"{CT}/cross-{v}/a+b") for v in CT_V]
   return f"costs {max(s):.2f} s per step for 3 tasks x 5 seeds"
 
 
@@ -119,7 +119,7 @@ def _ct_floor(D):
 
 
 def _ct_within(D):
-  dc = [_final(D, f"{CT}/cross-{v}/{t}", "amp/dist_const") for v in CT_V
+  dc = [final_value(D, f"{CT}/cross-{v}/{t}", "amp/dist_const") for v in CT_V
         for t in ("a+b", "a-b", "axb")]
   return f"to within {math.ceil(1000 * max(dc)) / 10:.1f}% it is rescaling"
 
@@ -132,7 +132,7 @@ many("ct", [CT, LP], {"within": _ct_within, "training": _ct_training, "censor": 
 
 # --------------------------------------------- cross-task at paper size
 def _pc_amp(D):
-  pc = [_final(D, f"{P}/cross/{t}", "amp/param_change")
+  pc = [final_value(D, f"{P}/cross/{t}", "amp/param_change")
         for t in ("a+b", "a-b", "axb")]
   dc = [D.curve(f"{P}/cross/{t}", "neuralgrok", s, "amp/dist_const")[1][-1]
         for t in ("a+b", "a-b", "axb") for s in (0, 1, 2)]
@@ -172,7 +172,7 @@ many("readme", [f"{CT}", "tune"], {
     "muon": lambda D: "Muon was fastest ({:.2f}-{:.2f}x fewer steps than a "
     "tuned AdamW)".format(
         *(lambda v: (min(v), max(v)))(
-            [1 / _tp(D, t, "muon")["speedup"]["geomean"] for t in TUNE])),
+            [1 / tpair(D, t, "muon")["speedup"]["geomean"] for t in TUNE])),
     "within": lambda D: _ct_within(D).replace("to within", "stays within")
     .replace("% it is rescaling", "% of plain rescaling's"),
 }, docs=())

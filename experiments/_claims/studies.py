@@ -7,7 +7,7 @@ import numpy as np
 
 from experiments._claims.base import *  # noqa: F401,F403 (the registry)
 from experiments._claims.base import (  # noqa: F401
-    _final, _nf_pairs, _nf_seeds, _nf_table, _sps)
+    final_value, nf_pairs, nf_seeds, nf_table, sps)
 from ngrok_jax import stats
 from ngrok_jax.tables import md_table
 from experiments.tune import fair_table
@@ -117,18 +117,18 @@ many("other", ["tune", "learned_part", "cross_task", f"{P}/cross"], {
 
 
 # ------------------------------------------- tuned baselines (CPU size)
-def _tp(D, t, m):
+def tpair(D, t, m):
   r = D.run(f"{TUNE[t]}/heldout")
   return stats.paired_table(r["rows"], "adamw", m, list(r["spec"].seeds),
                             r["spec"].steps)
 
 
-def _th(D, t, m):
+def theld(D, t, m):
   return D.run(f"{TUNE[t]}/heldout")["summary"]["methods"][m]
 
 
 def _tpairs(D, m, key="steps", fmt=".0f"):
-  return [ci(_tp(D, t, m)[key], fmt) for t in TUNE]
+  return [ci(tpair(D, t, m)[key], fmt) for t in TUNE]
 
 
 def _cells(D):
@@ -178,7 +178,7 @@ def _concentrate(D):
 
 
 def _reached(D, m):
-  return [_th(D, t, m)["t95"]["success"] for t in TUNE]
+  return [theld(D, t, m)["t95"]["success"] for t in TUNE]
 
 
 def _softmax(D):
@@ -193,7 +193,7 @@ def _softmax(D):
 
 def _beyond_all(D, ms):
   fs = noise_floor(D)[0]
-  ok = all(abs(_tp(D, t, m)["steps"]["mean"]) > fs for t in TUNE for m in ms)
+  ok = all(abs(tpair(D, t, m)["steps"]["mean"]) > fs for t in TUNE for m in ms)
   return ("every one of these differences is beyond the noise floor "
           f"({fs:.0f} steps)" if ok else "NOT all beyond")
 
@@ -210,18 +210,19 @@ many("tune", list(TUNE.values()), {
     "beyond": lambda D: _beyond_all(D, ("muon", "neuralgrok", "rescale")),
     "muon_steps": lambda D: "tasks ({:.0f}, {:.0f}, {:.0f} steps), {}, {} and "
     "{} fewer".format(
-        *[_th(D, t, "muon")["t95"]["median"] for t in TUNE],
-        *[f"{1 / _tp(D, t, 'muon')['speedup']['geomean']:.2f}x" for t in TUNE]),
+        *[theld(D, t, "muon")["t95"]["median"] for t in TUNE],
+        *[f"{1 / tpair(D, t, 'muon')['speedup']['geomean']:.2f}x"
+          for t in TUNE]),
     "muon_fourier": _muon_fourier,
     "adamw": lambda D: "{}/5 on every task ({:.0f}, {:.0f}, {:.0f} steps)".format(
         min(_reached(D, "adamw")),
-        *[_th(D, t, "adamw")["t95"]["median"] for t in TUNE]),
+        *[theld(D, t, "adamw")["t95"]["median"] for t in TUNE]),
     "ng_adam": lambda D: "(Adam reached 95% in {}/5, {}/5 and {}/5 seeds), but "
     "{}, {} and {}".format(*_reached(D, "adam"), *[
-        f"{1 / _tp(D, t, 'neuralgrok')['speedup']['geomean']:.2f}x"
+        f"{1 / tpair(D, t, 'neuralgrok')['speedup']['geomean']:.2f}x"
         for t in TUNE]),
     "ng_medians": lambda D: "(medians {} vs {} on a+b, {} vs {} on a*b, {} vs "
-    "{} on a-b".format(*[f"{_th(D, t, m)['t95']['median']:.0f}" for t in TUNE
+    "{} on a-b".format(*[f"{theld(D, t, m)['t95']['median']:.0f}" for t in TUNE
                          for m in ("neuralgrok", "rescale")]),
     "grokfast": lambda D: "reached 95% in only {}-{} of 5 held-out seeds of "
     "a+b and a*b, none of a-b, within 2000 steps, slower than AdamW".format(
@@ -230,7 +231,7 @@ many("tune", list(TUNE.values()), {
         max(_reached(D, m)[i] for m in ("grokfast-ema", "grokfast-ma")
             for i in (0, 1)))
     if max(_reached(D, m)[2] for m in ("grokfast-ema", "grokfast-ma")) == 0
-    and all(_tp(D, t, m)["speedup"]["geomean"] > 1 for t in ("a+b", "a*b")
+    and all(tpair(D, t, m)["speedup"]["geomean"] > 1 for t in ("a+b", "a*b")
             for m in ("grokfast-ema", "grokfast-ma")) else "not",
     "ortho": lambda D: "{}/5, {}/5 and {}/5 held-out seeds reached".format(
         *_reached(D, "orthograd")),
@@ -282,8 +283,8 @@ def _lp_all_pairs(D):
 
 
 def _lp_dead(D):
-  v = [(_final(D, f"{LP}/{t}-{o}", "amp/dist_const"),
-        _final(D, f"{LP}/{t}-{o}", "amp/param_change"))
+  v = [(final_value(D, f"{LP}/{t}-{o}", "amp/dist_const"),
+        final_value(D, f"{LP}/{t}-{o}", "amp/param_change"))
        for t in LP_OPTS for o in ("meta-lr-1e-3", "meta-lr-1e-2",
                                   "meta-lr-1e-2-cosine", "rich",
                                   "lookahead-3")]
@@ -323,9 +324,9 @@ def _lp_floor(D):
 
 
 def _lp_cost(D):
-  r = lambda a, b: _sps(D, a) / b  # noqa: E731
-  ng = {t: _sps(D, f"{LP}/{t}") for t in LP_OPTS}
-  rs = {t: _sps(D, f"{LP}/{t}", "rescale") for t in LP_OPTS}
+  r = lambda a, b: sps(D, a) / b  # noqa: E731
+  ng = {t: sps(D, f"{LP}/{t}") for t in LP_OPTS}
+  rs = {t: sps(D, f"{LP}/{t}", "rescale") for t in LP_OPTS}
   return ("NeuralGrok's step is {:.1f}x (a+b) to {:.1f}x (a*b) rescaling's, "
           "the rich inputs {:.2f}x (a+b) and {:.2f}x (a*b) the recipe's, the "
           "3-step look-ahead {:.1f}x and {:.1f}x").format(
@@ -337,14 +338,14 @@ def _lp_cost(D):
 
 many("lp", [LP], {
     "recipe": lambda D: "ends {:.1f}% (a+b) and {:.2f}% (a*b) away".format(
-        100 * _final(D, f"{LP}/a+b", "amp/dist_const"),
-        100 * _final(D, f"{LP}/axb", "amp/dist_const")),
+        100 * final_value(D, f"{LP}/a+b", "amp/dist_const"),
+        100 * final_value(D, f"{LP}/axb", "amp/dist_const")),
     "dead": _lp_dead,
     "wd0_moved": lambda D: "(param_change {:.2f} and {:.2f})".format(
-        *[_final(D, f"{LP}/a+b-{o}", "amp/param_change")
+        *[final_value(D, f"{LP}/a+b-{o}", "amp/param_change")
           for o in ("meta-lr-1e-3-wd0", "meta-lr-1e-2-wd0")]),
     "wd0_close": lambda D: "within {:.1f}-{:.1f}% of rescaling's".format(
-        *[100 * _final(D, f"{LP}/a+b-{o}", "amp/dist_const")
+        *[100 * final_value(D, f"{LP}/a+b-{o}", "amp/dist_const")
           for o in ("meta-lr-1e-3-wd0", "meta-lr-1e-2-wd0")]),
     "verdict": _lp_verdict, "lost": _lp_lost, "floor": _lp_floor,
     "cost": _lp_cost,

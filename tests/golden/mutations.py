@@ -23,7 +23,7 @@ TESTS = ["tests/test_golden_public.py", "tests/test_golden.py"]
 MUTATIONS = {
     # test_trace[clip_], test_trace[rescale_] (tests/test_golden.py stays
     # green: at d 16 the clip never acts)
-    "no_clip": [("ngrok_jax/transforms.py",
+    "no_clip": [("ngrok_jax/optimizers.py",
                  "      clip_by_global_norm(clip_norm),\n",
                  "      optax.identity(),\n")],
     # test_initialisation_matches_reference
@@ -43,25 +43,26 @@ MUTATIONS = {
                         'DECOUPLED_METHODS = ("adamw", "orthograd", "muon", '
                         '"adam")')],
     # test_epoch_batching_matches_dataloader[clip_, coupled_]
-    "no_short_batch": [("ngrok_jax/train.py", "    per_epoch = -(-n // b)\n",
+    "no_short_batch": [("ngrok_jax/seed_step.py",
+                        "    per_epoch = -(-n // b)\n",
                         "    per_epoch = max(n // b, 1)\n"),
-                       ("ngrok_jax/train.py",
+                       ("ngrok_jax/seed_step.py",
                         "jnp.zeros((per_epoch * b - n,), perm.dtype)",
                         "jnp.zeros((max(per_epoch * b - n, 0),), perm.dtype)")],
     # test_epoch_batching_matches_dataloader[clip_, coupled_]
-    "no_reshuffle": [("ngrok_jax/train.py",
+    "no_reshuffle": [("ngrok_jax/seed_step.py",
                       "jax.random.fold_in(key, epoch), n)", "key, n)")],
     # test_epoch_batching_matches_dataloader[coupled_]
     "train_steps_other_batches": [
-        ("ngrok_jax/train.py",
+        ("ngrok_jax/seed_step.py",
          "  x, y, w = batch_of(cfg, s.key, train_idx, step, data)",
          "  x, y, w = batch_of(cfg, s.key, train_idx, step + 1, data)")],
     # test_evaluation
-    "eval_acc_broken": [("ngrok_jax/train.py",
+    "eval_acc_broken": [("ngrok_jax/seed_step.py",
                          'out[f"{name}/acc"] = accuracy(logits, labels)',
                          'out[f"{name}/acc"] = accuracy(logits[::-1], labels)')],
     # test_evaluation
-    "eval_loss_broken": [("ngrok_jax/train.py",
+    "eval_loss_broken": [("ngrok_jax/seed_step.py",
                           'out[f"{name}/loss"] = ce(logits, labels)',
                           'out[f"{name}/loss"] = ce(logits[::-1], labels)')],
 }
