@@ -95,9 +95,13 @@ def pytest_part(ctx: Ctx, args: List[str], x64: bool, timeout: float
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=max(timeout, 1))
     rc, out = proc.returncode, proc.stdout + proc.stderr
+    # pytest's summary line is the last of stdout (plugins' warnings go to
+    # stderr, e.g. pytest-benchmark's under xdist)
+    last = proc.stdout.strip() or out.strip()
   except subprocess.TimeoutExpired as e:
     rc, out = None, f"timed out after {timeout:.0f} s\n" + str(e.stdout or "")
-  tail = out.strip().splitlines()[-1] if out.strip() else ""
+    last = out.strip()
+  tail = last.splitlines()[-1] if last else ""
   return dict(command=" ".join(cmd[1:]), x64=x64, returncode=rc,
               passed=rc == 0, summary=tail, seconds=time.time() - t0,
               output_tail=out[-2000:])

@@ -10,7 +10,7 @@ train-to-held-out gap); the test split is never read by meta-training.
 
 Writes to ``--out``::
 
-    config.json        the arguments
+    meta_config.json   the arguments (not a run folder of the runner)
     metrics.jsonl      one row per outer step (meta_loss, objective,
                        grad_norm, grad_var, resets, prime, seconds: wall
                        time, cpu_seconds: process CPU time, all threads) and
@@ -222,7 +222,7 @@ def run(args) -> Dict[str, Any]:
   """
   cf = configs(args)
   os.makedirs(args.out, exist_ok=True)
-  cfg_path = os.path.join(args.out, "config.json")
+  cfg_path = os.path.join(args.out, "meta_config.json")
   saved = {k: v for k, v in vars(args).items()
            if k not in ("out", "outer_steps", "no_progress", "no_plots",
                         "max_minutes")}
