@@ -34,14 +34,20 @@ MUTATIONS = {
                               "safe_normalize(g, c).astype(g.dtype)",
                               "(c * g).astype(g.dtype)")],
     # test_trace[rescale_]
-    "rescale_c_dropped": [("ngrok_jax/methods.py",
+    "rescale_c_dropped": [("ngrok_jax/registry.py",
                            'normalize_gradients(hp["c"])',
                            "normalize_gradients(1.0)")],
     # test_trace[coupled_], test_evaluation
-    "adam_decoupled": [("ngrok_jax/config.py",
-                        'DECOUPLED_METHODS = ("adamw", "orthograd", "muon")',
-                        'DECOUPLED_METHODS = ("adamw", "orthograd", "muon", '
-                        '"adam")')],
+    "adam_decoupled": [("ngrok_jax/registry.py",
+                        "           \"baseline)\",\n"
+                        "           transform=lambda cfg, hp, parts: "
+                        "_extra(optax.identity()),\n"
+                        "           grid=_grid(_COUPLED_WD)),\n",
+                        "           \"baseline)\",\n"
+                        "           transform=lambda cfg, hp, parts: "
+                        "_extra(optax.identity()),\n"
+                        "           grid=_grid(_COUPLED_WD), "
+                        "coupled_decay=False),\n")],
     # test_epoch_batching_matches_dataloader[clip_, coupled_]
     "no_short_batch": [("ngrok_jax/seed_step.py",
                         "    per_epoch = -(-n // b)\n",
