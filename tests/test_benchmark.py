@@ -120,7 +120,7 @@ def run(args):
 
 
 class FakeProgram:
-  """Stands in for ``experiments.benchmark.Program`` (whose compiled
+  """Stands in for ``experiments.bench_common.Program`` (whose compiled
   programs, NeuralGrok's included, are exercised by
   test_quick_benchmark_writes_json_records and, at the tiny paper-add size,
   by tests/test_device_check.py): records what it is built with and takes
@@ -146,8 +146,10 @@ def test_reference_side_by_side(tmp_path, monkeypatch, capsys):
   per seed-step, side by side.  In-process, the library's compiled programs
   replaced by FakeProgram: this checks the wiring (the preset's config,
   the programs built, the records and ratios), not the timings."""
-  from experiments import benchmark
+  from experiments import bench_common, benchmark
   from ngrok_jax.presets import get_preset
+  # reference_bench builds its programs through bench_common.Program
+  monkeypatch.setattr(bench_common, "Program", FakeProgram)
   monkeypatch.setattr(benchmark, "Program", FakeProgram)
   FakeProgram.built = []
   src = tmp_path / "src"
