@@ -79,31 +79,26 @@ def part_seed_group(ctx: Ctx) -> Dict[str, Any]:
               ratio_to_all={k: v / t["all"] for k, v in t.items()})
 
 
-class _NoDonation:
-  """A training program compiled without donating its state."""
+def _no_donation(cfg, S: int, steps: int):
+  """A training program compiled without donating its state, timed like
+  :class:`experiments.bench_common.Program` (whose ``run_once`` and ``time``
+  it inherits).  Imports lazily: jax is set up by device_check first."""
+  import jax
+  from ngrok_jax import train as T
+  from experiments.bench_common import Program, memory_bytes
 
-  def __init__(self, cfg, S: int, steps: int):
-    import jax
-    from ngrok_jax import train as T
-    from experiments.bench_common import memory_bytes
-    self.steps = steps
-    self.state, self.data = T.init(cfg, list(range(S)))
-    fn = jax.jit(lambda s, d: T.train_steps(cfg, s, d, num_steps=steps))
-    t0 = time.perf_counter()
-    self.compiled = fn.lower(self.state, self.data).compile()
-    self.compile_seconds = time.perf_counter() - t0
-    self.memory = memory_bytes(self.compiled)
+  class NoDonation(Program):
 
-  def run_once(self) -> float:
-    import jax
-    t0 = time.perf_counter()
-    self.state, out = self.compiled(self.state, self.data)
-    jax.block_until_ready((self.state, out))
-    return (time.perf_counter() - t0) / self.steps
+    def __init__(self):  # pylint: disable=super-init-not-called
+      self.cfg, self.steps = cfg, steps
+      self.state, self.data = T.init(cfg, list(range(S)))
+      fn = jax.jit(lambda s, d: T.train_steps(cfg, s, d, num_steps=steps))
+      t0 = time.perf_counter()
+      self.compiled = fn.lower(self.state, self.data).compile()
+      self.compile_seconds = time.perf_counter() - t0
+      self.memory = memory_bytes(self.compiled)
 
-  def time(self, repeats: int, warmup: int = 1):
-    for _ in range(warmup):
-      self.run_once()
+  return NoDonation()
 
 
 def part_donation(ctx: Ctx) -> Dict[str, Any]:
@@ -113,7 +108,7 @@ def part_donation(ctx: Ctx) -> Dict[str, Any]:
   steps = 2 * cfg.meta_every
   progs = {"donated": _program(ctx, ("paper-add", method, S), cfg, S,
                                steps),
-           "not_donated": _NoDonation(cfg, S, steps)}
+           "not_donated": _no_donation(cfg, S, steps)}
   t = time_programs(progs, 1 if ctx.dry else 3)
   return dict(seeds=S, method=method, s_per_step=t,
               not_donated_over_donated=t["not_donated"] / t["donated"],
