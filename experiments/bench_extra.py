@@ -63,10 +63,13 @@ def meta_objective(tr: Trainer, s, g, ox, oy):
   """phi -> the outer loss after the SGD look-ahead (the meta objective of
   ``ngrok_jax.neuralgrok``), for one seed's state ``s`` and gradient ``g``."""
   hp = s.hparams
+  # a fresh look-ahead state at every meta step, as the library's meta step
+  # (optax.sgd is a chain: update needs its init state, not None)
+  lookahead = optax.sgd(hp["lookahead_lr"])
 
   def objective(phi):
     ga = amplify(g, lambda v: tr.amplifier.apply(phi, v), hp["c"])
-    upd, _ = optax.sgd(hp["lookahead_lr"]).update(ga, None)
+    upd, _ = lookahead.update(ga, lookahead.init(s.params), s.params)
     return tr.loss_fn(optax.apply_updates(s.params, upd), ox, oy)
   return objective
 
@@ -137,8 +140,11 @@ def profile_components(name: str, base: Dict[str, Any], device: str,
   state, data = tr.init(seeds=[0])
   s = jax.tree.map(lambda x: x[0], state.seeds)
   tidx, oidx = data.train[0], data.outer[0]
-  x, y, w = seed_step.batch_of(cfg, s.key, tidx, 0, data)
-  g = jax.grad(tr.loss_fn)(s.params, x, y, w)
+  # the inputs of the pieces, each made by one compiled program (op by op,
+  # the transformer's backward alone compiled for longer than the profile)
+  x, y, w = jax.jit(lambda k, t: seed_step.batch_of(cfg, k, t, 0, data))(
+      s.key, tidx)
+  g = jax.jit(jax.grad(tr.loss_fn))(s.params, x, y, w)
   ox, oy = data.inputs[oidx], data.labels[oidx]
   flat = jnp.concatenate([jnp.ravel(l) for l in jax.tree.leaves(g)])
   amp_apply = tr.amplifier.apply

@@ -215,7 +215,8 @@ def main(argv=None):
   ap.add_argument("--seeds", default=None,
                   help="seed counts for a+b (default 1,2,4,8; quick: 1,2)")
   ap.add_argument("--repeats", type=int, default=None,
-                  help="timed calls per program (default 5; quick: 2)")
+                  help="timed calls per program (default 5, --profile 7; "
+                       "quick: 2)")
   ap.add_argument("--steps", type=int, default=None,
                   help="scanned steps per call (rounded to a multiple of T; "
                        "default 12; quick: 6)")
@@ -275,6 +276,8 @@ def main(argv=None):
   if args.profile:
     for n in names:
       records += profile_components(n, configs[n], device,
+                                    repeats=args.repeats or (
+                                        2 if args.quick else 7),
                                     amp_method=args.amp_method)
   for n in names if not args.no_steps else []:
     records += bench_config(n, configs[n], seeds if n == "a+b" else [1],

@@ -195,3 +195,21 @@ def test_reference_side_by_side(tmp_path, monkeypatch, capsys):
   assert ref["ratio_to_library"] == pytest.approx(ref["s_per_step"] / 5e-3)
   assert recs[("reference_adam", 1)]["ratio_to_library"] == pytest.approx(
       recs[("reference_adam", 1)]["s_per_step"] / 2e-3)
+
+
+def test_profile_path_runs(tmp_path, capsys):
+  """``--profile`` at the quick size: every piece of one seed's step is
+  timed, including the meta objective's look-ahead (an optax chain: its
+  update needs the chain's init state; ``None`` crashed with optax 0.2.8)."""
+  from experiments import benchmark
+  out = tmp_path / "profile.json"
+  benchmark.main(["--quick", "--configs", "a+b", "--profile", "--no-steps",
+                  "--repeats", "1", "--json", str(out)])
+  assert "profile a+b meta_grad:" in capsys.readouterr().out
+  records = json.loads(out.read_text())
+  profile = {r["what"]: r for r in records}
+  for what in ("batch_sampling", "transformer_fwd_bwd", "amplify_total",
+               "inner_update_total", "update_with_meta_step",
+               "amplifier_scores_grad", "meta_grad", "outer_loss_fwd"):
+    assert profile[f"profile/{what}"]["seconds"] > 0, what
+    assert len(profile[f"profile/{what}"]["all_seconds"]) == 1
