@@ -17,6 +17,9 @@ from ngrok_jax.report import markdown_table
 from ngrok_jax.results import load_run
 
 TASKS = ("a+b", "a-b", "a*b", "a*a-b", "a*c+b*d-e")
+# Tasks without a paper recipe of their own take the recipe of a related
+# task (a/b = a * b^-1: multiplication's), the task replaced.
+BORROWED = {"a/b": "a*b"}
 
 # --quick: the CPU size of RESULTS.md.  The transformer is scaled down to the
 # ``quick`` preset's (depth 1, d 64, lr 3e-3) and p to 47 (5 for
@@ -26,7 +29,7 @@ TASKS = ("a+b", "a-b", "a*b", "a*a-b", "a*c+b*d-e")
 # 128*128 breakpoints, and building it every step costs more than the whole
 # d-64 model step on this CPU.  a*c+b*d-e keeps 1-1152-1.
 QUICK = dict(depth=1, dim=64, heads=4, batch_size=128, lr=3e-3)
-QUICK_AMP = {t: (32, 32) for t in ("a+b", "a-b", "a*b", "a*a-b")}
+QUICK_AMP = {t: (32, 32) for t in ("a+b", "a-b", "a*b", "a*a-b", "a/b")}
 QUICK_P = {"a*c+b*d-e": 5}
 QUICK_DEFAULT_P = 47
 QUICK_STEPS, QUICK_EVAL, QUICK_SEEDS = 2000, 100, 5
@@ -52,10 +55,12 @@ def parser(doc: str) -> argparse.ArgumentParser:
 def task_setup(task: str, args) -> Dict[str, Any]:
   """preset (with the --quick / --p sizes merged), config, steps,
   eval_every, seeds and checkpoint_every for one task."""
-  if task not in presets.PAPER_PRESET_FOR_TASK:
-    raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-  preset = presets.get_preset(presets.PAPER_PRESET_FOR_TASK[task])
-  over: Dict[str, Any] = {}
+  if task not in presets.PAPER_PRESET_FOR_TASK and task not in BORROWED:
+    raise ValueError(f"unknown task {task!r}; valid tasks: "
+                     f"{', '.join(TASKS + tuple(BORROWED))}")
+  preset = presets.get_preset(presets.PAPER_PRESET_FOR_TASK[
+      BORROWED.get(task, task)])
+  over: Dict[str, Any] = {"task": task} if task in BORROWED else {}
   if args.quick:
     over.update(QUICK, p=QUICK_P.get(task, QUICK_DEFAULT_P))
     if task in QUICK_AMP:

@@ -47,9 +47,9 @@ def main():
   sources = args.sources.split(",")
   targets = args.targets.split(",")
   for t in sources + targets:
-    if t not in C.TASKS:
+    if t not in C.TASKS + tuple(C.BORROWED):
       raise ValueError(f"unknown task {t!r}; valid tasks: "
-                       f"{', '.join(C.TASKS)}")
+                       f"{', '.join(C.TASKS + tuple(C.BORROWED))}")
   base = C.out_dir(args, "transfer")
   runs = args.source_runs or C.out_dir(args, "compare")
   src_dir = {}

@@ -131,6 +131,47 @@ def parse_grid(items: Sequence[str]) -> Dict[str, Tuple[float, ...]]:
   return out
 
 
+def widened(grid: Mapping[str, Sequence[float]], cell: Mapping[str, float]
+            ) -> Dict[str, Tuple[float, ...]]:
+  """The grid, each axis whose chosen value sits on its edge extended by
+  one value past that edge (the ratio of the two outermost values on that
+  side; a lower edge at 0 is the axis's natural end and is kept).  Equal
+  to ``grid`` when no chosen value is on an edge it can pass.
+
+  Args:
+    grid: ``{name: values}`` (each axis sorted ascending).
+    cell: the chosen cell.
+
+  Returns:
+    The widened grid.
+  """
+  out = {}
+  for k, vals in grid.items():
+    v = sorted(float(x) for x in vals)
+    if len(v) >= 2 and cell[k] == v[-1] and v[-2] > 0:
+      v = v + [v[-1] * v[-1] / v[-2]]
+    elif len(v) >= 2 and cell[k] == v[0] and v[0] > 0:
+      v = [v[0] * v[0] / v[1]] + v
+    out[k] = tuple(v)
+  return out
+
+
+def _run_cells(setup, m, cells, first, tune_seeds, gdir, over, args):
+  """Runs ``cells`` (cell indices from ``first``: their own seeds) of
+  method ``m`` as one program in ``gdir``; returns its per-seed summary."""
+  seeds, hp = grid_seeds(cells, tune_seeds)
+  seeds = [x + first * tune_seeds for x in seeds]
+  if get_method(m).uses_amplifier:  # their defaults follow lr and wd per seed
+    hp.update(lookahead_lr=list(hp["lr"]), meta_wd=list(hp["wd"]))
+  summary = runner.run(
+      setup["config"], [m], seeds, setup["steps"], setup["eval_every"],
+      gdir, method_overrides=over, hparams=hp,
+      resume=os.path.exists(os.path.join(gdir, "config.json")),
+      checkpoint_every=setup.get("checkpoint_every"),
+      progress=not args.no_progress, stop_after=args.stop_after)
+  return summary["methods"][m]
+
+
 def _fmt_cell(cell: Mapping[str, float]) -> str:
   return ", ".join(f"{k} {v:g}" for k, v in cell.items())
 
@@ -167,7 +208,8 @@ def tables(result: Mapping[str, Any], heldout_dir: str,
                      for k, vals in r["grid"].items())
     best, second = r["ranked"][0], (r["ranked"][1:2] or [None])[0]
     lines.append(
-        f"| {m} | {grid} | {_fmt_cell(best['cell'])} | "
+        f"| {m} | {grid} | {_fmt_cell(best['cell'])}"
+        f"{' (edge)' if r.get('on_edge') else ''} | "
         f"{_fmt_steps(best['median'])} | {best['success']}/"
         f"{result['tune_seeds']} | "
         f"{_fmt_cell(second['cell']) if second else '-'} | "
@@ -197,28 +239,41 @@ def tune(setup: Dict[str, Any], task: str, methods: Sequence[str],
       methods={})
   chosen: Dict[str, Dict[str, Any]] = {}
   for m in methods:
-    cells = cells_of(grids[m])
-    seeds, hp = grid_seeds(cells, tune_seeds)
-    if get_method(m).uses_amplifier:  # their defaults follow lr and wd per seed
-      hp.update(lookahead_lr=list(hp["lr"]), meta_wd=list(hp["wd"]))
-    if min(seeds) < heldout_seeds:
+    grid = {k: tuple(v) for k, v in grids[m].items()}
+    cells = cells_of(grid)
+    if TUNE_SEED0 < heldout_seeds:
       raise ValueError("the held-out seeds would overlap the grid's")
-    gdir = os.path.join(out, "grid", m)
     # the grid's values replace the preset's for this method
-    over = {m: {k: v for k, v in base.get(m, {}).items() if k not in hp}}
-    summary = runner.run(
-        setup["config"], [m], seeds, setup["steps"], setup["eval_every"],
-        gdir, method_overrides=over, hparams=hp,
-        resume=os.path.exists(os.path.join(gdir, "config.json")),
-        checkpoint_every=setup.get("checkpoint_every"),
-        progress=not args.no_progress, stop_after=args.stop_after)
-    ranked = rank_cells(summary, m, cells, tune_seeds)
-    result["methods"][m] = dict(grid={k: list(v) for k, v in grids[m].items()},
-                                ranked=ranked, grid_dir=gdir)
+    over = {m: {k: v for k, v in base.get(m, {}).items() if k not in grid}}
+    per = _run_cells(setup, m, cells, 0, tune_seeds,
+                     os.path.join(out, "grid", m), over, args)
+    per = {k: list(per[k]) for k in ("seeds", "steps_to_95",
+                                     "final_test_acc")}
+    summ = dict(steps=setup["steps"], methods={m: per})
+    ranked = rank_cells(summ, m, cells, tune_seeds)
+    rounds = 0
+    while rounds < getattr(args, "widen", 0):
+      wider = widened(grid, ranked[0]["cell"])
+      new = [c for c in cells_of(wider) if c not in cells]
+      if not new:
+        break
+      rounds += 1
+      got = _run_cells(setup, m, new, len(cells), tune_seeds, os.path.join(
+          out, "grid", f"{m}-widen{rounds}"), over, args)
+      for k in per:
+        per[k] += list(got[k])
+      grid, cells = wider, cells + new
+      ranked = rank_cells(summ, m, cells, tune_seeds)
+    edge = widened(grid, ranked[0]["cell"]) != grid
+    result["methods"][m] = dict(grid={k: list(v) for k, v in grid.items()},
+                                ranked=ranked, grid_dir=os.path.join(
+                                    out, "grid", m), widen_rounds=rounds,
+                                on_edge=edge)
     chosen[m] = {**over[m], **ranked[0]["cell"]}
     print(f"{m}: chose {_fmt_cell(ranked[0]['cell'])} (median "
           f"{_fmt_steps(ranked[0]['median'])}, {ranked[0]['success']}/"
-          f"{tune_seeds} at 95%)", flush=True)
+          f"{tune_seeds} at 95%{'; on the grid edge' if edge else ''})",
+          flush=True)
   hdir = os.path.join(out, "heldout")
   summary = runner.run(
       setup["config"], list(methods), heldout_seeds, setup["steps"],
@@ -305,6 +360,9 @@ def main():
   p.add_argument("--stop-after", type=int, default=3,
                  help="stop a program once every seed has held 99%% test "
                       "accuracy for this many evaluations (0: never)")
+  p.add_argument("--widen", type=int, default=0, metavar="N",
+                 help="up to N rounds per method: while its chosen cell is "
+                 "on the grid's edge, run the cells one value past it")
   p.add_argument("--reference", default="adamw",
                  help="method the others are paired with (default adamw)")
   p.add_argument("--table", nargs="+", metavar="DIR", default=None,

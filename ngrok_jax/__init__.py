@@ -49,7 +49,8 @@ __all__ = [
 from ngrok_jax.learned_rule import (LearnedRuleState, RuleConfig,  # noqa: E402
                                     frozen_rule, init_rule, load_rule,
                                     rule_update, save_rule)
+from ngrok_jax.pretrained import pretrained_rule  # noqa: E402
 __all__ += ["LearnedRuleState", "RuleConfig", "frozen_rule", "init_rule",
-            "load_rule", "rule_update", "save_rule"]
+            "load_rule", "rule_update", "save_rule", "pretrained_rule"]
 
 __version__ = "0.1.0"

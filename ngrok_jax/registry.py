@@ -32,6 +32,7 @@ import optax
 
 from ngrok_jax.egd import scale_by_egd
 from ngrok_jax.neuralgrok import neuralgrok
+from ngrok_jax.pretrained import DEFAULT_RULE, pretrained_rule
 from ngrok_jax.transforms import (clip_by_global_norm, coupled_adam,
                                   grokfast_ema, grokfast_ma,
                                   normalize_gradients,
@@ -244,6 +245,22 @@ def _egd(cfg, hp, parts, adam):
       optax.scale_by_learning_rate(lr))))
 
 
+def _learned_rule(cfg, hp, parts, adam):
+  r"""The shipped learned rule (:func:`ngrok_jax.pretrained_rule`), frozen,
+  at the learning rate ``lr`` (with the warm-up) instead of the one it was
+  meta-trained with, and AdamW's decoupled weight decay:
+  :math:`\theta \leftarrow \theta + \eta_t (r / \eta_r - \mathrm{wd}\,
+  \theta)`, :math:`r` the rule's update at its own rate :math:`\eta_r`; the
+  global-norm clip first."""
+  del parts, adam
+  lr = (optax.linear_schedule(0.0, hp["lr"], cfg.warmup_steps)
+        if cfg.warmup_steps > 0 else hp["lr"])
+  return _extra(with_projection(cfg, optax.chain(
+      clip_by_global_norm(hp["clip"]), pretrained_rule(DEFAULT_RULE, lr=1.0),
+      optax.scale(-1.0), optax.add_decayed_weights(hp["wd"]),
+      optax.scale_by_learning_rate(lr))))
+
+
 def _amplifier_transform(cfg, hp, parts):
   del cfg
   return scale_by_amplifier(parts.amplifier, parts.amp_params, c=hp["c"])
@@ -316,6 +333,14 @@ RECORDS: Tuple[Method, ...] = (
            "U V^T, plain descent, no momentum (Pasand and Dohmatob 2026)",
            transform=lambda cfg, hp, parts: _extra(scale_by_egd()),
            optimizer=_egd, grid={"lr": (1e-2, 3e-2, 1e-1), "wd": (0.0, 0.1)},
+           coupled_decay=False),
+    # The learned rule's update has per-tensor RMS <= 2 lr, as Adam's about
+    # lr: the same learning rates apply.
+    Method("learned-rule", "the shipped learned update rule (meta-trained "
+           "across arithmetic tasks and primes), frozen, with AdamW's "
+           "decoupled weight decay",
+           transform=lambda cfg, hp, parts: _extra(optax.identity()),
+           optimizer=_learned_rule, grid=_grid((0.0, 0.3, 1.0)),
            coupled_decay=False),
     Method("neuralgrok", "NeuralGrok: a meta-learned amplifier before clip "
            "and Adam (Zhou et al. 2025)",

@@ -473,3 +473,21 @@ def test_train_prints_the_comparison_table(capsys, tmp_path):
   assert [l.split("|")[2].strip() for l in lines] == ["adam", "rescale"]
   assert all(l.count("/2") == 2 for l in lines)  # 95% and 99% successes
   assert f"run folder {out}" in err
+
+
+@pytest.mark.slow  # a CLI training run: about 90 s on a loaded 2-core CPU
+def test_learned_rule_method_trains_through_the_cli(capsys, tmp_path):
+  """--methods learned-rule: the shipped rule, frozen, at the CLI's learning
+  rate and AdamW's decoupled weight decay; it lowers the training loss."""
+  out = str(tmp_path / "r")
+  rc, _, err = _main(["train"] + TINY + ["--methods", "learned-rule",
+                                         "--steps", "40", "--lr", "0.01",
+                                         "--no-plots", "--out", out], capsys)
+  assert rc == 0, err
+  config = json.load(open(os.path.join(out, "config.json")))
+  assert config["methods"] == ["learned-rule"]
+  rows = read_metrics(out)
+  assert len(rows) == 2 * 4  # seeds x evals
+  for seed in (0, 1):
+    loss = [r["train/loss"] for r in rows if r["seed"] == seed]
+    assert np.isfinite(loss).all() and loss[-1] < loss[0], loss

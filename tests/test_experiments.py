@@ -405,7 +405,7 @@ def test_unknown_task_is_a_one_line_error(script, args, tmp_path,
   assert "Traceback" not in err
   assert err.strip().splitlines() == [
       "error: unknown task 'nope'; valid tasks: a+b, a-b, a*b, a*a-b, "
-      "a*c+b*d-e"]
+      "a*c+b*d-e, a/b"]
   assert not os.path.exists(out)
 
 

@@ -73,3 +73,21 @@ def test_fair_table_reads_the_committed_tuning_folder():
     if m != "adamw" and both:
       want = math.exp(sum(math.log(a / b) for a, b in both) / len(both))
       assert cells[2] == f"{want:.2f}x (n {len(both)})"
+
+
+def test_widened_passes_only_the_edges_it_can():
+  grid = {"lr": (1e-3, 3e-3, 1e-2), "wd": (0.0, 0.3, 1.0)}
+  # interior lr, wd at its natural lower end 0: nothing to widen
+  assert tune.widened(grid, dict(lr=3e-3, wd=0.0)) == grid
+  wide = tune.widened(grid, dict(lr=1e-2, wd=1.0))
+  assert wide["lr"][:3] == grid["lr"] and wide["lr"][3] == pytest.approx(
+      1e-2 * 1e-2 / 3e-3)
+  assert wide["wd"] == (0.0, 0.3, 1.0, pytest.approx(1.0 / 0.3))
+  low = tune.widened({"lr": (1e-3, 3e-3), "wd": (0.3, 1.0)},
+                     dict(lr=1e-3, wd=0.3))
+  assert low["lr"][0] == pytest.approx(1e-3 / 3) and low["lr"][1:] == (
+      1e-3, 3e-3)
+  assert low["wd"][0] == pytest.approx(0.09)
+  # the new cells are the ones the widened grid adds
+  new = [c for c in tune.cells_of(wide) if c not in tune.cells_of(grid)]
+  assert len(new) == 4 * 4 - 3 * 3

@@ -1,0 +1,123 @@
+"""Shipped learned rules: experiments/export_rule.py turns a meta-training
+folder into package files, ngrok_jax.pretrained_rule loads them as a frozen
+optax transformation that trains a user's own model, and the shipped
+default rule is complete."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ngrok_jax
+from ngrok_jax import learned_rule, pretrained
+
+
+def _mlp_problem():
+  """A user's own model (not the library's transformer): a 2-layer tanh
+  MLP regressing a smooth target, parameters in a plain dict."""
+  kx, k1, k2 = jax.random.split(jax.random.PRNGKey(3), 3)
+  x = jax.random.normal(kx, (128, 4))
+  y = jnp.sin(x @ jnp.array([1.0, -2.0, 0.5, 1.5]))[:, None]
+  params = {"hidden": {"w": 0.5 * jax.random.normal(k1, (4, 32)),
+                       "b": jnp.zeros(32)},
+            "out": (0.5 * jax.random.normal(k2, (32, 1)), jnp.zeros(1))}
+
+  def loss(p):
+    h = jnp.tanh(x @ p["hidden"]["w"] + p["hidden"]["b"])
+    return jnp.mean(jnp.square(h @ p["out"][0] + p["out"][1] - y))
+  return params, loss
+
+
+def _train(tx, params, loss, steps):
+  state = tx.init(params)
+
+  @jax.jit
+  def step(p, s):
+    u, s = tx.update(jax.grad(loss)(p), s, p)
+    return optax.apply_updates(p, u), s
+  for _ in range(steps):
+    params, state = step(params, state)
+  return float(loss(params))
+
+
+@pytest.fixture(scope="module")
+def meta_run(tmp_path_factory):
+  """A tiny meta-training folder (3 outer steps)."""
+  from experiments import meta_train
+  out = tmp_path_factory.mktemp("meta") / "run"
+  meta_train.run(meta_train.parser().parse_args([
+      "--out", str(out), "--primes", "11", "--dim", "16", "--heads", "2",
+      "--batch-size", "16", "--meta-batch", "16", "--hidden", "4",
+      "--particles", "2", "--truncation", "2", "--horizon", "4",
+      "--outer-steps", "3", "--no-progress", "--no-plots"]))
+  return str(out)
+
+
+@pytest.mark.slow  # a meta-training compilation: 30 s and more on 2 cores
+def test_export_rule_writes_loadable_package_files(meta_run, tmp_path):
+  from experiments import export_rule
+  dest = str(tmp_path / "rules")
+  export_rule.main([meta_run, "--name", "tiny-1", "--dest", dest])
+  assert pretrained.rule_names(dest) == ("tiny-1",)
+  info = pretrained.rule_info("tiny-1", dest)
+  assert info["cost"]["outer_steps"] == 3
+  assert info["cost"]["s_per_outer_step"] > 0
+  assert info["cost"]["total_wall_s"] >= info["cost"]["first_step_s"]
+  assert info["command"].startswith("python -m experiments.meta_train --out")
+  assert "--outer-steps 3" in info["command"]
+  assert info["meta_config"]["hidden"] == "4"
+  # the exported parameters are the run's
+  theta, cfg = pretrained.load_pretrained("tiny-1", dest)
+  run_theta, run_cfg = learned_rule.load_rule(meta_run)
+  assert cfg == run_cfg and cfg.hidden == (4,)
+  for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(run_theta)):
+    np.testing.assert_array_equal(a, b)
+  # an exact command given on the command line is kept
+  export_rule.export(meta_run, "tiny-2", dest, command="python -m x --y 1")
+  assert pretrained.rule_info("tiny-2", dest)["command"] == "python -m x --y 1"
+  with pytest.raises(ValueError, match="no learned rule 'nope'.*tiny-1"):
+    pretrained.pretrained_rule("nope", folder=dest)
+  with pytest.raises(ValueError, match="rule name"):
+    pretrained.write_rule_files(dest, "a/b", theta, cfg, {})
+  with pytest.raises(SystemExit):
+    export_rule.main([str(tmp_path), "--name", "x", "--dest", dest])
+
+
+def test_default_rule_trains_a_users_mlp():
+  assert pretrained.DEFAULT_RULE in pretrained.rule_names()
+  info = pretrained.rule_info()
+  assert info["name"] == pretrained.DEFAULT_RULE
+  for k in ("s_per_outer_step", "total_wall_s", "outer_steps"):
+    assert info["cost"][k] > 0
+  assert info["command"].startswith("python -m experiments.meta_train")
+  tx = ngrok_jax.pretrained_rule()
+  assert isinstance(tx, optax.GradientTransformation)
+  params, loss = _mlp_problem()
+  start = float(loss(params))
+  end = _train(tx, params, loss, 300)
+  assert end < 0.2 * start, (start, end)
+  # a larger learning rate moves the parameters further in one step
+  g = jax.grad(loss)(params)
+  norms = []
+  for lr in (1e-3, 1e-2):
+    t = ngrok_jax.pretrained_rule(lr=lr)
+    u, _ = t.update(g, t.init(params), params)
+    norms.append(float(optax.tree.norm(u)))
+    for leaf in jax.tree.leaves(u):  # bounded: RMS <= 2 lr per tensor
+      assert float(jnp.sqrt(jnp.mean(jnp.square(leaf)))) <= 2 * lr + 1e-7
+  assert norms[1] > 5 * norms[0]
+  # the loaded parameters are copies: editing them changes nothing cached
+  theta, _ = pretrained.load_pretrained()
+  jax.tree.leaves(theta)[0][...] = 1e3
+  theta2, _ = pretrained.load_pretrained()
+  assert not np.any(jax.tree.leaves(theta2)[0] == 1e3)
+
+
+def test_shipped_rule_json_is_complete():
+  with open(pretrained.RULES_DIR + f"/{pretrained.DEFAULT_RULE}.json") as f:
+    info = json.load(f)
+  assert set(info) >= {"name", "config", "command", "meta_config", "cost"}
+  assert pretrained.config_from_dict(info["config"]) == (
+      pretrained.load_pretrained()[1])
