@@ -1,7 +1,9 @@
 """The release: ``python -m build`` gives a wheel and an sdist holding the
 package and its data, ``twine check`` passes on both, the wheel installs into
-a fresh virtual environment and imports from outside the repository; the
-version agrees across the package, the changelog and the docs.
+a fresh virtual environment (one per module, shared by the tests) and imports
+from outside the repository, and notebooks/quickstart.ipynb runs in its quick
+mode on a kernel of that environment; the version agrees across the package,
+the changelog and the docs.
 
 The build runs on a copy of the package sources with probe data files added
 (``*.json``, ``*.msgpack``, ``*.npz`` in a subfolder without ``__init__``),
@@ -130,12 +132,16 @@ def test_wheel_and_sdist_hold_the_package_and_its_data(release):
   assert proc.stdout.count("PASSED") == 2, proc.stdout
 
 
-def test_wheel_installs_into_a_fresh_venv_and_imports(release, tmp_path):
+@pytest.fixture(scope="module")
+def venv(release, tmp_path_factory):
+  """A fresh virtual environment with the wheel installed, shared by the
+  tests below.  Offline: the system's packages (jax, flax, ipykernel, ...)
+  stay visible (``--system-site-packages``) and the wheel goes in with
+  ``--no-deps --no-index``; ngrok_jax itself comes from the wheel, found
+  before any editable install of the checkout."""
   dist, _ = release
   wheel = next(dist.glob("*.whl"))
-  venv = tmp_path / "venv"
-  # the system's packages (jax, flax, ...) stay visible; ngrok_jax itself
-  # comes from the wheel, found before any editable install of the checkout
+  venv = tmp_path_factory.mktemp("venv") / "venv"
   subprocess.run([sys.executable, "-m", "venv", "--system-site-packages",
                   str(venv)], check=True, timeout=300)
   py = venv / "bin" / "python"
@@ -143,6 +149,11 @@ def test_wheel_installs_into_a_fresh_venv_and_imports(release, tmp_path):
                          "--no-index", str(wheel)], capture_output=True,
                         text=True, timeout=300, env=_clean_env())
   assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+  return venv
+
+
+def test_wheel_installs_into_a_fresh_venv_and_imports(venv, tmp_path):
+  py = venv / "bin" / "python"
   outside = tmp_path / "elsewhere"
   outside.mkdir()
   check = (
@@ -171,3 +182,59 @@ def test_wheel_installs_into_a_fresh_venv_and_imports(release, tmp_path):
                         timeout=300, env=_clean_env())
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "paper-poly" in proc.stdout
+
+
+def test_notebook_runs_against_the_wheel(venv, tmp_path, monkeypatch):
+  """notebooks/quickstart.ipynb in its quick mode, on a kernel of the
+  wheel's venv started outside the repository: the notebook's process
+  imports the installed wheel, not the source tree."""
+  import nbclient
+  import nbformat
+  from jupyter_client.kernelspec import KernelSpecManager
+  from jupyter_client.manager import KernelManager
+
+  kernels = tmp_path / "kernels"
+  (kernels / "wheel-venv").mkdir(parents=True)
+  (kernels / "wheel-venv" / "kernel.json").write_text(json.dumps({
+      "argv": [str(venv / "bin" / "python"), "-m", "ipykernel_launcher",
+               "-f", "{connection_file}"],
+      "display_name": "ngrok_jax wheel", "language": "python"}))
+  outside = tmp_path / "elsewhere"
+  outside.mkdir()
+  monkeypatch.delenv("PYTHONPATH", raising=False)
+  monkeypatch.delenv("NGROK_JAX_SOURCE", raising=False)
+  monkeypatch.setenv("NGROK_QUICK", "1")
+  monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+  monkeypatch.setenv("NGROK_NOTEBOOK_TMP", str(tmp_path))
+  nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+  # one more cell: where the notebook's process found ngrok_jax
+  nb.cells.append(nbformat.v4.new_code_cell(
+      "import json as _j, os as _o, sys as _s, ngrok_jax as _n\n"
+      "print('WHERE=' + _j.dumps(dict(file=_n.__file__, cwd=_o.getcwd(), "
+      "exe=_s.executable, path=_s.path, quick=QUICK)))"))
+  km = KernelManager(kernel_name="wheel-venv",
+                     kernel_spec_manager=KernelSpecManager(
+                         kernel_dirs=[str(kernels)]))
+  client = nbclient.NotebookClient(
+      nb, km=km, timeout=300, allow_errors=False,  # a cell: ~1 min here
+      resources={"metadata": {"path": str(outside)}})
+  try:
+    client.execute()
+  except nbclient.exceptions.CellExecutionError as e:
+    pytest.fail(f"quickstart.ipynb raised against the wheel:\n{e}")
+  finally:
+    if km.has_kernel:
+      km.shutdown_kernel(now=True)
+  text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+  got = json.loads(text.split("WHERE=", 1)[1].splitlines()[0])
+  assert got["quick"] is True
+  assert got["file"].startswith(str(venv)), got["file"]
+  assert got["exe"].startswith(str(venv)), got["exe"]
+  assert pathlib.Path(got["cwd"]) == outside, got["cwd"]
+  repo = str(ROOT)
+  assert not any(p and (p == repo or p.startswith(repo + os.sep))
+                 for p in got["path"]), got["path"]
+  # the notebook's own cells ran too (its last cell prints the summary)
+  last = [c for c in nb.cells if c.cell_type == "code"][-2]
+  summary = "".join(o.get("text", "") for o in last.outputs)
+  assert "neuralgrok" in summary, summary[-2000:]
