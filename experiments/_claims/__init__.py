@@ -4,7 +4,7 @@ Each module registers the claims of some sections of RESULTS.md into
 :data:`base.CLAIMS` / :data:`base.TABLES`; importing this package loads all.
 """
 from experiments._claims import (  # noqa: F401 (they register)
-    amplifier, cpu, cpu_more, cross, paper, paper_tables, studies)
+    amplifier, cpu, cpu_more, cross, paper, paper_tables, rule, studies)
 from experiments._claims.base import (CLAIMS, EXEMPT, NON_DATA, TABLES,
                                       Claim, Data, Table)
 

@@ -1,0 +1,156 @@
+"""Claims and tables of "The learned rule's verdict" (RESULTS.md): the
+meta-training of the shipped rule and the rule against the tuned baselines
+on held-out tasks."""
+import functools
+import json
+import math
+
+import jax
+import numpy as np
+
+from experiments._claims.base import (CLAIMS, NON_DATA, TABLES, Claim, Table,
+                                      many, n)
+from ngrok_jax import learned_rule, stats
+from ngrok_jax.tables import md_table
+
+MT = "meta_train_rule"
+#: the verdict's tuning folders per held-out task: (baselines, the rule)
+VERDICT = {}
+RULE = "learned-rule"
+NAMES = {RULE: "learned rule", "adamw": "AdamW", "muon": "Muon",
+         "rescale": "rescaling", "neuralgrok": "NeuralGrok"}
+
+
+@functools.lru_cache(maxsize=None)
+def _rows(path):
+  with open(path) as f:
+    return tuple(json.loads(line) for line in f if line.strip())
+
+
+def _steps(D):
+  return [r for r in _rows(D.path(f"{MT}/metrics.jsonl")) if "meta_loss" in r]
+
+
+def _probe(D):
+  return [r for r in _rows(D.path(f"{MT}/metrics.jsonl"))
+          if "dist_adam" in r][-1]
+
+
+def _moved(D):
+  """(norm of the rule's change over meta-training, norm at its start)."""
+  theta, cfg = learned_rule.load_rule(D.path(MT))
+  seed = D.json(f"{MT}/meta_config.json")["seed"]
+  primes = D.json(f"{MT}/meta_config.json")["primes"].split(",")
+  key = jax.random.split(jax.random.PRNGKey(seed), 2 + len(primes))[0]
+  start = learned_rule.init_rule(cfg, key)
+  a = [np.asarray(x, float) for x in jax.tree.leaves(theta)]
+  b = [np.asarray(x, float) for x in jax.tree.leaves(start)]
+  d = math.sqrt(sum(float(np.sum((x - y) ** 2)) for x, y in zip(a, b)))
+  return d, math.sqrt(sum(float(np.sum(y ** 2)) for y in b))
+
+
+def _meta(D):
+  st = _steps(D)
+  primes = D.json(f"{MT}/meta_config.json")["primes"].split(",")
+  later = st[len(primes):]
+  return dict(n=len(st), k=len(primes),
+              wall=np.median([r["seconds"] for r in later]),
+              cpu=np.median([r["cpu_seconds"] for r in later]),
+              comp=[r["seconds"] for r in st[:len(primes)]],
+              total=sum(r["seconds"] for r in st),
+              trunc=D.json(f"{MT}/meta_config.json")["truncation"],
+              snr=np.median([r["grad_norm"] ** 2 / r["grad_var"]
+                             for r in st if r["grad_var"]]))
+
+
+many("rule.meta", [MT], {
+    "cost": lambda D: "{n} outer steps in {t:.0f} min: {w:.1f} s wall "
+    "({c:.1f} CPU-s) per outer step (median), after the first {k}, which "
+    "compiled one program per prime ({a})".format(
+        n=_meta(D)["n"], t=_meta(D)["total"] / 60, w=_meta(D)["wall"],
+        c=_meta(D)["cpu"], k=_meta(D)["k"],
+        a=" and ".join(f"{x:.0f} s" for x in _meta(D)["comp"])),
+    "steps": lambda D: "{} inner steps per particle".format(
+        n(_meta(D)["n"] // _meta(D)["k"] * _meta(D)["trunc"])),
+    "snr": lambda D: f"median {_meta(D)['snr']:.2f}",
+    "moved": lambda D: "moved by {:.2f} in norm ({:.0f}% of its initial "
+    "norm)".format(_moved(D)[0], 100 * _moved(D)[0] / _moved(D)[1]),
+    "probe": lambda D: "test accuracy {:.3f} after {} steps, distance from "
+    "Adam {:.3f}".format(_probe(D)["probe_test_acc"],
+                         D.json(f"{MT}/meta_config.json")["probe_steps"],
+                         _probe(D)["dist_adam"]),
+})
+
+
+# ------------------------------------------------- the verdict tables
+def _chosen(D, rel, m):
+  r = D.json(f"{rel}/tune.json")["methods"][m]
+  cell = r["ranked"][0]["cell"]
+  grid = "; ".join(f"{k} {'/'.join(f'{v:g}' for v in vals)}"
+                   for k, vals in r["grid"].items())
+  return grid, ", ".join(f"{k} {v:g}" for k, v in cell.items()) + (
+      " (edge)" if r.get("on_edge") else "")
+
+
+def _ci(d, fmt=".0f"):
+  if d["mean"] is None:
+    return "- (n 0)"
+  if d["lo"] is None:
+    return f"{d['mean']:+{fmt}} (n {d['n_both']})"
+  return (f"{d['mean']:+{fmt}} [{d['lo']:{fmt}}, {d['hi']:{fmt}}] "
+          f"(n {d['n_both']})")
+
+
+def pair(D, task, m):
+  """The paired table of the rule against method ``m`` (held-out seeds);
+  differences rule minus method."""
+  base, rule = VERDICT[task]
+  r, b = D.run(f"{rule}/heldout"), D.run(f"{base}/heldout")
+  seeds = list(r["spec"].seeds)
+  if list(b["spec"].seeds) != seeds:
+    raise ValueError("the rule and the baselines ran other seeds")
+  return stats.paired_table(r["rows"], RULE, m, seeds, r["spec"].steps,
+                            rows_b=b["rows"])
+
+
+def _reached(D, rel, m):
+  steps = D.per(f"{rel}/heldout", m)["steps_to_95"]
+  ok = [s for s in steps if s is not None]
+  return (f"{np.median(ok):g}" if ok else "never") + f" ({len(ok)}/" \
+      f"{len(steps)})"
+
+
+def verdict_table(D, task):
+  base, rule = VERDICT[task]
+  rows = [[NAMES[RULE], *_chosen(D, rule, RULE), _reached(D, rule, RULE),
+           "-", "-", "-"]]
+  for m in D.json(f"{base}/tune.json")["methods"]:
+    t = pair(D, task, m)
+    rows.append([NAMES.get(m, m), *_chosen(D, base, m),
+                 _reached(D, base, m), _ci(t["steps"]),
+                 _ci(t["auc"], ".3f"),
+                 f"{t['a_only']} / {t['b_only']} / {t['neither']}"])
+  return md_table(["method", "grid (widened)", "chosen cell",
+                   "95% median (reached)", "steps to 95%: rule - method",
+                   "AUC: rule - method", "reached 95%: rule only / "
+                   "method only / neither"], rows)
+
+
+for _task, (_b, _r) in VERDICT.items():
+  TABLES.append(Table(f"rule.verdict.{_task}", (_b, _r),
+                      lambda D, t=_task: verdict_table(D, t)))
+
+
+def _auc_text(D, task, m):
+  return f"{NAMES[m]} {_ci(pair(D, task, m)['auc'], '.3f')}"
+
+
+for _task, (_b, _r) in VERDICT.items():
+  for _m in ("adamw", "muon", "rescale", "neuralgrok"):
+    CLAIMS.append(Claim(f"rule.auc.{_task}.{_m}", (_b, _r),
+                        lambda D, t=_task, m=_m: _auc_text(D, t, m)))
+
+
+NON_DATA["RESULTS.md"] += [
+    "under two runs of 1000 steps", "2 fresh runs of a+b mod 43",
+    "shared with three other jobs", "chance 1/43 = 0.023"]
