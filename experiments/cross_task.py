@@ -1,7 +1,7 @@
 """A cross-task amplifier: meta-trained on several tasks at once, then frozen
 on held-out tasks, against rescaling (the paper's stated future work).
 
-1. Per variant, ``ngrok_jax.cross_task.run`` meta-trains one amplifier per
+1. Per variant, ``runner.run(..., tasks=...)`` meta-trains one amplifier per
    seed on the training tasks (default a+b, a-b, a*b: a vmapped task axis,
    the meta-gradient averaged over it) into ``cross-<variant>/``.
    Variants: ``recipe`` (the paper's meta optimizer: Adam 1e-4 with the
@@ -33,7 +33,7 @@ from typing import List
 
 from experiments import _common as C
 from experiments.learned_part import plot_scores
-from ngrok_jax import cross_task, stats
+from ngrok_jax import cross_task, runner, stats
 from ngrok_jax.config import TrainConfig
 
 VARIANTS = {
@@ -98,11 +98,12 @@ def main():
   for v in variants:
     folder = os.path.join(out, f"cross-{v}")
     cfg = dataclasses.replace(runner_config(base), **VARIANTS[v])
-    cross_task.run(cfg, train_tasks, base["seeds"], base["steps"],
-                   base["eval_every"], folder,
-                   resume=os.path.exists(os.path.join(folder,
-                                                      "cross_task.json")),
-                   progress=not args.no_progress)
+    runner.run(cfg, tasks=train_tasks, seeds=base["seeds"],
+               steps=base["steps"], eval_every=base["eval_every"],
+               out_dir=folder, resume=any(os.path.exists(
+                   os.path.join(folder, n))
+                   for n in ("config.json", "cross_task.json")),
+               progress=not args.no_progress)
   for t in held:
     setup = held_setups[t]
     name = cross_task.task_folder(t)

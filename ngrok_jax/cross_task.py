@@ -27,79 +27,46 @@ the amplifier then stops following theirs (:func:`amplifier` returns the
 copy of a task that did not diverge).  The program runs on one device (the
 runner's seed sharding is not used here).
 
-:func:`run` trains it with evaluations, checkpoints and resume, and writes::
-
-    out_dir/cross_task.json            tasks, seeds, steps, base config
-    out_dir/<task>/                    a run folder per training task
-                                       (config.json, metrics.jsonl,
-                                       summary.json, plots/: ngrok-jax
-                                       report and experiments.paired read
-                                       it)
-    out_dir/amplifier.msgpack          the trained amplifier, one per seed
-    out_dir/amplifier_init.msgpack     the initial one (a control)
-    out_dir/checkpoints/               the state (resume)
-
-Both amplifier files are what ``ngrok-jax train --methods neuralgrok-frozen
---amplifier PATH`` reads: freeze the cross-task amplifier and train a fresh
+The runner trains it (``runner.run(config, tasks=[...])``, a run spec with
+``tasks``): evaluations, hooks, checkpoints and resume as in any run; the
+run folder's layout is :mod:`ngrok_jax.cross_folder`'s.  Its
+``amplifier.msgpack`` (the trained amplifier, one per seed) and
+``amplifier_init.msgpack`` (the initial one, a control) are what
+``ngrok-jax train --methods neuralgrok-frozen --amplifier PATH`` reads: freeze the cross-task amplifier and train a fresh
 transformer on a held-out task (``experiments/cross_task.py``).
 
 Example::
 
-    from ngrok_jax import TrainConfig, cross_task
+    from ngrok_jax import TrainConfig, runner
     cfg = TrainConfig(p=23, depth=1, dim=32, heads=2, amp_hidden=(8, 8),
                       batch_size=64, meta_every=4)
-    summary = cross_task.run(cfg, ["a+b", "a-b", "a*b"], seeds=2, steps=200,
-                             eval_every=100, out_dir="runs/cross")
+    summaries = runner.run(cfg, tasks=["a+b", "a-b", "a*b"], seeds=2,
+                           steps=200, eval_every=100, out_dir="runs/cross")
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
-import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ngrok_jax import ampfile, results
 from ngrok_jax import tasks as tasks_lib
 from ngrok_jax import train as train_lib
 from ngrok_jax.config import TrainConfig
-from ngrok_jax.distributed import to_host
-from ngrok_jax.fileio import atomic_write, dumps
-from ngrok_jax.hooks import ProgressBar, RunInterrupted, StopFlag
-from ngrok_jax.spec import RunSpec
+from ngrok_jax.spec import CROSS_METHOD
 from ngrok_jax.train import Data, TrainState
-from ngrok_jax.trainer import Trainer
 
 __all__ = ["TASK_AXIS", "METHOD", "configs", "init", "train_steps",
-           "evaluate", "amplifier", "run", "task_folder", "load_header"]
+           "evaluate", "amplifier", "task_folder"]
 
 #: The name of the vmapped task axis (the meta-gradient's ``pmean`` axis).
 TASK_AXIS = "task"
 #: The method of every task's run folder.
-METHOD = "neuralgrok"
+METHOD = CROSS_METHOD
 _STATE_AXES = TrainState(None, 0)  # the step is shared, the seeds per task
-
-
-def load_header(out_dir: str) -> Dict[str, Any]:
-  """The arguments of the cross-task run in ``out_dir`` (its
-  ``cross_task.json``) as keyword arguments of :func:`run`: ``config``
-  (a :class:`TrainConfig`), ``tasks``, ``seeds``, ``steps``, ``eval_every``,
-  ``hparams``, ``checkpoint_every``."""
-  path = os.path.join(out_dir, "cross_task.json")
-  if not os.path.isfile(path):
-    raise ValueError(f"{out_dir!r} is not a cross-task run (no "
-                     "cross_task.json)")
-  with open(path) as f:
-    h = json.load(f)
-  return dict(config=TrainConfig.from_dict(h["config"]), tasks=h["tasks"],
-              seeds=h["seeds"], steps=h["steps"], eval_every=h["eval_every"],
-              hparams=h["hparams"] or None,
-              checkpoint_every=h.get("checkpoint_every"))
 
 
 def task_folder(task: str) -> str:
@@ -216,185 +183,3 @@ def amplifier(state: TrainState, which: str = "trained") -> Any:
                            "differ")
     out.append(a[pick, np.arange(a.shape[1])])
   return jax.tree.unflatten(jax.tree.structure(tree), out)
-
-
-# ----------------------------------------------------------------- run
-def _spec(cfg: TrainConfig, seeds, steps, eval_every, hp, ce) -> RunSpec:
-  return RunSpec(configs={METHOD: cfg}, seeds=tuple(seeds), steps=steps,
-                 eval_every=eval_every, hparams=hp,
-                 checkpoint_every=ce or None).validate()
-
-
-def _grad_range(cfgs, state, data):
-  """(lo, hi, seed-0 gradient of the first task) over every task."""
-  los, his, g0 = [], [], None
-  for i, c in enumerate(cfgs.values()):
-    fn = ampfile.grad_range_fn(Trainer(c))
-    sl = jax.tree.map(lambda x: x[i], (state.seeds, data))
-    lo, hi, g = to_host(fn(TrainState(state.step, sl[0]), sl[1]))
-    los.append(lo)
-    his.append(hi)
-    g0 = g if g0 is None else g0
-  return np.min(los, axis=0), np.max(his, axis=0), g0
-
-
-def run(config: TrainConfig, tasks: Sequence[str],
-        seeds: Any = 4, steps: int = 1000, eval_every: int = 100,
-        out_dir: Optional[str] = None, *,
-        hparams: Optional[Mapping[str, Any]] = None,
-        checkpoint_every: Optional[int] = None, resume: bool = False,
-        progress: bool = True, plots: bool = True,
-        report=print) -> Dict[str, Any]:
-  """Meta-trains one amplifier per seed across ``tasks``; returns
-  ``{task: summary}`` (the runner's summary of each task's run folder).
-
-  Args:
-    config: the NeuralGrok configuration (its ``task`` is replaced).
-    tasks: >= 2 tasks sharing the transformer's shapes.
-    seeds: a count (seeds 0..n-1) or the list of seeds.
-    steps, eval_every: the budget and the evaluation interval.
-    out_dir: the output folder (see the module docstring); ``None``: in
-      memory only.
-    hparams: per-seed hyperparameters ``{name: value or list}``.
-    checkpoint_every: also checkpoint every that many steps (a multiple of
-      ``eval_every``); there is always one at the end and on SIGINT/SIGTERM.
-    resume: continue ``out_dir`` from its newest checkpoint (the same
-      arguments are required).
-    plots: write each task folder's PNG plots (``<task>/plots``) at the end.
-  """
-  cfgs = configs(config, tasks)
-  tasks = list(cfgs)
-  seeds = list(range(seeds)) if isinstance(seeds, int) else [
-      int(s) for s in seeds]
-  hp = {k: tuple(float(x) for x in np.broadcast_to(
-      np.asarray(v, np.float64), (len(seeds),))) for k, v in
-        (hparams or {}).items()}
-  specs = {t: _spec(cfgs[t], seeds, steps, eval_every, hp,
-                    checkpoint_every) for t in tasks}
-  header = dict(format="ngrok_jax.cross_task/1", tasks=tasks, seeds=seeds,
-                steps=steps, eval_every=eval_every,
-                checkpoint_every=checkpoint_every or None,
-                config=dataclasses.replace(config, meta_axis_name=None,
-                                           task=tasks[0]).to_dict(),
-                hparams={k: list(v) for k, v in hp.items()})
-  path = (lambda *a: os.path.join(out_dir, *a)) if out_dir else None
-  if out_dir is not None:
-    saved = path("cross_task.json")
-    if os.path.exists(saved) and not resume:
-      raise ValueError(f"{out_dir!r} already holds a cross-task run: "
-                       "resume it (resume=True) or choose another folder")
-    if resume and os.path.exists(saved):
-      with open(saved) as f:
-        old = json.load(f)
-      if json.loads(dumps(header)) != old:
-        raise ValueError(f"{out_dir!r} holds a cross-task run with other "
-                         "arguments; resume it with the same ones")
-    os.makedirs(out_dir, exist_ok=True)
-    atomic_write(saved, dumps(header))
-    for t in tasks:
-      os.makedirs(path(task_folder(t)), exist_ok=True)
-      atomic_write(path(task_folder(t), "config.json"),
-                   dumps(specs[t].to_dict()))
-  state, data = init(config, tasks, seeds, hp or None)
-  rows: Dict[str, List[dict]] = {t: [] for t in tasks}
-  step, wall, extra = 0, 0.0, {}
-  ckpt = None
-  if out_dir is not None:
-    from ngrok_jax.checkpoint import Checkpointer
-    ckpt = Checkpointer(path("checkpoints"))
-  try:
-    got = ckpt.restore_latest(state, report=report) if (
-        resume and ckpt is not None) else None
-    if got is not None:
-      step, state, meta = got
-      rows = {t: list(meta["rows"][t]) for t in tasks}
-      wall, extra = float(meta["wall_time"]), dict(meta["extra"])
-      report(f"cross-task: resuming from step {step}")
-    if out_dir is not None:  # drops rows appended after the checkpoint
-      for t in tasks:
-        results.write_metrics(path(task_folder(t)), rows[t])
-    if out_dir is not None and "grad_range0" not in extra:
-      lo, hi, _ = _grad_range(cfgs, state, data)
-      extra["grad_range0"] = [float(np.min(lo)), float(np.max(hi))]
-
-    def save(at):
-      ckpt.save(at, state, dict(rows=rows, wall_time=wall, extra=extra))
-
-    bar = ProgressBar(steps, step, "cross-task " + ",".join(tasks), progress)
-    try:
-      with StopFlag() as stop:
-        while step < steps:
-          n = min(eval_every, steps - step)
-          t0 = time.perf_counter()
-          state, out = train_steps(config, tasks, state, data, n)
-          ev = to_host(evaluate(config, tasks, state, data))
-          wall += time.perf_counter() - t0
-          step += n
-          chunk_rows = []
-          for i, t in enumerate(tasks):
-            e = {k: np.asarray(v)[i] for k, v in ev.items() if k != "step"}
-            e["batch_loss"] = np.mean(np.asarray(out["loss"][i], np.float64),
-                                      axis=0)
-            new = results.metric_rows(METHOD, seeds, step, e, hp)
-            for r in new:
-              r["task"] = t
-            rows[t] += new
-            chunk_rows += new
-            if out_dir is not None:
-              results.append_metrics(path(task_folder(t)), new)
-          bar(_ChunkView(n, chunk_rows))
-          if ckpt is not None and (step >= steps or stop.signum is not None or
-                                   (checkpoint_every and
-                                    step % checkpoint_every == 0)):
-            save(step)
-          if stop.signum is not None:
-            if ckpt is not None:
-              ckpt.wait()
-            raise RunInterrupted(f"cross-task run stopped at step {step} "
-                                 "(checkpoint saved)", stop.signum, out_dir)
-    finally:
-      bar.close()
-    summaries = {}
-    for t in tasks:
-      summaries[t] = results.summarize(rows[t], specs[t], {METHOD: wall},
-                                       {METHOD: step >= steps})
-      if out_dir is not None:
-        results.write_metrics(path(task_folder(t)), rows[t])
-        atomic_write(path(task_folder(t), "summary.json"),
-                     dumps(summaries[t]))
-    if out_dir is not None:
-      _save_amplifiers(cfgs, tasks, seeds, state, data, extra, summaries,
-                       path)
-      if plots:
-        from ngrok_jax import plots as plots_lib
-        for t in tasks:
-          try:
-            plots_lib.plot_run(path(task_folder(t)))
-          except Exception as e:  # noqa: BLE001 - plotting never loses a run
-            report(f"plotting {t} failed: {type(e).__name__}: {e}")
-    return summaries
-  finally:
-    if ckpt is not None:
-      ckpt.close()
-
-
-@dataclasses.dataclass
-class _ChunkView:  # what ProgressBar reads of a chunk
-  size: int
-  rows: List[dict]
-
-
-def _save_amplifiers(cfgs, tasks, seeds, state, data, extra, summaries,
-                     path) -> None:
-  c0 = cfgs[tasks[0]]
-  host = to_host(jax.tree.map(lambda x: x[0], state.seeds))
-  ranges = _grad_range(cfgs, state, data)
-  to95 = {t: summaries[t]["methods"][METHOD]["steps_to_95"] for t in tasks}
-  meta = ampfile.run_amplifier_meta(
-      dataclasses.replace(c0, meta_axis_name=None),
-      seeds, TrainState(state.step, host), ranges, extra.get("grad_range0"),
-      to95[tasks[0]])
-  meta.update(task=",".join(tasks), cross_task=tasks, steps_to_95=to95)
-  ampfile.save_amplifier(path(ampfile.FILE), amplifier(state), meta)
-  ampfile.save_amplifier(path("amplifier_init.msgpack"),
-                         amplifier(state, "init"), dict(meta, step=0))

@@ -141,17 +141,17 @@ class DivergenceBound:
     self.limit = limit
 
   def __call__(self, chunk: Chunk) -> None:
-    earlier = {}
+    earlier = {}  # (task, seed): a run with tasks has a row per both
     for r in chunk.history[:len(chunk.history) - len(chunk.rows)]:
       d = r.get("diverged_at")
       if d is not None and d >= 0:
-        earlier[r["seed"]] = int(d)
+        earlier[r.get("task"), r["seed"]] = int(d)
     for r in chunk.rows:
       loss, d = r.get("batch_loss"), r.get("diverged_at")
       if d is not None and d >= 0:
         continue
-      if r["seed"] in earlier:
-        r["diverged_at"] = earlier[r["seed"]]
+      if (r.get("task"), r["seed"]) in earlier:
+        r["diverged_at"] = earlier[r.get("task"), r["seed"]]
       elif loss is None or not loss <= self.limit:
         r["diverged_at"] = int(chunk.step)
 

@@ -3,6 +3,7 @@ spectrum, and steps to generalize."""
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Dict, Iterable, Optional, Sequence
 
 import jax
@@ -10,7 +11,29 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["absolute_entropy", "global_norm", "fourier_spectrum",
-           "key_frequencies", "steps_to_threshold", "summarize_steps"]
+           "key_frequencies", "steps_to_threshold", "summarize_steps",
+           "chunk_losses"]
+
+
+def chunk_losses(loss, outer_loss) -> Dict[str, np.ndarray]:
+  """Per-seed means over a chunk of training steps.
+
+  Args:
+    loss: the batch losses, (steps, S).
+    outer_loss: the outer losses, (steps, S), NaN where no meta step ran.
+
+  Returns:
+    ``batch_loss`` (float64 mean) and ``outer_loss`` (NaN-ignoring mean;
+    NaN for a seed without a meta step in the chunk), each (S,).
+  """
+  out = dict(batch_loss=np.mean(np.asarray(loss, np.float64), axis=0))
+  outer = np.asarray(outer_loss, np.float64)
+  with np.errstate(all="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)
+    out["outer_loss"] = (np.nanmean(outer, axis=0)
+                         if np.isfinite(outer).any()
+                         else np.full(outer.shape[1], np.nan))
+  return out
 
 
 def absolute_entropy(tree) -> jax.Array:

@@ -1,15 +1,17 @@
 """The training loop of the runner: one run folder's state while it trains
 (:class:`RunLoop`), each method trained in chunks of ``eval_every`` steps,
 evaluated after every chunk, the per-chunk hooks called, checkpoints resumed
-and the trained amplifier saved.  The entry points (``run``, ``resume``,
-``execute``) are :mod:`ngrok_jax.runner`'s.
+and the trained amplifier saved.  What differs between a run on one task and
+a run with a task axis (``RunSpec.tasks``) is the run's layout:
+:class:`SingleTask` here, :class:`ngrok_jax.cross_folder.TaskAxis`.  The
+entry points (``run``, ``resume``, ``execute``) are :mod:`ngrok_jax.runner`'s.
 """
 from __future__ import annotations
 
 import os
 import time
-import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 import jax
 import numpy as np
@@ -22,12 +24,13 @@ from ngrok_jax.hooks import (AgreeOnStop, CheckpointSaver, Chunk,
                              DivergenceBound, EarlyStop, MetricsWriter,
                              ProgressBar, StopFlag, StopOnSignal,
                              close_hooks)
-from ngrok_jax.results import summarize
+from ngrok_jax.metrics import chunk_losses
+from ngrok_jax.results import summarize, summary_line
 from ngrok_jax.sharding import shard_count
 from ngrok_jax.spec import EACH, RunSpec
 from ngrok_jax.trainer import Trainer
 
-__all__ = ["RunLoop"]
+__all__ = ["RunLoop", "SingleTask"]
 
 Hook = Callable[[Chunk], None]
 
@@ -37,13 +40,112 @@ def _evaluation(trainer: Trainer, state, data, out) -> Dict[str, np.ndarray]:
   batch loss and mean outer loss (NaN where no meta step ran)."""
   ev, out = to_host((trainer.evaluate(state, data),
                      {k: out[k] for k in ("loss", "outer_loss")}))
-  ev["batch_loss"] = np.mean(np.asarray(out["loss"], np.float64), axis=0)
-  outer = np.asarray(out["outer_loss"], np.float64)
-  with np.errstate(all="ignore"), warnings.catch_warnings():
-    warnings.simplefilter("ignore", RuntimeWarning)
-    ev["outer_loss"] = (np.nanmean(outer, axis=0) if np.isfinite(outer).any()
-                        else np.full(outer.shape[1], np.nan))
+  ev.update(chunk_losses(out["loss"], out["outer_loss"]))
   return ev
+
+
+class SingleTask:
+  """The layout of a run on one task (``spec.tasks`` empty): each method's
+  :class:`ngrok_jax.Trainer`, its seeds sharded over devices, the run
+  folder's ``metrics.jsonl`` and ``summary.json``, ``checkpoints/<method>``
+  and the trained amplifier.  :class:`ngrok_jax.cross_folder.TaskAxis` is
+  the layout of a run with a task axis.
+
+  Args:
+    spec: the run spec.
+    devices: the device cap.
+    seed_group: as :func:`ngrok_jax.train.train_steps`.
+  """
+
+  def __init__(self, spec: RunSpec, devices: Optional[int], seed_group):
+    self.spec, self.devices = spec, devices
+    # sharded seeds: every device vmaps its own seeds at once
+    self.seed_group = None if self.shards() > 1 else seed_group
+
+  def shards(self) -> int:
+    """The number of devices the seed axis is sharded over."""
+    return shard_count(len(self.spec.seeds), self.devices)
+
+  def start(self, method: str):
+    """``(trainer, state, data)`` of ``method`` at step 0."""
+    spec = self.spec
+    trainer = Trainer(spec.configs[method], seed_group=self.seed_group)
+    each = spec.amplifier_seed == EACH
+    amp = (load_amplifier(spec.amplifier, None if each else
+                          spec.amplifier_seed)[0]
+           if spec.configs[method].record.needs_trained_amplifier else None)
+    hp = {k: np.asarray(v, np.float32) for k, v in spec.hparams.items()}
+    state, data = trainer.init(list(spec.seeds), hparams=hp or None,
+                               amp_params=amp, amp_per_seed=each)
+    return trainer, state, data
+
+  def place(self, state, data):
+    """Shards the seed axis over :meth:`shards` devices (the same number in
+    every process); checkpoints stay layout independent (restored to the
+    host, then placed here)."""
+    n = self.shards()
+    if n <= 1:
+      return state, data
+    from ngrok_jax.sharding import global_seed_mesh, seed_mesh, shard_seeds
+    mesh = (global_seed_mesh(n // jax.process_count())
+            if jax.process_count() > 1 else
+            seed_mesh(jax.local_devices()[:n]))
+    return shard_seeds(state, data, mesh=mesh)
+
+  def rows(self, method, step, trainer, state, data, out):
+    """``(the state's step, the chunk's metric rows)``."""
+    ev = _evaluation(trainer, state, data, out)
+    return int(ev["step"]), results.metric_rows(
+        method, self.spec.seeds, step, ev, self.spec.hparams)
+
+  def checkpoint_dir(self, method: str) -> Tuple[str, ...]:
+    return ("checkpoints", method)
+
+  def rows_of(self, meta) -> List[dict]:
+    """The metric rows saved in a checkpoint's ``meta``."""
+    return list(meta["rows"])
+
+  def begin(self, out_dir: str) -> None:
+    """Nothing to prepare (the runner writes config.json)."""
+    del out_dir
+
+  def write_metrics(self, out_dir: str, rows: Sequence[dict]) -> None:
+    results.write_metrics(out_dir, rows)
+
+  def metrics_hook(self, out_dir: str) -> Hook:
+    return MetricsWriter(out_dir)
+
+  def summary(self, rows, wall, complete) -> Dict[str, Any]:
+    return summarize(rows, self.spec, wall, complete)
+
+  def write_summary(self, out_dir: str, s: Mapping[str, Any]) -> None:
+    atomic_write(os.path.join(out_dir, "summary.json"), dumps(s))
+
+  def summary_lines(self, s: Mapping[str, Any], method: str) -> List[str]:
+    return [summary_line(method, s["methods"][method])]
+
+  def grad_range0(self, trainer, state, data) -> List[float]:
+    lo, hi, _ = to_host(ampfile.grad_range_fn(trainer)(state, data))
+    return [float(np.min(lo)), float(np.max(hi))]
+
+  def save_amplifier(self, out_dir, method, trainer, state, data, extra,
+                     s) -> None:
+    """Writes ``amplifier.msgpack`` (every process takes part)."""
+    host, ranges = to_host((state, ampfile.grad_range_fn(trainer)(state,
+                                                                  data)))
+    meta = ampfile.run_amplifier_meta(
+        self.spec.configs[method], self.spec.seeds, host, ranges,
+        extra.get("grad_range0"), s["methods"][method]["steps_to_95"])
+    if is_primary():
+      save_amplifier(os.path.join(out_dir, ampfile.FILE),
+                     host.seeds.amp_params, meta)
+
+  def plot(self, out_dir: str, report) -> None:
+    from ngrok_jax import plots as plots_lib
+    try:
+      plots_lib.plot_run(out_dir)
+    except Exception as e:  # noqa: BLE001 - plotting never loses a run
+      report(f"plotting failed: {type(e).__name__}: {e}")
 
 
 class RunLoop:
@@ -65,12 +167,15 @@ class RunLoop:
                seed_group="auto"):
     self.spec, self.out_dir, self.progress = spec, out_dir, progress
     self.report, self.devices, self.hooks = report, devices, list(hooks)
-    # sharded seeds: every device vmaps its own seeds at once
-    self.seed_group = None if shard_count(len(spec.seeds), devices) > 1 \
-        else seed_group
+    if spec.tasks:
+      from ngrok_jax.cross_folder import TaskAxis
+      self.layout = TaskAxis(spec)
+    else:
+      self.layout = SingleTask(spec, devices, seed_group)
     self.rows: Dict[str, List[dict]] = {m: [] for m in spec.methods}
     self.wall: Dict[str, float] = {m: 0.0 for m in spec.methods}
     self.complete: Dict[str, bool] = {m: False for m in spec.methods}
+    self.force = False
 
   def path(self, *names) -> str:
     return os.path.join(self.out_dir, *names)
@@ -79,30 +184,22 @@ class RunLoop:
     return [r for m in self.spec.methods for r in self.rows[m]]
 
   def summary(self) -> Dict[str, Any]:
-    return summarize(self.all_rows(), self.spec, self.wall, self.complete)
+    return self.layout.summary(self.all_rows(), self.wall, self.complete)
 
   def write_summary(self) -> Dict[str, Any]:
     s = self.summary()
     if self.out_dir is not None and is_primary():
-      atomic_write(self.path("summary.json"), dumps(s))
+      self.layout.write_summary(self.out_dir, s)
     return s
 
   def train_method(self, method: str, stop: StopFlag, resume: bool) -> None:
-    spec, saves = self.spec, self.out_dir is not None
-    trainer = Trainer(spec.configs[method], seed_group=self.seed_group)
-    each = spec.amplifier_seed == EACH
-    amp = (load_amplifier(spec.amplifier, None if each else
-                          spec.amplifier_seed)[0]
-           if spec.configs[method].record.needs_trained_amplifier else None)
-    hp = {k: np.asarray(v, np.float32) for k, v in spec.hparams.items()}
-    state, data = trainer.init(list(spec.seeds), hparams=hp or None,
-                               amp_params=amp, amp_per_seed=each)
-    grad_range = (ampfile.grad_range_fn(trainer)
-                  if trainer.has_meta and saves else None)
+    spec, saves, lay = self.spec, self.out_dir is not None, self.layout
+    trainer, state, data = lay.start(method)
+    meta_range = trainer.has_meta and saves
     ckpt = None
     if saves:
       from ngrok_jax.checkpoint import Checkpointer, resume_from
-      ckpt = Checkpointer(self.path("checkpoints", method),
+      ckpt = Checkpointer(self.path(*lay.checkpoint_dir(method)),
                           spec.keep_checkpoints)
     early = EarlyStop(spec.stop_after, spec.stop_acc, spec.seeds, self.report)
     extra: Dict[str, Any] = {}
@@ -114,7 +211,7 @@ class RunLoop:
         step, state, meta = got
         runfolder.record_resume(self.out_dir if is_primary() else None,
                                 method, step)
-        self.rows[method] = list(meta["rows"])
+        self.rows[method] = lay.rows_of(meta)
         self.wall[method] = float(meta["wall_time"])
         extra = dict(meta.get("extra", {}))
         if step >= spec.steps or early.held(method, self.rows[method]):
@@ -122,11 +219,10 @@ class RunLoop:
         else:
           self.report(f"{method}: resuming from step {step}")
       if saves and is_primary():  # drops rows appended after the checkpoint
-        results.write_metrics(self.out_dir, self.all_rows())
-      state, data = self._place(state, data)
-      if grad_range is not None and "grad_range0" not in extra:
-        lo, hi, _ = to_host(grad_range(state, data))
-        extra["grad_range0"] = [float(np.min(lo)), float(np.max(hi))]
+        lay.write_metrics(self.out_dir, self.all_rows())
+      state, data = lay.place(state, data)
+      if meta_range and "grad_range0" not in extra:
+        extra["grad_range0"] = lay.grad_range0(trainer, state, data)
       if not self.complete[method]:
         hooks = [DivergenceBound(), ProgressBar(spec.steps, step, method,
                                                 self.progress), early,
@@ -135,37 +231,17 @@ class RunLoop:
           hooks.insert(0, AgreeOnStop(stop))
         if saves:
           if is_primary():
-            hooks.append(MetricsWriter(self.out_dir))
+            hooks.append(lay.metrics_hook(self.out_dir))
           hooks.append(CheckpointSaver(ckpt, spec.checkpoint_every, stop,
                                        extra))
         hooks.append(StopOnSignal(stop, self.out_dir, saves))
         state = self._loop(method, trainer, state, data, step, hooks)
-      if grad_range is not None:
-        host, ranges = to_host((state, grad_range(state, data)))
-        meta = ampfile.run_amplifier_meta(
-            spec.configs[method], spec.seeds, host, ranges,
-            extra.get("grad_range0"),
-            self.summary()["methods"][method]["steps_to_95"])
-        if is_primary():
-          save_amplifier(self.path(ampfile.FILE), host.seeds.amp_params,
-                         meta)
+      if meta_range:
+        lay.save_amplifier(self.out_dir, method, trainer, state, data, extra,
+                           self.summary())
     finally:
       if ckpt is not None:
         ckpt.close()
-
-  def _place(self, state, data):
-    """Shards the seed axis over ``self.devices`` devices (the largest count
-    <= it that divides the number of seeds, the same number in every
-    process); checkpoints stay layout independent (restored to the host,
-    then placed here)."""
-    n = shard_count(len(self.spec.seeds), self.devices)
-    if n <= 1:
-      return state, data
-    from ngrok_jax.sharding import global_seed_mesh, seed_mesh, shard_seeds
-    mesh = (global_seed_mesh(n // jax.process_count())
-            if jax.process_count() > 1 else
-            seed_mesh(jax.local_devices()[:n]))
-    return shard_seeds(state, data, mesh=mesh)
 
   def _loop(self, method, trainer, state, data, step, hooks):
     """Chunks of ``eval_every`` steps until the budget is spent or a hook
@@ -176,13 +252,12 @@ class RunLoop:
       while step < spec.steps:
         n = min(spec.eval_every, spec.steps - step)
         state, out = trainer.train_steps(state, data, n)
-        ev = _evaluation(trainer, state, data, out)
+        at, rows = self.layout.rows(method, step + n, trainer, state, data,
+                                    out)
         step += n
-        if int(ev["step"]) != step:
-          raise RuntimeError(f"{method}: the state is at step "
-                             f"{int(ev['step'])} after {step} steps")
-        rows = results.metric_rows(method, spec.seeds, step, ev,
-                                   spec.hparams)
+        if at != step:
+          raise RuntimeError(f"{method}: the state is at step {at} after "
+                             f"{step} steps")
         self.rows[method] += rows
         self.wall[method] = wall0 + time.perf_counter() - t0
         chunk = Chunk(method, step, spec.steps, n, state, rows,

@@ -48,7 +48,7 @@ __all__ = ["FIXED", "HISTORY", "MAX_EXAMPLES", "MAX_P", "check_new_folder",
 FIXED = ("task", "p", "fractions", "split_seed", "depth", "dim", "heads",
          "init", "batching", "batch_size", "train_on_outer", "amp_hidden",
          "amp_method", "amp_inputs", "window", "meta_axis_name")
-_FIXED_RUN = ("methods", "seeds", "amplifier", "amplifier_seed")
+_FIXED_RUN = ("methods", "seeds", "amplifier", "amplifier_seed", "tasks")
 #: The run folder's record of configuration changes made by a resume.
 HISTORY = "changes.jsonl"
 #: Largest number of examples of a task (p^2 for a binary operation).
@@ -81,7 +81,8 @@ def check_new_folder(out_dir) -> None:
   out_dir = _check_path(out_dir)
   if not os.path.isdir(out_dir):
     return
-  if os.path.exists(os.path.join(out_dir, "config.json")):
+  if any(os.path.exists(os.path.join(out_dir, n))
+         for n in ("config.json", "cross_task.json")):
     raise ValueError(f"{out_dir!r} already holds a run; resume it with "
                      f"--resume {out_dir} or choose a new --out")
   names = sorted(os.listdir(out_dir))
@@ -100,10 +101,13 @@ def _field_value(d: Dict[str, Any], name: str):
 
 
 def _reached(out_dir: str, method: str) -> int:
-  """The newest checkpoint step of ``method`` in ``out_dir`` (0: none)."""
-  d = os.path.join(out_dir, "checkpoints", method)
-  steps = [int(n) for n in os.listdir(d) if n.isdigit()] if os.path.isdir(
-      d) else []
+  """The newest checkpoint step of ``method`` in ``out_dir`` (0: none);
+  a run with tasks keeps its steps in ``checkpoints/`` itself."""
+  steps = []
+  for d in (os.path.join(out_dir, "checkpoints", method),
+            os.path.join(out_dir, "checkpoints")):
+    if os.path.isdir(d):
+      steps += [int(n) for n in os.listdir(d) if n.isdigit()]
   return max(steps, default=0)
 
 
@@ -252,7 +256,8 @@ def estimate_bytes(spec) -> int:
   the run's methods): the examples (built as Python tuples first), each
   seed's index rows, and three copies of the per-seed state (the state, the
   step's new state and gradients), whose shapes come from
-  ``jax.eval_shape`` (nothing allocated)."""
+  ``jax.eval_shape`` (nothing allocated); a run with tasks holds all of
+  that once per task."""
   import jax
   import numpy as np
   from ngrok_jax.config import num_examples
@@ -272,7 +277,7 @@ def estimate_bytes(spec) -> int:
     per_seed = sum(int(np.prod(l.shape)) * l.dtype.itemsize
                    for l in jax.tree.leaves(shapes))
     worst = max(worst, data + 3 * s * per_seed)
-  return worst
+  return worst * max(1, len(getattr(spec, "tasks", ())))
 
 
 _ESTIMATES: Dict[str, int] = {}

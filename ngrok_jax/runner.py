@@ -129,7 +129,7 @@ def check_devices(devices: Optional[int]) -> None:
 
 
 def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
-        methods: Union[str, Sequence[str]] = ("neuralgrok", "adam"),
+        methods: Union[str, Sequence[str], None] = None,
         seeds: Union[int, Sequence[int]] = 4, steps: int = 1000,
         eval_every: int = 100, out_dir: Optional[str] = None, *,
         method_overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
@@ -141,14 +141,17 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
         plots: bool = True, report=None,
         devices: Optional[int] = None,
         stop_after: Optional[int] = None, stop_acc: float = STOP_ACC,
-        hooks: Sequence[Hook] = (), seed_group="auto") -> Dict[str, Any]:
-  """Trains ``methods`` on one task for all ``seeds``; returns the summary.
+        hooks: Sequence[Hook] = (), seed_group="auto",
+        tasks: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+  """Trains ``methods`` on one task for all ``seeds`` (or, with ``tasks``,
+  one amplifier per seed across several tasks); returns the summary.
 
   Args:
     config: the base :class:`TrainConfig` (or its dict); its ``method`` is
       replaced by each of ``methods``.
     methods: method names (list or comma-separated string), run in order,
-      each as one vmapped program over the seeds.
+      each as one vmapped program over the seeds; None: ``neuralgrok,
+      adam`` (with ``tasks``: ``neuralgrok``).
     seeds: number of seeds (0..n-1) or the list of seeds.
     steps: training steps per method.
     eval_every: evaluate every seed after every ``eval_every`` steps (one
@@ -191,9 +194,15 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
       group after another (``"auto"``: one at a time on a CPU, all at once
       on accelerators; ``None``: all at once); same results, not part of
       the run's configuration.
+    tasks: a task axis (:mod:`ngrok_jax.cross_task`): >= 2 tasks sharing
+      the transformer's shapes, trained at once by method ``neuralgrok``
+      (the only method), one amplifier per seed meta-trained across them;
+      the run folder is laid out as :mod:`ngrok_jax.cross_folder` says.
+      ``None``: the config's task.
 
   Returns:
-    The summary dict (also ``out_dir/summary.json``):
+    The summary dict (also ``out_dir/summary.json``); with ``tasks``,
+    ``{task: summary}`` (each in ``out_dir/<task>/summary.json``):
     ``summary["methods"][m]["steps_to_95"]`` is the per-seed list (``None``
     = never), ``["t95"]`` has ``median``, ``q25``, ``q75``, ``iqr``,
     ``success_rate``; likewise ``99``; ``diverged_at``; ``wall_time_s``.
@@ -208,7 +217,7 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
                    checkpoint_every=checkpoint_every,
                    keep_checkpoints=keep_checkpoints, amplifier=amplifier,
                    amplifier_seed=amplifier_seed, stop_after=stop_after,
-                   stop_acc=stop_acc)
+                   stop_acc=stop_acc, tasks=tasks)
   return execute(spec, out_dir, resume=resume, force=force,
                  progress=progress, plots=plots, report=report,
                  devices=devices, hooks=hooks, seed_group=seed_group)
@@ -259,12 +268,15 @@ def execute(spec: RunSpec, out_dir: Optional[str], *, resume: bool = False,
   if cross:
     raise ValueError(f"method {cross[0]!r} has meta_axis_name="
                      f"{spec.configs[cross[0]].meta_axis_name!r}: a cross-task"
-                     " amplifier, trained (and resumed) by "
-                     "ngrok_jax.cross_task.run, not by the runner")
+                     " amplifier is trained by a run with tasks (runner.run("
+                     "..., tasks=[...])), not alone")
   check_devices(devices)
   seed_group = resolve_seed_group(seed_group)  # checked before any write
   procs = jax.process_count()
-  n = _shard_count(len(spec.seeds), devices)  # multi-process: may refuse
+  if spec.tasks and procs > 1:
+    raise ValueError("a run with tasks runs in one process")
+  # multi-process: may refuse
+  n = 1 if spec.tasks else _shard_count(len(spec.seeds), devices)
   diff = check_resume(spec, out_dir, resume, force)
   changes = runfolder.check_change(load_spec(out_dir), spec, out_dir) if (
       diff and out_dir is not None) else {}
@@ -286,6 +298,8 @@ def execute(spec: RunSpec, out_dir: Optional[str], *, resume: bool = False,
           runfolder.record_change(out_dir, changes)
     r = RunLoop(spec, out_dir, progress, report, devices, hooks, seed_group)
     r.force = force
+    if out_dir is not None and primary:
+      r.layout.begin(out_dir)
     return _execute_run(r, spec, out_dir, resume, progress, report, plots,
                         devices, hooks, n, procs)
 
@@ -297,7 +311,7 @@ def _execute_run(r, spec, out_dir, resume, progress, report, plots, devices,
   if n > 1:
     report(f"seeds sharded over {n} devices" +
            (f" of {procs} processes" if procs > 1 else ""))
-  elif jax.local_device_count() > 1 and devices != 1:
+  elif jax.local_device_count() > 1 and devices != 1 and not spec.tasks:
     report(f"{len(spec.seeds)} seeds do not split evenly over the "
            f"{jax.local_device_count()} devices: running on one device")
   summary = None
@@ -324,7 +338,8 @@ def _execute_methods(r: RunLoop, spec: RunSpec, out_dir: Optional[str],
         r.train_method(m, stop, resume)
         s = r.write_summary()
         if r.complete[m] and (progress or report is not _default_report):
-          report(summary_line(m, s["methods"][m]))
+          for line in r.layout.summary_lines(s, m):
+            report(line)
     except RunInterrupted:
       r.write_summary()
       raise
@@ -344,9 +359,5 @@ def _execute_methods(r: RunLoop, spec: RunSpec, out_dir: Optional[str],
     raise RunInterrupted(f"{name} received as the run finished: every "
                          "method is complete and saved", stop.signum, out_dir)
   if out_dir is not None and plots and is_primary():
-    try:
-      from ngrok_jax import plots as plots_lib
-      plots_lib.plot_run(out_dir)
-    except Exception as e:  # noqa: BLE001 - plotting never loses a run
-      report(f"plotting failed: {type(e).__name__}: {e}")
+    r.layout.plot(out_dir, report)
   return summary

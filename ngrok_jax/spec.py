@@ -2,9 +2,10 @@
 
 :class:`RunSpec` (per-method :class:`ngrok_jax.TrainConfig`, seeds, steps,
 evaluation and checkpoint intervals, per-seed sweeps, early stop, a frozen
-amplifier), its validation, its JSON codec (a run folder's ``config.json``),
-:meth:`RunSpec.diff` (what ``--resume`` refuses), :func:`load_spec` and
-:func:`check_resume`.  Building one: :mod:`ngrok_jax.spec_build`.
+amplifier, an optional task axis), its validation, its JSON codec (a run
+folder's ``config.json``; :func:`load_spec` also reads the ``cross_task.json``
+header of the first cross-task run folders), :meth:`RunSpec.diff` (what
+``--resume`` refuses) and :func:`check_resume`.  Building one: :mod:`ngrok_jax.spec_build`.
 """
 from __future__ import annotations
 
@@ -18,10 +19,15 @@ import numpy as np
 from ngrok_jax.config import HPARAMS, METHODS, TrainConfig, check_hparam
 from ngrok_jax.fileio import dec_float, enc_float, is_int
 
-__all__ = ["FORMAT", "STOP_ACC", "EACH", "RunSpec", "load_spec",
-           "check_resume", "check_out_dir"]
+__all__ = ["FORMAT", "CROSS_FORMAT", "STOP_ACC", "EACH", "CROSS_METHOD",
+           "RunSpec", "load_spec", "check_resume", "check_out_dir"]
 
 FORMAT = "ngrok_jax.run/1"
+#: The header format (``cross_task.json``) of the first cross-task folders.
+CROSS_FORMAT = "ngrok_jax.cross_task/1"
+#: The one method of a run with a task axis (its amplifier is meta-trained
+#: across the tasks).
+CROSS_METHOD = "neuralgrok"
 #: Default test accuracy that every seed must hold for ``stop_after``
 #: evaluations before a method stops early (``RunSpec.stop_acc``).
 STOP_ACC = 0.99
@@ -55,6 +61,10 @@ class RunSpec:
       >= ``stop_acc`` for this many consecutive evaluations (recorded in the
       summary as ``stopped_early_at``); ``None``/0: run every step.
     stop_acc: the test accuracy of ``stop_after`` (default 0.99).
+    tasks: the task axis: empty for a run on its config's task; else >= 2
+      tasks trained at once by method :data:`CROSS_METHOD`, one amplifier
+      per seed meta-trained across them (:mod:`ngrok_jax.cross_task`; the
+      config's ``task`` is the first of them).
   """
   configs: Dict[str, TrainConfig]
   seeds: Tuple[int, ...]
@@ -67,6 +77,7 @@ class RunSpec:
   amplifier_seed: Union[int, str] = 0
   stop_after: Optional[int] = None
   stop_acc: float = STOP_ACC
+  tasks: Tuple[str, ...] = ()
 
   @property
   def methods(self) -> List[str]:
@@ -132,7 +143,30 @@ class RunSpec:
             0 <= self.stop_acc <= 1):
       raise ValueError(f"stop_acc must be a number in [0, 1], got "
                        f"{self.stop_acc!r}")
+    if self.tasks:
+      self._validate_tasks()
     return self
+
+  def _validate_tasks(self) -> None:
+    from ngrok_jax.tasks import TASKS
+    tasks = list(self.tasks)
+    if len(tasks) < 2 or len(set(tasks)) != len(tasks):
+      raise ValueError(f"tasks must be at least 2 distinct tasks, got {tasks}")
+    for t in tasks:
+      if t not in TASKS:
+        raise ValueError(f"unknown task {t!r}; valid tasks: "
+                         f"{', '.join(sorted(TASKS))}")
+    if self.methods != [CROSS_METHOD]:
+      raise ValueError(f"a cross-task amplifier is meta-trained by method "
+                       f"{CROSS_METHOD!r} alone, got methods {self.methods}")
+    cfg = self.configs[CROSS_METHOD]
+    if cfg.task != tasks[0] or cfg.meta_axis_name is not None:
+      raise ValueError(f"the config of a run with tasks has the first task "
+                       f"({tasks[0]!r}) and no meta_axis_name, got task "
+                       f"{cfg.task!r}, meta_axis_name {cfg.meta_axis_name!r}")
+    for name in ("stop_after", "amplifier"):
+      if getattr(self, name):
+        raise ValueError(f"{name} does not apply to a run with tasks")
 
   def to_dict(self) -> Dict[str, Any]:
     """The JSON of ``config.json`` (``+-inf`` floats as strings).
@@ -150,7 +184,8 @@ class RunSpec:
         hparams={k: [enc_float(float(x)) for x in v]
                  for k, v in self.hparams.items()},
         amplifier=self.amplifier, amplifier_seed=self.amplifier_seed,
-        stop_after=self.stop_after, stop_acc=self.stop_acc)
+        stop_after=self.stop_after, stop_acc=self.stop_acc,
+        **(dict(tasks=list(self.tasks)) if self.tasks else {}))
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
@@ -173,7 +208,29 @@ class RunSpec:
                amplifier=d.get("amplifier"),
                amplifier_seed=_amp_seed(d.get("amplifier_seed", 0)),
                stop_after=d.get("stop_after") or None,
-               stop_acc=float(d.get("stop_acc", STOP_ACC)))
+               stop_acc=float(d.get("stop_acc", STOP_ACC)),
+               tasks=tuple(d.get("tasks") or ()))
+
+  @classmethod
+  def from_cross_header(cls, h: Mapping[str, Any]) -> "RunSpec":
+    """The spec of a first-format cross-task folder from its header
+    (``cross_task.json``, format :data:`CROSS_FORMAT`).
+
+    Args:
+      h: the header dict.
+
+    Returns:
+      A ``RunSpec`` with ``tasks`` (not validated yet).
+    """
+    if h.get("format") != CROSS_FORMAT:
+      raise ValueError(f"not a {CROSS_FORMAT} header: {h.get('format')!r}")
+    return cls(configs={CROSS_METHOD: _cfg_from_dict(h["config"])},
+               seeds=tuple(int(s) for s in h["seeds"]),
+               steps=int(h["steps"]), eval_every=int(h["eval_every"]),
+               checkpoint_every=h.get("checkpoint_every") or None,
+               hparams={k: tuple(float(x) for x in v)
+                        for k, v in (h.get("hparams") or {}).items()},
+               tasks=tuple(h["tasks"]))
 
   def diff(self, other: "RunSpec") -> List[str]:
     """Names of the fields that differ (``configs.<method>.<field>``).
@@ -186,7 +243,7 @@ class RunSpec:
     """
     a, b = self.to_dict(), other.to_dict()
     out = []
-    for k in a:
+    for k in list(a) + [k for k in b if k not in a]:
       if k == "configs":
         for m in sorted(set(a[k]) | set(b[k])):
           ca, cb = a[k].get(m), b[k].get(m)
@@ -194,7 +251,7 @@ class RunSpec:
             out.append(f"configs.{m}")
             continue
           out += [f"configs.{m}.{f}" for f in ca if ca[f] != cb.get(f)]
-      elif a[k] != b.get(k):
+      elif a.get(k) != b.get(k):
         out.append(k)
     return out
 
@@ -210,7 +267,8 @@ def _cfg_from_dict(d: Mapping[str, Any]) -> TrainConfig:
 
 
 def load_spec(out_dir: str) -> RunSpec:
-  """The :class:`RunSpec` saved in a run folder's config.json.
+  """The :class:`RunSpec` saved in a run folder's config.json (or, in a
+  first-format cross-task folder, its ``cross_task.json``).
 
   Args:
     out_dir: the run folder.
@@ -222,11 +280,16 @@ def load_spec(out_dir: str) -> RunSpec:
     ValueError: no or no valid ``config.json``.
   """
   path = os.path.join(out_dir, "config.json")
+  header = os.path.join(out_dir, "cross_task.json")
+  if not os.path.isfile(path) and os.path.isfile(header):
+    path = header
   if not os.path.isfile(path):
     raise ValueError(f"{out_dir!r} is not a run folder (no config.json)")
   try:
     with open(path) as f:
       d = json.load(f)
+    if path == header:
+      return RunSpec.from_cross_header(d)
     return RunSpec.from_dict(d)
   except (ValueError, KeyError, TypeError) as e:
     raise ValueError(f"{path} is not a valid run config ({e})") from None
@@ -268,7 +331,8 @@ def check_resume(spec: RunSpec, out_dir: Optional[str], resume: bool,
   check_out_dir(out_dir, resume)
   if out_dir is None or not resume:
     return []
-  if not os.path.exists(os.path.join(out_dir, "config.json")):
+  if not any(os.path.exists(os.path.join(out_dir, n))
+             for n in ("config.json", "cross_task.json")):
     return []
   saved = load_spec(out_dir)
   diff = saved.diff(spec)

@@ -57,9 +57,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 # ------------------------------------------------------------ shared fixtures
-#: The tests' smallest training configuration (a+b mod 11, one block).
-TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
-            batch_size=32, meta_every=2)
+from run_folders import TINY  # noqa: E402  the tiny configuration
 
 
 @pytest.fixture

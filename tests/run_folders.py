@@ -1,8 +1,34 @@
-"""Synthetic run folders for tests that read results (no training)."""
+"""What the tests share: the tiny configuration (:data:`TINY`, and as
+``train`` flags :data:`TINY_FLAGS`), the command line run in-process
+(:func:`cli_main`), and synthetic run folders for tests that read results
+(no training)."""
 import json
 import os
 
 from ngrok_jax.spec_build import make_spec
+
+#: The tests' smallest training configuration (a+b mod 11, one block).
+TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
+            batch_size=32, meta_every=2)
+#: :data:`TINY` as ``ngrok-jax train`` flags.
+TINY_FLAGS = ["--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
+              "--depth", "1", "--amp-hidden", "8,8", "--batch-size", "32",
+              "--meta-every", "2"]
+
+
+def cli_main(argv, capsys, hooks=()):
+  """Runs the command line in-process.
+
+  Returns:
+    ``(exit status, stdout, stderr)``.
+  """
+  from ngrok_jax import cli
+  try:
+    rc = cli.main(argv, hooks=hooks)
+  except SystemExit as e:
+    rc = e.code
+  out, err = capsys.readouterr()
+  return rc, out, err
 
 
 def write_run_folder(path, methods, seeds, rows, steps, eval_every=100,

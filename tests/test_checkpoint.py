@@ -14,10 +14,9 @@ import pytest
 import ngrok_jax as nj
 from ngrok_jax import runner
 from ngrok_jax.checkpoint import CheckpointError, Checkpointer
+from run_folders import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
-            batch_size=32, meta_every=2)
 
 
 def _state(method="neuralgrok", seeds=(0, 1), steps=10):

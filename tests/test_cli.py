@@ -19,23 +19,15 @@ from ngrok_jax.results import read_metrics
 from ngrok_jax.spec import RunSpec
 from ngrok_jax.spec_build import make_spec
 from ngrok_jax.train import METHODS
+from run_folders import TINY_FLAGS, cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
-        "--depth", "1", "--amp-hidden", "8,8", "--batch-size", "32",
-        "--meta-every", "2", "--window", "3", "--seeds", "2", "--steps", "20",
-        "--eval-every", "10", "--no-progress"]
+TINY = TINY_FLAGS + ["--window", "3", "--seeds", "2", "--steps", "20",
+                     "--eval-every", "10", "--no-progress"]
 BASE_METHODS = [m for m in METHODS if m != "neuralgrok-frozen"]
 
 
-def _main(argv, capsys, hooks=()):
-  """Runs the CLI in-process: (exit status, stdout, stderr)."""
-  try:
-    rc = cli.main(argv, hooks=hooks)
-  except SystemExit as e:
-    rc = e.code
-  out, err = capsys.readouterr()
-  return rc, out, err
+_main = cli_main
 
 
 @pytest.fixture(scope="module")

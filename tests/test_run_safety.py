@@ -21,23 +21,15 @@ from ngrok_jax.hooks import Chunk, DivergenceBound
 from ngrok_jax.methods import init_amplifier_params
 from ngrok_jax.results import read_metrics, summarize
 from ngrok_jax.spec_build import make_spec
-from run_folders import write_run_folder
+from run_folders import TINY_FLAGS, cli_main, write_run_folder
 
-TINY = ["--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
-        "--depth", "1", "--batch-size", "32", "--seeds", "2",
-        "--eval-every", "10", "--no-progress", "--no-plots"]
+TINY = TINY_FLAGS + ["--seeds", "2", "--eval-every", "10", "--no-progress",
+                     "--no-plots"]
 RUN = ["train"] + TINY + ["--methods", "adam", "--steps", "40",
                           "--checkpoint-every", "10"]
 
 
-def _main(argv, capsys, hooks=()):
-  """The CLI in-process: (exit status, stdout, stderr)."""
-  try:
-    rc = cli.main(argv, hooks=hooks)
-  except SystemExit as e:
-    rc = e.code
-  out, err = capsys.readouterr()
-  return rc, out, err
+_main = cli_main
 
 
 def _error_line(err):

@@ -9,9 +9,8 @@ import pytest
 
 import ngrok_jax as nj
 from ngrok_jax import runner
+from run_folders import TINY
 
-TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
-            batch_size=32, meta_every=2)
 
 
 def _spec(methods=("adam",), seeds=(0, 1, 2), steps=50, eval_every=10,

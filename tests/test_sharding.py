@@ -19,11 +19,11 @@ from ngrok_jax.sharding import pad_seeds, seed_mesh, shard_seeds
 from ngrok_jax.train import TrainConfig
 from ngrok_jax.trainer import Trainer
 from tests.tolerances import layout_atol
+import run_folders
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-TINY = dict(task="a+b", p=11, depth=1, dim=16, heads=2, batch_size=32,
-            amp_hidden=(8, 8), meta_every=2, wd=1e-3)
+TINY = dict(run_folders.TINY, wd=1e-3)
 
 SCRIPT = textwrap.dedent("""
     import json, sys
