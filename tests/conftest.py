@@ -1,5 +1,6 @@
 """Session-wide test setup: the ``--runslow`` option, a persistent XLA
-compilation cache, fast (-O0) backend compilation, and the fixtures the test
+compilation cache, fast (-O0) backend compilation, the longest test files
+first (for ``--dist loadfile``), and the fixtures the test
 modules share (``tiny_config``, ``tiny_fields``, ``toy_problem``)."""
 import os
 import tempfile
@@ -47,7 +48,27 @@ def pytest_configure(config):
       float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
+#: The test files that take longest (worker seconds from a cold compilation
+#: cache, longest first).  ``-n 2 --dist loadfile`` hands whole files to the
+#: workers in collection order (``--no-loadscope-reorder`` in setup.cfg; by
+#: default xdist orders files by their number of tests, which put these
+#: few-test files last, where one of them alone kept a worker busy after the
+#: other had finished): starting them first, the short files fill in around
+#: them and both workers finish together.
+LONG_FILES = ("test_release.py", "test_notebooks.py", "test_benchmark.py",
+              "test_cli.py", "test_experiments.py", "test_device_check.py",
+              "test_sharding.py")
+
+
+def long_first(items):
+  """``items`` with the files of :data:`LONG_FILES` first, in its order; the
+  order within a file, and of the other files, unchanged."""
+  rank = {name: i for i, name in enumerate(LONG_FILES)}
+  return sorted(items, key=lambda i: rank.get(i.path.name, len(rank)))
+
+
 def pytest_collection_modifyitems(config, items):
+  items[:] = long_first(items)
   if config.getoption("--runslow") or os.environ.get("NGROK_SLOW") == "1":
     return
   deselected = [i for i in items if "slow" in i.keywords]

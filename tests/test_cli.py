@@ -1,6 +1,8 @@
 """The ngrok-jax command line: every method end to end at a tiny size, the
 run folder, report on two folders, amplifier show/export, transfer, and bad
 options (exit 2, one line, no traceback), with hypothesis on validation."""
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -31,13 +33,23 @@ _main = cli_main
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def all_methods_run(tmp_path_factory):
+  """(folder, stdout, stderr) of a tiny run of every base method."""
+  a = str(tmp_path_factory.mktemp("cli") / "all")
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    rc = cli.main(["train"] + TINY + ["--methods", ",".join(BASE_METHODS),
+                                      "--out", a])
+  assert rc == 0, err.getvalue()[-3000:]
+  return a, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def runs(all_methods_run):
   """Two tiny run folders: every base method, then neuralgrok-frozen with
   the first run's amplifier (transfer), on another task."""
-  base = tmp_path_factory.mktemp("cli")
-  a, b = str(base / "all"), str(base / "frozen")
-  assert cli.main(["train"] + TINY + ["--methods", ",".join(BASE_METHODS),
-                                      "--out", a]) == 0
+  a = all_methods_run[0]
+  b = os.path.join(os.path.dirname(a), "frozen")
   assert cli.main(["train"] + TINY + ["--task", "a-b", "--methods",
                                       "neuralgrok-frozen,adam",
                                       "--amplifier", a, "--no-plots",
@@ -455,14 +467,11 @@ def test_quick_preset_main_job(tmp_path):
   assert summary["methods"]["neuralgrok"]["t95"]["success_rate"] == 1.0
 
 
-def test_train_prints_the_comparison_table(capsys, tmp_path):
-  out = str(tmp_path / "r")
-  rc, stdout, err = _main(["train"] + TINY + ["--methods", "adam,rescale",
-                                              "--no-plots", "--out", out],
-                          capsys)
-  assert rc == 0, err
-  lines = [l for l in stdout.splitlines() if l.startswith("| r |")]
-  assert [l.split("|")[2].strip() for l in lines] == ["adam", "rescale"]
+def test_train_prints_the_comparison_table(all_methods_run):
+  """The every-method run's own output (no second training run)."""
+  out, stdout, err = all_methods_run
+  lines = [l for l in stdout.splitlines() if l.startswith("| all |")]
+  assert [l.split("|")[2].strip() for l in lines] == BASE_METHODS
   assert all(l.count("/2") == 2 for l in lines)  # 95% and 99% successes
   assert f"run folder {out}" in err
 

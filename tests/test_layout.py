@@ -153,3 +153,25 @@ def test_the_checks_see_a_violation():
   assert len(bad) == 2
   assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c",
                                                                "a"]
+
+
+def test_long_test_files_exist_and_come_first():
+  """conftest.LONG_FILES names test files that exist (a renamed file would
+  silently lose its place), once each; long_first puts them first, in that
+  order, and keeps the order within a file and of the other files; and
+  setup.cfg keeps xdist from reordering the files by their number of tests."""
+  from types import SimpleNamespace
+  import pathlib
+  from conftest import LONG_FILES, long_first
+  tests = pathlib.Path(ROOT) / "tests"
+  assert len(set(LONG_FILES)) == len(LONG_FILES)
+  for name in LONG_FILES:
+    assert (tests / name).is_file(), name
+  item = lambda f, k: SimpleNamespace(path=tests / f, k=k)
+  items = [item("test_a.py", 0), item(LONG_FILES[1], 1), item("test_z.py", 2),
+           item(LONG_FILES[0], 3), item(LONG_FILES[1], 4), item("test_a.py", 5)]
+  assert [i.k for i in long_first(items)] == [3, 1, 4, 0, 2, 5]
+  with open(os.path.join(ROOT, "setup.cfg")) as f:
+    cfg = f.read()
+  addopts = [l for l in cfg.splitlines() if l.startswith("addopts =")]
+  assert addopts and "--no-loadscope-reorder" in addopts[0]

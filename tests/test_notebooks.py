@@ -1,6 +1,10 @@
 """The notebooks in notebooks/: committed without outputs, and each runs top to
 bottom in its quick mode (NGROK_QUICK=1) without a cell error.
 
+quickstart.ipynb is executed once per session, by tests/test_release.py
+against the installed wheel (the same cells on the same code, built from this
+tree); here it gets the static checks only, like every notebook.
+
 The kernel is the interpreter running pytest (a kernelspec written to a
 temporary folder), so a fresh clone after ``pip install -e '.[test]'`` needs
 no ``ipykernel install`` and never picks up another Python's kernel.
@@ -24,6 +28,9 @@ from jupyter_client.manager import KernelManager  # noqa: E402
 NOTEBOOK_DIR = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 KERNEL_NAME = "ngrok-jax-test"
+#: Executed by tests/test_release.py::test_notebook_runs_against_the_wheel.
+RUN_BY_RELEASE_TEST = "quickstart.ipynb"
+EXECUTED_HERE = [p for p in NOTEBOOKS if p.name != RUN_BY_RELEASE_TEST]
 
 
 def _ids(paths):
@@ -162,7 +169,22 @@ def kernel_dirs(tmp_path_factory):
   return [str(root)]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_every_notebook_is_executed_once():
+  """Every notebook runs in quick mode in this session: here, or (the
+  quickstart) against the wheel in tests/test_release.py, whose notebook
+  test must still execute it and check its summary."""
+  assert (NOTEBOOK_DIR / RUN_BY_RELEASE_TEST).is_file()
+  assert EXECUTED_HERE and len(EXECUTED_HERE) == len(NOTEBOOKS) - 1
+  release = (pathlib.Path(__file__).resolve().parent
+             / "test_release.py").read_text()
+  body = release.split("def test_notebook_runs_against_the_wheel(", 1)[1]
+  body = body.split("\ndef ", 1)[0]
+  for needle in (f'"{RUN_BY_RELEASE_TEST}"', "client.execute()",
+                 "allow_errors=False", '"NGROK_QUICK", "1"'):
+    assert needle in body, f"test_release's notebook test lacks {needle}"
+
+
+@pytest.mark.parametrize("path", EXECUTED_HERE, ids=_ids(EXECUTED_HERE))
 def test_runs_in_quick_mode(path, kernel_dirs, monkeypatch, tmp_path):
   monkeypatch.setenv("NGROK_QUICK", "1")
   monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")

@@ -216,7 +216,7 @@ def test_notebook_runs_against_the_wheel(venv, tmp_path, monkeypatch):
                      kernel_spec_manager=KernelSpecManager(
                          kernel_dirs=[str(kernels)]))
   client = nbclient.NotebookClient(
-      nb, km=km, timeout=300, allow_errors=False,  # a cell: ~1 min here
+      nb, km=km, timeout=600, allow_errors=False,  # a cell: ~1 min warm
       resources={"metadata": {"path": str(outside)}})
   try:
     client.execute()
