@@ -10,7 +10,7 @@ import time
 
 from ngrok_jax.cli_common import (PROG, UsageError, explicit_cfg,
                                   methods_arg, spec_from_args)
-from ngrok_jax.spec import CROSS_METHOD
+from ngrok_jax.cross_task import METHOD as CROSS_METHOD
 
 __all__ = ["cmd_cross_task", "is_cross_task_folder"]
 

@@ -56,7 +56,6 @@ import numpy as np
 from ngrok_jax import tasks as tasks_lib
 from ngrok_jax import train as train_lib
 from ngrok_jax.config import TrainConfig
-from ngrok_jax.spec import CROSS_METHOD
 from ngrok_jax.train import Data, TrainState
 
 __all__ = ["TASK_AXIS", "METHOD", "configs", "init", "train_steps",
@@ -64,8 +63,9 @@ __all__ = ["TASK_AXIS", "METHOD", "configs", "init", "train_steps",
 
 #: The name of the vmapped task axis (the meta-gradient's ``pmean`` axis).
 TASK_AXIS = "task"
-#: The method of every task's run folder.
-METHOD = CROSS_METHOD
+#: The one method of a run with a task axis (its amplifier is meta-trained
+#: across the tasks); the method of every task's run folder.
+METHOD = "neuralgrok"
 _STATE_AXES = TrainState(None, 0)  # the step is shared, the seeds per task
 
 

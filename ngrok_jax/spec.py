@@ -17,17 +17,15 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from ngrok_jax.config import HPARAMS, METHODS, TrainConfig, check_hparam
+from ngrok_jax.cross_task import METHOD as CROSS_METHOD
 from ngrok_jax.fileio import dec_float, enc_float, is_int
 
-__all__ = ["FORMAT", "CROSS_FORMAT", "STOP_ACC", "EACH", "CROSS_METHOD",
+__all__ = ["FORMAT", "CROSS_FORMAT", "STOP_ACC", "EACH",
            "RunSpec", "load_spec", "check_resume", "check_out_dir"]
 
 FORMAT = "ngrok_jax.run/1"
 #: The header format (``cross_task.json``) of the first cross-task folders.
 CROSS_FORMAT = "ngrok_jax.cross_task/1"
-#: The one method of a run with a task axis (its amplifier is meta-trained
-#: across the tasks).
-CROSS_METHOD = "neuralgrok"
 #: Default test accuracy that every seed must hold for ``stop_after``
 #: evaluations before a method stops early (``RunSpec.stop_acc``).
 STOP_ACC = 0.99
