@@ -12,7 +12,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ngrok_jax import presets, runner
+from ngrok_jax._src.training import presets
+from ngrok_jax._src.running import runner
 from ngrok_jax.report import markdown_table
 from ngrok_jax.results import load_run
 

@@ -28,11 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ngrok_jax.amplifier import amplify
+from ngrok_jax import amplify
 from ngrok_jax.ampfile import load_amplifier
 from ngrok_jax.results import load_run
 from ngrok_jax.tables import md_row, md_table
-from ngrok_jax.trainer import Trainer
+from ngrok_jax import Trainer
 
 
 def distance(g, score_fn, c=1.0):

@@ -12,9 +12,9 @@ from typing import Dict, List, Optional
 
 import jax
 
-from ngrok_jax import train as train_lib
-from ngrok_jax.train import TrainConfig
-from ngrok_jax.trainer import Trainer
+from ngrok_jax._src.training import train as train_lib
+from ngrok_jax import TrainConfig
+from ngrok_jax import Trainer
 
 __all__ = ["device_name", "memory_bytes", "abstract_state", "Program",
            "record"]

@@ -14,11 +14,11 @@ import numpy as np
 import optax
 
 from experiments.bench_common import abstract_state, memory_bytes, record
-from ngrok_jax import seed_step
-from ngrok_jax import train as train_lib
-from ngrok_jax.amplifier import amplify
-from ngrok_jax.train import TrainConfig
-from ngrok_jax.trainer import Trainer
+from ngrok_jax._src.training import seed_step
+from ngrok_jax._src.training import train as train_lib
+from ngrok_jax import amplify
+from ngrok_jax import TrainConfig
+from ngrok_jax import Trainer
 
 __all__ = ["meta_memory", "meta_objective", "meta_grad_precision",
            "profile_components"]

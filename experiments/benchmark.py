@@ -44,8 +44,8 @@ import jax
 from experiments.bench_common import Program, device_name, record
 from experiments.bench_extra import (meta_grad_precision, meta_memory,
                                      profile_components)
-from ngrok_jax import train as train_lib
-from ngrok_jax.train import TrainConfig
+from ngrok_jax._src.training import train as train_lib
+from ngrok_jax import TrainConfig
 
 # Seconds per step of the authors' reference PyTorch code (NeuralOptGrok,
 # a+b mod 97 with amplifier 1-128-128-1 and T=3, and its hard-coded

@@ -34,7 +34,7 @@ from typing import List
 from experiments import _common as C
 from experiments.learned_part import plot_scores
 from ngrok_jax import cross_task, runner, stats
-from ngrok_jax.config import TrainConfig
+from ngrok_jax import TrainConfig
 
 VARIANTS = {
     "recipe": {},

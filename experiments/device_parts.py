@@ -56,7 +56,7 @@ def paper_config(name: str, method: str, dry: bool, **over):
   """The ``TrainConfig`` of preset ``name`` for ``method`` (its own
   values from ``ngrok_jax.presets``; dry run: a tiny model)."""
   from ngrok_jax.presets import get_preset
-  from ngrok_jax.train import TrainConfig
+  from ngrok_jax import TrainConfig
   pre = get_preset(name)
   cfg = {**pre["config"], **pre["method_config"].get(method, {}),
          "method": method}
@@ -224,7 +224,7 @@ def _metric_rows(folder: str) -> List[Dict[str, Any]]:
 def part_resume(ctx: Ctx) -> Dict[str, Any]:
   import numpy as np
   from ngrok_jax import runner
-  from ngrok_jax.train import TrainConfig
+  from ngrok_jax import TrainConfig
   tmp = tempfile.mkdtemp(prefix="ngrok_dc_resume_")
   try:
     one, two = os.path.join(tmp, "one"), os.path.join(tmp, "two")

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ngrok_jax.learned_rule import load_rule
+from ngrok_jax import load_rule
 from ngrok_jax.pretrained import RULES_DIR, write_rule_files
 
 

@@ -83,7 +83,7 @@ def plot_scores(folders: Dict[str, str], png: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  from ngrok_jax.amplifier import Amplifier
+  from ngrok_jax import Amplifier
   from ngrok_jax.ampfile import load_amplifier
   fig, ax = plt.subplots(figsize=(7, 4.5))
   span = None

@@ -39,11 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ngrok_jax import learned_rule as lr_lib
+from ngrok_jax._src.optim import learned_rule as lr_lib
 from ngrok_jax import pes
 from ngrok_jax import rule_tasks as rt
 from ngrok_jax.checkpoint import Checkpointer
-from ngrok_jax.fileio import atomic_write, dumps
+from ngrok_jax._src.core.fileio import atomic_write, dumps
 
 TRAIN_TASKS = ("a+b", "a-b", "a*b", "a+b-a*b")
 

@@ -28,7 +28,8 @@ import argparse
 import os
 
 from experiments import _common as C
-from ngrok_jax import runner, stats
+from ngrok_jax._src.running import runner
+from ngrok_jax import stats
 
 
 def tables(run_dirs, reference="neuralgrok", suffix=None, budget=None,

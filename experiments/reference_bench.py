@@ -123,7 +123,7 @@ def side_by_side(*, quick: bool, seeds: int, repeats: int, device: str,
   and a torch Python are given, the reference's, at the paper-add recipe."""
   from experiments.bench_common import Program
   from ngrok_jax.presets import get_preset
-  from ngrok_jax.train import TrainConfig
+  from ngrok_jax import TrainConfig
   pre = get_preset("paper-add")
   cfg = dict(pre["config"])
   if quick:

@@ -8,7 +8,7 @@ hyperparameter array (each value gets --seeds seeds).
     python -m experiments.sweep_c --quick --task a+b --values 0.1,1,10 --wd 1e-3
 """
 from experiments import _common as C
-from ngrok_jax.spec_build import sweep_seeds
+from ngrok_jax.spec import sweep_seeds
 
 
 def main():

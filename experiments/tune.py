@@ -34,7 +34,7 @@ import numpy as np
 from experiments import _common as C
 from ngrok_jax import presets, runner, stats
 from ngrok_jax.registry import RECORDS, get_method
-from ngrok_jax.fileio import atomic_write
+from ngrok_jax._src.core.fileio import atomic_write
 from ngrok_jax.report import markdown_table
 
 #: Methods tuned by default: every method with a tuning grid in its record

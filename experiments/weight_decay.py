@@ -12,7 +12,7 @@ import numpy as np
 
 from experiments import _common as C
 from ngrok_jax.results import load_run, seed_curve
-from ngrok_jax.spec_build import sweep_seeds
+from ngrok_jax.spec import sweep_seeds
 from ngrok_jax.tables import md_table
 
 

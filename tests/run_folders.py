@@ -5,7 +5,7 @@
 import json
 import os
 
-from ngrok_jax.spec_build import make_spec
+from ngrok_jax._src.storage.spec_build import make_spec
 
 #: The tests' smallest training configuration (a+b mod 11, one block).
 TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
@@ -22,7 +22,7 @@ def cli_main(argv, capsys, hooks=()):
   Returns:
     ``(exit status, stdout, stderr)``.
   """
-  from ngrok_jax import cli
+  from ngrok_jax._src.cli import cli
   try:
     rc = cli.main(argv, hooks=hooks)
   except SystemExit as e:

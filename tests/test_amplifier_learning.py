@@ -10,9 +10,10 @@ import optax
 import pytest
 
 import ngrok_jax as nj
-from ngrok_jax import cli, plots
-from ngrok_jax.methods import meta_lr_schedule, meta_optimizer
-from ngrok_jax.results import read_metrics
+from ngrok_jax._src.cli import cli
+from ngrok_jax._src.analysis import plots
+from ngrok_jax._src.training.methods import meta_lr_schedule, meta_optimizer
+from ngrok_jax._src.analysis.results import read_metrics
 
 def tree_norm(t):
   return np.sqrt(sum(float(jnp.sum(l ** 2)) for l in jax.tree.leaves(t)))
@@ -343,7 +344,8 @@ def test_checkpoints_from_before_the_new_state_fields_restore(tmp_path,
                                                              toy_problem):
   """A NeuralGrok state saved in its first form (five fields) restores into
   today's template: the same values, the new fields NaN."""
-  from ngrok_jax.checkpoint import Checkpointer, _NeuralGrokStateV1
+  from ngrok_jax._src.storage.checkpoint import (Checkpointer,
+                                                 _NeuralGrokStateV1)
   pb = toy_problem(jnp.float32)
   params = pb.params
   phi = pb.amp.init(jax.random.PRNGKey(0), jnp.zeros((1,)))

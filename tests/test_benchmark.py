@@ -37,7 +37,7 @@ def test_amp_chunk_equals_dense_and_bounds_memory():
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from ngrok_jax.amplifier import Amplifier
+  from ngrok_jax._src.optim.amplifier import Amplifier
 
   x = jax.random.normal(jax.random.PRNGKey(1), (1000,)) * 1e-2
   full, chunked = Amplifier((16, 8), "dense"), Amplifier((16, 8), "dense",
@@ -71,7 +71,7 @@ def test_amp_chunk_equals_dense_and_bounds_memory():
 
 def test_amp_chunk_config_is_validated():
   import pytest
-  from ngrok_jax.train import TrainConfig
+  from ngrok_jax._src.training.train import TrainConfig
   TrainConfig(amp_chunk=None).validate()
   TrainConfig(amp_method="dense", amp_chunk=4096).validate()
   for bad in (0, -1, 2.5, True):
@@ -147,7 +147,7 @@ def test_reference_side_by_side(tmp_path, monkeypatch, capsys):
   replaced by FakeProgram: this checks the wiring (the preset's config,
   the programs built, the records and ratios), not the timings."""
   from experiments import bench_common, benchmark
-  from ngrok_jax.presets import get_preset
+  from ngrok_jax._src.training.presets import get_preset
   # reference_bench builds its programs through bench_common.Program
   monkeypatch.setattr(bench_common, "Program", FakeProgram)
   monkeypatch.setattr(benchmark, "Program", FakeProgram)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import ngrok_jax as nj
-from ngrok_jax import runner
-from ngrok_jax.checkpoint import CheckpointError, Checkpointer
+from ngrok_jax._src.running import runner
+from ngrok_jax._src.storage.checkpoint import CheckpointError, Checkpointer
 from run_folders import TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,7 +131,7 @@ def test_old_flat_checkpoints_still_restore(tmp_path):
   """Checkpoints of the earlier layout ({"0000": leaf, ...}, no "layout" in
   meta) restore into the template's structure, bit for bit."""
   import orbax.checkpoint as ocp
-  from ngrok_jax.checkpoint import state_checksum
+  from ngrok_jax._src.storage.checkpoint import state_checksum
   _, state, _ = _state()  # the round trip's program (no recompile)
   leaves = [np.array(l) for l in jax.tree.leaves(state)]
   flat = {f"{i:04d}": l for i, l in enumerate(leaves)}

@@ -13,14 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ngrok_jax import cli, cli_common
-from ngrok_jax.ampfile import load_amplifier
-from ngrok_jax.config import TrainConfig
-from ngrok_jax.metrics import steps_to_threshold
-from ngrok_jax.results import read_metrics
-from ngrok_jax.spec import RunSpec
-from ngrok_jax.spec_build import make_spec
-from ngrok_jax.train import METHODS
+from ngrok_jax._src.cli import cli, cli_common
+from ngrok_jax._src.storage.ampfile import load_amplifier
+from ngrok_jax._src.training.config import TrainConfig
+from ngrok_jax._src.core.metrics import steps_to_threshold
+from ngrok_jax._src.analysis.results import read_metrics
+from ngrok_jax._src.storage.spec import RunSpec
+from ngrok_jax._src.storage.spec_build import make_spec
+from ngrok_jax._src.training.train import METHODS
 from run_folders import TINY_FLAGS, cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -255,7 +255,7 @@ def test_subprocess_bad_option_has_no_traceback():
 
 
 def test_every_preset_resolves():
-  from ngrok_jax.presets import PRESETS
+  from ngrok_jax._src.training.presets import PRESETS
   for name in PRESETS:
     args = cli.build_parser().parse_args(["train", "--preset", name])
     spec = cli_common.spec_from_args(args)

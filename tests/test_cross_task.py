@@ -13,10 +13,13 @@ import optax
 import pytest
 
 import ngrok_jax as nj
-from ngrok_jax import cli, cross_task, runfolder, runner
-from ngrok_jax.ampfile import load_amplifier
-from ngrok_jax.results import load_run, read_metrics
-from ngrok_jax.spec import load_spec
+from ngrok_jax._src.cli import cli
+from ngrok_jax._src.training import cross_task
+from ngrok_jax._src.storage import runfolder
+from ngrok_jax._src.running import runner
+from ngrok_jax._src.storage.ampfile import load_amplifier
+from ngrok_jax._src.analysis.results import load_run, read_metrics
+from ngrok_jax._src.storage.spec import load_spec
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "cross_task_v1")
 
@@ -323,7 +326,7 @@ def test_command_line_trains_and_resumes_a_cross_task_run(tmp_path, capsys):
 _FIRST_FORMAT = """
 import os, shutil, sys
 from ngrok_jax import runner
-from ngrok_jax.spec import load_spec
+from ngrok_jax._src.storage.spec import load_spec
 fixture, cut, new = sys.argv[1:4]
 shutil.copytree(fixture, cut)
 shutil.rmtree(os.path.join(cut, "checkpoints", "4"))
@@ -370,7 +373,7 @@ def test_a_first_format_folder_loads_and_resumes_to_the_same_rows(tmp_path):
 def test_a_failing_cross_task_start_is_rolled_back(tmp_path, monkeypatch):
   """The runner's Guard: a cross-task run that fails before its first chunk
   leaves no folder behind; the memory estimate counts every task."""
-  from ngrok_jax import cross_folder
+  from ngrok_jax._src.running import cross_folder
 
   def boom(*a, **k):
     raise RuntimeError("no program")

@@ -177,7 +177,7 @@ def test_docs_build_strict_and_the_readme_reaches_them(tmp_path):
   assert r.returncode == 0, r.stdout + r.stderr
   # the API page of neuralgrok, rendered from its docstring
   api = (site / "api" / "neuralgrok" / "index.html").read_text()
-  assert 'id="ngrok_jax.neuralgrok.neuralgrok"' in api
+  assert 'id="ngrok_jax.neuralgrok"' in api
   assert "meta_every" in api and "Returns" in api
   # RESULTS.md and BENCHMARK.md are pages too
   assert (site / "RESULTS" / "index.html").is_file()
@@ -203,7 +203,7 @@ def test_docs_build_strict_and_the_readme_reaches_them(tmp_path):
 
 
 def test_command_line_help_cites_no_issue_number():
-  from ngrok_jax import cli
+  from ngrok_jax._src.cli import cli
   parser = cli.build_parser()
   texts = [parser.format_help()]
   for action in parser._actions:  # noqa: SLF001 (argparse has no public API)

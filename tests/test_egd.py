@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from experiments import tune
-from ngrok_jax import cli, methods, registry
-from ngrok_jax.egd import polar_factor, scale_by_egd
-from ngrok_jax.results import read_metrics
+from ngrok_jax._src.cli import cli
+from ngrok_jax._src.training import methods
+from ngrok_jax._src.optim import registry
+from ngrok_jax._src.optim.egd import polar_factor, scale_by_egd
+from ngrok_jax._src.analysis.results import read_metrics
 
 
 def numpy_polar(g):

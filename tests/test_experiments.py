@@ -435,9 +435,9 @@ def test_age_runs_not_a_run_folder(tmp_path, monkeypatch, capsys):
 def test_export_results_round_trip(compare_run, tmp_path):
   """export_results.py keeps what report/read_metrics need: the exported
   folder (metrics.jsonl.gz, no checkpoints) gives the same rows and table."""
-  from ngrok_jax.ampfile import load_amplifier
-  from ngrok_jax.report import markdown_table
-  from ngrok_jax.results import read_metrics
+  from ngrok_jax._src.storage.ampfile import load_amplifier
+  from ngrok_jax._src.analysis.report import markdown_table
+  from ngrok_jax._src.analysis.results import read_metrics
   runs, proc = compare_run
   _ok(proc)
   dst = str(tmp_path / "exported")

@@ -47,7 +47,7 @@ import optax
 import pytest
 
 import ngrok_jax as nj
-from ngrok_jax.presets import get_preset
+from ngrok_jax._src.training.presets import get_preset
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "golden",
                        "reference_a7490be.npz")
@@ -96,7 +96,7 @@ def _torch_to_flax(ref, prefix, depth):
       v = v.T
     if name == "position_embeddings.weight":
       # the reference's table has one row per token *including* the
-      # answer; the model never reads the last row (see ngrok_jax.model)
+      # answer; the model never reads the last row (see ngrok_jax._src.core.model)
       v = v[:-1]
     node = params
     for k in path[:-1]:

@@ -24,7 +24,7 @@ The library side is what a user's run builds: a :class:`ngrok_jax.TrainConfig`
 from the ``paper-add`` preset (only the sizes, and the coupled run's weight
 decay, changed), :class:`ngrok_jax.Trainer` and its ``init``,
 ``seed_state``, ``transform_gradient``, ``batch_step`` and ``evaluate`` and
-the epoch batching :func:`ngrok_jax.seed_step.batch_of` that ``train_steps``
+the epoch batching :func:`ngrok_jax._src.training.seed_step.batch_of` that ``train_steps``
 uses.  Only the reference's initial weights (and amplifier) and its batches
 are injected.  What breaks which test (each checked by mutating the library):
 
@@ -47,9 +47,9 @@ import optax
 import pytest
 
 import ngrok_jax as nj
-from ngrok_jax.presets import get_preset
-from ngrok_jax.seed_step import batch_of
-from ngrok_jax.train import evaluate
+from ngrok_jax._src.training.presets import get_preset
+from ngrok_jax._src.training.seed_step import batch_of
+from ngrok_jax._src.training.train import evaluate
 from test_golden import _amp_to_flax, _assert_tree_close, _torch_to_flax
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "golden",

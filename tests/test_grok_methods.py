@@ -10,8 +10,9 @@ import optax
 import pytest
 
 import ngrok_jax as nj
-from ngrok_jax import methods, registry
-from ngrok_jax.config import TrainConfig
+from ngrok_jax._src.training import methods
+from ngrok_jax._src.optim import registry
+from ngrok_jax._src.training.config import TrainConfig
 
 
 def _tree(seed=0):
@@ -181,7 +182,7 @@ def test_new_methods_from_the_command_line(tmp_path, capsys):
   --fix-weight-norm R``: every method trains, logs the diagnostics and its
   StableMax loss, and keeps its weights at norm R."""
   import json
-  from ngrok_jax import cli
+  from ngrok_jax._src.cli import cli
   out = str(tmp_path / "run")
   rc = cli.main(["train", "--task", "a+b", "--p", "11", "--depth", "1",
                  "--dim", "16", "--heads", "2", "--batch-size", "32",

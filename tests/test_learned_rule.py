@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from ngrok_jax import Amplifier, scale_by_amplifier
-from ngrok_jax import learned_rule as lr
+from ngrok_jax._src.optim import learned_rule as lr
 
 
 def _mlp_problem():

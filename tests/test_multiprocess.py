@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from ngrok_jax import cli, cli_common, runner
+from ngrok_jax._src.cli import cli, cli_common
+from ngrok_jax._src.running import runner
 from tests.tolerances import layout_atol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -164,7 +165,7 @@ def test_two_processes_equal_one_and_resume_across_process_counts(tmp_path):
     per = s["methods"]["neuralgrok"]
     assert per["last_step"] == [20] * 4 and per["complete"], (name, per)
   # the amplifier (gathered from both processes) equals the 1-process one
-  from ngrok_jax.ampfile import load_amplifier
+  from ngrok_jax._src.storage.ampfile import load_amplifier
   import jax
   a_ref = jax.tree.leaves(load_amplifier(one)[0])
   for name in ("two", "one_to_two"):

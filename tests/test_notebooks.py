@@ -137,7 +137,7 @@ def test_full_size_reads_the_paper_presets(path, monkeypatch):
   """The full-size configuration is the presets' own values (T, c, the
   amplifier), read from ngrok_jax.presets, never copies: with the preset
   changed, the notebook's full-size configuration follows."""
-  from ngrok_jax import presets
+  from ngrok_jax._src.training import presets
   code = _code(path)
   assert re.search(r'get_preset\("paper-[a-z]+"\)', "\n".join(code)), (
       f"{path.name} does not read a paper preset")

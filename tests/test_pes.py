@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ngrok_jax import pes
+from ngrok_jax._src.optim import pes
 
 # An unrolled quadratic: x <- x - theta * A x + 0.05 theta^2, meta loss
 # 0.5 x^T B x.  The whole-unroll objective sum_t L_t(theta) is a polynomial
@@ -179,7 +179,7 @@ def test_meta_training_resume_is_exact(meta_train, tmp_path):
   assert strip(full["rows"]) == strip(resumed["rows"])
   assert len(full["rows"]) == 4
   # the rule moved, and the saved rule loads back
-  from ngrok_jax import learned_rule
+  from ngrok_jax._src.optim import learned_rule
   theta, cfg = learned_rule.load_rule(str(tmp_path / "b"))
   assert cfg.hidden == (8,)
   for x, y in zip(jax.tree.leaves(theta),
@@ -195,7 +195,8 @@ def test_bad_settings_are_one_line_errors():
 
 
 def test_meta_objective_never_reads_the_test_split():
-  from ngrok_jax import learned_rule, rule_tasks as rt
+  from ngrok_jax._src.optim import learned_rule
+  from ngrok_jax._src.training import rule_tasks as rt
   cfg = rt.ArithConfig(p=11, dim=16, heads=2, batch_size=16, meta_batch=0)
   rule = learned_rule.RuleConfig(hidden=(4,))
   theta = learned_rule.init_rule(rule, jax.random.PRNGKey(0))

@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ngrok_jax import plots, results  # noqa: E402
+from ngrok_jax._src.analysis import plots, results
 from run_folders import write_run_folder  # noqa: E402
 
 STEPS = (100, 200, 300)

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 import ngrok_jax
-from ngrok_jax import learned_rule, pretrained
+from ngrok_jax._src.optim import learned_rule, pretrained
 
 
 def _mlp_problem():

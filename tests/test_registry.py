@@ -9,7 +9,8 @@ import pytest
 
 import ngrok_jax as nj
 from experiments import tune
-from ngrok_jax import config, presets, registry
+from ngrok_jax._src.training import config, presets
+from ngrok_jax._src.optim import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,7 +95,8 @@ def test_name_test_pattern():
 
 
 def test_no_module_outside_the_registry_matches_method_names():
-  files = [f for f in glob.glob(os.path.join(ROOT, "ngrok_jax", "*.py")) +
+  files = [f for f in glob.glob(os.path.join(ROOT, "ngrok_jax", "**", "*.py"),
+                     recursive=True) +
            glob.glob(os.path.join(ROOT, "experiments", "*.py"))
            if os.path.basename(f) != "registry.py"]
   hits = []

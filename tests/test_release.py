@@ -159,7 +159,7 @@ def test_wheel_installs_into_a_fresh_venv_and_imports(venv, tmp_path):
   check = (
       "import importlib.metadata as md, importlib.resources as r, json\n"
       "import ngrok_jax\n"
-      "from ngrok_jax.presets import get_preset\n"
+      "from ngrok_jax._src.training.presets import get_preset\n"
       "files = r.files('ngrok_jax')\n"
       "print(json.dumps(dict(file=ngrok_jax.__file__,\n"
       "  version=ngrok_jax.__version__, dist=md.version('ngrok_jax'),\n"

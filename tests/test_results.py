@@ -11,7 +11,10 @@ import sys
 
 import pytest
 
-from ngrok_jax import results, runner, spec as spec_lib, spec_build, tables
+from ngrok_jax._src.analysis import results
+from ngrok_jax._src.running import runner
+from ngrok_jax._src.storage import spec as spec_lib, spec_build
+from ngrok_jax._src.core import tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "ngrok_jax")
@@ -105,10 +108,10 @@ def test_sweep_seeds():
 def test_readers_do_not_import_the_runner():
   """results/spec/ampfile/report/plots/stats never import the runner (the
   runner calls plots, not the other way round)."""
-  code = ("import sys; import ngrok_jax.results, ngrok_jax.spec, "
-          "ngrok_jax.ampfile, ngrok_jax.report, ngrok_jax.plots, "
-          "ngrok_jax.stats, ngrok_jax.hooks, ngrok_jax.tables; "
-          "print('ngrok_jax.runner' in sys.modules)")
+  code = ("import sys; import ngrok_jax._src.analysis.results, ngrok_jax._src.storage.spec, "
+          "ngrok_jax._src.storage.ampfile, ngrok_jax._src.analysis.report, ngrok_jax._src.analysis.plots, "
+          "ngrok_jax._src.analysis.stats, ngrok_jax._src.running.hooks, ngrok_jax._src.core.tables; "
+          "print('ngrok_jax._src.running.runner' in sys.modules)")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                        text=True, cwd=REPO, timeout=300,
                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
@@ -122,12 +125,14 @@ def _tree(name):
 
 
 def test_no_assert_in_production_code_and_no_environment_in_the_loop():
-  for name in sorted(os.listdir(PACKAGE)):
-    if name.endswith(".py"):
+  for d, _, files in os.walk(PACKAGE):
+    for name in sorted(f for f in files if f.endswith(".py")):
+      name = os.path.relpath(os.path.join(d, name), PACKAGE)
       asserts = [n.lineno for n in ast.walk(_tree(name))
                  if isinstance(n, ast.Assert)]
       assert not asserts, f"ngrok_jax/{name}: assert at lines {asserts}"
-  for name in ("runner.py", "hooks.py", "results.py", "spec.py"):
+  for name in ("_src/running/runner.py", "_src/running/hooks.py",
+               "_src/analysis/results.py", "_src/storage/spec.py"):
     used = {n.attr for n in ast.walk(_tree(name))
             if isinstance(n, ast.Attribute)}
     assert not used & {"environ", "getenv"}, name

@@ -13,14 +13,16 @@ import jax
 import numpy as np
 import pytest
 
-from ngrok_jax import cli, run_noise, runfolder, runner
-from ngrok_jax.ampfile import save_amplifier
-from ngrok_jax.checkpoint import CheckpointMismatch, Checkpointer
-from ngrok_jax.config import TrainConfig
-from ngrok_jax.hooks import Chunk, DivergenceBound
-from ngrok_jax.methods import init_amplifier_params
-from ngrok_jax.results import read_metrics, summarize
-from ngrok_jax.spec_build import make_spec
+from ngrok_jax._src.cli import cli
+from ngrok_jax._src.storage import run_noise, runfolder
+from ngrok_jax._src.running import runner
+from ngrok_jax._src.storage.ampfile import save_amplifier
+from ngrok_jax._src.storage.checkpoint import CheckpointMismatch, Checkpointer
+from ngrok_jax._src.training.config import TrainConfig
+from ngrok_jax._src.running.hooks import Chunk, DivergenceBound
+from ngrok_jax._src.training.methods import init_amplifier_params
+from ngrok_jax._src.analysis.results import read_metrics, summarize
+from ngrok_jax._src.storage.spec_build import make_spec
 from run_folders import TINY_FLAGS, cli_main, write_run_folder
 
 TINY = TINY_FLAGS + ["--seeds", "2", "--eval-every", "10", "--no-progress",

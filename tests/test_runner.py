@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ngrok_jax as nj
-from ngrok_jax import runner
+from ngrok_jax._src.running import runner
 from run_folders import TINY
 
 

@@ -15,9 +15,9 @@ import jax
 import numpy as np
 import pytest
 
-from ngrok_jax.sharding import pad_seeds, seed_mesh, shard_seeds
-from ngrok_jax.train import TrainConfig
-from ngrok_jax.trainer import Trainer
+from ngrok_jax._src.core.sharding import pad_seeds, seed_mesh, shard_seeds
+from ngrok_jax._src.training.train import TrainConfig
+from ngrok_jax._src.training.trainer import Trainer
 from tests.tolerances import layout_atol
 import run_folders
 
@@ -28,9 +28,9 @@ TINY = dict(run_folders.TINY, wd=1e-3)
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
-    from ngrok_jax.sharding import shard_seeds, seed_mesh
-    from ngrok_jax.train import TrainConfig
-    from ngrok_jax.trainer import Trainer
+    from ngrok_jax._src.core.sharding import shard_seeds, seed_mesh
+    from ngrok_jax._src.training.train import TrainConfig
+    from ngrok_jax._src.training.trainer import Trainer
     cfg = json.loads(sys.argv[1])
     cfg["amp_hidden"] = tuple(cfg["amp_hidden"])
     out = {"devices": jax.device_count()}
@@ -131,7 +131,7 @@ RUNNER_SCRIPT = textwrap.dedent("""
     import json, os, sys, time
     import jax
     from ngrok_jax import runner
-    from ngrok_jax.train import TrainConfig
+    from ngrok_jax._src.training.train import TrainConfig
     cfg = json.loads(sys.argv[1]); four, one_to_four, ready = sys.argv[2:5]
     cfg["amp_hidden"] = tuple(cfg["amp_hidden"])
     msgs = []
@@ -171,7 +171,7 @@ def _rewind(src, dst):
 def test_runner_shards_seeds_and_resumes_across_device_counts(tmp_path):
   """The runner on 4 forced host devices against the same run here (1
   device), and checkpoints moved between the two processes both ways."""
-  from ngrok_jax import runner
+  from ngrok_jax._src.running import runner
   one, four = str(tmp_path / "one"), str(tmp_path / "four")
   ready = str(tmp_path / "ready")
   env = dict(os.environ,

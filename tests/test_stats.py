@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ngrok_jax import stats
+from ngrok_jax._src.analysis import stats
 from run_folders import write_run_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import ngrok_jax as nj
-from ngrok_jax.tasks import split_sizes
+from ngrok_jax._src.core.tasks import split_sizes
 
 FORMULAS = {
     "a+b": lambda a, b, p: (a + b) % p,

@@ -12,9 +12,9 @@ import types
 import numpy as np
 import pytest
 
-from ngrok_jax import cli
-from ngrok_jax.results import read_metrics
-from ngrok_jax.trackers import run_names, scalars
+from ngrok_jax._src.cli import cli
+from ngrok_jax._src.analysis.results import read_metrics
+from ngrok_jax._src.running.trackers import run_names, scalars
 
 # tests/test_cli.py's tiny configuration (shares its compiled adam program)
 TINY = ["--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",

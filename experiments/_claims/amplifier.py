@@ -57,7 +57,7 @@ def _span(D, rel):
   seen at the start, that range's half-width), as ``plot_scores`` draws
   it."""
   import jax.numpy as jnp
-  from ngrok_jax.amplifier import Amplifier
+  from ngrok_jax import Amplifier
   from ngrok_jax.ampfile import load_amplifier
   params, meta = load_amplifier(D.path(rel), seed_index=0)
   lo, hi = meta["grad_range"]

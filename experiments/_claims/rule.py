@@ -10,7 +10,8 @@ import numpy as np
 
 from experiments._claims.base import (CLAIMS, NON_DATA, TABLES, Claim, Table,
                                       many, n)
-from ngrok_jax import learned_rule, stats
+from ngrok_jax._src.optim import learned_rule
+from ngrok_jax import stats
 from ngrok_jax.tables import md_table
 
 MT = "meta_train_rule"

@@ -23,22 +23,22 @@ TESTS = ["tests/test_golden_public.py", "tests/test_golden.py"]
 MUTATIONS = {
     # test_trace[clip_], test_trace[rescale_] (tests/test_golden.py stays
     # green: at d 16 the clip never acts)
-    "no_clip": [("ngrok_jax/optimizers.py",
+    "no_clip": [("ngrok_jax/_src/optim/optimizers.py",
                  "      clip_by_global_norm(clip_norm),\n",
                  "      optax.identity(),\n")],
     # test_initialisation_matches_reference
-    "init_not_passed": [("ngrok_jax/methods.py",
+    "init_not_passed": [("ngrok_jax/_src/training/methods.py",
                          "cfg.depth, init_style=cfg.init)", "cfg.depth)")],
     # test_trace[rescale_]
-    "rescale_unnormalised": [("ngrok_jax/transforms.py",
+    "rescale_unnormalised": [("ngrok_jax/_src/optim/transforms.py",
                               "safe_normalize(g, c).astype(g.dtype)",
                               "(c * g).astype(g.dtype)")],
     # test_trace[rescale_]
-    "rescale_c_dropped": [("ngrok_jax/registry.py",
+    "rescale_c_dropped": [("ngrok_jax/_src/optim/registry.py",
                            'normalize_gradients(hp["c"])',
                            "normalize_gradients(1.0)")],
     # test_trace[coupled_], test_evaluation
-    "adam_decoupled": [("ngrok_jax/registry.py",
+    "adam_decoupled": [("ngrok_jax/_src/optim/registry.py",
                         "           \"baseline)\",\n"
                         "           transform=lambda cfg, hp, parts: "
                         "_extra(optax.identity()),\n"
@@ -49,26 +49,26 @@ MUTATIONS = {
                         "           grid=_grid(_COUPLED_WD), "
                         "coupled_decay=False),\n")],
     # test_epoch_batching_matches_dataloader[clip_, coupled_]
-    "no_short_batch": [("ngrok_jax/seed_step.py",
+    "no_short_batch": [("ngrok_jax/_src/training/seed_step.py",
                         "    per_epoch = -(-n // b)\n",
                         "    per_epoch = max(n // b, 1)\n"),
-                       ("ngrok_jax/seed_step.py",
+                       ("ngrok_jax/_src/training/seed_step.py",
                         "jnp.zeros((per_epoch * b - n,), perm.dtype)",
                         "jnp.zeros((max(per_epoch * b - n, 0),), perm.dtype)")],
     # test_epoch_batching_matches_dataloader[clip_, coupled_]
-    "no_reshuffle": [("ngrok_jax/seed_step.py",
+    "no_reshuffle": [("ngrok_jax/_src/training/seed_step.py",
                       "jax.random.fold_in(key, epoch), n)", "key, n)")],
     # test_epoch_batching_matches_dataloader[coupled_]
     "train_steps_other_batches": [
-        ("ngrok_jax/seed_step.py",
+        ("ngrok_jax/_src/training/seed_step.py",
          "  x, y, w = batch_of(cfg, s.key, train_idx, step, data)",
          "  x, y, w = batch_of(cfg, s.key, train_idx, step + 1, data)")],
     # test_evaluation
-    "eval_acc_broken": [("ngrok_jax/seed_step.py",
+    "eval_acc_broken": [("ngrok_jax/_src/training/seed_step.py",
                          'out[f"{name}/acc"] = accuracy(logits, labels)',
                          'out[f"{name}/acc"] = accuracy(logits[::-1], labels)')],
     # test_evaluation
-    "eval_loss_broken": [("ngrok_jax/seed_step.py",
+    "eval_loss_broken": [("ngrok_jax/_src/training/seed_step.py",
                           'out[f"{name}/loss"] = ce(logits, labels)',
                           'out[f"{name}/loss"] = ce(logits[::-1], labels)')],
 }

@@ -1,0 +1,1 @@
+"""Layer 7 of 7: the ngrok-jax command."""

@@ -1,0 +1,180 @@
+"""Learned update rules shipped with the package, ready to use.
+
+Each rule is two package data files in ``ngrok_jax/_src/optim/rules/``: ``<name>.msgpack``
+(the rule's parameters, as :func:`ngrok_jax.init_rule` shapes
+them) and ``<name>.json`` (its :class:`ngrok_jax.RuleConfig`, the exact
+meta-training command and settings, and what meta-training cost).
+``experiments/export_rule.py`` writes them from a meta-training run folder.
+
+Example::
+
+    import ngrok_jax
+    tx = ngrok_jax.pretrained_rule()          # the default rule, frozen
+    state = tx.init(params)                   # any pytree of float arrays
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import jax
+import numpy as np
+import optax
+from flax import serialization
+
+from ngrok_jax._src.optim.learned_rule import (RuleConfig, frozen_rule,
+                                               init_rule)
+
+__all__ = ["RULES_DIR", "DEFAULT_RULE", "rule_names", "rule_info",
+           "load_pretrained", "pretrained_rule", "write_rule_files",
+           "config_from_dict"]
+
+#: The folder of the shipped rules (package data).
+RULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules")
+#: The rule :func:`pretrained_rule` loads by default.
+DEFAULT_RULE = "arith-pes-cpu"
+
+
+def rule_names(folder: str = RULES_DIR) -> Tuple[str, ...]:
+  """The names of the rules in ``folder`` (both files present), sorted.
+
+  Args:
+    folder: a folder of rule files (default: the package's).
+
+  Returns:
+    The rule names.
+  """
+  if not os.path.isdir(folder):
+    return ()
+  files = set(os.listdir(folder))
+  return tuple(sorted(f[:-5] for f in files if f.endswith(".json")
+                      and f[:-5] + ".msgpack" in files))
+
+
+def _paths(name: str, folder: str) -> Tuple[str, str]:
+  if name not in rule_names(folder):
+    raise ValueError(f"no learned rule {name!r} in {folder}; valid: "
+                     f"{', '.join(rule_names(folder)) or '(none)'}")
+  base = os.path.join(folder, name)
+  return base + ".json", base + ".msgpack"
+
+
+def config_from_dict(raw: Dict[str, Any]) -> RuleConfig:
+  """A :class:`ngrok_jax.RuleConfig` from its JSON form (lists -> tuples).
+
+  Args:
+    raw: ``dataclasses.asdict(config)`` after a JSON round trip.
+
+  Returns:
+    The config.
+  """
+  return RuleConfig(**{k: tuple(v) if isinstance(v, list) else v
+                       for k, v in raw.items()})
+
+
+def rule_info(name: str = DEFAULT_RULE, folder: str = RULES_DIR
+              ) -> Dict[str, Any]:
+  """The metadata of a shipped rule: ``config``, ``command``,
+  ``meta_config``, ``cost`` (seconds per outer step, totals) and more.
+
+  Args:
+    name: the rule's name (:func:`rule_names`).
+    folder: where its files are (default: the package's).
+
+  Returns:
+    The parsed ``<name>.json``.
+
+  Raises:
+    ValueError: for an unknown name.
+  """
+  with open(_paths(name, folder)[0]) as f:
+    return json.load(f)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(name: str, folder: str):
+  info = rule_info(name, folder)
+  config = config_from_dict(info["config"])
+  with open(_paths(name, folder)[1], "rb") as f:
+    # the template's shapes only (the first load may happen inside a trace)
+    shapes = jax.eval_shape(lambda: init_rule(config, jax.random.PRNGKey(0)))
+    theta = serialization.from_bytes(
+        jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes), f.read())
+  return jax.tree.map(np.asarray, theta), config
+
+
+def load_pretrained(name: str = DEFAULT_RULE, folder: str = RULES_DIR
+                    ) -> Tuple[Any, RuleConfig]:
+  """``(theta, config)`` of a shipped rule (NumPy arrays; cached).
+
+  Args:
+    name: the rule's name (:func:`rule_names`).
+    folder: where its files are (default: the package's).
+
+  Returns:
+    The rule parameters and its :class:`ngrok_jax.RuleConfig`.
+
+  Raises:
+    ValueError: for an unknown name.
+  """
+  theta, config = _load(name, os.path.abspath(folder))
+  return jax.tree.map(np.array, theta), config
+
+
+def pretrained_rule(name: str = DEFAULT_RULE, *, lr: Optional[float] = None,
+                    folder: str = RULES_DIR) -> optax.GradientTransformation:
+  """A shipped learned rule as a frozen ``optax.GradientTransformation``.
+
+  It works on any pytree of float parameters; ``update`` needs ``params``
+  (``tx.update(grads, state, params)``).  Every tensor's update has RMS at
+  most ``2 * lr``.
+
+  Args:
+    name: the rule's name (default :data:`DEFAULT_RULE`; see
+      :func:`rule_names`).
+    lr: the inner learning rate (default: the one it was meta-trained with).
+    folder: where its files are (default: the package's).
+
+  Returns:
+    The frozen rule (:func:`ngrok_jax.frozen_rule`).
+
+  Raises:
+    ValueError: for an unknown name or a learning rate <= 0.
+  """
+  theta, config = load_pretrained(name, folder)
+  if lr is not None:
+    config = dataclasses.replace(config, lr=float(lr))
+  return frozen_rule(theta, config=config)
+
+
+def write_rule_files(folder: str, name: str, theta, config: RuleConfig,
+                     info: Dict[str, Any]) -> Tuple[str, str]:
+  """Writes ``<name>.msgpack`` and ``<name>.json`` into ``folder``.
+
+  Args:
+    folder: the output folder (created if missing).
+    name: the rule's name (letters, digits, ``-``, ``_``, ``.``).
+    theta: the rule parameters.
+    config: its :class:`ngrok_jax.RuleConfig`.
+    info: more metadata for the JSON (``command``, ``cost``, ...).
+
+  Returns:
+    The two paths (JSON, msgpack).
+  """
+  from ngrok_jax._src.core.fileio import atomic_write, dumps
+  if not name or not all(c.isalnum() or c in "-_." for c in name):
+    raise ValueError(f"a rule name takes letters, digits, '-', '_' and '.', "
+                     f"got {name!r}")
+  os.makedirs(folder, exist_ok=True)
+  base = os.path.join(folder, name)
+  atomic_write(base + ".msgpack", serialization.to_bytes(
+      jax.tree.map(np.asarray, jax.device_get(theta))))
+  atomic_write(base + ".json", dumps(
+      dict(info, name=name, config=dataclasses.asdict(config))))
+  _load.cache_clear()
+  return base + ".json", base + ".msgpack"

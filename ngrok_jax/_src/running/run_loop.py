@@ -1,0 +1,276 @@
+"""The training loop of the runner: one run folder's state while it trains
+(:class:`RunLoop`), each method trained in chunks of ``eval_every`` steps,
+evaluated after every chunk, the per-chunk hooks called, checkpoints resumed
+and the trained amplifier saved.  What differs between a run on one task and
+a run with a task axis (``RunSpec.tasks``) is the run's layout:
+:class:`SingleTask` here, :class:`ngrok_jax._src.running.cross_folder.TaskAxis`.  The
+entry points (``run``, ``resume``, ``execute``) are :mod:`ngrok_jax.runner`'s.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple)
+
+import jax
+import numpy as np
+
+from ngrok_jax._src.storage import ampfile, runfolder
+from ngrok_jax._src.analysis import results
+from ngrok_jax._src.storage.ampfile import load_amplifier, save_amplifier
+from ngrok_jax._src.core.distributed import is_primary, to_host
+from ngrok_jax._src.core.fileio import atomic_write, dumps
+from ngrok_jax._src.running.hooks import (AgreeOnStop, CheckpointSaver, Chunk,
+                                          DivergenceBound, EarlyStop,
+                                          MetricsWriter, ProgressBar, StopFlag,
+                                          StopOnSignal, close_hooks)
+from ngrok_jax._src.core.metrics import chunk_losses
+from ngrok_jax._src.analysis.results import summarize, summary_line
+from ngrok_jax._src.core.sharding import shard_count
+from ngrok_jax._src.storage.spec import EACH, RunSpec
+from ngrok_jax._src.training.trainer import Trainer
+
+__all__ = ["RunLoop", "SingleTask"]
+
+Hook = Callable[[Chunk], None]
+
+
+def _evaluation(trainer: Trainer, state, data, out) -> Dict[str, np.ndarray]:
+  """Per-seed metrics after a chunk: ``evaluate`` plus the chunk's mean
+  batch loss and mean outer loss (NaN where no meta step ran)."""
+  ev, out = to_host((trainer.evaluate(state, data),
+                     {k: out[k] for k in ("loss", "outer_loss")}))
+  ev.update(chunk_losses(out["loss"], out["outer_loss"]))
+  return ev
+
+
+class SingleTask:
+  """The layout of a run on one task (``spec.tasks`` empty): each method's
+  :class:`ngrok_jax.Trainer`, its seeds sharded over devices, the run
+  folder's ``metrics.jsonl`` and ``summary.json``, ``checkpoints/<method>``
+  and the trained amplifier.  :class:`ngrok_jax._src.running.cross_folder.TaskAxis` is
+  the layout of a run with a task axis.
+
+  Args:
+    spec: the run spec.
+    devices: the device cap.
+    seed_group: as :func:`ngrok_jax.train.train_steps`.
+  """
+
+  def __init__(self, spec: RunSpec, devices: Optional[int], seed_group):
+    self.spec, self.devices = spec, devices
+    # sharded seeds: every device vmaps its own seeds at once
+    self.seed_group = None if self.shards() > 1 else seed_group
+
+  def shards(self) -> int:
+    """The number of devices the seed axis is sharded over."""
+    return shard_count(len(self.spec.seeds), self.devices)
+
+  def start(self, method: str):
+    """``(trainer, state, data)`` of ``method`` at step 0."""
+    spec = self.spec
+    trainer = Trainer(spec.configs[method], seed_group=self.seed_group)
+    each = spec.amplifier_seed == EACH
+    amp = (load_amplifier(spec.amplifier, None if each else
+                          spec.amplifier_seed)[0]
+           if spec.configs[method].record.needs_trained_amplifier else None)
+    hp = {k: np.asarray(v, np.float32) for k, v in spec.hparams.items()}
+    state, data = trainer.init(list(spec.seeds), hparams=hp or None,
+                               amp_params=amp, amp_per_seed=each)
+    return trainer, state, data
+
+  def place(self, state, data):
+    """Shards the seed axis over :meth:`shards` devices (the same number in
+    every process); checkpoints stay layout independent (restored to the
+    host, then placed here)."""
+    n = self.shards()
+    if n <= 1:
+      return state, data
+    from ngrok_jax._src.core.sharding import (global_seed_mesh, seed_mesh,
+                                              shard_seeds)
+    mesh = (global_seed_mesh(n // jax.process_count())
+            if jax.process_count() > 1 else
+            seed_mesh(jax.local_devices()[:n]))
+    return shard_seeds(state, data, mesh=mesh)
+
+  def rows(self, method, step, trainer, state, data, out):
+    """``(the state's step, the chunk's metric rows)``."""
+    ev = _evaluation(trainer, state, data, out)
+    return int(ev["step"]), results.metric_rows(
+        method, self.spec.seeds, step, ev, self.spec.hparams)
+
+  def checkpoint_dir(self, method: str) -> Tuple[str, ...]:
+    return ("checkpoints", method)
+
+  def rows_of(self, meta) -> List[dict]:
+    """The metric rows saved in a checkpoint's ``meta``."""
+    return list(meta["rows"])
+
+  def begin(self, out_dir: str) -> None:
+    """Nothing to prepare (the runner writes config.json)."""
+    del out_dir
+
+  def write_metrics(self, out_dir: str, rows: Sequence[dict]) -> None:
+    results.write_metrics(out_dir, rows)
+
+  def metrics_hook(self, out_dir: str) -> Hook:
+    return MetricsWriter(out_dir)
+
+  def summary(self, rows, wall, complete) -> Dict[str, Any]:
+    return summarize(rows, self.spec, wall, complete)
+
+  def write_summary(self, out_dir: str, s: Mapping[str, Any]) -> None:
+    atomic_write(os.path.join(out_dir, "summary.json"), dumps(s))
+
+  def summary_lines(self, s: Mapping[str, Any], method: str) -> List[str]:
+    return [summary_line(method, s["methods"][method])]
+
+  def grad_range0(self, trainer, state, data) -> List[float]:
+    lo, hi, _ = to_host(ampfile.grad_range_fn(trainer)(state, data))
+    return [float(np.min(lo)), float(np.max(hi))]
+
+  def save_amplifier(self, out_dir, method, trainer, state, data, extra,
+                     s) -> None:
+    """Writes ``amplifier.msgpack`` (every process takes part)."""
+    host, ranges = to_host((state, ampfile.grad_range_fn(trainer)(state,
+                                                                  data)))
+    meta = ampfile.run_amplifier_meta(
+        self.spec.configs[method], self.spec.seeds, host, ranges,
+        extra.get("grad_range0"), s["methods"][method]["steps_to_95"])
+    if is_primary():
+      save_amplifier(os.path.join(out_dir, ampfile.FILE),
+                     host.seeds.amp_params, meta)
+
+  def plot(self, out_dir: str, report) -> None:
+    from ngrok_jax._src.analysis import plots as plots_lib
+    try:
+      plots_lib.plot_run(out_dir)
+    except Exception as e:  # noqa: BLE001 - plotting never loses a run
+      report(f"plotting failed: {type(e).__name__}: {e}")
+
+
+class RunLoop:
+  """The state of one run (folder) while training, and the training loop
+  of each of its methods (used by :func:`ngrok_jax.runner.execute`).
+
+  Args:
+    spec: the run spec.
+    out_dir: the run folder, or None for none.
+    progress: whether to draw progress bars.
+    report: called with each one-line message.
+    devices: the device cap.
+    hooks: extra per-chunk hooks.
+    seed_group: as :func:`ngrok_jax.train.train_steps`.
+  """
+
+  def __init__(self, spec: RunSpec, out_dir: Optional[str], progress: bool,
+               report, devices: Optional[int], hooks: Sequence[Hook],
+               seed_group="auto"):
+    self.spec, self.out_dir, self.progress = spec, out_dir, progress
+    self.report, self.devices, self.hooks = report, devices, list(hooks)
+    if spec.tasks:
+      from ngrok_jax._src.running.cross_folder import TaskAxis
+      self.layout = TaskAxis(spec)
+    else:
+      self.layout = SingleTask(spec, devices, seed_group)
+    self.rows: Dict[str, List[dict]] = {m: [] for m in spec.methods}
+    self.wall: Dict[str, float] = {m: 0.0 for m in spec.methods}
+    self.complete: Dict[str, bool] = {m: False for m in spec.methods}
+    self.force = False
+
+  def path(self, *names) -> str:
+    return os.path.join(self.out_dir, *names)
+
+  def all_rows(self) -> List[dict]:
+    return [r for m in self.spec.methods for r in self.rows[m]]
+
+  def summary(self) -> Dict[str, Any]:
+    return self.layout.summary(self.all_rows(), self.wall, self.complete)
+
+  def write_summary(self) -> Dict[str, Any]:
+    s = self.summary()
+    if self.out_dir is not None and is_primary():
+      self.layout.write_summary(self.out_dir, s)
+    return s
+
+  def train_method(self, method: str, stop: StopFlag, resume: bool) -> None:
+    spec, saves, lay = self.spec, self.out_dir is not None, self.layout
+    trainer, state, data = lay.start(method)
+    meta_range = trainer.has_meta and saves
+    ckpt = None
+    if saves:
+      from ngrok_jax._src.storage.checkpoint import Checkpointer, resume_from
+      ckpt = Checkpointer(self.path(*lay.checkpoint_dir(method)),
+                          spec.keep_checkpoints)
+    early = EarlyStop(spec.stop_after, spec.stop_acc, spec.seeds, self.report)
+    extra: Dict[str, Any] = {}
+    step = 0
+    try:
+      got = resume_from(ckpt, state, method, self.force, self.report,
+                        self.out_dir) if resume and ckpt is not None else None
+      if got is not None:
+        step, state, meta = got
+        runfolder.record_resume(self.out_dir if is_primary() else None,
+                                method, step)
+        self.rows[method] = lay.rows_of(meta)
+        self.wall[method] = float(meta["wall_time"])
+        extra = dict(meta.get("extra", {}))
+        if step >= spec.steps or early.held(method, self.rows[method]):
+          self.complete[method] = True
+        else:
+          self.report(f"{method}: resuming from step {step}")
+      if saves and is_primary():  # drops rows appended after the checkpoint
+        lay.write_metrics(self.out_dir, self.all_rows())
+      state, data = lay.place(state, data)
+      if meta_range and "grad_range0" not in extra:
+        extra["grad_range0"] = lay.grad_range0(trainer, state, data)
+      if not self.complete[method]:
+        hooks = [DivergenceBound(), ProgressBar(spec.steps, step, method,
+                                                self.progress), early,
+                 *self.hooks]
+        if jax.process_count() > 1:
+          hooks.insert(0, AgreeOnStop(stop))
+        if saves:
+          if is_primary():
+            hooks.append(lay.metrics_hook(self.out_dir))
+          hooks.append(CheckpointSaver(ckpt, spec.checkpoint_every, stop,
+                                       extra))
+        hooks.append(StopOnSignal(stop, self.out_dir, saves))
+        state = self._loop(method, trainer, state, data, step, hooks)
+      if meta_range:
+        lay.save_amplifier(self.out_dir, method, trainer, state, data, extra,
+                           self.summary())
+    finally:
+      if ckpt is not None:
+        ckpt.close()
+
+  def _loop(self, method, trainer, state, data, step, hooks):
+    """Chunks of ``eval_every`` steps until the budget is spent or a hook
+    ends the method (``chunk.done``); every hook is called after each."""
+    spec = self.spec
+    t0, wall0 = time.perf_counter(), self.wall[method]
+    try:
+      while step < spec.steps:
+        n = min(spec.eval_every, spec.steps - step)
+        state, out = trainer.train_steps(state, data, n)
+        at, rows = self.layout.rows(method, step + n, trainer, state, data,
+                                    out)
+        step += n
+        if at != step:
+          raise RuntimeError(f"{method}: the state is at step {at} after "
+                             f"{step} steps")
+        self.rows[method] += rows
+        self.wall[method] = wall0 + time.perf_counter() - t0
+        chunk = Chunk(method, step, spec.steps, n, state, rows,
+                      self.rows[method], self.wall[method],
+                      done=step >= spec.steps)
+        for hook in hooks:
+          hook(chunk)
+        runfolder.mark_progress(self.out_dir)
+        if chunk.done:
+          break
+    finally:
+      close_hooks(hooks)
+    self.complete[method] = True
+    return state
