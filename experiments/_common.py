@@ -12,8 +12,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ngrok_jax._src.training import presets
-from ngrok_jax._src.running import runner
+from ngrok_jax import presets, runner
+from ngrok_jax.hooks import RunInterrupted
 from ngrok_jax.report import markdown_table
 from ngrok_jax.results import load_run
 
@@ -140,6 +140,6 @@ def main_guard(fn):
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  except runner.RunInterrupted as e:
+  except RunInterrupted as e:
     print(f"interrupted: {e}", file=sys.stderr)
     sys.exit(128 + e.signum)

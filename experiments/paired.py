@@ -28,7 +28,7 @@ import argparse
 import os
 
 from experiments import _common as C
-from ngrok_jax._src.running import runner
+from ngrok_jax.spec import load_spec
 from ngrok_jax import stats
 
 
@@ -42,7 +42,7 @@ def tables(run_dirs, reference="neuralgrok", suffix=None, budget=None,
   siblings = {d + suffix for d in norm} if suffix else set()
   out = []
   for d in norm:
-    if d in siblings and reference not in runner.load_spec(d).methods:
+    if d in siblings and reference not in load_spec(d).methods:
       continue  # tabulated with the folder it belongs to
     others = [d + suffix] if suffix and os.path.isfile(
         os.path.join(d + suffix, "config.json")) else []

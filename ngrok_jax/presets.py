@@ -3,9 +3,11 @@
 The public names of this part of the library; their code:
 ``ngrok_jax._src.training.presets``.
 """
-from ngrok_jax._src.training.presets import (PRESETS, get_preset, preset_names,
-                                             merge, method_overrides)
+from ngrok_jax._src.training.presets import (
+    PRESETS, PAPER_PRESET_FOR_TASK, get_preset, preset_names, merge,
+    method_overrides)
 
 __all__ = [
-    "PRESETS", "get_preset", "preset_names", "merge", "method_overrides",
+    "PRESETS", "PAPER_PRESET_FOR_TASK", "get_preset", "preset_names", "merge",
+    "method_overrides",
 ]

@@ -36,8 +36,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 from ngrok_jax._src.optim.registry import RECORDS
 
-__all__ = ["PRESETS", "get_preset", "preset_names", "merge",
-           "method_overrides"]
+__all__ = ["PRESETS", "PAPER_PRESET_FOR_TASK", "get_preset", "preset_names",
+           "merge", "method_overrides"]
 
 _PAPER_COMMON = dict(dim=128, heads=4, batch_size=512, warmup_steps=10,
                      lr=1e-3, b1=0.9, b2=0.98, wd=1e-3, c=0.2)
