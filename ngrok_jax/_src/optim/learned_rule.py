@@ -113,7 +113,14 @@ class LearnedRuleState(NamedTuple):
 
 
 def num_features(config: RuleConfig) -> int:
-  """Number of per-component inputs of the ``"update"`` MLP."""
+  """Number of per-component inputs of the ``"update"`` MLP.
+
+  Args:
+    config: the rule's :class:`RuleConfig`.
+
+  Returns:
+    F, the width of :func:`rule_features`' output.
+  """
   # g, the momenta, sqrt(v), param, Adam's direction, 2 log-RMS, progress
   return 1 + len(config.decays) + 3 + 2 + len(config.time_scales)
 
@@ -190,6 +197,17 @@ def rule_features(config: RuleConfig, g, mus, nu, param, count) -> jax.Array:
   Columns: g, each momentum, sqrt(v), the parameter, Adam's direction (all
   RMS-normalised over the tensor), 0.1 log rms(g), 0.1 log rms(param), and
   tanh(count / s) for each time scale (see the module docstring).
+
+  Args:
+    config: the rule's :class:`RuleConfig`.
+    g: the tensor's gradient.
+    mus: its momenta, one per decay in ``config.decays``.
+    nu: its second moment.
+    param: the parameter tensor.
+    count: the step count (a scalar).
+
+  Returns:
+    (n, F) float32, n the tensor's size and F :func:`num_features`.
   """
   f = lambda a: rms_normalize(jnp.ravel(a).astype(jnp.float32))
   tiny = jnp.asarray(1e-30, jnp.float32)
@@ -305,6 +323,15 @@ def rule_distances(config: RuleConfig, theta, grads, state, params,
   :math:`\mathrm{rms}(\hat u - \hat r)` with hats the per-tensor RMS
   normalisation (0: same direction per tensor, up to a per-tensor scale;
   :math:`\sqrt 2`: orthogonal; 2: opposite).
+
+  Args:
+    config: the rule's :class:`RuleConfig`.
+    theta: the rule's parameters.
+    grads: the gradients (a pytree like ``params``).
+    state: the rule's optimizer state (:class:`LearnedRuleState`).
+    params: the model parameters.
+    references: reference updates (pytrees like ``params``), for example
+      Adam's and rescaling's next updates.
 
   Returns:
     (len(references),) float32.

@@ -158,7 +158,17 @@ def _pair(cfg: OuterConfig, x):
 
 def init_particles(cfg: OuterConfig, task: InnerTask, theta, key) -> Particles:
   """Fresh particles; unit ``u``'s first run has length ``horizon - u *
-  horizon // units`` when ``stagger`` (else ``horizon``)."""
+  horizon // units`` when ``stagger`` (else ``horizon``).
+
+  Args:
+    cfg: the outer trainer's :class:`OuterConfig`.
+    task: the inner task (:class:`InnerTask`).
+    theta: the rule's parameters (shapes of the PES accumulators).
+    key: a PRNG key (initialisations, data splits, restarts).
+
+  Returns:
+    :class:`Particles` (2 per unit with PES's antithetic pairs).
+  """
   n = cfg.units
   keys = jax.random.split(key, n)
   nxt, first = jax.vmap(lambda k: tuple(jax.random.split(k)))(keys)
@@ -177,7 +187,20 @@ def init_particles(cfg: OuterConfig, task: InnerTask, theta, key) -> Particles:
 def init(cfg: OuterConfig, task: InnerTask, theta, key,
          meta_opt: Optional[optax.GradientTransformation] = None
          ) -> OuterState:
-  """The initial :class:`OuterState` (``meta_opt`` default: Adam 1e-3)."""
+  """The initial outer state.
+
+  Args:
+    cfg: the outer trainer's :class:`OuterConfig`.
+    task: the inner task (:class:`InnerTask`).
+    theta: the rule's initial parameters.
+    key: a PRNG key.
+    meta_opt: the meta optimizer (default: Adam 1e-3); pass the same one
+      to :func:`make_outer_step`.
+
+  Returns:
+    :class:`OuterState`: parameters, meta-optimizer state, particles, key
+    and step 0.
+  """
   meta_opt = meta_opt or optax.adam(1e-3)
   theta = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), theta)
   k_part, k_run = jax.random.split(key)
@@ -230,6 +253,12 @@ def _unroll(cfg: OuterConfig, task: InnerTask, thetas, p: Particles):
 def unroll(cfg: OuterConfig, task: InnerTask, thetas, particles: Particles):
   """One truncation of every particle, particle ``j`` with ``thetas[j]``.
 
+  Args:
+    cfg: the outer trainer's :class:`OuterConfig`.
+    task: the inner task (:class:`InnerTask`).
+    thetas: the rule parameters per particle (leading axis P).
+    particles: the :class:`Particles` at the truncation's start.
+
   Returns:
     ``(particles, obj, seen, meta_loss)``: the advanced particles (``accum``
     unchanged), the per-step objective (P, K), whether the particle has
@@ -250,6 +279,13 @@ def _variance(per_unit) -> jax.Array:
 def pes_estimate(cfg: OuterConfig, task: InnerTask, theta,
                  particles: Particles, key):
   """The antithetic PES gradient estimate of one truncation.
+
+  Args:
+    cfg: the outer trainer's :class:`OuterConfig` (``estimator="pes"``).
+    task: the inner task (:class:`InnerTask`).
+    theta: the rule's parameters.
+    particles: the :class:`Particles` (with their PES accumulators).
+    key: a PRNG key for the perturbations (shared by each pair).
 
   Returns:
     ``(grad, particles, aux)``; ``aux``: ``per_unit`` (each pair's
@@ -288,6 +324,13 @@ def tbptt_estimate(cfg: OuterConfig, task: InnerTask, theta,
   """Truncated back-propagation: each particle's gradient of its
   truncation objective, the state at the truncation's start held constant.
 
+  Args:
+    cfg: the outer trainer's :class:`OuterConfig`.
+    task: the inner task (:class:`InnerTask`).
+    theta: the rule's parameters.
+    particles: the :class:`Particles` at the truncation's start.
+    key: unused (the signature of :func:`pes_estimate`).
+
   Returns:
     ``(grad, particles, aux)`` as :func:`pes_estimate` (``per_unit``: one
     per particle).
@@ -315,9 +358,16 @@ def make_outer_step(cfg: OuterConfig, task: InnerTask,
   particle, the gradient estimate and one ``meta_opt`` update (default
   Adam 1e-3; use the one given to :func:`init`).
 
-  ``metrics``: ``meta_loss`` (mean per-step held-out loss), ``objective``
-  (mean truncation objective), ``grad_norm``, ``grad_var`` (trace of the
-  estimate's covariance), ``resets`` (particles restarted).
+  Args:
+    cfg: the outer trainer's :class:`OuterConfig`.
+    task: the inner task (:class:`InnerTask`).
+    meta_opt: the meta optimizer (default: Adam 1e-3).
+
+  Returns:
+    The jitted step.  Its ``metrics``: ``meta_loss`` (mean per-step
+    held-out loss), ``objective`` (mean truncation objective),
+    ``grad_norm``, ``grad_var`` (trace of the estimate's covariance),
+    ``resets`` (particles restarted).
   """
   meta_opt = meta_opt or optax.adam(1e-3)
   estimate = pes_estimate if cfg.estimator == "pes" else tbptt_estimate
