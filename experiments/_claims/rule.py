@@ -17,8 +17,10 @@ from ngrok_jax.tables import md_table
 MT = "meta_train_rule"
 #: the verdict's tuning folders per held-out task: (the baselines' folders,
 #: the rule's folder)
-VERDICT = {"a/b": (("rule_verdict/a_div_b/base",),
+VERDICT = {"a/b": (("rule_verdict/a_div_b/base", "rule_verdict/a_div_b/ng"),
                    "rule_verdict/a_div_b/rule")}
+#: the tuned methods the rule is paired with in the verdict's prose
+PAIRED = ("adamw", "muon", "rescale", "neuralgrok")
 RULE = "learned-rule"
 NAMES = {RULE: "learned rule", "adamw": "AdamW", "muon": "Muon",
          "rescale": "rescaling", "neuralgrok": "NeuralGrok"}
@@ -157,7 +159,7 @@ def _auc_text(D, task, m):
 
 
 for _task, (_b, _r) in VERDICT.items():
-  for _m in ("adamw", "muon", "rescale"):
+  for _m in PAIRED:
     CLAIMS.append(Claim(f"rule.auc.{_task}.{_m}", (*_b, _r),
                         lambda D, t=_task, m=_m: _auc_text(D, t, m)))
 
@@ -182,6 +184,6 @@ def _wd0_text(D, task):
 for _task, (_b, _r) in VERDICT.items():
   CLAIMS.append(Claim(f"rule.wd0.{_task}", (_r,),
                       lambda D, t=_task: _wd0_text(D, t)))
-  for _m in ("adamw", "muon", "rescale"):
+  for _m in PAIRED:
     CLAIMS.append(Claim(f"rule.steps.{_task}.{_m}", (*_b, _r),
                         lambda D, t=_task, m=_m: _steps_text(D, t, m)))
