@@ -15,6 +15,7 @@ import pytest
 import ngrok_jax as nj
 from ngrok_jax._src.cli import cli
 from ngrok_jax._src.training import cross_task
+from ngrok_jax._src.training import train as train_lib
 from ngrok_jax._src.storage import runfolder
 from ngrok_jax._src.running import runner
 from ngrok_jax._src.storage.ampfile import load_amplifier
@@ -172,11 +173,11 @@ def test_every_task_contributes_and_each_task_trains_as_alone():
   frozen = dataclasses.replace(CFG, meta_lr=0.0)
   state, data = cross_task.init(frozen, TASKS, SEEDS)
   state, out = cross_task.train_steps(frozen, TASKS, state, data, STEPS)
-  model = nj.train.model_of(frozen)
+  model = train_lib.model_of(frozen)
   for i, t in enumerate(TASKS):
     cfg = dataclasses.replace(frozen, task=t)
-    s1, d1 = nj.train.init(cfg, SEEDS)
-    s1, out1 = nj.train.train_steps(cfg, s1, d1, STEPS)
+    s1, d1 = train_lib.init(cfg, SEEDS)
+    s1, out1 = train_lib.train_steps(cfg, s1, d1, STEPS)
     np.testing.assert_allclose(out["loss"][i], out1["loss"], rtol=1e-5)
     for k in range(len(SEEDS)):
       p1 = jax.tree.map(lambda x: x[k], s1.seeds.params)
@@ -186,8 +187,8 @@ def test_every_task_contributes_and_each_task_trains_as_alone():
                                  rtol=1e-4, atol=1e-4)
   state, data = cross_task.init(CFG, TASKS, SEEDS)
   state, _ = cross_task.train_steps(CFG, TASKS, state, data, STEPS)
-  s1, d1 = nj.train.init(dataclasses.replace(CFG, task="a+b"), SEEDS)
-  s1, _ = nj.train.train_steps(dataclasses.replace(CFG, task="a+b"), s1, d1,
+  s1, d1 = train_lib.init(dataclasses.replace(CFG, task="a+b"), SEEDS)
+  s1, _ = train_lib.train_steps(dataclasses.replace(CFG, task="a+b"), s1, d1,
                                STEPS)
   alone = s1.seeds.amp_params
   shared = cross_task.amplifier(state)
@@ -326,6 +327,7 @@ def test_command_line_trains_and_resumes_a_cross_task_run(tmp_path, capsys):
 _FIRST_FORMAT = """
 import os, shutil, sys
 from ngrok_jax import runner
+from ngrok_jax._src.running.runner import execute
 from ngrok_jax._src.storage.spec import load_spec
 fixture, cut, new = sys.argv[1:4]
 shutil.copytree(fixture, cut)
@@ -333,7 +335,7 @@ shutil.rmtree(os.path.join(cut, "checkpoints", "4"))
 msgs = []
 runner.resume(cut, progress=False, plots=False, report=msgs.append)
 assert any("resuming from step 2" in m for m in msgs), msgs
-runner.execute(load_spec(fixture), new, progress=False, plots=False,
+execute(load_spec(fixture), new, progress=False, plots=False,
                report=lambda m: None)
 """
 

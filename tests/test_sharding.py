@@ -130,8 +130,8 @@ def test_mesh_without_seed_axis_is_rejected():
 RUNNER_SCRIPT = textwrap.dedent("""
     import json, os, sys, time
     import jax
-    from ngrok_jax import runner
-    from ngrok_jax._src.training.train import TrainConfig
+    from ngrok_jax import TrainConfig
+    from ngrok_jax._src.running import runner
     cfg = json.loads(sys.argv[1]); four, one_to_four, ready = sys.argv[2:5]
     cfg["amp_hidden"] = tuple(cfg["amp_hidden"])
     msgs = []

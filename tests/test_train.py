@@ -6,6 +6,8 @@ import optax
 import pytest
 
 import ngrok_jax as nj
+from ngrok_jax._src.training import seed_step
+from ngrok_jax._src.training import train as train_lib
 
 
 @pytest.mark.parametrize("lookahead", ["sgd", "inner"])
@@ -118,7 +120,7 @@ def test_no_recompilation_for_new_state_or_hyperparameters(tiny_config):
   tr = nj.Trainer(tiny_config())
   state, data = tr.init([0, 1], hparams={"lr": [1e-3, 2e-3]})
   state, _ = tr.train_steps(state, data, 4)
-  progs = nj.train.programs(tr.config)
+  progs = train_lib.programs(tr.config)
   steps, evaluate = progs.train_steps, progs.evaluate
   n = steps._cache_size()
   state, _ = tr.train_steps(state, data, 4)
@@ -127,7 +129,7 @@ def test_no_recompilation_for_new_state_or_hyperparameters(tiny_config):
   state2, _ = tr.train_steps(state2, data2, 4)
   # an equal config in a new Trainer shares the compiled programs
   tr2 = nj.Trainer(tiny_config())
-  assert nj.train.programs(tr2.config) is progs
+  assert train_lib.programs(tr2.config) is progs
   state2, _ = tr2.train_steps(state2, data2, 4)
   tr.evaluate(state2, data2)
   m = evaluate._cache_size()
@@ -248,7 +250,7 @@ def test_epoch_batches_cover_the_training_split_once_per_epoch(tiny_config):
   _, data = tr.init([0])
   train = np.asarray(data.train[0])
   key = jax.random.PRNGKey(3)
-  batch = jax.jit(lambda step: nj.seed_step.batch_of(
+  batch = jax.jit(lambda step: seed_step.batch_of(
       tr.config, key, data.train[0], step, data))
   per_epoch = -(-train.size // 16)
   epochs = []
@@ -312,11 +314,11 @@ def test_seed_groups_give_the_same_results_as_one_vmap(tiny_config):
   cfg = tiny_config(meta_every=2)
   runs = {}
   for group in (None, 1):
-    state, data = nj.train.init(cfg, [0, 1, 2])
-    state, out = nj.train.train_steps(cfg, state, data, num_steps=4,
+    state, data = train_lib.init(cfg, [0, 1, 2])
+    state, out = train_lib.train_steps(cfg, state, data, num_steps=4,
                                       seed_group=group)
-    runs[group] = (state, out, nj.train.evaluate(cfg, state, data))
-  assert nj.train.group_size(4, 3) == 2 and nj.train.group_size(4, 1) == 1
+    runs[group] = (state, out, train_lib.evaluate(cfg, state, data))
+  assert train_lib.group_size(4, 3) == 2 and train_lib.group_size(4, 1) == 1
   ref_state, ref_out, ref_ev = runs[None]
   for group in (1,):
     state, out, ev = runs[group]
@@ -332,7 +334,7 @@ def test_seed_groups_give_the_same_results_as_one_vmap(tiny_config):
   with pytest.raises(ValueError, match="seed_group"):
     nj.Trainer(cfg, seed_group=0)
   assert nj.Trainer(cfg, seed_group="auto").seed_group == (
-      nj.train.CPU_SEED_GROUP if jax.default_backend() == "cpu" else None)
+      train_lib.CPU_SEED_GROUP if jax.default_backend() == "cpu" else None)
 
 
 def test_compiled_programs_of_old_configs_are_freed(tiny_config):
@@ -341,10 +343,10 @@ def test_compiled_programs_of_old_configs_are_freed(tiny_config):
   would hit the kernel's map limit and crash in the compiler)."""
   import gc
   import weakref
-  first = nj.train.programs(tiny_config(meta_every=7))
+  first = train_lib.programs(tiny_config(meta_every=7))
   ref = weakref.ref(first.train_steps)
   del first
-  for t in range(8, 8 + nj.train.programs.cache_info().maxsize):
-    nj.train.programs(tiny_config(meta_every=t))
+  for t in range(8, 8 + train_lib.programs.cache_info().maxsize):
+    train_lib.programs(tiny_config(meta_every=t))
   gc.collect()
   assert ref() is None
