@@ -9,21 +9,18 @@ The kernel is the interpreter running pytest (a kernelspec written to a
 temporary folder), so a fresh clone after ``pip install -e '.[test]'`` needs
 no ``ipykernel install`` and never picks up another Python's kernel.
 """
-import json
 import os
 import pathlib
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
-from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
-from jupyter_client.manager import KernelManager  # noqa: E402
+import notebook_kernels  # noqa: E402
 
 NOTEBOOK_DIR = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -157,16 +154,8 @@ def test_full_size_reads_the_paper_presets(path, monkeypatch):
 @pytest.fixture(scope="module")
 def kernel_dirs(tmp_path_factory):
   """A kernelspec for this interpreter, in a temporary folder."""
-  root = tmp_path_factory.mktemp("kernels")
-  spec_dir = root / KERNEL_NAME
-  spec_dir.mkdir()
-  (spec_dir / "kernel.json").write_text(json.dumps({
-      "argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
-               "{connection_file}"],
-      "display_name": "ngrok_jax tests",
-      "language": "python",
-  }))
-  return [str(root)]
+  return notebook_kernels.kernel_dirs(tmp_path_factory.mktemp("kernels"),
+                                      KERNEL_NAME, sys.executable)
 
 
 def test_every_notebook_is_executed_once():
@@ -179,8 +168,8 @@ def test_every_notebook_is_executed_once():
              / "test_release.py").read_text()
   body = release.split("def test_notebook_runs_against_the_wheel(", 1)[1]
   body = body.split("\ndef ", 1)[0]
-  for needle in (f'"{RUN_BY_RELEASE_TEST}"', "client.execute()",
-                 "allow_errors=False", '"NGROK_QUICK", "1"'):
+  for needle in (f'"{RUN_BY_RELEASE_TEST}"', "notebook_kernels.execute(",
+                 '"NGROK_QUICK", "1"'):
     assert needle in body, f"test_release's notebook test lacks {needle}"
 
 
@@ -191,21 +180,7 @@ def test_runs_in_quick_mode(path, kernel_dirs, monkeypatch, tmp_path):
   # Notebooks that write files in quick mode put them under this folder.
   monkeypatch.setenv("NGROK_NOTEBOOK_TMP", str(tmp_path))
   nb = nbformat.read(path, as_version=4)
-  km = KernelManager(kernel_name=KERNEL_NAME,
-                     kernel_spec_manager=KernelSpecManager(
-                         kernel_dirs=kernel_dirs))
-  client = nbclient.NotebookClient(
-      nb, km=km, timeout=600, allow_errors=False,
-      resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
-  start = time.time()
-  try:
-    client.execute()
-  except nbclient.exceptions.CellExecutionError as e:
-    pytest.fail(f"{path.name}: a cell raised in quick mode:\n{e}")
-  finally:
-    # The client does not own a kernel manager it was given: shut the
-    # kernel down here, or it lives (and holds memory and CPU) until pytest
-    # exits.
-    if km.has_kernel:
-      km.shutdown_kernel(now=True)
-  print(f"{path.name}: {time.time() - start:.1f}s in quick mode")
+  took = notebook_kernels.execute(nb, kernel_name=KERNEL_NAME,
+                                  dirs=kernel_dirs, cwd=NOTEBOOK_DIR,
+                                  label=f"{path.name} in quick mode")
+  print(f"{path.name}: {took:.1f}s in quick mode")

@@ -188,17 +188,11 @@ def test_notebook_runs_against_the_wheel(venv, tmp_path, monkeypatch):
   """notebooks/quickstart.ipynb in its quick mode, on a kernel of the
   wheel's venv started outside the repository: the notebook's process
   imports the installed wheel, not the source tree."""
-  import nbclient
   import nbformat
-  from jupyter_client.kernelspec import KernelSpecManager
-  from jupyter_client.manager import KernelManager
+  import notebook_kernels
 
-  kernels = tmp_path / "kernels"
-  (kernels / "wheel-venv").mkdir(parents=True)
-  (kernels / "wheel-venv" / "kernel.json").write_text(json.dumps({
-      "argv": [str(venv / "bin" / "python"), "-m", "ipykernel_launcher",
-               "-f", "{connection_file}"],
-      "display_name": "ngrok_jax wheel", "language": "python"}))
+  dirs = notebook_kernels.kernel_dirs(tmp_path / "kernels", "wheel-venv",
+                                      str(venv / "bin" / "python"))
   outside = tmp_path / "elsewhere"
   outside.mkdir()
   monkeypatch.delenv("PYTHONPATH", raising=False)
@@ -212,19 +206,9 @@ def test_notebook_runs_against_the_wheel(venv, tmp_path, monkeypatch):
       "import json as _j, os as _o, sys as _s, ngrok_jax as _n\n"
       "print('WHERE=' + _j.dumps(dict(file=_n.__file__, cwd=_o.getcwd(), "
       "exe=_s.executable, path=_s.path, quick=QUICK)))"))
-  km = KernelManager(kernel_name="wheel-venv",
-                     kernel_spec_manager=KernelSpecManager(
-                         kernel_dirs=[str(kernels)]))
-  client = nbclient.NotebookClient(
-      nb, km=km, timeout=600, allow_errors=False,  # a cell: ~1 min warm
-      resources={"metadata": {"path": str(outside)}})
-  try:
-    client.execute()
-  except nbclient.exceptions.CellExecutionError as e:
-    pytest.fail(f"quickstart.ipynb raised against the wheel:\n{e}")
-  finally:
-    if km.has_kernel:
-      km.shutdown_kernel(now=True)
+  notebook_kernels.execute(nb, kernel_name="wheel-venv", dirs=dirs,
+                           cwd=outside,
+                           label="quickstart.ipynb against the wheel")
   text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
   got = json.loads(text.split("WHERE=", 1)[1].splitlines()[0])
   assert got["quick"] is True
