@@ -200,9 +200,9 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
       configuration: results do not depend on it beyond float rounding, and
       a run may resume on a different number of devices.
     stop_after: stop a method once every seed has held test accuracy >=
-      ``stop_acc`` for this many consecutive evaluations (``None``/0:
-      never; None: the preset's); part of the run's configuration, reported
-      as ``stopped_early_at``.
+      ``stop_acc`` for this many consecutive evaluations (0, or None
+      without a preset: never; None: the preset's); part of the run's
+      configuration, reported as ``stopped_early_at``.
     stop_acc: the accuracy of ``stop_after`` (None: the preset's, else
       0.99).
     hooks: extra per-chunk hooks ``hook(chunk)`` (:class:`Chunk`, see
