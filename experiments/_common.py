@@ -16,6 +16,7 @@ from ngrok_jax import presets, runner
 from ngrok_jax.hooks import RunInterrupted
 from ngrok_jax.report import markdown_table
 from ngrok_jax.results import load_run
+from ngrok_jax.spec import RunSpec, make_spec
 
 TASKS = ("a+b", "a-b", "a*b", "a*a-b", "a*c+b*d-e")
 # Tasks without a paper recipe of their own take the recipe of a related
@@ -54,32 +55,68 @@ def parser(doc: str) -> argparse.ArgumentParser:
 
 
 def task_setup(task: str, args) -> Dict[str, Any]:
-  """preset (with the --quick / --p sizes merged), config, steps,
-  eval_every, seeds and checkpoint_every for one task."""
+  """One task's setup: ``preset`` (the name of its paper preset), ``config``
+  (only the explicit :class:`ngrok_jax.TrainConfig` fields: the task when
+  it borrows another's recipe, the --quick sizes, --p), ``steps``,
+  ``eval_every``, ``seeds`` and ``checkpoint_every`` (0: only at method
+  ends).  :func:`spec` and :func:`run_one` assemble the run from it
+  (:func:`ngrok_jax.spec.make_spec`: the preset with the config over it)."""
   if task not in presets.PAPER_PRESET_FOR_TASK and task not in BORROWED:
     raise ValueError(f"unknown task {task!r}; valid tasks: "
                      f"{', '.join(TASKS + tuple(BORROWED))}")
-  preset = presets.get_preset(presets.PAPER_PRESET_FOR_TASK[
-      BORROWED.get(task, task)])
-  over: Dict[str, Any] = {"task": task} if task in BORROWED else {}
+  name = presets.PAPER_PRESET_FOR_TASK[BORROWED.get(task, task)]
+  preset = presets.get_preset(name)  # read for the budget defaults only
+  config: Dict[str, Any] = {"task": task} if task in BORROWED else {}
   if args.quick:
-    over.update(QUICK, p=QUICK_P.get(task, QUICK_DEFAULT_P))
+    config.update(QUICK, p=QUICK_P.get(task, QUICK_DEFAULT_P))
     if task in QUICK_AMP:
-      over["amp_hidden"] = QUICK_AMP[task]
+      config["amp_hidden"] = QUICK_AMP[task]
   if args.p is not None:
-    over["p"] = args.p
-  preset = presets.merge(preset, over)
+    config["p"] = args.p
   steps = args.steps or (QUICK_STEPS if args.quick else preset["steps"])
   ev = args.eval_every or (QUICK_EVAL if args.quick else preset["eval_every"])
   ev = min(ev, steps)
   seeds = args.seeds or (QUICK_SEEDS if args.quick else preset["seeds"])
   # Full size: the preset's checkpoint interval (a 3e5-step run must not
-  # lose a method's progress to a SIGKILL); --quick: only at method ends.
-  ce = None if args.quick else preset.get("checkpoint_every")
+  # lose a method's progress to a SIGKILL); --quick: only at method ends
+  # (0, not None: None would take the preset's).
+  ce = 0 if args.quick else (preset.get("checkpoint_every") or 0)
   if ce and ce % ev:
-    ce = None
-  return dict(preset=preset, config=preset["config"], steps=steps,
-              eval_every=ev, seeds=seeds, checkpoint_every=ce)
+    ce = 0
+  return dict(preset=name, config=config, steps=steps, eval_every=ev,
+              seeds=seeds, checkpoint_every=ce)
+
+
+def spec(setup: Dict[str, Any], methods, **kw) -> RunSpec:
+  """:func:`ngrok_jax.spec.make_spec` of ``setup`` (its preset, config,
+  seeds, steps, eval_every and checkpoint interval; ``kw`` over them)."""
+  args = dict(preset=setup["preset"], seeds=setup["seeds"],
+              steps=setup["steps"],
+              eval_every=setup["eval_every"],
+              checkpoint_every=setup["checkpoint_every"])
+  args.update(kw)
+  return make_spec(setup["config"], methods, **args)
+
+
+def preset_setting(setup: Dict[str, Any], m: str, leave=()) -> Dict[str, Any]:
+  """The preset's per-method settings of ``m`` that make_spec applies (the
+  explicit config fields replace them), but for the fields in ``leave``."""
+  mc = presets.get_preset(setup["preset"]).get("method_config", {})
+  return {k: v for k, v in mc.get(m, {}).items()
+          if k not in leave and k not in setup["config"]}
+
+
+def without_preset_setting(setup: Dict[str, Any], m: str,
+                           fields) -> Dict[str, Any]:
+  """Overrides of ``m`` that undo the preset's setting of ``fields``: each
+  such field at its value in the preset's config with the explicit fields
+  (make_spec of the preset without per-method settings)."""
+  preset = presets.get_preset(setup["preset"])
+  mine = preset.get("method_config", {}).get(m, {})
+  if not any(k in fields for k in mine):
+    return {}
+  bare = spec(setup, [m], preset=dict(preset, method_config={}))
+  return {k: getattr(bare.configs[m], k) for k in fields if k in mine}
 
 
 def out_dir(args, name: str) -> str:
@@ -95,10 +132,8 @@ def run_one(setup: Dict[str, Any], methods, out: str, args, *,
   return runner.run(setup["config"], methods,
                     seeds if seeds is not None else setup["seeds"],
                     setup["steps"], setup["eval_every"], out,
-                    method_overrides=presets.method_overrides(
-                        setup["preset"], methods),
-                    hparams=hparams, resume=resume,
-                    checkpoint_every=setup.get("checkpoint_every"),
+                    preset=setup["preset"], hparams=hparams, resume=resume,
+                    checkpoint_every=setup["checkpoint_every"],
                     progress=not args.no_progress, **kw)
 
 

@@ -140,8 +140,9 @@ def main():
 
 
 def runner_config(setup) -> TrainConfig:
-  """The setup's NeuralGrok :class:`ngrok_jax.TrainConfig`."""
-  return TrainConfig.from_dict(dict(setup["config"], method="neuralgrok"))
+  """The setup's NeuralGrok :class:`ngrok_jax.TrainConfig` (make_spec's:
+  its preset with the setup's config and per-method settings)."""
+  return C.spec(setup, ["neuralgrok"]).configs["neuralgrok"]
 
 
 if __name__ == "__main__":

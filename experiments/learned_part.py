@@ -36,7 +36,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from experiments import _common as C
-from ngrok_jax import presets, runner, stats
+from ngrok_jax import runner, stats
 
 #: Option name -> the NeuralGrok config fields it changes.
 OPTIONS: Dict[str, Dict[str, Any]] = {
@@ -56,9 +56,12 @@ def _folder(out: str, task: str, option: str = "") -> str:
 
 
 def _run(setup, methods, folder, over, args):
+  """``methods`` on the setup's preset, ``over`` over its per-method
+  settings; checkpoints only at method ends (0), at every size."""
   return runner.run(
       setup["config"], methods, setup["seeds"], setup["steps"],
-      setup["eval_every"], folder, method_overrides=over,
+      setup["eval_every"], folder, preset=setup["preset"],
+      method_overrides=over, checkpoint_every=0,
       resume=os.path.exists(os.path.join(folder, "config.json")),
       progress=not args.no_progress)
 
@@ -129,12 +132,10 @@ def main():
   setups = {t: C.task_setup(t, args) for t in tasks}  # checks every task
   for task in tasks:
     setup = setups[task]
-    over = presets.method_overrides(setup["preset"], ["neuralgrok",
-                                                      "rescale"])
     base = _folder(out, task)
-    _run(setup, ["neuralgrok", "rescale"], base, over, args)
+    _run(setup, ["neuralgrok", "rescale"], base, None, args)
     for o in options:
-      ng = {**over.get("neuralgrok", {}), **OPTIONS[o]}
+      ng = dict(OPTIONS[o])  # over the preset's settings of neuralgrok
       if ng.get("meta_schedule", "constant") != "constant":
         ng["meta_schedule_steps"] = setup["steps"]
       _run(setup, ["neuralgrok"], _folder(out, task, o), {"neuralgrok": ng},

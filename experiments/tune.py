@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 import numpy as np
 
 from experiments import _common as C
-from ngrok_jax import presets, runner, stats
+from ngrok_jax import runner, stats
 from ngrok_jax.registry import RECORDS, get_method
 from ngrok_jax._src.core.fileio import atomic_write
 from ngrok_jax.report import markdown_table
@@ -165,9 +165,9 @@ def _run_cells(setup, m, cells, first, tune_seeds, gdir, over, args):
     hp.update(lookahead_lr=list(hp["lr"]), meta_wd=list(hp["wd"]))
   summary = runner.run(
       setup["config"], [m], seeds, setup["steps"], setup["eval_every"],
-      gdir, method_overrides=over, hparams=hp,
+      gdir, preset=setup["preset"], method_overrides=over, hparams=hp,
       resume=os.path.exists(os.path.join(gdir, "config.json")),
-      checkpoint_every=setup.get("checkpoint_every"),
+      checkpoint_every=setup["checkpoint_every"],
       progress=not args.no_progress, stop_after=args.stop_after)
   return summary["methods"][m]
 
@@ -232,9 +232,9 @@ def tune(setup: Dict[str, Any], task: str, methods: Sequence[str],
   writes tune.json and TUNE.md into ``out`` and returns the result."""
   if tune_seeds < 1 or heldout_seeds < 1:
     raise ValueError("--tune-seeds and --heldout-seeds must be >= 1")
-  base = presets.method_overrides(setup["preset"], methods)
   result: Dict[str, Any] = dict(
-      task=task, p=setup["config"]["p"], steps=setup["steps"],
+      task=task, p=C.spec(setup, methods).configs[methods[0]].p,
+      steps=setup["steps"],
       tune_seeds=tune_seeds, heldout_seeds=list(range(heldout_seeds)),
       methods={})
   chosen: Dict[str, Dict[str, Any]] = {}
@@ -243,12 +243,12 @@ def tune(setup: Dict[str, Any], task: str, methods: Sequence[str],
     cells = cells_of(grid)
     if TUNE_SEED0 < heldout_seeds:
       raise ValueError("the held-out seeds would overlap the grid's")
-    # the grid's values replace the preset's for this method
-    over = {m: {k: v for k, v in base.get(m, {}).items() if k not in grid}}
+    # the grid's (per-seed) values replace the preset's for this method: a
+    # grid field's config value is the one it has without m's setting
+    over = {m: C.without_preset_setting(setup, m, grid)}
     per = _run_cells(setup, m, cells, 0, tune_seeds,
                      os.path.join(out, "grid", m), over, args)
-    per = {k: list(per[k]) for k in ("seeds", "steps_to_95",
-                                     "final_test_acc")}
+    per = {k: list(per[k]) for k in ("seeds", "steps_to_95", "final_test_acc")}
     summ = dict(steps=setup["steps"], methods={m: per})
     ranked = rank_cells(summ, m, cells, tune_seeds)
     rounds = 0
@@ -269,7 +269,7 @@ def tune(setup: Dict[str, Any], task: str, methods: Sequence[str],
                                 ranked=ranked, grid_dir=os.path.join(
                                     out, "grid", m), widen_rounds=rounds,
                                 on_edge=edge)
-    chosen[m] = {**over[m], **ranked[0]["cell"]}
+    chosen[m] = dict(ranked[0]["cell"])
     print(f"{m}: chose {_fmt_cell(ranked[0]['cell'])} (median "
           f"{_fmt_steps(ranked[0]['median'])}, {ranked[0]['success']}/"
           f"{tune_seeds} at 95%{'; on the grid edge' if edge else ''})",
@@ -277,15 +277,17 @@ def tune(setup: Dict[str, Any], task: str, methods: Sequence[str],
   hdir = os.path.join(out, "heldout")
   summary = runner.run(
       setup["config"], list(methods), heldout_seeds, setup["steps"],
-      setup["eval_every"], hdir, method_overrides=chosen,
+      setup["eval_every"], hdir, preset=setup["preset"],
+      method_overrides=chosen,
       resume=os.path.exists(os.path.join(hdir, "config.json")),
-      checkpoint_every=setup.get("checkpoint_every"),
+      checkpoint_every=setup["checkpoint_every"],
       progress=not args.no_progress, stop_after=args.stop_after)
   for m in methods:
     result["methods"][m]["heldout"] = {
         k: summary["methods"][m][k] for k in
         ("steps_to_95", "steps_to_99", "final_test_acc")}
-    result["methods"][m]["chosen"] = chosen[m]
+    result["methods"][m]["chosen"] = {**C.preset_setting(setup, m, grids[m]),
+                                      **chosen[m]}
   atomic_write(os.path.join(out, "tune.json"),
                json.dumps(_json_safe(result), indent=1) + "\n")
   md = tables(result, hdir, reference)

@@ -189,3 +189,29 @@ def test_stop_after_ends_a_method_early_and_is_recorded(tmp_path):
   s3 = runner.run(TINY, methods="adam", seeds=1, steps=30, eval_every=10,
                   out_dir=None, progress=False, plots=False)
   assert s3["methods"]["adam"]["stopped_early_at"] is None
+
+
+def test_run_takes_a_preset_and_its_values_for_arguments_left_none(
+    monkeypatch):
+  """runner.run(preset=...) passes the preset to make_spec: an argument
+  left as None takes the preset's value, else make_spec's default."""
+  got = []
+  monkeypatch.setattr(runner, "execute",
+                      lambda spec, out_dir, **kw: got.append(spec))
+  runner.run({"p": 11}, ["adamw", "adam"], preset="paper-add")
+  s = got[-1]
+  assert (s.seeds, s.steps, s.eval_every, s.checkpoint_every) == (
+      (0, 1, 2, 3), 300_000, 100, 10_000)
+  assert s.configs["adamw"].wd == 1.0 and s.configs["adam"].wd == 1e-3
+  assert s.configs["adamw"].p == 11 and s.configs["adamw"].depth == 2
+  runner.run({"wd": 0.5}, ["adamw"], 2, 20, 10, preset="paper-add",
+             checkpoint_every=0, method_overrides={"adamw": {"lr": 0.01}})
+  s = got[-1]
+  assert (s.seeds, s.steps, s.eval_every, s.checkpoint_every) == (
+      (0, 1), 20, 10, None)
+  assert s.configs["adamw"].wd == 0.5 and s.configs["adamw"].lr == 0.01
+  runner.run(TINY, "adam")  # no preset: the defaults, as before
+  s = got[-1]
+  assert (s.seeds, s.steps, s.eval_every, s.keep_checkpoints,
+          s.amplifier_seed, s.stop_acc, s.checkpoint_every) == (
+              (0, 1, 2, 3), 1000, 100, 3, 0, runner.STOP_ACC, None)

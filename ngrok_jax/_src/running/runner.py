@@ -133,45 +133,60 @@ def check_devices(devices: Optional[int]) -> None:
 
 def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
         methods: Union[str, Sequence[str], None] = None,
-        seeds: Union[int, Sequence[int]] = 4, steps: int = 1000,
-        eval_every: int = 100, out_dir: Optional[str] = None, *,
+        seeds: Union[int, Sequence[int], None] = None,
+        steps: Optional[int] = None, eval_every: Optional[int] = None,
+        out_dir: Optional[str] = None, *,
+        preset: Union[str, Mapping[str, Any], None] = None,
         method_overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
         hparams: Optional[Mapping[str, Any]] = None,
-        checkpoint_every: Optional[int] = None, keep_checkpoints: int = 3,
+        checkpoint_every: Optional[int] = None,
+        keep_checkpoints: Optional[int] = None,
         amplifier: Optional[str] = None,
-        amplifier_seed: Union[int, str] = 0,
+        amplifier_seed: Union[int, str, None] = None,
         resume: bool = False, force: bool = False, progress: bool = True,
         plots: bool = True, report=None,
         devices: Optional[int] = None,
-        stop_after: Optional[int] = None, stop_acc: float = STOP_ACC,
+        stop_after: Optional[int] = None, stop_acc: Optional[float] = None,
         hooks: Sequence[Hook] = (), seed_group="auto",
         tasks: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   """Trains ``methods`` on one task for all ``seeds`` (or, with ``tasks``,
   one amplifier per seed across several tasks); returns the summary.
 
+  The configuration is assembled by :func:`make_spec` (these arguments
+  passed on): an argument left as None takes the ``preset``'s value, else
+  the default given below.
+
   Args:
     config: the base :class:`TrainConfig` (or its dict); its ``method`` is
-      replaced by each of ``methods``.
+      replaced by each of ``methods``.  With ``preset``: the fields set
+      over the preset's (and over its per-method settings).
     methods: method names (list or comma-separated string), run in order,
-      each as one vmapped program over the seeds; None: ``neuralgrok,
-      adam`` (with ``tasks``: ``neuralgrok``).
-    seeds: number of seeds (0..n-1) or the list of seeds.
-    steps: training steps per method.
+      each as one vmapped program over the seeds; None: the preset's, else
+      ``neuralgrok, adam`` (with ``tasks``: ``neuralgrok``).
+    seeds: number of seeds (0..n-1) or the list of seeds; None: the
+      preset's, else 4.
+    steps: training steps per method; None: the preset's, else 1000.
     eval_every: evaluate every seed after every ``eval_every`` steps (one
-      ``lax.scan`` chunk); must be <= steps.
+      ``lax.scan`` chunk); must be <= steps; None: the preset's, else 100.
     out_dir: the run folder (created); ``None`` keeps everything in memory
       (no files, no checkpoints).
-    method_overrides: ``{method: {TrainConfig field: value}}``.
+    preset: a preset name or dict (:mod:`ngrok_jax.presets`): the starting
+      point (config, per-method settings, methods, seeds, steps,
+      eval_every, checkpoint_every, stop_after), as ``ngrok-jax train
+      --preset``.
+    method_overrides: ``{method: {TrainConfig field: value}}`` (over the
+      preset's per-method settings).
     hparams: per-seed hyperparameter sweep ``{name: value or [one per
       seed]}`` (names in :data:`ngrok_jax.HPARAMS`), same for every method
       (:func:`ngrok_jax.spec.sweep_seeds` builds seeds x values).
     checkpoint_every: checkpoint interval (multiple of ``eval_every``);
-      ``None``/0: only at the end of each method and on SIGINT/SIGTERM.
-    keep_checkpoints: newest checkpoints kept per method.
+      0 (or None without a preset): only at the end of each method and on
+      SIGINT/SIGTERM; None: the preset's.
+    keep_checkpoints: newest checkpoints kept per method (None: 3).
     amplifier: run folder or ``amplifier.msgpack`` of a NeuralGrok run, for
       ``neuralgrok-frozen`` (its ``amp_hidden`` is taken from the file).
     amplifier_seed: index of the seed whose amplifier is used, or
-      ``"each"``: seed i uses the file's i-th amplifier (paired).
+      ``"each"``: seed i uses the file's i-th amplifier (paired); None: 0.
     resume: continue the run in ``out_dir`` from its newest good checkpoint
       (the given arguments must match its config.json unless ``force``).
     force: resume even if the arguments differ from the saved config.
@@ -185,10 +200,11 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
       configuration: results do not depend on it beyond float rounding, and
       a run may resume on a different number of devices.
     stop_after: stop a method once every seed has held test accuracy >=
-      ``stop_acc`` for this many consecutive evaluations (``None``/0:
-      never); part of the run's configuration, reported as
-      ``stopped_early_at``.
-    stop_acc: the accuracy of ``stop_after`` (default 0.99).
+      ``stop_acc`` for this many consecutive evaluations (0, or None
+      without a preset: never; None: the preset's); part of the run's
+      configuration, reported as ``stopped_early_at``.
+    stop_acc: the accuracy of ``stop_after`` (None: the preset's, else
+      0.99).
     hooks: extra per-chunk hooks ``hook(chunk)`` (:class:`Chunk`, see
       :mod:`ngrok_jax.hooks`), called after the progress bar and the early
       stop, before the metrics writer and the checkpoint; not part of the
@@ -215,7 +231,7 @@ def run(config: Union[TrainConfig, Mapping[str, Any], None] = None,
       whose arguments differ from the saved config (names the fields).
     RunInterrupted: SIGINT/SIGTERM; a checkpoint was saved first.
   """
-  spec = make_spec(config, methods, seeds, steps, eval_every,
+  spec = make_spec(config, methods, seeds, steps, eval_every, preset=preset,
                    method_overrides=method_overrides, hparams=hparams,
                    checkpoint_every=checkpoint_every,
                    keep_checkpoints=keep_checkpoints, amplifier=amplifier,

@@ -158,7 +158,8 @@ def merge(preset: Mapping[str, Any],
   ``config`` set: an explicit value replaces the preset's ``config`` value
   and the same field of every per-method setting (``method_config``), so
   it holds for every method.  The one place where presets and explicit
-  options meet (``ngrok-jax train``, the experiment scripts).
+  options meet: :func:`ngrok_jax.spec.make_spec` calls it (``ngrok-jax
+  train``, ``runner.run(preset=...)``, the experiment scripts).
 
   Args:
     preset: a preset (:func:`get_preset`).
