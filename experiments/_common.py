@@ -101,8 +101,9 @@ def spec(setup: Dict[str, Any], methods, **kw) -> RunSpec:
 def preset_setting(setup: Dict[str, Any], m: str, leave=()) -> Dict[str, Any]:
   """The preset's per-method settings of ``m`` that make_spec applies (the
   explicit config fields replace them), but for the fields in ``leave``."""
-  mc = presets.get_preset(setup["preset"]).get("method_config", {})
-  return {k: v for k, v in mc.get(m, {}).items()
+  mine = presets.method_overrides(presets.get_preset(setup["preset"]),
+                                  [m]).get(m, {})
+  return {k: v for k, v in mine.items()
           if k not in leave and k not in setup["config"]}
 
 
