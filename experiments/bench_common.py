@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 import jax
 
-from ngrok_jax._src.training import train as train_lib
+from ngrok_jax import train as train_lib
 from ngrok_jax import TrainConfig
 from ngrok_jax import Trainer
 
@@ -64,7 +64,7 @@ class Program:
   def __init__(self, cfg: TrainConfig, num_seeds: int, steps: int,
                seed_group: Optional[int] = None):
     self.cfg, self.steps = cfg, steps
-    amp = (train_lib.init_amplifier(cfg)
+    amp = (Trainer(cfg).init_amplifier()
            if cfg.record.needs_trained_amplifier else None)
     self.state, self.data = train_lib.init(cfg, list(range(num_seeds)),
                                            amp_params=amp)

@@ -14,8 +14,7 @@ import numpy as np
 import optax
 
 from experiments.bench_common import abstract_state, memory_bytes, record
-from ngrok_jax._src.training import seed_step
-from ngrok_jax._src.training import train as train_lib
+from ngrok_jax import train as train_lib
 from ngrok_jax import amplify
 from ngrok_jax import TrainConfig
 from ngrok_jax import Trainer
@@ -91,7 +90,7 @@ def meta_grad_precision(base: Dict[str, Any], device: str, seeds=(0, 1, 2),
     state, data = tr.init(seeds=list(seeds))
 
     def mg(s, train_idx, outer_idx, tr=tr, data=data):
-      x, y, w = seed_step.batch_of(tr.config, s.key, train_idx, 0, data)
+      x, y, w = tr.batch_of(s.key, train_idx, 0, data)
       g = jax.grad(tr.loss_fn)(s.params, x, y, w)
       ox, oy = data.inputs[outer_idx], data.labels[outer_idx]
       return jax.grad(meta_objective(tr, s, g, ox, oy))(s.amp_params)
@@ -142,22 +141,22 @@ def profile_components(name: str, base: Dict[str, Any], device: str,
   tidx, oidx = data.train[0], data.outer[0]
   # the inputs of the pieces, each made by one compiled program (op by op,
   # the transformer's backward alone compiled for longer than the profile)
-  x, y, w = jax.jit(lambda k, t: seed_step.batch_of(cfg, k, t, 0, data))(
+  x, y, w = jax.jit(lambda k, t: tr.batch_of(k, t, 0, data))(
       s.key, tidx)
   g = jax.jit(jax.grad(tr.loss_fn))(s.params, x, y, w)
   ox, oy = data.inputs[oidx], data.labels[oidx]
   flat = jnp.concatenate([jnp.ravel(l) for l in jax.tree.leaves(g)])
   amp_apply = tr.amplifier.apply
   adam_cfg = dataclasses.replace(cfg, method="adam")
-  adam_opt = train_lib.optimizer(adam_cfg, s.hparams)
+  adam_opt = Trainer(adam_cfg).optimizer(s.hparams)
   adam_state = adam_opt.init(s.params)
-  tx = train_lib.optimizer(cfg, s.hparams)
+  tx = tr.optimizer(s.hparams)
   objective = meta_objective(tr, s, g, ox, oy)
   losses = dict(train_loss=lambda p: tr.loss_fn(p, x, y, w),
                 outer_loss=lambda p: tr.loss_fn(p, ox, oy))
 
   pieces = {
-      "batch_sampling": (lambda k, t: seed_step.batch_of(cfg, k, t, 3, data),
+      "batch_sampling": (lambda k, t: tr.batch_of(k, t, 3, data),
                          (s.key, tidx)),
       "transformer_fwd_bwd": (jax.value_and_grad(tr.loss_fn), (s.params, x, y)),
       "amplifier_scores": (amp_apply, (s.amp_params, flat)),

@@ -44,7 +44,7 @@ import jax
 from experiments.bench_common import Program, device_name, record
 from experiments.bench_extra import (meta_grad_precision, meta_memory,
                                      profile_components)
-from ngrok_jax._src.training import train as train_lib
+from ngrok_jax.sharding import group_size
 from ngrok_jax import TrainConfig
 
 # Seconds per step of the authors' reference PyTorch code (NeuralOptGrok,
@@ -95,7 +95,7 @@ def bench_config(name: str, base: Dict[str, Any], seeds: Sequence[int],
         "inner_meta": Program(every, S, steps),
         "amortised_step": Program(ng, S, steps),
     }
-    if S > 1 and seed_group is not None and train_lib.group_size(
+    if S > 1 and seed_group is not None and group_size(
         S, seed_group) < S:
       progs[S]["grouped_step"] = Program(ng, S, steps, seed_group)
     for p in progs[S].values():
@@ -115,7 +115,7 @@ def bench_config(name: str, base: Dict[str, Any], seeds: Sequence[int],
     recs = []
     for k in ("adam_step", "inner_step", "amortised_step", "grouped_step"):
       if k in t:
-        extra = dict(seed_group=train_lib.group_size(S, seed_group)) if (
+        extra = dict(seed_group=group_size(S, seed_group)) if (
             k == "grouped_step") else {}
         recs.append(record(name, S, k, t[k], device, **common, **extra,
                             **pr[k].memory))
@@ -238,9 +238,11 @@ def main(argv=None):
                        "step against the library's Adam step and, with "
                        "--reference-src, the authors' PyTorch code side by "
                        "side (experiments/reference_bench.py)")
-  ap.add_argument("--reference-src", default=os.environ.get(
-      "NEURALOPTGROK_SRC"), help="the reference's src/ at a7490be (default: "
-                                 "$NEURALOPTGROK_SRC)")
+  ap.add_argument("--reference-src", dest="reference_source",
+                  metavar="REFERENCE_SRC",
+                  default=os.environ.get("NEURALOPTGROK_SRC"),
+                  help="the reference's src/ at a7490be (default: "
+                       "$NEURALOPTGROK_SRC)")
   ap.add_argument("--reference-python", default=None,
                   help="a Python with torch for the reference (default: "
                        "$NGROK_TORCH_PYTHON, else this one if it has torch)")
@@ -270,7 +272,7 @@ def main(argv=None):
     records += reference_bench.side_by_side(
         quick=args.quick, seeds=args.reference_seeds or (2 if args.quick
                                                           else 8),
-        repeats=repeats, device=device, src=args.reference_src,
+        repeats=repeats, device=device, src=args.reference_source,
         python=reference_bench.torch_python(args.reference_python),
         reference_steps=args.reference_steps)
   if args.profile:

@@ -39,11 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ngrok_jax._src.optim import learned_rule as lr_lib
-from ngrok_jax import pes
+from ngrok_jax import RuleConfig, init_rule, pes, save_rule
 from ngrok_jax import rule_tasks as rt
 from ngrok_jax.checkpoint import Checkpointer
-from ngrok_jax._src.core.fileio import atomic_write, dumps
+from ngrok_jax.learned_rule import PLACEMENTS
+from ngrok_jax.results import atomic_write, write_metrics
 
 TRAIN_TASKS = ("a+b", "a-b", "a*b", "a+b-a*b")
 
@@ -59,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
   a("--heads", type=int, default=4)
   a("--batch-size", type=int, default=128)
   a("--meta-batch", type=int, default=64)
-  a("--placement", default="update", choices=lr_lib.PLACEMENTS)
+  a("--placement", default="update", choices=PLACEMENTS)
   a("--hidden", default="32", help="rule MLP hidden sizes, e.g. 32,32")
   a("--lr", type=float, default=3e-3, help="the rule's inner learning rate")
   a("--estimator", default="pes", choices=pes.ESTIMATORS)
@@ -99,8 +99,8 @@ def _ints(s: str) -> List[int]:
 
 def configs(args) -> Dict[str, Any]:
   """The rule, outer and per-prime inner configs of the arguments."""
-  rule = lr_lib.RuleConfig(placement=args.placement,
-                           hidden=tuple(_ints(args.hidden)), lr=args.lr)
+  rule = RuleConfig(placement=args.placement,
+                    hidden=tuple(_ints(args.hidden)), lr=args.lr)
   tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
   primes = _ints(args.primes)
   if not primes or len(set(primes)) != len(primes):
@@ -126,7 +126,7 @@ def meta_optimizer(meta_lr: float, clip: float) -> optax.GradientTransformation:
 
 @functools.lru_cache(maxsize=8)
 def _program(outer: pes.OuterConfig, inner: rt.ArithConfig,
-             rule: lr_lib.RuleConfig, meta_lr: float, clip: float):
+             rule: RuleConfig, meta_lr: float, clip: float):
   task = rt.arith_task(inner, rule)
   return task, pes.make_outer_step(outer, task, meta_optimizer(meta_lr, clip))
 
@@ -137,7 +137,7 @@ def init_state(args, cf) -> Dict[str, Any]:
   prime, keyed by the prime as a string)."""
   key = jax.random.PRNGKey(args.seed)
   k_theta, k_run, *k_p = jax.random.split(key, 2 + len(cf["primes"]))
-  theta = lr_lib.init_rule(cf["rule"], k_theta)
+  theta = init_rule(cf["rule"], k_theta)
   theta = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), theta)
   opt = meta_optimizer(args.meta_lr, args.meta_clip)
   parts = {}
@@ -209,11 +209,6 @@ def plot(out: str, rows: List[dict]) -> Optional[str]:
   return path
 
 
-def _write_rows(out: str, rows: List[dict]) -> None:
-  atomic_write(os.path.join(out, "metrics.jsonl"),
-               "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
-
-
 def run(args) -> Dict[str, Any]:
   """Meta-trains (resuming the newest good checkpoint in ``args.out``).
 
@@ -226,13 +221,14 @@ def run(args) -> Dict[str, Any]:
   saved = {k: v for k, v in vars(args).items()
            if k not in ("out", "outer_steps", "no_progress", "no_plots",
                         "max_minutes")}
+  text = json.dumps(saved, indent=2, allow_nan=False)
   if os.path.exists(cfg_path):
     with open(cfg_path) as f:
       old = json.load(f)
-    if old != json.loads(dumps(saved)):
+    if old != json.loads(text):
       raise ValueError(f"{args.out} holds a run with other settings; use "
                        "another --out")
-  atomic_write(cfg_path, dumps(saved))
+  atomic_write(cfg_path, text)
   state = init_state(args, cf)
   rows: List[dict] = []
   wall = 0.0
@@ -263,12 +259,12 @@ def run(args) -> Dict[str, Any]:
       if ((s + 1) % args.checkpoint_every == 0 or s + 1 == args.outer_steps
           or out_of_time):
         ckpt.save(s + 1, state, dict(rows=rows, wall_s=wall))
-        _write_rows(args.out, rows)
+        write_metrics(args.out, rows)
       if out_of_time:
         break
     bar.close()
-  _write_rows(args.out, rows)
-  lr_lib.save_rule(args.out, cf["rule"], state["theta"])
+  write_metrics(args.out, rows)
+  save_rule(args.out, cf["rule"], state["theta"])
   if not args.no_plots and rows:
     plot(args.out, rows)
   return dict(state=state, rows=rows, wall_s=wall)

@@ -34,8 +34,8 @@ import numpy as np
 from experiments import _common as C
 from ngrok_jax import runner, stats
 from ngrok_jax.registry import RECORDS, get_method
-from ngrok_jax._src.core.fileio import atomic_write
 from ngrok_jax.report import markdown_table
+from ngrok_jax.results import atomic_write
 
 #: Methods tuned by default: every method with a tuning grid in its record
 #: (all but the frozen amplifier, which needs a trained one).

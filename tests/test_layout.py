@@ -3,8 +3,9 @@
 layers and no layer imports a later one, the public modules at the top are
 facades (imports and ``__all__`` only), no module uses a private name
 (``_name``) of another module, and no module is over :data:`MAX_LINES`
-lines, in ``ngrok_jax/`` and ``experiments/``. By import: every public
-object has exactly one public path. docs/layout.md is this graph, current.
+lines, in ``ngrok_jax/`` and ``experiments/``; ``experiments/`` imports
+nothing of ``ngrok_jax._src``. By import: every public object has exactly
+one public path. docs/layout.md is this graph, current.
 
 ``python tests/test_layout.py --write`` rewrites docs/layout.md.
 """
@@ -250,6 +251,41 @@ def test_no_module_uses_a_private_name_of_another():
   for p in PACKAGES:
     bad += import_graph(p)[1]
   assert bad == []
+
+
+def private_package_uses(source: str) -> List[str]:
+  """The private parts of ``ngrok_jax`` (``ngrok_jax._src...``, a ``_name``)
+  that ``source`` imports, and any mention of ``ngrok_jax._src`` in it."""
+  bad = []
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.Import):
+      full = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      full = [f"{node.module}.{a.name}" for a in node.names]
+    else:
+      continue
+    bad += [f"line {node.lineno}: {f}" for f in full
+            if f.split(".")[0] == "ngrok_jax"
+            and any(_private(p) for p in f.split("."))]
+  if not bad and SRC in source:
+    bad.append(f"mentions {SRC}")
+  return bad
+
+
+def test_experiments_use_only_public_names_of_the_package():
+  assert private_package_uses("from ngrok_jax._src.core import x\n"
+                              "from ngrok_jax import _src\n"
+                              "import ngrok_jax.train as t\n") == [
+      "line 1: ngrok_jax._src.core.x", "line 2: ngrok_jax._src"]
+  assert private_package_uses(f"m = '{SRC}.core.fileio'\n") == [
+      f"mentions {SRC}"]
+  bad = {}
+  for m, path in _modules("experiments").items():
+    with open(path, encoding="utf-8") as f:
+      found = private_package_uses(f.read())
+    if found:
+      bad[m] = found
+  assert bad == {}
 
 
 def test_no_module_is_over_the_line_limit():

@@ -10,8 +10,7 @@ import numpy as np
 
 from experiments._claims.base import (CLAIMS, NON_DATA, TABLES, Claim, Table,
                                       many, n)
-from ngrok_jax._src.optim import learned_rule
-from ngrok_jax import stats
+from ngrok_jax import init_rule, load_rule, stats
 from ngrok_jax.tables import md_table
 
 MT = "meta_train_rule"
@@ -43,11 +42,11 @@ def _probe(D):
 
 def _moved(D):
   """(norm of the rule's change over meta-training, norm at its start)."""
-  theta, cfg = learned_rule.load_rule(D.path(MT))
+  theta, cfg = load_rule(D.path(MT))
   seed = D.json(f"{MT}/meta_config.json")["seed"]
   primes = D.json(f"{MT}/meta_config.json")["primes"].split(",")
   key = jax.random.split(jax.random.PRNGKey(seed), 2 + len(primes))[0]
-  start = learned_rule.init_rule(cfg, key)
+  start = init_rule(cfg, key)
   a = [np.asarray(x, float) for x in jax.tree.leaves(theta)]
   b = [np.asarray(x, float) for x in jax.tree.leaves(start)]
   d = math.sqrt(sum(float(np.sum((x - y) ** 2)) for x, y in zip(a, b)))

@@ -14,7 +14,7 @@ from ngrok_jax._src.training.config import TrainConfig
 from ngrok_jax._src.training.methods import (amplifier_of, hparams_of, loss_fn,
                                              model_of, optimizer, task_of,
                                              transform_gradient)
-from ngrok_jax._src.training.seed_step import batch_step
+from ngrok_jax._src.training.seed_step import batch_of, batch_step
 from ngrok_jax._src.core.sharding import resolve_seed_group
 from ngrok_jax._src.training.train import (Data, SeedState, TrainState,
                                            evaluate, init, init_amplifier,
@@ -156,6 +156,23 @@ class Trainer:
       A :class:`SeedState`.
     """
     return seed_state(self.config, params, amp_params, key, hparams)
+
+  def batch_of(self, key, train_idx, step, data: Data):
+    """The minibatch one seed trains on at ``step``, as the training steps
+    draw it (this config's ``batch_size`` and ``batching``).
+
+    Args:
+      key: the seed's batch PRNG key (``SeedState.key``).
+      train_idx: the seed's (n_train,) training indices (a row of
+        ``data.train``).
+      step: the 0-indexed step number.
+      data: the data from :meth:`init`.
+
+    Returns:
+      ``(x, y, w)``: (B, L) tokens, (B,) labels, (B,) 0/1 row mask (0 for
+      the padding rows of a short last batch of an epoch).
+    """
+    return batch_of(self.config, key, train_idx, step, data)
 
   def batch_step(self, s: SeedState, x, y, w, outer_x, outer_y, step):
     """One training step of one seed: :func:`batch_step`.
