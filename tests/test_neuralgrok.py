@@ -126,9 +126,11 @@ def test_vmap_over_seeds_keeps_a_real_branch_with_a_shared_flag(toy_problem):
   own = jax.make_jaxpr(jax.vmap(lambda s: per_seed(s, None)))(states)
   assert _has_cond(shared)       # a shared flag: the meta step is a branch
   assert not _has_cond(own)      # batched count: vmap computes both sides
-  # both give the same numbers
-  a = jax.vmap(per_seed, in_axes=(0, None))(states, jnp.asarray(False))
-  b = jax.vmap(lambda s: per_seed(s, None))(states)
+  # both give the same numbers (jitted: one compilation each, not one per
+  # operation)
+  a = jax.jit(jax.vmap(per_seed, in_axes=(0, None)))(states,
+                                                      jnp.asarray(False))
+  b = jax.jit(jax.vmap(lambda s: per_seed(s, None)))(states)
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6),
                a[0], b[0])
 

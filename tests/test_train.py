@@ -9,6 +9,12 @@ import ngrok_jax as nj
 from ngrok_jax._src.training import seed_step
 from ngrok_jax._src.training import train as train_lib
 
+#: Steps per ``train_steps`` call of the tiny runs here: the evaluation
+#: interval of test_cli's tiny runs, so that one, two and two grouped seeds
+#: of NeuralGrok compile one program each for the whole suite (the
+#: persistent compilation cache of conftest.py).
+CHUNK = 10
+
 
 @pytest.mark.parametrize("lookahead", ["sgd", "inner"])
 def test_meta_gradient_nonzero_and_matches_finite_differences(lookahead,
@@ -19,7 +25,7 @@ def test_meta_gradient_nonzero_and_matches_finite_differences(lookahead,
   cfg = tiny_config()
   tr = nj.Trainer(cfg)
   state, data = tr.init([0])
-  state, _ = tr.train_steps(state, data, 4)  # Adam state with some history
+  state, _ = tr.train_steps(state, data, CHUNK)  # Adam state with history
   with jax.enable_x64(True):
     s = jax.tree.map(lambda x: x[0], state.seeds)
     s = jax.tree.map(lambda x: x.astype(jnp.float64)
@@ -93,11 +99,11 @@ def test_vmapped_seeds_equal_separate_runs(method, tiny_config):
   tr = nj.Trainer(cfg)
   seeds = [3, 7]
   state, data = tr.init(seeds)
-  state, out = tr.train_steps(state, data, 5)
+  state, out = tr.train_steps(state, data, CHUNK)
   ev = tr.evaluate(state, data)
   for i, sd in enumerate(seeds):
     st1, d1 = tr.init([sd])
-    st1, out1 = tr.train_steps(st1, d1, 5)
+    st1, out1 = tr.train_steps(st1, d1, CHUNK)
     ev1 = tr.evaluate(st1, d1)
     np.testing.assert_allclose(out["loss"][:, i], out1["loss"][:, 0],
                                rtol=2e-5, atol=1e-6)
@@ -117,20 +123,23 @@ def test_vmapped_seeds_equal_separate_runs(method, tiny_config):
 
 
 def test_no_recompilation_for_new_state_or_hyperparameters(tiny_config):
+  # fresh jit objects: their cache sizes count this test's programs only
+  # (another test may have run this config with another number of seeds)
+  train_lib.programs.cache_clear()
   tr = nj.Trainer(tiny_config())
   state, data = tr.init([0, 1], hparams={"lr": [1e-3, 2e-3]})
-  state, _ = tr.train_steps(state, data, 4)
+  state, _ = tr.train_steps(state, data, CHUNK)
   progs = train_lib.programs(tr.config)
   steps, evaluate = progs.train_steps, progs.evaluate
   n = steps._cache_size()
-  state, _ = tr.train_steps(state, data, 4)
+  state, _ = tr.train_steps(state, data, CHUNK)
   state2, data2 = tr.init([5, 6], hparams={"lr": [3e-3, 1e-2], "c": 2.0,
                                            "meta_lr": 1e-3})
-  state2, _ = tr.train_steps(state2, data2, 4)
+  state2, _ = tr.train_steps(state2, data2, CHUNK)
   # an equal config in a new Trainer shares the compiled programs
   tr2 = nj.Trainer(tiny_config())
   assert train_lib.programs(tr2.config) is progs
-  state2, _ = tr2.train_steps(state2, data2, 4)
+  state2, _ = tr2.train_steps(state2, data2, CHUNK)
   tr.evaluate(state2, data2)
   m = evaluate._cache_size()
   tr2.evaluate(state2, data2)
@@ -314,15 +323,15 @@ def test_seed_groups_give_the_same_results_as_one_vmap(tiny_config):
   cfg = tiny_config(meta_every=2)
   runs = {}
   for group in (None, 1):
-    state, data = train_lib.init(cfg, [0, 1, 2])
-    state, out = train_lib.train_steps(cfg, state, data, num_steps=4,
+    state, data = train_lib.init(cfg, [0, 1])
+    state, out = train_lib.train_steps(cfg, state, data, num_steps=CHUNK,
                                       seed_group=group)
     runs[group] = (state, out, train_lib.evaluate(cfg, state, data))
   assert train_lib.group_size(4, 3) == 2 and train_lib.group_size(4, 1) == 1
   ref_state, ref_out, ref_ev = runs[None]
   for group in (1,):
     state, out, ev = runs[group]
-    assert int(state.step) == 4
+    assert int(state.step) == CHUNK
     np.testing.assert_allclose(out["loss"], ref_out["loss"], rtol=1e-5)
     np.testing.assert_allclose(out["outer_loss"], ref_out["outer_loss"],
                                rtol=1e-5)
