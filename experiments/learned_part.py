@@ -57,11 +57,12 @@ def _folder(out: str, task: str, option: str = "") -> str:
 
 def _run(setup, methods, folder, over, args):
   """``methods`` on the setup's preset, ``over`` over its per-method
-  settings; checkpoints only at method ends (0), at every size."""
+  settings; checkpoints at the setup's interval (the preset's at full size,
+  only at method ends with --quick), like the other scripts."""
   return runner.run(
       setup["config"], methods, setup["seeds"], setup["steps"],
       setup["eval_every"], folder, preset=setup["preset"],
-      method_overrides=over, checkpoint_every=0,
+      method_overrides=over, checkpoint_every=setup["checkpoint_every"],
       resume=os.path.exists(os.path.join(folder, "config.json")),
       progress=not args.no_progress)
 
