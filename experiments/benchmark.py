@@ -238,11 +238,9 @@ def main(argv=None):
                        "step against the library's Adam step and, with "
                        "--reference-src, the authors' PyTorch code side by "
                        "side (experiments/reference_bench.py)")
-  ap.add_argument("--reference-src", dest="reference_source",
-                  metavar="REFERENCE_SRC",
-                  default=os.environ.get("NEURALOPTGROK_SRC"),
-                  help="the reference's src/ at a7490be (default: "
-                       "$NEURALOPTGROK_SRC)")
+  ap.add_argument("--reference-src", default=os.environ.get(
+      "NEURALOPTGROK_SRC"), help="the reference's src/ at a7490be (default: "
+                                 "$NEURALOPTGROK_SRC)")
   ap.add_argument("--reference-python", default=None,
                   help="a Python with torch for the reference (default: "
                        "$NGROK_TORCH_PYTHON, else this one if it has torch)")
@@ -272,7 +270,7 @@ def main(argv=None):
     records += reference_bench.side_by_side(
         quick=args.quick, seeds=args.reference_seeds or (2 if args.quick
                                                           else 8),
-        repeats=repeats, device=device, src=args.reference_source,
+        repeats=repeats, device=device, src=args.reference_src,
         python=reference_bench.torch_python(args.reference_python),
         reference_steps=args.reference_steps)
   if args.profile:
