@@ -2,6 +2,7 @@
 meta-gradients are averaged, a run spec with ``tasks`` trained by the
 runner), then frozen on a held-out task."""
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -161,6 +162,17 @@ def test_one_program_trains_every_task_with_one_shared_amplifier(trained):
   assert run["summary"]["methods"]["neuralgrok"]["complete"]
 
 
+def _chunked(train, state, data, axis):
+  """``STEPS`` steps as ``STEPS // EVERY`` calls of ``train(state, data,
+  EVERY)`` (the run's chunk: the programs the ``trained`` run compiled);
+  the losses concatenated along ``axis``."""
+  outs = []
+  for _ in range(STEPS // EVERY):
+    state, out = train(state, data, EVERY)
+    outs.append(np.asarray(out["loss"]))
+  return state, np.concatenate(outs, axis=axis)
+
+
 def test_every_task_contributes_and_each_task_trains_as_alone():
   """With meta lr 0 the amplifier stays put, and every task's transformer
   follows its single-task run (the task axis changes nothing else): the
@@ -169,27 +181,35 @@ def test_every_task_contributes_and_each_task_trains_as_alone():
   attention's key bias, take Adam steps of rounding noise, which a
   different reduction order changes.)  With a meta lr, the shared amplifier
   differs from the one a+b learns alone: the other tasks' outer losses
-  count."""
-  frozen = dataclasses.replace(CFG, meta_lr=0.0)
-  state, data = cross_task.init(frozen, TASKS, SEEDS)
-  state, out = cross_task.train_steps(frozen, TASKS, state, data, STEPS)
-  model = train_lib.model_of(frozen)
+  count.  (The meta lr is a per-seed hyperparameter: both settings run
+  the same programs.)"""
+  frozen = {"meta_lr": 0.0}
+  cross = lambda st, d, n: cross_task.train_steps(CFG, TASKS, st, d, n)
+  state, data = cross_task.init(CFG, TASKS, SEEDS, frozen)
+  state, loss = _chunked(cross, state, data, axis=1)
+  apply = jax.jit(train_lib.model_of(CFG).apply)
   for i, t in enumerate(TASKS):
-    cfg = dataclasses.replace(frozen, task=t)
-    s1, d1 = train_lib.init(cfg, SEEDS)
-    s1, out1 = train_lib.train_steps(cfg, s1, d1, STEPS)
-    np.testing.assert_allclose(out["loss"][i], out1["loss"], rtol=1e-5)
+    cfg = dataclasses.replace(CFG, task=t)
+    s1, d1 = train_lib.init(cfg, SEEDS, frozen)
+    s1, loss1 = _chunked(functools.partial(train_lib.train_steps, cfg), s1,
+                         d1, axis=0)
+    np.testing.assert_allclose(loss[i], loss1, rtol=1e-5)
+    p1 = jax.tree.map(np.asarray, s1.seeds.params)
+    px = jax.tree.map(lambda x: np.asarray(x[i]), state.seeds.params)
     for k in range(len(SEEDS)):
-      p1 = jax.tree.map(lambda x: x[k], s1.seeds.params)
-      px = jax.tree.map(lambda x: x[i, k], state.seeds.params)
-      np.testing.assert_allclose(model.apply(px, d1.inputs),
-                                 model.apply(p1, d1.inputs),
-                                 rtol=1e-4, atol=1e-4)
+      np.testing.assert_allclose(
+          apply(jax.tree.map(lambda x: x[k], px), d1.inputs),
+          apply(jax.tree.map(lambda x: x[k], p1), d1.inputs),
+          rtol=1e-4, atol=1e-4)
+  for a, b in zip(jax.tree.leaves(cross_task.amplifier(state)),
+                  jax.tree.leaves(cross_task.amplifier(state, "init"))):
+    np.testing.assert_array_equal(a, b)  # meta lr 0: the amplifier stayed
   state, data = cross_task.init(CFG, TASKS, SEEDS)
-  state, _ = cross_task.train_steps(CFG, TASKS, state, data, STEPS)
-  s1, d1 = train_lib.init(dataclasses.replace(CFG, task="a+b"), SEEDS)
-  s1, _ = train_lib.train_steps(dataclasses.replace(CFG, task="a+b"), s1, d1,
-                               STEPS)
+  state, _ = _chunked(cross, state, data, axis=1)
+  cfg = dataclasses.replace(CFG, task="a+b")
+  s1, d1 = train_lib.init(cfg, SEEDS)
+  s1, _ = _chunked(functools.partial(train_lib.train_steps, cfg), s1, d1,
+                   axis=0)
   alone = s1.seeds.amp_params
   shared = cross_task.amplifier(state)
   diff = max(float(np.abs(a - b).max()) for a, b in zip(
