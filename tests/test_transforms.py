@@ -439,6 +439,29 @@ def test_transform_factories_reject_bad_values():
     tx.update({"a": jnp.ones(2)}, tx.init(None))
 
 
+def test_numpy_scalars_are_numbers_to_the_factories():
+  """A NumPy scalar or 0-d array (what a config read back from an array
+  holds) is validated as its number: accepted when valid, rejected with
+  the usual one-line message when not."""
+  g = {"a": jnp.asarray([3.0, 4.0])}
+  for c in (np.float32(0.7), np.asarray(0.7, np.float32), np.float64(0.7)):
+    tx = nj.normalize_gradients(c)
+    out, _ = tx.update(g, tx.init(g))
+    np.testing.assert_allclose(np.linalg.norm(out["a"]), 0.7, rtol=1e-6)
+  phi = AMP.init(jax.random.PRNGKey(0), jnp.zeros((1,)))
+  nj.neuralgrok(optax.sgd(0.1), AMP.apply, phi, c=np.asarray(0.2, np.float32))
+  nj.grokfast_ma(np.int64(3))
+  for bad in (np.float32(-1.0), np.asarray(0.0), np.float32(np.nan)):
+    with pytest.raises(ValueError, match="c must be"):
+      nj.normalize_gradients(bad)
+    with pytest.raises(ValueError, match="c must be a number > 0"):
+      nj.neuralgrok(optax.sgd(0.1), AMP.apply, phi, c=bad)
+  with pytest.raises(ValueError, match="c must be a number"):
+    nj.normalize_gradients(np.bool_(True))
+  with pytest.raises(ValueError, match="window must be an integer"):
+    nj.grokfast_ma(np.float32(2.5))
+
+
 _BIG, _TINY = float(np.float32(1e30)), float(np.float32(1e-30))
 _f32 = dict(width=32, allow_nan=False, allow_infinity=False,
             allow_subnormal=False)

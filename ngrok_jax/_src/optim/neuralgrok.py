@@ -32,6 +32,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ngrok_jax._src.optim.amplifier import amplify
@@ -225,8 +226,11 @@ def neuralgrok(
                      f"got {meta_axis_name!r}")
   if features is not None and not callable(features):
     raise ValueError(f"features must be callable, got {features!r}")
+  c_num = c.item() if isinstance(c, (np.ndarray, np.generic)) and (
+      np.ndim(c) == 0) else c  # a NumPy scalar (np.float32(0.2)): its number
   if not isinstance(c, jax.Array) and not isinstance(c, jax.core.Tracer) and (
-      isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0):
+      isinstance(c_num, bool) or not isinstance(c_num, (int, float))
+      or not c_num > 0):
     raise ValueError(f"c must be a number > 0, got {c!r}")
   inner = optax.with_extra_args_support(inner)
   if lookahead is None:

@@ -16,6 +16,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ngrok_jax._src.optim.amplifier import amplify, safe_normalize
@@ -37,6 +38,8 @@ def _check_scalar(name, value, *, positive=False, unit=False, integer=False):
   """Validates a Python-number hyperparameter; traced values pass through."""
   if isinstance(value, jax.core.Tracer) or isinstance(value, jax.Array):
     return
+  if isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0:
+    value = value.item()  # a NumPy scalar (np.float32(0.2)): its number
   if isinstance(value, bool) or not isinstance(value, (int, float)):
     raise ValueError(f"{name} must be a number, got {value!r}")
   if integer and int(value) != value:
