@@ -51,6 +51,9 @@ def parser(doc: str) -> argparse.ArgumentParser:
                  help="evaluation interval (default: 100 quick, preset full)")
   p.add_argument("--p", type=int, default=None, help="override the modulus")
   p.add_argument("--no-progress", action="store_true")
+  p.add_argument("--no-plots", action="store_true",
+                 help="do not draw the run folders' plots (plots/*.png); "
+                 "a script's own figures are still drawn")
   return p
 
 
@@ -135,7 +138,8 @@ def run_one(setup: Dict[str, Any], methods, out: str, args, *,
                     setup["steps"], setup["eval_every"], out,
                     preset=setup["preset"], hparams=hparams, resume=resume,
                     checkpoint_every=setup["checkpoint_every"],
-                    progress=not args.no_progress, **kw)
+                    progress=not args.no_progress,
+                    plots=not getattr(args, "no_plots", False), **kw)
 
 
 def final_median(folder: str, key: str, method: str = "neuralgrok") -> str:

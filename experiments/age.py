@@ -62,7 +62,10 @@ def main():
     C.print_table(outs, f"AGE experiment, {args.task}")
   for out in outs:
     print(f"\n## AGE over training: {out}\n\n{age_table(out, methods)}")
-    print(f"\nplots: {os.path.join(out, 'plots', 'age.png')}", flush=True)
+    png = os.path.join(out, "plots", "age.png")
+    print("\nplots: " + (png if os.path.isfile(png) else
+                         "none (the run folder has no plots/age.png)"),
+          flush=True)
 
 
 if __name__ == "__main__":

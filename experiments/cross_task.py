@@ -103,7 +103,7 @@ def main():
                out_dir=folder, resume=any(os.path.exists(
                    os.path.join(folder, n))
                    for n in ("config.json", "cross_task.json")),
-               progress=not args.no_progress)
+               progress=not args.no_progress, plots=not args.no_plots)
   for t in held:
     setup = held_setups[t]
     name = cross_task.task_folder(t)

@@ -64,7 +64,7 @@ def _run(setup, methods, folder, over, args):
       setup["eval_every"], folder, preset=setup["preset"],
       method_overrides=over, checkpoint_every=setup["checkpoint_every"],
       resume=os.path.exists(os.path.join(folder, "config.json")),
-      progress=not args.no_progress)
+      progress=not args.no_progress, plots=not args.no_plots)
 
 
 def movement_table(base: str, options: List[str], out: str, task: str) -> str:

@@ -167,8 +167,8 @@ def _run_cells(setup, m, cells, first, tune_seeds, gdir, over, args):
       setup["config"], [m], seeds, setup["steps"], setup["eval_every"],
       gdir, preset=setup["preset"], method_overrides=over, hparams=hp,
       resume=os.path.exists(os.path.join(gdir, "config.json")),
-      checkpoint_every=setup["checkpoint_every"],
-      progress=not args.no_progress, stop_after=args.stop_after)
+      checkpoint_every=setup["checkpoint_every"], stop_after=args.stop_after,
+      progress=not args.no_progress, plots=not args.no_plots)
   return summary["methods"][m]
 
 
@@ -280,8 +280,8 @@ def tune(setup: Dict[str, Any], task: str, methods: Sequence[str],
       setup["eval_every"], hdir, preset=setup["preset"],
       method_overrides=chosen,
       resume=os.path.exists(os.path.join(hdir, "config.json")),
-      checkpoint_every=setup["checkpoint_every"],
-      progress=not args.no_progress, stop_after=args.stop_after)
+      checkpoint_every=setup["checkpoint_every"], stop_after=args.stop_after,
+      progress=not args.no_progress, plots=not args.no_plots)
   for m in methods:
     result["methods"][m]["heldout"] = {
         k: summary["methods"][m][k] for k in

@@ -161,16 +161,18 @@ def jobs(request, tmp_path_factory):
     started["sweep"] = _Job(base, "sweep", "sweep_c.py",
                             "--out", base / "sweep", "--task", "a+b",
                             "--values", "0.5,2", "--methods", "rescale",
-                            "--wd", "1e-3")
+                            "--wd", "1e-3", "--no-plots")
   if "test_weight_decay" in wanted:
     started["wd"] = _Job(base, "wd", "weight_decay.py",
                          "--out", base / "wd", "--task", "a+b",
-                         "--values", "0.1,1", "--methods", "adamw")
+                         "--values", "0.1,1", "--methods", "adamw",
+                         "--no-plots")
   if "test_tune" in wanted:
     started["tune"] = _Job(base, "tune", "tune.py", "--out", base / "tune",
                            "--task", "a+b", "--methods", "adamw,orthograd",
                            "--grid", "lr=3e-3", "--grid", "wd=0.3,1",
-                           "--tune-seeds", "1", "--heldout-seeds", "2")
+                           "--tune-seeds", "1", "--heldout-seeds", "2",
+                           "--no-plots")
   started["_wanted"] = wanted
   yield str(base), started
   wanted = started.pop("_wanted")
@@ -190,7 +192,7 @@ def compare_run(jobs):
     started["transfer"] = _Job(
         base, "transfer", "transfer.py", "--out",
         os.path.join(base, "transfer"), "--sources", "a+b", "--targets",
-        "a-b", "--source-runs", os.path.join(base, "compare"))
+        "a-b", "--source-runs", os.path.join(base, "compare"), "--no-plots")
   return os.path.join(base, "compare"), proc
 
 
@@ -281,6 +283,7 @@ def test_sweep_c(jobs):
       ["sweep", "rescale [c=0.5,wd=0.001]"], ["sweep", "rescale [c=2,wd=0.001]"]]
   assert all(r[4].endswith("/2") for r in rows[1:])  # 2 seeds per value
   config, summary = _check_run_folder(out, ["rescale"], [0, 1, 2, 3])
+  assert not os.path.exists(os.path.join(out, "plots"))  # --no-plots
   assert config["hparams"] == {"c": [0.5, 0.5, 2.0, 2.0], "wd": [1e-3] * 4}
   groups = summary["methods"]["rescale"]["groups"]
   assert list(groups) == ["c=0.5,wd=0.001", "c=2,wd=0.001"]
@@ -309,6 +312,7 @@ def test_tune(jobs):
   # the held-out run: both methods at their chosen cells, seeds 0 and 1
   config, _ = _check_run_folder(os.path.join(out, "heldout"),
                                 ["adamw", "orthograd"], [0, 1])
+  assert not os.path.exists(os.path.join(out, "heldout", "plots"))
   for m in ("adamw", "orthograd"):
     assert config["configs"][m]["wd"] == result["methods"][m]["chosen"]["wd"]
   rows = _table(stdout, "## Grid and chosen cell")

@@ -215,3 +215,29 @@ def test_run_takes_a_preset_and_its_values_for_arguments_left_none(
   assert (s.seeds, s.steps, s.eval_every, s.keep_checkpoints,
           s.amplifier_seed, s.stop_acc, s.checkpoint_every) == (
               (0, 1, 2, 3), 1000, 100, 3, 0, runner.STOP_ACC, None)
+
+
+def test_grad_range_is_one_program_per_config_and_the_gradient_extremes():
+  """``ampfile.grad_range_fn``: trainers of equal configs share one jitted
+  program (a run asks at its start and its end); per seed it gives the
+  min and max gradient component over the seed's train split, and seed
+  0's gradient tree."""
+  from ngrok_jax import ampfile
+  cfg = nj.TrainConfig(**{**TINY, "method": "neuralgrok"})
+  a, b = nj.Trainer(cfg), nj.Trainer(cfg)
+  assert ampfile.grad_range_fn(a) is ampfile.grad_range_fn(b)
+  other = nj.Trainer(nj.TrainConfig(**{**TINY, "method": "neuralgrok",
+                                       "p": 13}))
+  assert ampfile.grad_range_fn(other) is not ampfile.grad_range_fn(a)
+  state, data = a.init(seeds=[0, 1])
+  lo, hi, g0 = ampfile.grad_range_fn(b)(state, data)
+  for s in range(2):
+    params = jax.tree.map(lambda x: x[s], state.seeds.params)
+    idx = np.asarray(data.train[s])
+    g = jax.grad(a.loss_fn)(params, data.inputs[idx], data.labels[idx])
+    flat = np.concatenate([np.ravel(l) for l in jax.tree.leaves(g)])
+    np.testing.assert_allclose([lo[s], hi[s]], [flat.min(), flat.max()],
+                               rtol=1e-5, atol=1e-8)
+    if s == 0:
+      for x, y in zip(jax.tree.leaves(g0), jax.tree.leaves(g)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-8)
