@@ -139,7 +139,7 @@ def run_one(setup: Dict[str, Any], methods, out: str, args, *,
                     preset=setup["preset"], hparams=hparams, resume=resume,
                     checkpoint_every=setup["checkpoint_every"],
                     progress=not args.no_progress,
-                    plots=not getattr(args, "no_plots", False), **kw)
+                    plots=not args.no_plots, **kw)
 
 
 def final_median(folder: str, key: str, method: str = "neuralgrok") -> str:

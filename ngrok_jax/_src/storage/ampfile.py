@@ -14,7 +14,7 @@ computes the metadata from a trained NeuralGrok state.
 """
 from __future__ import annotations
 
-import collections
+import functools
 import json
 import os
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
@@ -121,12 +121,6 @@ def check_fits(path: str, cfg) -> None:
                      f"amp_inputs {cfg.amp_inputs})")
 
 
-#: The :func:`grad_range_fn` programs of the most recently used configs
-#: (bounded, as ``train.programs``: a CPU executable holds many mappings).
-_GRAD_RANGE_PROGRAMS: "collections.OrderedDict[Any, Callable]" = (
-    collections.OrderedDict())
-
-
 def grad_range_fn(trainer) -> Callable:
   """Jitted ``(state, data) -> (lo, hi, grads)``: per seed, min/max of the
   full-train-split gradient components, and the gradient tree of seed 0.
@@ -136,20 +130,20 @@ def grad_range_fn(trainer) -> Callable:
   end, and traces once.
 
   Args:
-    trainer: a :class:`ngrok_jax.Trainer` (its ``config`` and ``loss_fn``).
+    trainer: a :class:`ngrok_jax.Trainer`.
 
   Returns:
     The jitted function.
   """
-  key = trainer.config
-  fn = _GRAD_RANGE_PROGRAMS.get(key)
-  if fn is not None:
-    _GRAD_RANGE_PROGRAMS.move_to_end(key)
-    return fn
-  loss = trainer.loss_fn
+  return _grad_range_program(trainer.config)
+
+
+@functools.lru_cache(maxsize=4)  # bounded, as ``train.programs``
+def _grad_range_program(cfg) -> Callable:
+  from ngrok_jax._src.training.methods import loss_fn
 
   def one(params, idx, inputs, labels):
-    g = jax.grad(loss)(params, inputs[idx], labels[idx])
+    g = jax.grad(lambda p: loss_fn(cfg, p, inputs[idx], labels[idx]))(params)
     flat = jnp.concatenate([jnp.ravel(l) for l in jax.tree.leaves(g)])
     return jnp.min(flat), jnp.max(flat), g
 
@@ -158,9 +152,6 @@ def grad_range_fn(trainer) -> Callable:
     lo, hi, g = jax.vmap(one, in_axes=(0, 0, None, None))(
         state.seeds.params, data.train, data.inputs, data.labels)
     return lo, hi, jax.tree.map(lambda x: x[0], g)
-  _GRAD_RANGE_PROGRAMS[key] = fn
-  while len(_GRAD_RANGE_PROGRAMS) > 4:
-    _GRAD_RANGE_PROGRAMS.popitem(last=False)
   return fn
 
 
