@@ -279,7 +279,7 @@ def test_each_seed_can_use_its_own_cross_task_amplifier(trained, tmp_path):
                     "--methods", "neuralgrok-frozen", "--seeds", "0,3",
                     "--steps", "4", "--eval-every", "4", "--amplifier", out,
                     "--amplifier-seed", "each", "--no-progress",
-                    "--out", str(tmp_path / "each")])
+                    "--no-plots", "--out", str(tmp_path / "each")])
   assert rc == 0
   with open(tmp_path / "each" / "config.json") as f:
     assert json.load(f)["amplifier_seed"] == "each"
