@@ -17,7 +17,10 @@ MT = "meta_train_rule"
 #: the verdict's tuning folders per held-out task: (the baselines' folders,
 #: the rule's folder)
 VERDICT = {"a/b": (("rule_verdict/a_div_b/base", "rule_verdict/a_div_b/ng"),
-                   "rule_verdict/a_div_b/rule")}
+                   "rule_verdict/a_div_b/rule"),
+           "a*a-b": (("rule_verdict/a_sq_sub_b/base",
+                      "rule_verdict/a_sq_sub_b/ng"),
+                     "rule_verdict/a_sq_sub_b/rule")}
 #: the tuned methods the rule is paired with in the verdict's prose
 PAIRED = ("adamw", "muon", "rescale", "neuralgrok")
 RULE = "learned-rule"
