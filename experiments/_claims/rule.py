@@ -34,20 +34,20 @@ def _rows(path):
     return tuple(json.loads(line) for line in f if line.strip())
 
 
-def _steps(D):
-  return [r for r in _rows(D.path(f"{MT}/metrics.jsonl")) if "meta_loss" in r]
+def _steps(D, mt=MT):
+  return [r for r in _rows(D.path(f"{mt}/metrics.jsonl")) if "meta_loss" in r]
 
 
-def _probe(D):
-  return [r for r in _rows(D.path(f"{MT}/metrics.jsonl"))
+def _probe(D, mt=MT):
+  return [r for r in _rows(D.path(f"{mt}/metrics.jsonl"))
           if "dist_adam" in r][-1]
 
 
-def _moved(D):
+def _moved(D, mt=MT):
   """(norm of the rule's change over meta-training, norm at its start)."""
-  theta, cfg = load_rule(D.path(MT))
-  seed = D.json(f"{MT}/meta_config.json")["seed"]
-  primes = D.json(f"{MT}/meta_config.json")["primes"].split(",")
+  theta, cfg = load_rule(D.path(mt))
+  seed = D.json(f"{mt}/meta_config.json")["seed"]
+  primes = D.json(f"{mt}/meta_config.json")["primes"].split(",")
   key = jax.random.split(jax.random.PRNGKey(seed), 2 + len(primes))[0]
   start = init_rule(cfg, key)
   a = [np.asarray(x, float) for x in jax.tree.leaves(theta)]
@@ -56,37 +56,46 @@ def _moved(D):
   return d, math.sqrt(sum(float(np.sum(y ** 2)) for y in b))
 
 
-def _meta(D):
-  st = _steps(D)
-  primes = D.json(f"{MT}/meta_config.json")["primes"].split(",")
+def _meta(D, mt=MT):
+  st = _steps(D, mt)
+  primes = D.json(f"{mt}/meta_config.json")["primes"].split(",")
   later = st[len(primes):]
   return dict(n=len(st), k=len(primes),
               wall=np.median([r["seconds"] for r in later]),
               cpu=np.median([r["cpu_seconds"] for r in later]),
               comp=[r["seconds"] for r in st[:len(primes)]],
               total=sum(r["seconds"] for r in st),
-              trunc=D.json(f"{MT}/meta_config.json")["truncation"],
+              trunc=D.json(f"{mt}/meta_config.json")["truncation"],
               snr=np.median([r["grad_norm"] ** 2 / r["grad_var"]
                              for r in st if r["grad_var"]]))
 
 
-many("rule.meta", [MT], {
-    "cost": lambda D: "{n} outer steps in {t:.0f} min: {w:.1f} s wall "
-    "({c:.1f} CPU-s) per outer step (median), after the first {k}, which "
-    "compiled one program per prime ({a})".format(
-        n=_meta(D)["n"], t=_meta(D)["total"] / 60, w=_meta(D)["wall"],
-        c=_meta(D)["cpu"], k=_meta(D)["k"],
-        a=" and ".join(f"{x:.0f} s" for x in _meta(D)["comp"])),
-    "steps": lambda D: "{} inner steps per particle".format(
-        n(_meta(D)["n"] // _meta(D)["k"] * _meta(D)["trunc"])),
-    "snr": lambda D: f"median {_meta(D)['snr']:.2f}",
-    "moved": lambda D: "moved by {:.2f} in norm ({:.0f}% of its initial "
-    "norm)".format(_moved(D)[0], 100 * _moved(D)[0] / _moved(D)[1]),
-    "probe": lambda D: "test accuracy {:.3f} after {} steps, distance from "
-    "Adam {:.3f}".format(_probe(D)["probe_test_acc"],
-                         D.json(f"{MT}/meta_config.json")["probe_steps"],
-                         _probe(D)["dist_adam"]),
-})
+def _meta_items(mt):
+  """The claims of one meta-training folder ``mt``."""
+  return {
+      "cost": lambda D: "{n} outer steps in {t:.0f} min: {w:.1f} s wall "
+      "({c:.1f} CPU-s) per outer step (median), after the first {k}, which "
+      "compiled one program per prime ({a})".format(
+          n=_meta(D, mt)["n"], t=_meta(D, mt)["total"] / 60,
+          w=_meta(D, mt)["wall"], c=_meta(D, mt)["cpu"], k=_meta(D, mt)["k"],
+          a=" and ".join(f"{x:.0f} s" for x in _meta(D, mt)["comp"])),
+      "steps": lambda D: "{} inner steps per particle".format(
+          n(_meta(D, mt)["n"] // _meta(D, mt)["k"] * _meta(D, mt)["trunc"])),
+      "snr": lambda D: f"median {_meta(D, mt)['snr']:.2f}",
+      "moved": lambda D: "moved by {:.2f} in norm ({:.0f}% of its initial "
+      "norm)".format(_moved(D, mt)[0], 100 * _moved(D, mt)[0] /
+                     _moved(D, mt)[1]),
+      "probe": lambda D: "test accuracy {:.3f} after {} steps, distance "
+      "from Adam {:.3f}".format(
+          _probe(D, mt)["probe_test_acc"],
+          D.json(f"{mt}/meta_config.json")["probe_steps"],
+          _probe(D, mt)["dist_adam"]),
+  }
+
+
+#: the shipped rule's meta-training, and the same command run longer
+MT_LONG = "meta_train_rule_long"
+many("rule.meta", [MT], _meta_items(MT))
 
 
 # ------------------------------------------------- the verdict tables
