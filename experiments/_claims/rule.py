@@ -93,9 +93,22 @@ def _meta_items(mt):
   }
 
 
+def _probes(D, mt):
+  """The range of every probe of the unperturbed rule over meta-training."""
+  ps = [r for r in _rows(D.path(f"{mt}/metrics.jsonl")) if "dist_adam" in r]
+  acc = [r["probe_test_acc"] for r in ps]
+  dist = [r["dist_adam"] for r in ps]
+  return ("{} probes, one every {} outer steps: test accuracy between {:.3f} "
+          "and {:.3f}, distance from Adam between {:.3f} and {:.3f}".format(
+              len(ps), D.json(f"{mt}/meta_config.json")["probe_every"],
+              min(acc), max(acc), min(dist), max(dist)))
+
+
 #: the shipped rule's meta-training, and the same command run longer
 MT_LONG = "meta_train_rule_long"
 many("rule.meta", [MT], _meta_items(MT))
+many("rule.meta_long", [MT_LONG],
+     dict(_meta_items(MT_LONG), probes=lambda D: _probes(D, MT_LONG)))
 
 
 # ------------------------------------------------- the verdict tables
@@ -177,7 +190,9 @@ for _task, (_b, _r) in VERDICT.items():
 
 NON_DATA["RESULTS.md"] += [
     "under two runs of 1000 steps", "2 fresh runs of a+b mod 43",
-    "shared with three other jobs", "chance 1/43 = 0.023"]
+    "shared with three other jobs", "chance 1/43 = 0.023",
+    # the longer meta-training's configuration (meta_config.json)
+    "with 2 probe runs each", "per outer step than 8"]
 
 
 def _steps_text(D, task, m):
