@@ -14,6 +14,7 @@ import numpy as np
 
 from ngrok_jax import presets, runner
 from ngrok_jax.hooks import RunInterrupted
+from ngrok_jax.pretrained import resolve_rule
 from ngrok_jax.report import markdown_table
 from ngrok_jax.results import load_run
 from ngrok_jax.spec import RunSpec, make_spec
@@ -55,6 +56,26 @@ def parser(doc: str) -> argparse.ArgumentParser:
                  help="do not draw the run folders' plots (plots/*.png); "
                  "a script's own figures are still drawn")
   return p
+
+
+def add_rule_flag(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--rule", default=None, metavar="NAME|DIR",
+                 help="the frozen rule of learned-rule: a shipped rule's "
+                 "name or a folder with rule.msgpack and rule_config.json "
+                 "(default: the shipped arith-pes-cpu)")
+
+
+def set_rule(setup: Dict[str, Any], methods, rule) -> None:
+  """``--rule``: learned-rule's frozen rule into ``setup``'s config (a
+  one-line ValueError, before any write, for a rule that does not load or
+  a run without learned-rule)."""
+  if rule is None:
+    return
+  if "learned-rule" not in methods:
+    raise ValueError("--rule chooses learned-rule's rule: add --methods "
+                     "learned-rule")
+  resolve_rule(rule)
+  setup["config"]["rule"] = rule
 
 
 def task_setup(task: str, args) -> Dict[str, Any]:

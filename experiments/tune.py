@@ -236,7 +236,7 @@ def tune(setup: Dict[str, Any], task: str, methods: Sequence[str],
       task=task, p=C.spec(setup, methods).configs[methods[0]].p,
       steps=setup["steps"],
       tune_seeds=tune_seeds, heldout_seeds=list(range(heldout_seeds)),
-      methods={})
+      methods={}, **{k: v for k, v in setup["config"].items() if k == "rule"})
   chosen: Dict[str, Dict[str, Any]] = {}
   for m in methods:
     grid = {k: tuple(v) for k, v in grids[m].items()}
@@ -367,6 +367,7 @@ def main():
                  "on the grid's edge, run the cells one value past it")
   p.add_argument("--reference", default="adamw",
                  help="method the others are paired with (default adamw)")
+  C.add_rule_flag(p)
   p.add_argument("--table", nargs="+", metavar="DIR", default=None,
                  help="no training: print the fair table of these tuning "
                       "folders (one per task)")
@@ -380,13 +381,10 @@ def main():
     raise ValueError(f"unknown or untunable methods {bad}; valid: "
                      f"{', '.join(DEFAULT_METHODS)}")
   setup = C.task_setup(args.task, args)  # (checks the task first)
+  C.set_rule(setup, methods, args.rule)  # (checked before any write)
   override = parse_grid(args.grid)
-  grids = {}
-  for m in methods:
-    g = {**default_grid(m), **override}
-    if "lamb" in override and "lamb" not in default_grid(m):
-      del g["lamb"]
-    grids[m] = g
+  grids = {m: {k: v for k, v in {**default_grid(m), **override}.items()
+               if k != "lamb" or "lamb" in default_grid(m)} for m in methods}
   out = args.out or os.path.join(C.out_dir(args, "tune"),
                                  args.task.replace("*", "x"))
   args.stop_after = args.stop_after or None

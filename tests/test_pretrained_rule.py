@@ -121,3 +121,65 @@ def test_shipped_rule_json_is_complete():
   assert set(info) >= {"name", "config", "command", "meta_config", "cost"}
   assert pretrained.config_from_dict(info["config"]) == (
       pretrained.load_pretrained()[1])
+
+
+def _one_update(tx, params, loss):
+  u, _ = tx.update(jax.grad(loss)(params), tx.init(params), params)
+  return jax.tree.leaves(u)
+
+
+def test_a_rule_folder_is_a_rule_anywhere_a_name_is(tmp_path):
+  """resolve_rule / pretrained_rule / the method learned-rule (its config's
+  ``rule``) take a folder of save_rule's files as they take a shipped name:
+  the shipped rule saved to a folder gives the same updates, another rule in
+  a folder gives other updates (the method must not ignore ``rule``), and an
+  absent rule is a one-line ValueError of the config's validation."""
+  from ngrok_jax import TrainConfig
+  from ngrok_jax._src.training import methods
+  theta, cfg = pretrained.load_pretrained()
+  same, other = str(tmp_path / "same"), str(tmp_path / "other")
+  learned_rule.save_rule(same, cfg, theta)
+  learned_rule.save_rule(other, cfg, jax.tree.map(lambda x: 0.5 * x, theta))
+  t2, c2 = pretrained.resolve_rule(same)
+  assert c2 == cfg
+  assert all(np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(theta), jax.tree.leaves(t2)))
+  params, loss = _mlp_problem()
+  base = _one_update(ngrok_jax.pretrained_rule(lr=1e-2), params, loss)
+  for folder, equal in ((same, True), (other, False)):
+    got = _one_update(ngrok_jax.pretrained_rule(folder, lr=1e-2), params,
+                      loss)
+    assert all(np.allclose(a, b) for a, b in zip(base, got)) == equal
+
+  def method_update(rule):
+    c = TrainConfig(method="learned-rule", rule=rule,
+                    warmup_steps=0).validate()  # (step 0: lr 0 in warm-up)
+    tx = methods.optimizer(c, c.hparams())
+    return _one_update(tx, params, loss)
+  ref = method_update(pretrained.DEFAULT_RULE)
+  for folder, equal in ((same, True), (other, False)):
+    got = method_update(folder)
+    assert all(np.allclose(a, b) for a, b in zip(ref, got)) == equal
+  for bad in ("nope", str(tmp_path)):
+    with pytest.raises(ValueError, match="no learned rule") as e:
+      TrainConfig(method="learned-rule", rule=bad).validate()
+    assert "\n" not in str(e.value)
+  TrainConfig(method="adamw", rule="nope").validate()  # only learned-rule's
+
+
+def test_tune_rule_flag_needs_the_learned_rule_and_a_rule(monkeypatch,
+                                                          tmp_path):
+  """experiments/tune.py --rule: refused, before any byte is written,
+  without --methods learned-rule or for a rule that does not exist."""
+  import sys
+  from experiments import tune
+  out = tmp_path / "t"
+  for argv, msg in ((["--methods", "adamw", "--rule", "arith-pes-cpu"],
+                     "add --methods learned-rule"),
+                    (["--methods", "learned-rule", "--rule",
+                      str(tmp_path / "none")], "no learned rule")):
+    monkeypatch.setattr(sys, "argv", ["tune", "--quick", "--task", "a/b",
+                                      "--out", str(out)] + argv)
+    with pytest.raises(ValueError, match=msg):
+      tune.main()
+    assert not out.exists()

@@ -111,6 +111,25 @@ many("rule.meta_long", [MT_LONG],
      dict(_meta_items(MT_LONG), probes=lambda D: _probes(D, MT_LONG)))
 
 
+def _repro(D):
+  """The longer run repeats the shipped run's outer steps: every logged
+  value but the clock, compared exactly over the shipped run's rows."""
+  a, b = _rows(D.path(f"{MT}/metrics.jsonl")), _rows(
+      D.path(f"{MT_LONG}/metrics.jsonl"))
+  clock = ("seconds", "cpu_seconds")
+  same = len(b) >= len(a) and all(
+      {k: v for k, v in x.items() if k not in clock} ==
+      {k: v for k, v in y.items() if k not in clock} for x, y in zip(a, b))
+  return ("its first {} outer steps {}: {}".format(
+      len(_steps(D, MT)), "repeated the shipped run's exactly" if same
+      else "differed from the shipped run's",
+      "every meta loss, gradient norm, variance and probe, bit for bit"
+      if same else "see the metrics"))
+
+
+CLAIMS.append(Claim("rule.meta_long.repro", (MT, MT_LONG), _repro))
+
+
 # ------------------------------------------------- the verdict tables
 def _chosen(D, rel, m):
   r = D.json(f"{rel}/tune.json")["methods"][m]

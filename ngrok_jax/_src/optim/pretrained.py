@@ -32,7 +32,7 @@ from ngrok_jax._src.optim.learned_rule import (RuleConfig, frozen_rule,
 
 __all__ = ["RULES_DIR", "DEFAULT_RULE", "rule_names", "rule_info",
            "load_pretrained", "pretrained_rule", "write_rule_files",
-           "config_from_dict"]
+           "config_from_dict", "resolve_rule"]
 
 #: The folder of the shipped rules (package data).
 RULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules")
@@ -96,16 +96,65 @@ def rule_info(name: str = DEFAULT_RULE, folder: str = RULES_DIR
     return json.load(f)
 
 
-@functools.lru_cache(maxsize=8)
-def _load(name: str, folder: str):
-  info = rule_info(name, folder)
-  config = config_from_dict(info["config"])
-  with open(_paths(name, folder)[1], "rb") as f:
+def _read(config: RuleConfig, msgpack: str):
+  with open(msgpack, "rb") as f:
     # the template's shapes only (the first load may happen inside a trace)
     shapes = jax.eval_shape(lambda: init_rule(config, jax.random.PRNGKey(0)))
     theta = serialization.from_bytes(
         jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes), f.read())
   return jax.tree.map(np.asarray, theta), config
+
+
+@functools.lru_cache(maxsize=8)
+def _load(name: str, folder: str):
+  info = rule_info(name, folder)
+  return _read(config_from_dict(info["config"]), _paths(name, folder)[1])
+
+
+@functools.lru_cache(maxsize=8)
+def _load_folder(folder: str, stamp):
+  """A folder's rule (``stamp``: its files' sizes and times, so that a
+  rewritten rule is read again)."""
+  del stamp
+  with open(os.path.join(folder, "rule_config.json")) as f:
+    config = config_from_dict(json.load(f))
+  return _read(config, os.path.join(folder, "rule.msgpack"))
+
+
+def resolve_rule(rule: str = DEFAULT_RULE) -> Tuple[Any, RuleConfig]:
+  """``(theta, config)`` of the rule a string names (the method
+  ``learned-rule``'s ``TrainConfig.rule``; NumPy arrays).
+
+  Args:
+    rule: a shipped rule's name (:func:`rule_names`), or a folder holding
+      ``rule.msgpack`` and ``rule_config.json`` (:func:`ngrok_jax.save_rule`'s
+      files: an ``experiments/meta_train.py`` run folder or its export).
+
+  Returns:
+    The rule parameters and its :class:`ngrok_jax.RuleConfig`.
+
+  Raises:
+    ValueError: ``rule`` is neither (one line, with the shipped names).
+  """
+  if not isinstance(rule, str) or not rule:
+    raise ValueError(f"a learned rule is a shipped rule's name or a folder, "
+                     f"got {rule!r}")
+  if rule in rule_names():
+    return load_pretrained(rule)
+  files = [os.path.join(rule, f) for f in ("rule_config.json",
+                                           "rule.msgpack")]
+  if not all(os.path.isfile(f) for f in files):
+    raise ValueError(
+        f"no learned rule {rule!r}: neither a shipped rule ("
+        f"{', '.join(rule_names()) or 'none'}) nor a folder with "
+        f"rule_config.json and rule.msgpack")
+  try:
+    stamp = tuple((os.path.getsize(f), os.path.getmtime(f)) for f in files)
+    theta, config = _load_folder(os.path.abspath(rule), stamp)
+  except (OSError, TypeError, KeyError, ValueError) as e:
+    raise ValueError(f"the learned rule in {rule!r} does not load: "
+                     f"{type(e).__name__}: {e}") from None
+  return jax.tree.map(np.array, theta), config
 
 
 def load_pretrained(name: str = DEFAULT_RULE, folder: str = RULES_DIR
@@ -136,7 +185,9 @@ def pretrained_rule(name: str = DEFAULT_RULE, *, lr: Optional[float] = None,
 
   Args:
     name: the rule's name (default :data:`DEFAULT_RULE`; see
-      :func:`rule_names`).
+      :func:`rule_names`) or, with the default ``folder``, a folder holding
+      ``rule.msgpack`` and ``rule_config.json`` (:func:`resolve_rule`: a
+      rule you meta-trained yourself).
     lr: the inner learning rate (default: the one it was meta-trained with).
     folder: where its files are (default: the package's).
 
@@ -146,7 +197,8 @@ def pretrained_rule(name: str = DEFAULT_RULE, *, lr: Optional[float] = None,
   Raises:
     ValueError: for an unknown name or a learning rate <= 0.
   """
-  theta, config = load_pretrained(name, folder)
+  theta, config = (resolve_rule(name) if folder == RULES_DIR
+                   else load_pretrained(name, folder))
   if lr is not None:
     config = dataclasses.replace(config, lr=float(lr))
   return frozen_rule(theta, config=config)

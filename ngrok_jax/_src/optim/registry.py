@@ -32,7 +32,7 @@ import optax
 
 from ngrok_jax._src.optim.egd import scale_by_egd
 from ngrok_jax._src.optim.neuralgrok import neuralgrok
-from ngrok_jax._src.optim.pretrained import DEFAULT_RULE, pretrained_rule
+from ngrok_jax._src.optim.pretrained import pretrained_rule
 from ngrok_jax._src.optim.transforms import (clip_by_global_norm, coupled_adam,
                                              grokfast_ema, grokfast_ma,
                                              normalize_gradients,
@@ -247,8 +247,8 @@ def _egd(cfg, hp, parts, adam):
 
 
 def _learned_rule(cfg, hp, parts, adam):
-  r"""The shipped learned rule (:func:`ngrok_jax.pretrained_rule`), frozen,
-  at the learning rate ``lr`` (with the warm-up) instead of the one it was
+  r"""A learned rule (``cfg.rule``: the shipped one by default, see
+  :func:`ngrok_jax.pretrained_rule`), frozen, at the learning rate ``lr`` (with the warm-up) instead of the one it was
   meta-trained with, and AdamW's decoupled weight decay:
   :math:`\theta \leftarrow \theta + \eta_t (r / \eta_r - \mathrm{wd}\,
   \theta)`, :math:`r` the rule's update at its own rate :math:`\eta_r`; the
@@ -257,7 +257,7 @@ def _learned_rule(cfg, hp, parts, adam):
   lr = (optax.linear_schedule(0.0, hp["lr"], cfg.warmup_steps)
         if cfg.warmup_steps > 0 else hp["lr"])
   return _extra(with_projection(cfg, optax.chain(
-      clip_by_global_norm(hp["clip"]), pretrained_rule(DEFAULT_RULE, lr=1.0),
+      clip_by_global_norm(hp["clip"]), pretrained_rule(cfg.rule, lr=1.0),
       optax.scale(-1.0), optax.add_decayed_weights(hp["wd"]),
       optax.scale_by_learning_rate(lr))))
 

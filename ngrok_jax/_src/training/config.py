@@ -15,6 +15,7 @@ import numpy as np
 from ngrok_jax._src.core import tasks as tasks_lib
 from ngrok_jax._src.core.fileio import is_int
 from ngrok_jax._src.optim.registry import Method, get_method, method_names
+from ngrok_jax._src.optim.pretrained import DEFAULT_RULE, resolve_rule
 
 __all__ = ["METHODS", "AMPLIFIER_METHODS", "CLIPPED_METHODS",
            "DECOUPLED_METHODS", "LOSSES", "LOOKAHEADS",
@@ -154,6 +155,10 @@ class TrainConfig:
       "axis (one amplifier shared by the copies along it; set by "
       "ngrok_jax.cross_task, which vmaps tasks over it; None: the paper)",
       cli=False)
+  rule: str = _field(
+      DEFAULT_RULE, "learned-rule: the frozen rule, a shipped rule's name "
+      "or a folder with rule.msgpack and rule_config.json (an "
+      "experiments.meta_train run folder)")
   window: int = _field(100, "GrokFast-MA window", min=1)
   loss: str = _field("softmax", "loss: softmax or stablemax cross-entropy "
                      "(Prieto et al. 2025), for every method",
@@ -243,6 +248,8 @@ class TrainConfig:
       raise ValueError(f"meta_axis_name must be None or a non-empty axis "
                        f"name, and only for method neuralgrok; got "
                        f"{self.meta_axis_name!r} for {self.method!r}")
+    if self.method == "learned-rule":
+      resolve_rule(self.rule)  # a one-line error for a rule that is absent
     if self.dim % self.heads:
       raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
     if meta and self.meta_every < 1:
