@@ -8,8 +8,8 @@ import math
 import jax
 import numpy as np
 
-from experiments._claims.base import (CLAIMS, NON_DATA, TABLES, Claim, Table,
-                                      many, n)
+from experiments._claims.base import (CLAIMS, NON_DATA, RES, TABLES, Claim,
+                                      Table, many, n)
 from ngrok_jax import init_rule, load_rule, stats
 from ngrok_jax.tables import md_table
 
@@ -156,11 +156,13 @@ def _base_of(D, task, m):
   raise ValueError(f"no tuning folder of {m} for {task}")
 
 
-def pair(D, task, m):
-  """The paired table of the rule against method ``m`` (held-out seeds);
-  differences rule minus method."""
-  rule = VERDICT[task][1]
-  r, b = D.run(f"{rule}/heldout"), D.run(f"{_base_of(D, task, m)}/heldout")
+def pair(D, task, m, rule=None, base=None):
+  """The paired table of the rule (its tuning folder ``rule``, default the
+  shipped rule's) against method ``m`` (in the folder ``base``, default the
+  baselines'; held-out seeds); differences rule minus method."""
+  rule = rule or VERDICT[task][1]
+  r = D.run(f"{rule}/heldout")
+  b = D.run(f"{base or _base_of(D, task, m)}/heldout")
   seeds = list(r["spec"].seeds)
   if list(b["spec"].seeds) != seeds:
     raise ValueError("the rule and the baselines ran other seeds")
@@ -232,3 +234,49 @@ for _task, (_b, _r) in VERDICT.items():
   for _m in PAIRED:
     CLAIMS.append(Claim(f"rule.steps.{_task}.{_m}", (*_b, _r),
                         lambda D, t=_task, m=_m: _steps_text(D, t, m)))
+
+
+# ------------------------- the longer-meta-trained rule on a/b (not shipped)
+#: its tuning folder (experiments.tune --rule experiments/results/MT_LONG)
+LONG_AB = "rule_verdict/a_div_b/rule_long"
+
+
+def long_table(D, task="a/b"):
+  """The longer-meta-trained rule against the shipped rule and the tuned
+  baselines (held-out seeds; differences long rule minus method)."""
+  bases, shipped = VERDICT[task]
+  if D.json(f"{LONG_AB}/tune.json").get("rule") != f"{RES}/{MT_LONG}":
+    raise ValueError(f"{LONG_AB} did not tune the rule of {MT_LONG}")
+  rows = [["learned rule, longer meta-training", *_chosen(D, LONG_AB, RULE),
+           _reached(D, LONG_AB, RULE), "-", "-", "-"]]
+  ms = [(RULE, shipped)] + [(m, _base_of(D, task, m)) for b in bases
+                            for m in D.json(f"{b}/tune.json")["methods"]]
+  for m, rel in ms:
+    t = pair(D, task, m, LONG_AB, rel)
+    rows.append([("shipped " if m == RULE else "") + NAMES.get(m, m),
+                 *_chosen(D, rel, m), _reached(D, rel, m), _ci(t["steps"]),
+                 _ci(t["auc"], ".3f"),
+                 f"{t['a_only']} / {t['b_only']} / {t['neither']}"])
+  return md_table(["method", "grid (widened)", "chosen cell",
+                   "95% median (reached)", "steps to 95%: long rule - "
+                   "method", "AUC: long rule - method", "reached 95%: long "
+                   "rule only / method only / neither"], rows)
+
+
+TABLES.append(Table("rule.long.a/b", (*VERDICT["a/b"][0], VERDICT["a/b"][1],
+                                      LONG_AB, MT_LONG), long_table))
+
+
+def _long_ci(D, m, key):
+  rel = VERDICT["a/b"][1] if m == RULE else None
+  name = "the shipped rule" if m == RULE else NAMES[m]
+  fmt = ".3f" if key == "auc" else ".0f"
+  return f"{name} {_ci(pair(D, 'a/b', m, LONG_AB, rel)[key], fmt)}"
+
+
+for _m in (RULE,) + PAIRED:
+  for _k in ("steps", "auc"):
+    CLAIMS.append(Claim(
+        f"rule.long.{_k}.{_m}", (*VERDICT["a/b"][0], VERDICT["a/b"][1],
+                                 LONG_AB),
+        lambda D, m=_m, k=_k: _long_ci(D, m, k)))
