@@ -236,23 +236,25 @@ for _task, (_b, _r) in VERDICT.items():
                         lambda D, t=_task, m=_m: _steps_text(D, t, m)))
 
 
-# ------------------------- the longer-meta-trained rule on a/b (not shipped)
-#: its tuning folder (experiments.tune --rule experiments/results/MT_LONG)
-LONG_AB = "rule_verdict/a_div_b/rule_long"
+# ------------------ the longer-meta-trained rule on both held-out tasks
+#: its tuning folders (experiments.tune --rule experiments/results/MT_LONG)
+LONG = {"a/b": "rule_verdict/a_div_b/rule_long",
+        "a*a-b": "rule_verdict/a_sq_sub_b/rule_long"}
 
 
-def long_table(D, task="a/b"):
+def long_table(D, task):
   """The longer-meta-trained rule against the shipped rule and the tuned
   baselines (held-out seeds; differences long rule minus method)."""
   bases, shipped = VERDICT[task]
-  if D.json(f"{LONG_AB}/tune.json").get("rule") != f"{RES}/{MT_LONG}":
-    raise ValueError(f"{LONG_AB} did not tune the rule of {MT_LONG}")
-  rows = [["learned rule, longer meta-training", *_chosen(D, LONG_AB, RULE),
-           _reached(D, LONG_AB, RULE), "-", "-", "-"]]
+  if D.json(f"{LONG[task]}/tune.json").get("rule") != f"{RES}/{MT_LONG}":
+    raise ValueError(f"{LONG[task]} did not tune the rule of {MT_LONG}")
+  rows = [["learned rule, longer meta-training",
+           *_chosen(D, LONG[task], RULE), _reached(D, LONG[task], RULE),
+           "-", "-", "-"]]
   ms = [(RULE, shipped)] + [(m, _base_of(D, task, m)) for b in bases
                             for m in D.json(f"{b}/tune.json")["methods"]]
   for m, rel in ms:
-    t = pair(D, task, m, LONG_AB, rel)
+    t = pair(D, task, m, LONG[task], rel)
     rows.append([("shipped " if m == RULE else "") + NAMES.get(m, m),
                  *_chosen(D, rel, m), _reached(D, rel, m), _ci(t["steps"]),
                  _ci(t["auc"], ".3f"),
@@ -263,20 +265,19 @@ def long_table(D, task="a/b"):
                    "rule only / method only / neither"], rows)
 
 
-TABLES.append(Table("rule.long.a/b", (*VERDICT["a/b"][0], VERDICT["a/b"][1],
-                                      LONG_AB, MT_LONG), long_table))
-
-
-def _long_ci(D, m, key):
-  rel = VERDICT["a/b"][1] if m == RULE else None
+def _long_ci(D, task, m, key):
+  rel = VERDICT[task][1] if m == RULE else None
   name = "the shipped rule" if m == RULE else NAMES[m]
   fmt = ".3f" if key == "auc" else ".0f"
-  return f"{name} {_ci(pair(D, 'a/b', m, LONG_AB, rel)[key], fmt)}"
+  return f"{name} {_ci(pair(D, task, m, LONG[task], rel)[key], fmt)}"
 
 
-for _m in (RULE,) + PAIRED:
-  for _k in ("steps", "auc"):
-    CLAIMS.append(Claim(
-        f"rule.long.{_k}.{_m}", (*VERDICT["a/b"][0], VERDICT["a/b"][1],
-                                 LONG_AB),
-        lambda D, m=_m, k=_k: _long_ci(D, m, k)))
+for _task, _rel in LONG.items():
+  _src = (*VERDICT[_task][0], VERDICT[_task][1], _rel)
+  TABLES.append(Table(f"rule.long.{_task}", (*_src, MT_LONG),
+                      lambda D, t=_task: long_table(D, t)))
+  for _m in (RULE,) + PAIRED:
+    for _k in ("steps", "auc"):
+      CLAIMS.append(Claim(f"rule.long.{_task}.{_k}.{_m}", _src,
+                          lambda D, t=_task, m=_m, k=_k: _long_ci(D, t, m,
+                                                                  k)))
