@@ -299,7 +299,8 @@ NON_DEFAULT = dict(
     b1=0.8, b2=0.95, eps=1e-7, eps_root=1e-16, clip=0.5, c=0.7, alpha=0.9,
     lamb=3.0, meta_lr=2e-4, meta_wd=0.02, lookahead_lr=5e-3,
     loss="stablemax", fix_weight_norm=40.0, lookahead_steps=3,
-    amp_inputs="rich", meta_schedule="cosine", meta_schedule_steps=100)
+    amp_inputs="rich", meta_schedule="cosine", meta_schedule_steps=100,
+    rule="runs/my_rule")
 
 
 def _cli_value(v):

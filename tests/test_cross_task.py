@@ -366,8 +366,16 @@ def test_a_first_format_folder_loads_and_resumes_to_the_same_rows(tmp_path):
   """A folder written by the first cross-task runner (cross_task.json,
   checkpoints/<step>, checkpoint rows kept per task) loads as a spec with
   tasks, resumes from its step-2 checkpoint to the rows it had (every key
-  of the first format, bit for bit), and a new run of the same spec writes
-  those rows too."""
+  of the first format), and a new run of the same spec writes those rows
+  too.
+
+  The rows kept from before the checkpoint, and every key that is not a
+  float, must be equal bit for bit.  A float the run recomputes on this
+  machine must equal the fixture's to float32 rounding: XLA's CPU code
+  differs between processors (the fixture's machine and an AMD EPYC with
+  AVX-512 differ by up to 6e-6 relative, and by 2.4e-7 in a difference of
+  two losses), while a wrong resume (another step, state or batch) moves
+  the values by orders of magnitude more."""
   import subprocess
   import sys
   spec = load_spec(FIXTURE)
@@ -392,7 +400,14 @@ def test_a_first_format_folder_loads_and_resumes_to_the_same_rows(tmp_path):
       want = read_metrics(os.path.join(FIXTURE, t))
       got = read_metrics(os.path.join(folder, t))
       assert len(got) == len(want) == 4
-      assert [{k: g[k] for k in w} for g, w in zip(got, want)] == want
+      for g, w in zip(got, want):
+        if folder == cut and w["step"] <= 2:  # kept from the checkpoint
+          assert {k: g[k] for k in w} == w
+        for k, v in w.items():
+          if isinstance(v, float) and not isinstance(g[k], bool):
+            assert np.isclose(g[k], v, rtol=5e-5, atol=1e-6), (t, k, g, w)
+          else:
+            assert g[k] == v, (t, k, g[k], v)
 
 
 def test_a_failing_cross_task_start_is_rolled_back(tmp_path, monkeypatch):

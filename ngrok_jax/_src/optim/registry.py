@@ -32,7 +32,7 @@ import optax
 
 from ngrok_jax._src.optim.egd import scale_by_egd
 from ngrok_jax._src.optim.neuralgrok import neuralgrok
-from ngrok_jax._src.optim.pretrained import pretrained_rule
+from ngrok_jax._src.optim.pretrained import pretrained_rule, resolve_rule
 from ngrok_jax._src.optim.transforms import (clip_by_global_norm, coupled_adam,
                                              grokfast_ema, grokfast_ma,
                                              normalize_gradients,
@@ -102,6 +102,8 @@ class Method:
       (``--amplifier``), which it needs.
     published: the method's own published settings (config fields), used
       by the paper presets.
+    check: ``check(cfg)`` validates the config fields only this method
+      reads (``TrainConfig.validate`` calls it; raises ValueError).
   """
   name: str
   summary: str
@@ -115,6 +117,7 @@ class Method:
   update_args: Tuple[str, ...] = ()
   needs_trained_amplifier: bool = False
   published: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  check: Optional[Callable[[Any], None]] = None
 
   @property
   def needs_outer_batch(self) -> bool:
@@ -337,11 +340,12 @@ RECORDS: Tuple[Method, ...] = (
            coupled_decay=False),
     # The learned rule's update has per-tensor RMS <= 2 lr, as Adam's about
     # lr: the same learning rates apply.
-    Method("learned-rule", "the shipped learned update rule (meta-trained "
-           "across arithmetic tasks and primes), frozen, with AdamW's "
-           "decoupled weight decay",
+    Method("learned-rule", "a learned update rule, frozen, with AdamW's "
+           "decoupled weight decay (--rule; default: the shipped rule, "
+           "meta-trained across arithmetic tasks and primes)",
            transform=lambda cfg, hp, parts: _extra(optax.identity()),
            optimizer=_learned_rule, grid=_grid((0.0, 0.3, 1.0)),
+           check=lambda cfg: resolve_rule(cfg.rule),
            coupled_decay=False),
     Method("neuralgrok", "NeuralGrok: a meta-learned amplifier before clip "
            "and Adam (Zhou et al. 2025)",

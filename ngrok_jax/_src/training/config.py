@@ -15,7 +15,7 @@ import numpy as np
 from ngrok_jax._src.core import tasks as tasks_lib
 from ngrok_jax._src.core.fileio import is_int
 from ngrok_jax._src.optim.registry import Method, get_method, method_names
-from ngrok_jax._src.optim.pretrained import DEFAULT_RULE, resolve_rule
+from ngrok_jax._src.optim.pretrained import DEFAULT_RULE
 
 __all__ = ["METHODS", "AMPLIFIER_METHODS", "CLIPPED_METHODS",
            "DECOUPLED_METHODS", "LOSSES", "LOOKAHEADS",
@@ -248,8 +248,8 @@ class TrainConfig:
       raise ValueError(f"meta_axis_name must be None or a non-empty axis "
                        f"name, and only for method neuralgrok; got "
                        f"{self.meta_axis_name!r} for {self.method!r}")
-    if self.method == "learned-rule":
-      resolve_rule(self.rule)  # a one-line error for a rule that is absent
+    if self.record.check is not None:  # e.g. learned-rule's rule
+      self.record.check(self)
     if self.dim % self.heads:
       raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
     if meta and self.meta_every < 1:
