@@ -183,3 +183,33 @@ def test_tune_rule_flag_needs_the_learned_rule_and_a_rule(monkeypatch,
     with pytest.raises(ValueError, match=msg):
       tune.main()
     assert not out.exists()
+
+
+def test_random_rules_sit_at_the_runs_distance_from_its_start(tmp_path):
+  """experiments/random_rules.py: the control rules start where the
+  meta-training run started (the seed's draw) and lie exactly as far from
+  it as the run's final rule, in different directions; an existing --out
+  is refused before anything is written."""
+  from experiments import random_rules as rr
+  cfg = learned_rule.RuleConfig(hidden=(4,))
+  run = tmp_path / "run"
+  start = learned_rule.init_rule(cfg, jax.random.split(
+      jax.random.PRNGKey(5), 3)[0])  # meta_train's draw: seed 5, one prime
+  final = jax.tree.map(lambda x: x + 0.1 * jnp.sin(jnp.arange(x.size)
+                                                   ).reshape(x.shape), start)
+  learned_rule.save_rule(str(run), cfg, final)
+  (run / "meta_config.json").write_text(json.dumps({"seed": 5,
+                                                    "primes": "11"}))
+  s, f, _ = rr.initial_rule(str(run))
+  assert rr.distance(s, start) == 0.0 and rr.distance(f, final) == 0.0
+  d = rr.distance(final, start)
+  out = tmp_path / "ctl"
+  rr.main([str(run), "--count", "3", "--out", str(out)])
+  rules = [learned_rule.load_rule(str(out / f"rand{i}"))[0] for i in range(3)]
+  for t in rules:
+    assert abs(rr.distance(t, start) - d) < 1e-5 * d
+  assert min(rr.distance(a, b) for i, a in enumerate(rules)
+             for b in rules[i + 1:]) > 0.1 * d
+  assert json.loads((out / "random_rules.json").read_text())["distance"] == d
+  with pytest.raises(ValueError, match="exists"):
+    rr.main([str(run), "--count", "1", "--out", str(out)])

@@ -3,14 +3,14 @@ meta-training of the shipped rule and the rule against the tuned baselines
 on held-out tasks."""
 import functools
 import json
-import math
 
 import jax
 import numpy as np
 
 from experiments._claims.base import (CLAIMS, NON_DATA, RES, TABLES, Claim,
                                       Table, many, n)
-from ngrok_jax import init_rule, load_rule, stats
+from experiments.random_rules import distance, initial_rule, random_rules
+from ngrok_jax import load_rule, stats
 from ngrok_jax.tables import md_table
 
 MT = "meta_train_rule"
@@ -45,15 +45,9 @@ def _probe(D, mt=MT):
 
 def _moved(D, mt=MT):
   """(norm of the rule's change over meta-training, norm at its start)."""
-  theta, cfg = load_rule(D.path(mt))
-  seed = D.json(f"{mt}/meta_config.json")["seed"]
-  primes = D.json(f"{mt}/meta_config.json")["primes"].split(",")
-  key = jax.random.split(jax.random.PRNGKey(seed), 2 + len(primes))[0]
-  start = init_rule(cfg, key)
-  a = [np.asarray(x, float) for x in jax.tree.leaves(theta)]
-  b = [np.asarray(x, float) for x in jax.tree.leaves(start)]
-  d = math.sqrt(sum(float(np.sum((x - y) ** 2)) for x, y in zip(a, b)))
-  return d, math.sqrt(sum(float(np.sum(y ** 2)) for y in b))
+  start, final, _ = initial_rule(D.path(mt))
+  zero = jax.tree.map(np.zeros_like, start)
+  return distance(final, start), distance(start, zero)
 
 
 def _meta(D, mt=MT):
@@ -170,8 +164,8 @@ def pair(D, task, m, rule=None, base=None):
                             rows_b=b["rows"])
 
 
-def _reached(D, rel, m):
-  steps = D.per(f"{rel}/heldout", m)["steps_to_95"]
+def _reached(D, rel, m, heldout=True):
+  steps = D.per(f"{rel}/heldout" if heldout else rel, m)["steps_to_95"]
   ok = [s for s in steps if s is not None]
   return (f"{np.median(ok):g}" if ok else "never") + f" ({len(ok)}/" \
       f"{len(steps)})"
@@ -281,3 +275,58 @@ for _task, _rel in LONG.items():
       CLAIMS.append(Claim(f"rule.long.{_task}.{_k}.{_m}", _src,
                           lambda D, t=_task, m=_m, k=_k: _long_ci(D, t, m,
                                                                   k)))
+
+
+# ------------- control: the longer rule's start moved as far, at random
+CONTROL = "rule_control"
+
+
+def _controls(D):
+  """The control rules' names; each exported rule is checked to be the one
+  experiments/random_rules.py draws from the meta-training folder (to
+  float32 rounding)."""
+  info = D.json(f"{CONTROL}/rules/random_rules.json")
+  if info["run"] != f"{RES}/{MT_LONG}":
+    raise ValueError(f"the control rules were not drawn from {MT_LONG}")
+  rules, d = random_rules(D.path(MT_LONG), info["count"], info["seed"])
+  names = []
+  for i, (theta, _) in enumerate(rules):
+    got, _ = load_rule(D.path(f"{CONTROL}/rules/rand{i}"))
+    # float32 rounding: XLA's flags (the tests') may round the draw apart
+    if distance(got, theta) > 1e-6 * d:
+      raise ValueError(f"{CONTROL}/rules/rand{i} is not random_rules' draw")
+    names.append(f"rand{i}")
+  return names, d
+
+
+def control_table(D):
+  """The longer rule (held-out a/b, its chosen cell) against each control
+  rule at that cell (same seeds); differences long rule minus control."""
+  names, _ = _controls(D)
+  long_run = D.run(f"{LONG['a/b']}/heldout")
+  seeds = list(long_run["spec"].seeds)
+  cell = {k: D.json(f"{LONG['a/b']}/tune.json")["methods"][RULE]["chosen"][k]
+          for k in ("lr", "wd")}
+  rows = []
+  for nm in names:
+    r = D.run(f"{CONTROL}/runs/{nm}")
+    c = r["spec"].configs[RULE]
+    if list(r["spec"].seeds) != seeds or {"lr": c.lr, "wd": c.wd} != cell:
+      raise ValueError(f"control {nm} ran other seeds or another cell")
+    t = stats.paired_table(long_run["rows"], RULE, RULE, seeds,
+                           long_run["spec"].steps, rows_b=r["rows"])
+    rows.append([f"random rule {nm}", _reached(D, f"{CONTROL}/runs/{nm}",
+                                               RULE, heldout=False),
+                 _ci(t["steps"]), _ci(t["auc"], ".3f"),
+                 f"{t['a_only']} / {t['b_only']} / {t['neither']}"])
+  return md_table(["control (lr 0.003, wd 1)", "95% median (reached)",
+                   "steps to 95%: long rule - control",
+                   "AUC: long rule - control",
+                   "reached 95%: long rule only / control only / neither"],
+                  rows)
+
+
+TABLES.append(Table("rule.control", (MT_LONG, LONG["a/b"], CONTROL),
+                    control_table))
+CLAIMS.append(Claim("rule.control.distance", (MT_LONG, CONTROL),
+                    lambda D: f"distance {_controls(D)[1]:.2f}"))
