@@ -309,13 +309,13 @@ def control_table(D):
           for k in ("lr", "wd")}
   rows = []
   for nm in names:
-    r = D.run(f"{CONTROL}/runs/{nm}")
+    r = D.run(f"{CONTROL}/heldout/{nm}")
     c = r["spec"].configs[RULE]
     if list(r["spec"].seeds) != seeds or {"lr": c.lr, "wd": c.wd} != cell:
       raise ValueError(f"control {nm} ran other seeds or another cell")
     t = stats.paired_table(long_run["rows"], RULE, RULE, seeds,
                            long_run["spec"].steps, rows_b=r["rows"])
-    rows.append([f"random rule {nm}", _reached(D, f"{CONTROL}/runs/{nm}",
+    rows.append([f"random rule {nm}", _reached(D, f"{CONTROL}/heldout/{nm}",
                                                RULE, heldout=False),
                  _ci(t["steps"]), _ci(t["auc"], ".3f"),
                  f"{t['a_only']} / {t['b_only']} / {t['neither']}"])
