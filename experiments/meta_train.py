@@ -131,12 +131,18 @@ def _program(outer: pes.OuterConfig, inner: rt.ArithConfig,
   return task, pes.make_outer_step(outer, task, meta_optimizer(meta_lr, clip))
 
 
+def seed_keys(seed: int, n_primes: int):
+  """The keys a meta-training seed splits into: the rule's initialisation,
+  the run's, then one per prime (``experiments/random_rules.py`` rebuilds
+  the starting rule from the first)."""
+  return jax.random.split(jax.random.PRNGKey(seed), 2 + n_primes)
+
+
 def init_state(args, cf) -> Dict[str, Any]:
   """The whole meta-training state: ``theta``, ``meta_opt_state``, ``key``,
   ``step`` and ``particles`` (one :class:`ngrok_jax.pes.Particles` per
   prime, keyed by the prime as a string)."""
-  key = jax.random.PRNGKey(args.seed)
-  k_theta, k_run, *k_p = jax.random.split(key, 2 + len(cf["primes"]))
+  k_theta, k_run, *k_p = seed_keys(args.seed, len(cf["primes"]))
   theta = init_rule(cf["rule"], k_theta)
   theta = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), theta)
   opt = meta_optimizer(args.meta_lr, args.meta_clip)

@@ -22,6 +22,7 @@ import sys
 import jax
 import numpy as np
 
+from experiments.meta_train import seed_keys
 from ngrok_jax import init_rule, load_rule, save_rule
 
 
@@ -31,8 +32,7 @@ def initial_rule(folder: str):
   with open(os.path.join(folder, "meta_config.json")) as f:
     mc = json.load(f)
   primes = [p for p in str(mc["primes"]).split(",") if p.strip()]
-  key = jax.random.split(jax.random.PRNGKey(mc["seed"]), 2 + len(primes))[0]
-  return init_rule(cfg, key), theta, cfg
+  return init_rule(cfg, seed_keys(mc["seed"], len(primes))[0]), theta, cfg
 
 
 def distance(a, b) -> float:

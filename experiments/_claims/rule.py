@@ -207,7 +207,7 @@ NON_DATA["RESULTS.md"] += [
     "under two runs of 1000 steps", "2 fresh runs of a+b mod 43",
     "shared with three other jobs", "chance 1/43 = 0.023",
     # the longer meta-training's configuration (meta_config.json)
-    "with 2 probe runs each", "per outer step than 8"]
+    "with 2 probe runs each"]
 
 
 def _steps_text(D, task, m):

@@ -251,8 +251,9 @@ def _egd(cfg, hp, parts, adam):
 
 def _learned_rule(cfg, hp, parts, adam):
   r"""A learned rule (``cfg.rule``: the shipped one by default, see
-  :func:`ngrok_jax.pretrained_rule`), frozen, at the learning rate ``lr`` (with the warm-up) instead of the one it was
-  meta-trained with, and AdamW's decoupled weight decay:
+  :func:`ngrok_jax.pretrained_rule`), frozen, at the learning rate ``lr``
+  (with the warm-up) instead of the one it was meta-trained with, and
+  AdamW's decoupled weight decay:
   :math:`\theta \leftarrow \theta + \eta_t (r / \eta_r - \mathrm{wd}\,
   \theta)`, :math:`r` the rule's update at its own rate :math:`\eta_r`; the
   global-norm clip first."""
