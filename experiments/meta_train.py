@@ -42,7 +42,7 @@ import optax
 from ngrok_jax import RuleConfig, init_rule, pes, save_rule
 from ngrok_jax import rule_tasks as rt
 from ngrok_jax.checkpoint import Checkpointer
-from ngrok_jax.learned_rule import PLACEMENTS
+from ngrok_jax.learned_rule import PLACEMENTS, muon_config
 from ngrok_jax.results import atomic_write, write_metrics
 
 TRAIN_TASKS = ("a+b", "a-b", "a*b", "a+b-a*b")
@@ -62,6 +62,10 @@ def parser() -> argparse.ArgumentParser:
   a("--placement", default="update", choices=PLACEMENTS)
   a("--hidden", default="32", help="rule MLP hidden sizes, e.g. 32,32")
   a("--lr", type=float, default=3e-3, help="the rule's inner learning rate")
+  a("--wd", type=float, default=None,
+    help="--placement muon: the decoupled weight decay of the rule's "
+    "harness (default 1, the muon method's); at initialisation the rule is "
+    "the muon method at --lr and --wd")
   a("--estimator", default="pes", choices=pes.ESTIMATORS)
   a("--particles", type=int, default=8)
   a("--truncation", type=int, default=50)
@@ -99,8 +103,14 @@ def _ints(s: str) -> List[int]:
 
 def configs(args) -> Dict[str, Any]:
   """The rule, outer and per-prime inner configs of the arguments."""
-  rule = RuleConfig(placement=args.placement,
-                    hidden=tuple(_ints(args.hidden)), lr=args.lr)
+  if args.placement == "muon":
+    rule = muon_config(lr=args.lr, hidden=_ints(args.hidden),
+                       wd=1.0 if args.wd is None else args.wd)
+  elif args.wd is not None:
+    raise ValueError("--wd is the weight decay of --placement muon")
+  else:
+    rule = RuleConfig(placement=args.placement,
+                      hidden=tuple(_ints(args.hidden)), lr=args.lr)
   tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
   primes = _ints(args.primes)
   if not primes or len(set(primes)) != len(primes):
@@ -227,6 +237,8 @@ def run(args) -> Dict[str, Any]:
   saved = {k: v for k, v in vars(args).items()
            if k not in ("out", "outer_steps", "no_progress", "no_plots",
                         "max_minutes")}
+  if saved.get("wd") is None:  # folders from before --wd
+    saved.pop("wd", None)
   text = json.dumps(saved, indent=2, allow_nan=False)
   if os.path.exists(cfg_path):
     with open(cfg_path) as f:

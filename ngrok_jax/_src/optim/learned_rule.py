@@ -28,6 +28,32 @@ tensor's update has RMS at most :math:`2\eta` whatever the rule's
 parameters (a learned rule cannot blow up a run), and at initialisation
 (small output layer) it is close to a per-tensor normalised Adam step.
 
+``placement="muon"`` (the orthogonalised harness, after Celo2's recommended
+variant: Moudgil, Knyazev and Belilovsky 2026, arXiv 2602.19142).  On every
+matrix Muon orthogonalises (``dimension_numbers``: a tree of
+``optax.contrib.MuonDimensionNumbers`` or ``None``, or a callable of the
+parameters returning one; default every 2-D leaf) the base direction is
+Muon's Nesterov momentum :math:`\hat\mu_t` (decay ``muon_beta``); the MLP,
+with the features above plus the RMS-normalised base, adds a bounded
+residual and the result is orthogonalised by the same Newton-Schulz
+iteration as ``optax.contrib.muon`` (``ns_steps``, its default
+coefficients), scaled to AdamW's RMS (``consistent_rms``) and by the
+learned per-tensor factor:
+
+.. math::
+    d_t = \mathrm{NS}\big(\hat\mu_t + \mathrm{rms}(\hat\mu_t)\tanh(a)\big)
+          \,\sqrt{\max(n_{in}, n_{out})}\;\rho, \qquad
+    u_t = -\,\eta\,\big(2\sigma(\overline{b}_t)\, d_t
+          + \lambda\, \theta_t\big).
+
+The other leaves take AdamW's Nesterov direction (``b1``, ``beta2``,
+``eps``; ``others="adamw"``, no learned part) or the same residual without
+the orthogonalisation (``others="learned"``).  The output layer starts at
+zero (``out_scale=0``, :func:`muon_config`), so at initialisation the rule
+**is** ``optax.contrib.muon`` with ``consistent_rms`` and decoupled weight
+decay :math:`\lambda` (``wd``) on both parts: this library's ``muon``
+method at the same learning rate and weight decay.
+
 The trained parameters become a frozen ``optax.GradientTransformation``
 that works on any pytree model with :func:`frozen_rule`.
 """
@@ -49,11 +75,15 @@ from ngrok_jax._src.optim.amplifier import Amplifier, amplify
 
 __all__ = ["RuleConfig", "LearnedRuleState", "PLACEMENTS", "init_rule",
            "init_rule_state", "rule_update", "frozen_rule", "rule_features",
-           "num_features", "rule_distances", "save_rule", "load_rule"]
+           "num_features", "rule_distances", "save_rule", "load_rule",
+           "muon_config", "OTHERS"]
 
 #: Where the learned function acts: on the update after Adam's
 #: normalisation, or (the paper's place) on the gradient before Adam.
-PLACEMENTS = ("update", "amplifier")
+PLACEMENTS = ("update", "amplifier", "muon")
+#: What the ``"muon"`` placement does on the leaves it does not
+#: orthogonalise: AdamW (no learned part) or the learned residual.
+OTHERS = ("adamw", "learned")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +102,16 @@ class RuleConfig:
     time_scales: step scales of the progress features ``tanh(k / s)``.
     out_scale: initial scale of the MLP's output layer.
     c: the amplifier's output norm (``placement="amplifier"``).
+    wd: decoupled weight decay :math:`\lambda` (``placement="muon"``;
+      times ``lr`` as in ``optax.contrib.muon``).
+    muon_beta: Muon's momentum decay (``placement="muon"``).
+    b1: AdamW's first-moment decay on the leaves Muon does not
+      orthogonalise (``placement="muon"``; ``beta2`` is its second).
+    ns_steps: Newton-Schulz iterations (``placement="muon"``).
+    consistent_rms: Muon's update RMS relative to AdamW's
+      (``placement="muon"``).
+    others: ``"adamw"`` or ``"learned"``: the leaves Muon does not
+      orthogonalise (``placement="muon"``).
   """
   placement: str = "update"
   hidden: Tuple[int, ...] = (32,)
@@ -82,6 +122,12 @@ class RuleConfig:
   time_scales: Tuple[float, ...] = (100.0, 1000.0, 10000.0)
   out_scale: float = 0.01
   c: float = 1.0
+  wd: float = 0.0
+  muon_beta: float = 0.95
+  b1: float = 0.9
+  ns_steps: int = 5
+  consistent_rms: float = 0.2
+  others: str = "adamw"
 
   def __post_init__(self):
     if self.placement not in PLACEMENTS:
@@ -93,6 +139,16 @@ class RuleConfig:
       raise ValueError(f"decays must be in [0, 1), got {self.decays}")
     if not self.lr > 0:
       raise ValueError(f"lr must be > 0, got {self.lr}")
+    if self.others not in OTHERS:
+      raise ValueError(f"unknown others {self.others!r}; valid: "
+                       f"{', '.join(OTHERS)}")
+    if not (0 <= self.muon_beta < 1 and 0 <= self.b1 < 1):
+      raise ValueError(f"muon_beta and b1 must be in [0, 1), got "
+                       f"{self.muon_beta}, {self.b1}")
+    if not (self.wd >= 0 and self.consistent_rms > 0 and self.ns_steps >= 1):
+      raise ValueError(f"wd must be >= 0, consistent_rms > 0 and ns_steps "
+                       f">= 1, got {self.wd}, {self.consistent_rms}, "
+                       f"{self.ns_steps}")
 
   @property
   def adam_index(self) -> int:
@@ -122,7 +178,33 @@ def num_features(config: RuleConfig) -> int:
     F, the width of :func:`rule_features`' output.
   """
   # g, the momenta, sqrt(v), param, Adam's direction, 2 log-RMS, progress
-  return 1 + len(config.decays) + 3 + 2 + len(config.time_scales)
+  # (and the base direction for the muon placement)
+  return (1 + len(config.decays) + 3 + 2 + len(config.time_scales)
+          + (config.placement == "muon"))
+
+
+def muon_config(*, lr: float, wd: float, hidden: Sequence[int] = (32,),
+                b2: float = 0.98, **more) -> RuleConfig:
+  """The ``"muon"`` placement's config whose initial rule is this library's
+  ``muon`` method (``optax.contrib.muon`` with ``consistent_rms=0.2``,
+  momentum 0.95, AdamW with ``b1=0.9``, ``b2`` on the other leaves, eps
+  1e-8, decoupled weight decay ``wd`` on both) at learning rate ``lr``.
+
+  Args:
+    lr: the learning rate.
+    wd: the decoupled weight decay.
+    hidden: the MLP's hidden sizes.
+    b2: AdamW's second-moment decay (the ``muon`` method's default 0.98).
+    **more: other :class:`RuleConfig` fields.
+
+  Returns:
+    A :class:`RuleConfig` with a zero output layer (``out_scale=0``).
+  """
+  fields = dict(placement="muon", lr=float(lr), wd=float(wd),
+                hidden=tuple(int(h) for h in hidden), beta2=float(b2),
+                out_scale=0.0)
+  fields.update(more)
+  return RuleConfig(**fields)
 
 
 def init_rule(config: RuleConfig, key) -> Dict[str, Any]:
@@ -166,7 +248,8 @@ def init_rule_state(config: RuleConfig, params) -> LearnedRuleState:
   """
   zeros = lambda: jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32),
                                params)
-  n = 1 if config.placement == "amplifier" else len(config.decays)
+  n = {"amplifier": 1, "update": len(config.decays),
+       "muon": len(config.decays) + 2}[config.placement]
   return LearnedRuleState(jnp.zeros((), jnp.int32),
                           tuple(zeros() for _ in range(n)), zeros())
 
@@ -242,8 +325,86 @@ def _update_leaf(config, layers, g, mus, nu, param, count):
   return u.reshape(jnp.shape(g)).astype(jnp.result_type(g))
 
 
+def _fans(shape, dim) -> Tuple[int, int]:
+  axes = lambda a: (a,) if isinstance(a, int) else tuple(a)
+  size = lambda a: int(np.prod([shape[i] for i in axes(a)]))
+  return size(dim.reduction_axis), size(dim.output_axis)
+
+
+def _dimension_numbers(dimension_numbers, params):
+  """The tree of ``MuonDimensionNumbers`` or ``None`` (every 2-D leaf when
+  ``dimension_numbers`` is ``None``, as ``optax.contrib.muon``)."""
+  if dimension_numbers is None:
+    return jax.tree.map(lambda p: (optax.contrib.MuonDimensionNumbers()
+                                   if jnp.ndim(p) == 2 else None), params)
+  return (dimension_numbers(params) if callable(dimension_numbers)
+          else dimension_numbers)
+
+
+def _orthogonalize(config: RuleConfig, x, dim):
+  """``optax.contrib.scale_by_muon``'s Newton-Schulz step alone (momentum 0,
+  no Nesterov: its moment is ``x`` itself), then the consistent-RMS scale
+  ``sqrt(max(fan_in, fan_out)) * consistent_rms`` of ``optax.contrib.muon``."""
+  ns = optax.contrib.scale_by_muon(ns_steps=config.ns_steps, beta=0.0,
+                                   eps=config.eps, nesterov=False,
+                                   weight_dimension_numbers=dim)
+  d, _ = ns.update(x, ns.init(x))
+  fan_in, fan_out = _fans(jnp.shape(x), dim)
+  return jnp.sqrt(jnp.maximum(fan_in, fan_out)) * config.consistent_rms * d
+
+
+def _muon_update(config: RuleConfig, theta, grads, state: LearnedRuleState,
+                 params, dimension_numbers):
+  """The ``"muon"`` placement (module docstring)."""
+  count = optax.safe_increment(state.count)
+  g = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), grads)
+  decays = tuple(config.decays) + (config.muon_beta, config.b1)
+  mus = tuple(optax.tree.update_moment(g, mu, d, 1)
+              for d, mu in zip(decays, state.mus))
+  nu = optax.tree.update_moment(g, state.nu, config.beta2, 2)
+  nd = len(config.decays)
+  count_next = optax.safe_increment(count)
+
+  def nesterov(mu, x, beta):  # optax's Nesterov momentum, bias-corrected
+    return jax.tree.map(lambda m, y: beta * m + (1 - beta) * y,
+                        optax.tree.bias_correction(mu, beta, count_next),
+                        optax.tree.bias_correction(x, beta, count))
+  mu_muon = nesterov(mus[nd], g, config.muon_beta)
+  mu_adam = nesterov(mus[nd + 1], g, config.b1)
+  nu_hat = optax.tree.bias_correction(nu, config.beta2, count)
+  treedef = jax.tree.structure(g)
+  flat = lambda t: treedef.flatten_up_to(t)
+  dims = treedef.flatten_up_to(_dimension_numbers(dimension_numbers, params))
+  gl, pl, vl = flat(g), flat(params), flat(nu)
+  mls = [flat(m) for m in mus[:nd]]
+  out = []
+  for i, (x, dim) in enumerate(zip(gl, dims)):
+    if dim is not None:
+      base = flat(mu_muon)[i]
+    else:
+      base = flat(mu_adam)[i] / (jnp.sqrt(flat(nu_hat)[i]) + config.eps)
+    scale = None
+    if dim is not None or config.others == "learned":
+      feats = rule_features(config, x, [m[i] for m in mls], vl[i], pl[i],
+                            count)
+      feats = jnp.concatenate(
+          [feats, rms_normalize(jnp.ravel(base))[:, None]], axis=1)
+      o = _mlp(theta["layers"], feats)
+      rms = jnp.sqrt(jnp.mean(jnp.square(base)))
+      base = base + rms * jnp.tanh(o[:, 0]).reshape(jnp.shape(base))
+      scale = 2.0 * jax.nn.sigmoid(jnp.mean(o[:, 1]))
+    d = base if dim is None else _orthogonalize(config, base, dim)
+    if scale is not None:
+      d = scale * d
+    u = -config.lr * (d + config.wd * jnp.asarray(pl[i], jnp.float32))
+    out.append(u.astype(jnp.result_type(jax.tree.leaves(grads)[i])))
+  return (jax.tree.unflatten(treedef, out),
+          LearnedRuleState(count, mus, nu))
+
+
 def rule_update(config: RuleConfig, theta, grads, state: LearnedRuleState,
-                params) -> Tuple[Any, LearnedRuleState]:
+                params, *, dimension_numbers=None
+                ) -> Tuple[Any, LearnedRuleState]:
   """One step of the rule with parameters ``theta``.
 
   Args:
@@ -252,12 +413,20 @@ def rule_update(config: RuleConfig, theta, grads, state: LearnedRuleState,
     grads: gradient pytree (same structure as ``params``).
     state: :class:`LearnedRuleState` (:func:`init_rule_state`).
     params: current model parameters.
+    dimension_numbers: ``placement="muon"`` only: which leaves are
+      orthogonalised (a tree of ``optax.contrib.MuonDimensionNumbers`` or
+      ``None``, or a callable of ``params`` returning one; default: every
+      2-D leaf).
 
   Returns:
     ``(updates, new_state)``; ``params + updates`` is the next iterate
     (``optax.apply_updates``).  ``"update"``: every tensor's update has RMS
-    at most ``2 * lr``; ``"amplifier"``: ``-lr * Adam(amplify(g))``.
+    at most ``2 * lr``; ``"amplifier"``: ``-lr * Adam(amplify(g))``;
+    ``"muon"``: the orthogonalised harness (module docstring).
   """
+  if config.placement == "muon":
+    return _muon_update(config, theta, grads, state, params,
+                        dimension_numbers)
   count = state.count + 1
   g = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), grads)
   if config.placement == "amplifier":
@@ -279,8 +448,8 @@ def rule_update(config: RuleConfig, theta, grads, state: LearnedRuleState,
   return jax.tree.unflatten(treedef, out), LearnedRuleState(count, mus, nu)
 
 
-def frozen_rule(theta, *, config: RuleConfig = RuleConfig()
-                ) -> optax.GradientTransformation:
+def frozen_rule(theta, *, config: RuleConfig = RuleConfig(),
+                dimension_numbers=None) -> optax.GradientTransformation:
   """A trained rule as a frozen ``optax.GradientTransformation``.
 
   Works on any pytree of float parameters (not only this library's
@@ -297,6 +466,8 @@ def frozen_rule(theta, *, config: RuleConfig = RuleConfig()
   Args:
     theta: trained rule parameters (as :func:`init_rule` returns them).
     config: the :class:`RuleConfig` they were trained with.
+    dimension_numbers: ``placement="muon"``: the leaves to orthogonalise
+      (:func:`rule_update`; default every 2-D leaf).
 
   Returns:
     A ``GradientTransformation`` with state :class:`LearnedRuleState`.
@@ -310,13 +481,15 @@ def frozen_rule(theta, *, config: RuleConfig = RuleConfig()
     if params is None:
       raise ValueError("a learned rule needs the parameters: call "
                        "update(grads, state, params)")
-    return rule_update(config, theta, updates, state, params)
+    return rule_update(config, theta, updates, state, params,
+                       dimension_numbers=dimension_numbers)
 
   return optax.GradientTransformation(init_fn, update_fn)
 
 
 def rule_distances(config: RuleConfig, theta, grads, state, params,
-                   references: Sequence[Any]) -> jax.Array:
+                   references: Sequence[Any], *, dimension_numbers=None
+                   ) -> jax.Array:
   r"""How far the rule's next update is from each reference update.
 
   The distance of two updates is the mean over tensors of
@@ -332,11 +505,14 @@ def rule_distances(config: RuleConfig, theta, grads, state, params,
     params: the model parameters.
     references: reference updates (pytrees like ``params``), for example
       Adam's and rescaling's next updates.
+    dimension_numbers: ``placement="muon"``'s orthogonalised leaves
+      (:func:`rule_update`).
 
   Returns:
     (len(references),) float32.
   """
-  upd, _ = rule_update(config, theta, grads, state, params)
+  upd, _ = rule_update(config, theta, grads, state, params,
+                       dimension_numbers=dimension_numbers)
   ul = jax.tree.leaves(upd)
   out = []
   for ref in references:

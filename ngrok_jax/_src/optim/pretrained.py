@@ -176,7 +176,8 @@ def load_pretrained(name: str = DEFAULT_RULE, folder: str = RULES_DIR
 
 
 def pretrained_rule(name: str = DEFAULT_RULE, *, lr: Optional[float] = None,
-                    folder: str = RULES_DIR) -> optax.GradientTransformation:
+                    folder: str = RULES_DIR, wd: Optional[float] = None,
+                    dimension_numbers=None) -> optax.GradientTransformation:
   """A shipped learned rule as a frozen ``optax.GradientTransformation``.
 
   It works on any pytree of float parameters; ``update`` needs ``params``
@@ -190,6 +191,11 @@ def pretrained_rule(name: str = DEFAULT_RULE, *, lr: Optional[float] = None,
       rule you meta-trained yourself).
     lr: the inner learning rate (default: the one it was meta-trained with).
     folder: where its files are (default: the package's).
+    wd: the decoupled weight decay of a ``placement="muon"`` rule (default:
+      the one it was meta-trained with).
+    dimension_numbers: a ``placement="muon"`` rule's leaves to
+      orthogonalise (:func:`ngrok_jax.frozen_rule`; default every 2-D
+      leaf).
 
   Returns:
     The frozen rule (:func:`ngrok_jax.frozen_rule`).
@@ -201,7 +207,10 @@ def pretrained_rule(name: str = DEFAULT_RULE, *, lr: Optional[float] = None,
                    else load_pretrained(name, folder))
   if lr is not None:
     config = dataclasses.replace(config, lr=float(lr))
-  return frozen_rule(theta, config=config)
+  if wd is not None:
+    config = dataclasses.replace(config, wd=float(wd))
+  return frozen_rule(theta, config=config,
+                     dimension_numbers=dimension_numbers)
 
 
 def write_rule_files(folder: str, name: str, theta, config: RuleConfig,

@@ -256,12 +256,17 @@ def _learned_rule(cfg, hp, parts, adam):
   AdamW's decoupled weight decay:
   :math:`\theta \leftarrow \theta + \eta_t (r / \eta_r - \mathrm{wd}\,
   \theta)`, :math:`r` the rule's update at its own rate :math:`\eta_r`; the
-  global-norm clip first."""
+  global-norm clip first.  A ``placement="muon"`` rule orthogonalises the
+  leaves :func:`muon_dimension_numbers` names, as the method ``muon``,
+  and its own weight decay is replaced by ``wd``: at initialisation it is
+  the method ``muon``."""
   del parts, adam
   lr = (optax.linear_schedule(0.0, hp["lr"], cfg.warmup_steps)
         if cfg.warmup_steps > 0 else hp["lr"])
   return _extra(with_projection(cfg, optax.chain(
-      clip_by_global_norm(hp["clip"]), pretrained_rule(cfg.rule, lr=1.0),
+      clip_by_global_norm(hp["clip"]),
+      pretrained_rule(cfg.rule, lr=1.0, wd=0.0,
+                      dimension_numbers=muon_dimension_numbers),
       optax.scale(-1.0), optax.add_decayed_weights(hp["wd"]),
       optax.scale_by_learning_rate(lr))))
 

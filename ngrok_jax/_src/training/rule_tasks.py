@@ -29,6 +29,7 @@ from ngrok_jax._src.optim.learned_rule import (RuleConfig, init_rule_state,
                                                rule_distances, rule_update)
 from ngrok_jax._src.core.model import Transformer, accuracy, cross_entropy
 from ngrok_jax._src.optim.pes import InnerTask
+from ngrok_jax._src.optim.registry import muon_dimension_numbers
 from ngrok_jax._src.optim.transforms import normalize_gradients
 
 __all__ = ["ArithConfig", "arith_data", "arith_task", "probe"]
@@ -113,7 +114,8 @@ def arith_task(cfg: ArithConfig, rule: RuleConfig, *, data=None
     batch = inner["perm"][pos]
     train_loss, grads = jax.value_and_grad(loss)(inner["params"], batch, y_all)
     upd, rs = rule_update(rule, theta, grads, inner["rule_state"],
-                          inner["params"])
+                          inner["params"],
+                          dimension_numbers=muon_dimension_numbers)
     params = optax.apply_updates(inner["params"], upd)
     meta_idx = inner["perm"][n_tr:n_tr + n_meta]
     if cfg.meta_batch:
@@ -146,7 +148,8 @@ def _probe_program(cfg: ArithConfig, rule: RuleConfig, steps: int,
     ua, sa = adam.update(grads, sa, inner["params"])
     ur, sr = resc.update(grads, sr, inner["params"])
     d = jax.lax.cond(i % every == 0, lambda: rule_distances(
-        rule, theta, grads, inner["rule_state"], inner["params"], [ua, ur]),
+        rule, theta, grads, inner["rule_state"], inner["params"], [ua, ur],
+        dimension_numbers=muon_dimension_numbers),
                      lambda: jnp.full((2,), jnp.nan, jnp.float32))
     inner, m = task.step(theta, inner)
     return (inner, sa, sr), (d, m["meta_loss"])
