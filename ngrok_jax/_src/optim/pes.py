@@ -59,7 +59,8 @@ import optax
 
 __all__ = ["ESTIMATORS", "OBJECTIVES", "InnerTask", "OuterConfig",
            "Particles", "OuterState", "init_particles", "init", "unroll",
-           "pes_estimate", "tbptt_estimate", "make_outer_step"]
+           "pes_estimate", "tbptt_estimate", "make_outer_step",
+           "measure_snr"]
 
 ESTIMATORS = ("pes", "tbptt")
 OBJECTIVES = ("meta", "meta+gap")
@@ -387,3 +388,75 @@ def make_outer_step(cfg: OuterConfig, task: InnerTask,
     return OuterState(theta, opt_state, particles, key, state.step + 1), metrics
 
   return jax.jit(step)
+
+
+def measure_snr(cfg: OuterConfig, task: InnerTask, theta, key, *,
+                steps: int, particles: Optional[Particles] = None
+                ) -> Dict[str, Any]:
+  r"""The signal-to-noise ratio of the gradient estimate at a fixed
+  ``theta`` (no meta update), over ``steps`` truncations of persistent
+  particles (so over every phase of the inner runs).
+
+  With :math:`\hat g_A, \hat g_B` the means of the two halves of a
+  truncation's independent units (pairs for PES), :math:`\hat g_A \cdot
+  \hat g_B` estimates :math:`\lVert g\rVert^2` without bias; the noise of
+  the N-unit mean estimate is :math:`\mathrm{tr}\,\Sigma / N`, estimated by
+  the units' sample variance.  Averaged over the truncations:
+
+  .. math::
+      \mathrm{SNR}_N = \frac{\overline{\hat g_A\cdot\hat g_B}}
+      {\overline{\mathrm{tr}\,\hat\Sigma} / N},
+
+  and :math:`\mathrm{SNR}_{N'} = (N'/N)\,\mathrm{SNR}_N` for another
+  number of units (they are independent).  ``ratio`` is the naive
+  :math:`\overline{\lVert \hat g\rVert^2 / (\mathrm{tr}\hat\Sigma/N)}`
+  (the meta-training metrics' ``grad_norm**2 / grad_var``), which is about
+  :math:`1 + \mathrm{SNR}_N`: near 1 means noise.
+
+  Args:
+    cfg: the outer trainer's :class:`OuterConfig` (at least 4 units).
+    task: the inner task.
+    theta: the rule's parameters (held fixed).
+    key: a PRNG key (particles and perturbations).
+    steps: truncations to average over.
+    particles: start from these particles (default: fresh ones from
+      ``key``).
+
+  Returns:
+    ``snr`` (per truncation, for the N units of ``cfg``), ``signal``
+    (mean :math:`\hat g_A\cdot\hat g_B`), ``noise`` (mean trace of the
+    N-unit estimate's covariance), ``ratio`` (naive), ``units`` (N),
+    ``mean_grad`` (the estimates' mean over the truncations), and
+    ``particles`` (to continue).
+  """
+  n = cfg.units
+  if n < 4:
+    raise ValueError(f"measure_snr needs at least 4 units, got {n}")
+  estimate = pes_estimate if cfg.estimator == "pes" else tbptt_estimate
+  k_part, key = jax.random.split(key)
+  if particles is None:
+    particles = init_particles(cfg, task, theta, k_part)
+
+  @jax.jit
+  def one(particles, key):
+    grad, particles, aux = estimate(cfg, task, theta, particles, key)
+    half = n // 2
+    dot = sum(jnp.sum(jnp.mean(x[:half], 0) * jnp.mean(x[half:2 * half], 0))
+              for x in jax.tree.leaves(aux["per_unit"]))
+    var = _variance(aux["per_unit"])
+    norm2 = optax.tree.norm(grad, squared=True)
+    return particles, dot, var, norm2, grad
+
+  dots, vars_, ratios, total = [], [], [], None
+  for _ in range(int(steps)):
+    key, sub = jax.random.split(key)
+    particles, dot, var, norm2, grad = one(particles, sub)
+    dots.append(float(dot))
+    vars_.append(float(var))
+    ratios.append(float(norm2) / float(var))
+    total = grad if total is None else jax.tree.map(jnp.add, total, grad)
+  signal, noise = float(np.mean(dots)), float(np.mean(vars_))
+  return dict(snr=signal / noise, signal=signal, noise=noise,
+              ratio=float(np.mean(ratios)), units=n,
+              mean_grad=jax.tree.map(lambda x: x / steps, total),
+              particles=particles)
