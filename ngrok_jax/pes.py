@@ -7,10 +7,10 @@ from ngrok_jax._src.optim.pes import (ESTIMATORS, OBJECTIVES, InnerTask,
                                       OuterConfig, Particles, OuterState,
                                       init_particles, init, unroll,
                                       pes_estimate, tbptt_estimate,
-                                      make_outer_step)
+                                      make_outer_step, measure_snr)
 
 __all__ = [
     "ESTIMATORS", "OBJECTIVES", "InnerTask", "OuterConfig", "Particles",
     "OuterState", "init_particles", "init", "unroll", "pes_estimate",
-    "tbptt_estimate", "make_outer_step",
+    "tbptt_estimate", "make_outer_step", "measure_snr",
 ]

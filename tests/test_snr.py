@@ -1,5 +1,8 @@
 """pes.measure_snr on an inner problem whose gradient and estimator noise
 are known in closed form."""
+import json
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,3 +56,33 @@ def test_measure_snr_needs_two_halves_of_two_units():
   with pytest.raises(ValueError, match="at least 4 units"):
     pes.measure_snr(cfg, _linear_task(), {"w": jnp.zeros(3)},
                     jax.random.PRNGKey(0), steps=2)
+
+
+@pytest.mark.slow
+def test_rule_snr_script_measures_resumes_and_refuses(tmp_path):
+  """experiments/rule_snr at a tiny size: one horizon row per task and one
+  SNR row per (truncation, size), README tables; a rerun recomputes
+  nothing (rows.jsonl unchanged); other settings exit 2 and write
+  nothing."""
+  from experiments import rule_snr
+  out = str(tmp_path / "snr")
+  argv = ["--out", out, "--primes", "11", "--dim", "16", "--horizon-seeds",
+          "2", "--horizon-steps", "20", "--every", "10", "--particles", "8",
+          "--truncations", "3", "--hidden", "2", "--snr-steps", "1"]
+  assert rule_snr.main(argv) == 0
+  with open(f"{out}/rows.jsonl") as f:
+    text = f.read()
+  rows = [json.loads(x) for x in text.splitlines()]
+  assert [r["part"] for r in rows] == ["horizon"] * 4 + ["snr"]
+  assert all(len(r["steps_to_95"]) == 2 for r in rows[:4])
+  assert rows[4]["units"] == 4 and rows[4]["rule_params"] > 0
+  assert np.isfinite(rows[4]["snr"]) and rows[4]["horizon"] == 200
+  with open(f"{out}/README.md") as f:
+    assert "| 3 | 2 |" in f.read()
+  assert rule_snr.main(argv) == 0
+  with open(f"{out}/rows.jsonl") as f:
+    assert f.read() == text
+  before = sorted(os.listdir(out))
+  assert rule_snr.main(argv[:-1] + ["2"]) == 2
+  assert rule_snr.main(argv[:2] + ["--particles", "6"]) == 2
+  assert sorted(os.listdir(out)) == before

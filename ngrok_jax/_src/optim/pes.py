@@ -50,6 +50,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
@@ -390,6 +391,24 @@ def make_outer_step(cfg: OuterConfig, task: InnerTask,
   return jax.jit(step)
 
 
+@functools.lru_cache(maxsize=8)
+def _snr_step(cfg: OuterConfig, task: InnerTask):
+  """One jitted truncation of :func:`measure_snr` (one program per config
+  and task; ``theta`` is an argument, not a constant)."""
+  estimate = pes_estimate if cfg.estimator == "pes" else tbptt_estimate
+  half = cfg.units // 2
+
+  @jax.jit
+  def one(theta, particles, key):
+    grad, particles, aux = estimate(cfg, task, theta, particles, key)
+    dot = sum(jnp.sum(jnp.mean(x[:half], 0) * jnp.mean(x[half:2 * half], 0))
+              for x in jax.tree.leaves(aux["per_unit"]))
+    var = _variance(aux["per_unit"])
+    norm2 = optax.tree.norm(grad, squared=True)
+    return particles, dot, var, norm2, grad
+  return one
+
+
 def measure_snr(cfg: OuterConfig, task: InnerTask, theta, key, *,
                 steps: int, particles: Optional[Particles] = None
                 ) -> Dict[str, Any]:
@@ -423,7 +442,8 @@ def measure_snr(cfg: OuterConfig, task: InnerTask, theta, key, *,
       ``key``).
 
   Returns:
-    ``snr`` (per truncation, for the N units of ``cfg``), ``signal``
+    ``snr`` (per truncation, for the N units of ``cfg``), ``snr_se`` (its
+    standard error over the truncations, as if independent), ``signal``
     (mean :math:`\hat g_A\cdot\hat g_B`), ``noise`` (mean trace of the
     N-unit estimate's covariance), ``ratio`` (naive), ``units`` (N),
     ``mean_grad`` (the estimates' mean over the truncations), and
@@ -432,31 +452,22 @@ def measure_snr(cfg: OuterConfig, task: InnerTask, theta, key, *,
   n = cfg.units
   if n < 4:
     raise ValueError(f"measure_snr needs at least 4 units, got {n}")
-  estimate = pes_estimate if cfg.estimator == "pes" else tbptt_estimate
   k_part, key = jax.random.split(key)
   if particles is None:
     particles = init_particles(cfg, task, theta, k_part)
-
-  @jax.jit
-  def one(particles, key):
-    grad, particles, aux = estimate(cfg, task, theta, particles, key)
-    half = n // 2
-    dot = sum(jnp.sum(jnp.mean(x[:half], 0) * jnp.mean(x[half:2 * half], 0))
-              for x in jax.tree.leaves(aux["per_unit"]))
-    var = _variance(aux["per_unit"])
-    norm2 = optax.tree.norm(grad, squared=True)
-    return particles, dot, var, norm2, grad
-
+  one = _snr_step(cfg, task)
   dots, vars_, ratios, total = [], [], [], None
   for _ in range(int(steps)):
     key, sub = jax.random.split(key)
-    particles, dot, var, norm2, grad = one(particles, sub)
+    particles, dot, var, norm2, grad = one(theta, particles, sub)
     dots.append(float(dot))
     vars_.append(float(var))
     ratios.append(float(norm2) / float(var))
     total = grad if total is None else jax.tree.map(jnp.add, total, grad)
   signal, noise = float(np.mean(dots)), float(np.mean(vars_))
-  return dict(snr=signal / noise, signal=signal, noise=noise,
+  se = (float(np.std(dots, ddof=1)) / np.sqrt(len(dots)) / noise
+        if len(dots) > 1 else float("nan"))
+  return dict(snr=signal / noise, snr_se=se, signal=signal, noise=noise,
               ratio=float(np.mean(ratios)), units=n,
               mean_grad=jax.tree.map(lambda x: x / steps, total),
               particles=particles)

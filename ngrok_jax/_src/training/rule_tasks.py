@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +32,7 @@ from ngrok_jax._src.optim.pes import InnerTask
 from ngrok_jax._src.optim.registry import muon_dimension_numbers
 from ngrok_jax._src.optim.transforms import normalize_gradients
 
-__all__ = ["ArithConfig", "arith_data", "arith_task", "probe"]
+__all__ = ["ArithConfig", "arith_data", "arith_task", "probe", "steps_to"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,12 +130,18 @@ def arith_task(cfg: ArithConfig, rule: RuleConfig, *, data=None
 
 @functools.lru_cache(maxsize=8)
 def _probe_program(cfg: ArithConfig, rule: RuleConfig, steps: int,
-                   task_index: int, every: int):
+                   every: int):
   inputs, labels, (n_tr, n_meta, _) = arith_data(cfg)
   task = arith_task(cfg, rule)
   adam = optax.adam(rule.lr)
   resc = optax.chain(normalize_gradients(1.0), optax.adam(rule.lr))
   model = _model(cfg, inputs.shape[1])
+
+  def test_acc(inner):
+    test = inner["perm"][n_tr + n_meta:]
+    logits = model.apply(inner["params"], inputs[test])
+    y = labels[inner["task"]][test]
+    return cross_entropy(logits, y), accuracy(logits, y)
 
   def body(theta, carry, i):
     inner, sa, sr = carry
@@ -147,32 +153,33 @@ def _probe_program(cfg: ArithConfig, rule: RuleConfig, steps: int,
                                              y_all[idx]))(inner["params"])
     ua, sa = adam.update(grads, sa, inner["params"])
     ur, sr = resc.update(grads, sr, inner["params"])
-    d = jax.lax.cond(i % every == 0, lambda: rule_distances(
+    d, acc = jax.lax.cond(i % every == 0, lambda: (rule_distances(
         rule, theta, grads, inner["rule_state"], inner["params"], [ua, ur],
-        dimension_numbers=muon_dimension_numbers),
-                     lambda: jnp.full((2,), jnp.nan, jnp.float32))
+        dimension_numbers=muon_dimension_numbers), test_acc(inner)[1]),
+                          lambda: (jnp.full((2,), jnp.nan, jnp.float32),
+                                   jnp.asarray(jnp.nan, jnp.float32)))
     inner, m = task.step(theta, inner)
-    return (inner, sa, sr), (d, m["meta_loss"])
+    return (inner, sa, sr), (d, m["meta_loss"], acc)
 
-  def one(theta, key):
-    inner = task.init(key, jnp.asarray(task_index, jnp.int32))
+  def one(theta, key, task_index):
+    inner = task.init(key, task_index)
     carry = (inner, adam.init(inner["params"]), resc.init(inner["params"]))
-    (inner, _, _), (d, ml) = jax.lax.scan(
+    (inner, _, _), (d, ml, acc) = jax.lax.scan(
         lambda c, i: body(theta, c, i), carry, jnp.arange(steps))
-    test = inner["perm"][n_tr + n_meta:]
-    logits = model.apply(inner["params"], inputs[test])
-    y = labels[inner["task"]][test]
+    test_loss, test_acc_end = test_acc(inner)
+    curve = jnp.concatenate([acc[::every], test_acc_end[None]])
     return dict(dist_adam=jnp.nanmean(d[:, 0]), dist_rescale=jnp.nanmean(
-        d[:, 1]), meta_loss=ml[-1], test_loss=cross_entropy(logits, y),
-                test_acc=accuracy(logits, y))
-  return jax.jit(jax.vmap(one, in_axes=(None, 0)))
+        d[:, 1]), meta_loss=ml[-1], test_loss=test_loss,
+                test_acc=test_acc_end, test_acc_curve=curve)
+  return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
 
 
 def probe(cfg: ArithConfig, rule: RuleConfig, theta, seeds: Sequence[int],
-          *, steps: int, task_index: int = 0, every: int = 10
+          *, steps: int, task_index=0, every: int = 10
           ) -> Dict[str, np.ndarray]:
   """Inner runs of ``steps`` steps with the unperturbed rule, one per seed
-  (vmapped), on task ``cfg.tasks[task_index]``.
+  (vmapped), on task ``cfg.tasks[task_index]`` (``task_index``: one int,
+  or one per seed: several tasks in one program).
 
   Along the rule's trajectory, Adam (``optax.adam(rule.lr)``) and
   rescaling (``chain(normalize_gradients(1), adam)``) see the same
@@ -182,8 +189,35 @@ def probe(cfg: ArithConfig, rule: RuleConfig, theta, seeds: Sequence[int],
   Returns:
     per seed, (len(seeds),) arrays: ``dist_adam``, ``dist_rescale`` (means
     over the measured steps), and at the end ``meta_loss``, ``test_loss``,
-    ``test_acc``.
+    ``test_acc``; ``test_acc_curve`` (len(seeds), C): the test accuracy
+    after 0, ``every``, 2 ``every``, ... steps and at ``steps``
+    (``curve_steps``, (C,)), from which :func:`steps_to` reads when a run
+    groks.
   """
   keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
-  fn = _probe_program(cfg, rule, int(steps), int(task_index), int(every))
-  return {k: np.asarray(v) for k, v in jax.device_get(fn(theta, keys)).items()}
+  index = np.broadcast_to(np.asarray(task_index, np.int32), (len(keys),))
+  fn = _probe_program(cfg, rule, int(steps), int(every))
+  out = {k: np.asarray(v) for k, v in jax.device_get(
+      fn(theta, keys, jnp.asarray(index))).items()}
+  out["curve_steps"] = np.append(np.arange(0, int(steps), int(every)),
+                                 int(steps))
+  return out
+
+
+def steps_to(result: Dict[str, np.ndarray], threshold: float = 0.95
+             ) -> List[Optional[int]]:
+  """Per seed of a :func:`probe` result, the first measured step whose test
+  accuracy is at least ``threshold`` (``None``: not within the run).
+
+  Args:
+    result: :func:`probe`'s output.
+    threshold: the accuracy.
+
+  Returns:
+    One step (or ``None``) per seed.
+  """
+  out = []
+  for row in result["test_acc_curve"]:
+    hit = np.nonzero(row >= threshold)[0]
+    out.append(int(result["curve_steps"][hit[0]]) if hit.size else None)
+  return out
