@@ -301,6 +301,9 @@ def test_site_shows_maths_rendered_and_has_no_broken_link(site):
   assert api.count('<math xmlns="http://www.w3.org/1998/Math/MathML" '
                    'display="block"') >= 3
   assert api.count('display="inline"') >= 10
+  # and the pages' own ($...$, $$ blocks)
+  home = (site / "index.html").read_text()
+  assert 'display="block"' in home and home.count('display="inline"') >= 4
   # the site loads no maths script (nothing fetched: MathML needs none)
   assert not re.search(r"mathjax|katex", api, re.I)
 
