@@ -40,9 +40,10 @@ PROBES = {"_release_probe/probe.json": b'{"probe": 1}\n',
           "_release_probe/deeper/probe.npz": b"PK\x05\x06" + b"\0" * 18}
 TOP_FILES = ("setup.cfg", "pyproject.toml", "README.md", "MANIFEST.in",
              "CHANGELOG.md", "LICENSE", "CITATION.cff")
-# a line of a build's output that is a warning (setuptools', distutils',
-# build's own "WARNING ...")
-WARNING_LINE = re.compile(r"^.*\bwarn(?:ing)?\b.*$", re.I | re.M)
+# a line of a build's output that is a warning: build's own ("WARNING
+# ..."), distutils' ("warning: ..."), a Python warning ("...Warning: ...")
+WARNING_LINE = re.compile(r"^(?:\s*(?:WARNING|[Ww]arning)\b.*|.*\w*Warning:.*)$",
+                          re.M)
 DATA_SUFFIXES = (".json", ".msgpack", ".npz")
 
 
@@ -187,6 +188,11 @@ def test_the_build_prints_no_warning_and_every_folder_is_a_package(release):
   that is not (``optim/rules``, the probes) is a warning of newer
   setuptools ("would be ignored"), whichever setuptools runs here."""
   _, src, log = release
+  seen = ("WARNING Package 'ngrok_jax.x' is absent from the `packages`",
+          "warning: no files found matching '*.npz' under directory 'x'",
+          "/a/b.py:1: SetuptoolsDeprecationWarning: Package would be ignored",
+          "copying ngrok_jax/warnings.py -> build/lib")
+  assert [bool(WARNING_LINE.search(l)) for l in seen] == [True] * 3 + [False]
   warnings = WARNING_LINE.findall(log)
   assert not warnings, "\n".join(warnings[:10])
   code = ("import json; from setuptools.config.setupcfg import "
