@@ -4,38 +4,55 @@ The docstrings follow the Google style (``Args:``, ``Returns:``) with reST
 inline markup, as optax's and flax's do: ``:func:`x```, ``:math:`x```,
 ``.. math::`` blocks and ``Example::`` literal blocks. mkdocstrings renders
 the docstrings as Markdown, so this extension rewrites those few constructs
-before it does: roles become code spans, and a ``.. math::`` or ``::``
-block becomes a fenced code block (equations are shown as LaTeX source;
-the site loads no math renderer, so it needs no network).
+before it does: cross-reference roles become code spans, ``:math:`x``` the
+inline maths ``$x$`` and a ``.. math::`` block a ``$$`` block (both for
+``pymdownx.arithmatex``; docs/hooks.py renders them as MathML when the
+site is built), and a ``::`` block a fenced code block.
 """
 import re
 
 import griffe
 
-ROLE = re.compile(r":(?:func|class|meth|mod|data|attr|obj|exc|math):`([^`]+)`")
+ROLE = re.compile(r":(?:func|class|meth|mod|data|attr|obj|exc):`([^`]+)`")
+# an inline equation may run over a line break of the docstring
+MATH = re.compile(r":math:`([^`]+)`")
 
 
 def _indent(line):
   return len(line) - len(line.lstrip())
 
 
+def _inline(text):
+  """Roles of a run of ordinary lines (an equation over a line break is
+  joined into its first line, so that it stays one line of Markdown)."""
+  text = MATH.sub(lambda m: "$" + " ".join(m.group(1).split()) + "$", text)
+  return ROLE.sub(r"`\1`", text)
+
+
 def rst_to_markdown(text):
   """Rewrites reST roles, ``.. math::`` and ``::`` blocks as Markdown."""
-  out, lines, i = [], text.split("\n"), 0
+  out, lines, i, run = [], text.split("\n"), 0, []
+
+  def flush():
+    if run:
+      out.extend(_inline("\n".join(run)).split("\n"))
+      run.clear()
+
   while i < len(lines):
     line = lines[i]
     stripped = line.strip()
     math = stripped == ".. math::"
     literal = not math and stripped.endswith("::") and not stripped.startswith("..")
     if not (math or literal):
-      out.append(ROLE.sub(r"`\1`", line))
+      run.append(line)
       i += 1
       continue
     base = _indent(line)
     if literal:
-      text_part = ROLE.sub(r"`\1`", line.rstrip()[:-1])  # "Example::" -> "Example:"
-      if text_part.strip() != ":":
-        out.append(text_part)
+      run.append(line.rstrip()[:-1])  # "Example::" -> "Example:"
+      if run[-1].strip() == ":":
+        run.pop()
+    flush()
     j = i + 1
     block = []
     while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > base):
@@ -52,12 +69,18 @@ def rst_to_markdown(text):
     pad = " " * base
     if out and out[-1].strip():
       out.append("")
-    out.append(pad + ("```text" if math else "```python"))
-    out += [pad + l[cut:] if l.strip() else "" for l in block]
-    out.append(pad + "```")
+    if math:
+      out.append(pad + "$$")
+      out += [pad + l[cut:] for l in block if l.strip()]
+      out.append(pad + "$$")
+    else:
+      out.append(pad + "```python")
+      out += [pad + l[cut:] if l.strip() else "" for l in block]
+      out.append(pad + "```")
     if j < len(lines):
       out.append("")
     i = j
+  flush()
   return "\n".join(out)
 
 

@@ -7,16 +7,27 @@ in docs/, ``docs/REFERENCE.md`` from RESULTS.md); this hook maps every such
 link to its place in the site, and copies each repository file a page links
 to (a plot, a notebook, a source file) into the site at the same path, so
 that ``mkdocs build --strict`` checks every link, including those.
+
+Maths (``$...$`` and ``$$`` blocks in pages, ``:math:`` and ``.. math::``
+in docstrings, see docs/griffe_rst.py) leaves Markdown as the LaTeX of
+``pymdownx.arithmatex`` (generic mode); this hook renders it as MathML,
+which browsers show without any script, so the site loads no maths library
+and fetches nothing.
 """
+import html
 import os
 import posixpath
 import re
 from urllib.parse import quote, unquote, urlsplit
 
+from latex2mathml.converter import convert as latex_to_mathml
+from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT_PAGES = ("RESULTS.md", "BENCHMARK.md")
+MATH = re.compile(r'<(span|div) class="arithmatex">\s*\\([(\[])(.*?)\\[)\]]'
+                  r'\s*</\1>', re.S)
 LINK = re.compile(r"(\]\()([^)\s]+)((?:\s+\"[^\"]*\")?\))")
 
 
@@ -89,3 +100,23 @@ def on_page_markdown(markdown, page, config, files):
     # a pytree path such as ['params']['fc'] in prose is not a reference link
     markdown = markdown.replace("]['", "]\\['")
   return markdown
+
+
+def render_math(content, where="<page>"):
+  """The arithmatex elements of a page's HTML, as MathML."""
+  def mathml(m):
+    tag, latex = m.group(1), html.unescape(m.group(3)).strip()
+    display = "block" if m.group(2) == "[" else "inline"
+    try:
+      rendered = latex_to_mathml(latex, display=display)
+    except Exception as e:  # noqa: BLE001 (any failure is the page's error)
+      raise PluginError(f"{where}: cannot render the maths {latex!r}: "
+                        f"{type(e).__name__}: {e}") from e
+    return f'<{tag} class="arithmatex">{rendered}</{tag}>'
+  return MATH.sub(mathml, content)
+
+
+def on_page_content(html_text, page, config, files):
+  """Render the page's maths (see the module docstring)."""
+  del config, files
+  return render_math(html_text, page.file.src_uri)

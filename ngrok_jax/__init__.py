@@ -58,4 +58,4 @@ __all__ = [
     "clip_by_global_norm", "polar_factor", "scale_by_egd",
 ]
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

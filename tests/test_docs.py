@@ -168,13 +168,19 @@ def test_the_readme_api_example_is_the_one_the_docs_run():
   assert example[0].code == docs[0].code
 
 
-def test_docs_build_strict_and_the_readme_reaches_them(tmp_path):
-  site = tmp_path / "site"
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+  """The site, built once (``mkdocs build --strict``) for the tests below."""
+  site = tmp_path_factory.mktemp("docs") / "site"
   env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
   r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict",
                       "--site-dir", str(site)], cwd=ROOT, env=env,
                      capture_output=True, text=True, timeout=300, check=False)
   assert r.returncode == 0, r.stdout + r.stderr
+  return site
+
+
+def test_docs_build_strict_and_the_readme_reaches_them(site):
   # the API page of neuralgrok, rendered from its docstring
   api = (site / "api" / "neuralgrok" / "index.html").read_text()
   assert 'id="ngrok_jax.neuralgrok"' in api
@@ -200,6 +206,133 @@ def test_docs_build_strict_and_the_readme_reaches_them(tmp_path):
   for page, frag in re.findall(r"\]\(docs/([^)#\s]+)\.md#([^)\s]+)\)", readme):
     html = (site / page / "index.html").read_text(encoding="utf-8")
     assert f'id="{frag}"' in html, f"docs/{page}.md#{frag}"
+
+
+# LaTeX left as text: a control word (\\frac, \\theta; one-letter escapes
+# such as \\n in code are not LaTeX), a reST role, a maths delimiter
+RAW_LATEX = re.compile(r"\\[A-Za-z]{2,}|:math:|\$\$|\\\(|\\\[|\\begin\{")
+# $x$ in prose (outside code), e.g. from a page if arithmatex were not on
+DOLLAR_MATH = re.compile(r"(?<![\w$])\$[^\s$<][^$\n<]{0,80}?(?<!\s)\$(?![\w$])")
+HTML_LINK = re.compile(r"\b(?:href|src)=\"([^\"]*)\"")
+HTML_ID = re.compile(r"\bid=\"([^\"]*)\"")
+
+
+def _strip(html, *tags):
+  for tag in tags:
+    html = re.sub(rf"<{tag}\b.*?</{tag}>", "", html, flags=re.S)
+  return html
+
+
+def site_maths_problems(site):
+  """(page, what) for maths that a browser would show as LaTeX source."""
+  problems = []
+  for page in sorted(site.rglob("*.html")):
+    text = page.read_text(encoding="utf-8")
+    name = str(page.relative_to(site))
+    outside = _strip(text, "math", "script")
+    problems += [(name, m.group(0)) for m in RAW_LATEX.finditer(outside)]
+    prose = _strip(outside, "pre", "code")
+    problems += [(name, m.group(0)) for m in DOLLAR_MATH.finditer(prose)]
+    problems += [(name, "<merror>") for _ in re.finditer("<merror", text)]
+    for m in re.finditer(r'class="arithmatex">(?!<math)', text):
+      problems.append((name, text[m.start():m.start() + 60]))
+  return problems
+
+
+def site_broken_links(site):
+  """(page, link) for every relative link or image of the site's pages
+  that points to no file of the site, or to an anchor its page lacks
+  (root-relative links, as in 404.html, from the site's root)."""
+  import html as html_lib
+  from urllib.parse import unquote, urlsplit
+  ids, broken = {}, []
+  for page in sorted(site.rglob("*.html")):
+    name = str(page.relative_to(site))
+    for raw in HTML_LINK.findall(page.read_text(encoding="utf-8")):
+      url = urlsplit(html_lib.unescape(raw))
+      if url.scheme or url.netloc:
+        continue
+      target = page
+      if url.path:
+        base = "" if url.path.startswith("/") else str(
+            page.parent.relative_to(site))
+        rel = os.path.normpath(os.path.join(base, unquote(url.path).lstrip("/")))
+        target = site / rel
+        if target.is_dir():
+          target = target / "index.html"
+        if rel.startswith("..") or not target.is_file():
+          broken.append((name, raw))
+          continue
+      if url.fragment and target.suffix == ".html":
+        if target not in ids:
+          ids[target] = set(HTML_ID.findall(target.read_text(encoding="utf-8")))
+        if unquote(url.fragment) not in ids[target]:
+          broken.append((name, raw))
+  return broken
+
+
+def test_site_checks_catch_raw_maths_and_broken_links(tmp_path):
+  page = tmp_path / "p" / "index.html"
+  page.parent.mkdir()
+  (tmp_path / "index.html").write_text('<h1 id="top">x</h1>')
+  page.write_text(
+      '<p>ok <span class="arithmatex"><math><mi>\\theta</mi></math></span>'
+      ' <code>echo "$HOME" \\n</code> costs $5 and $6</p>'
+      '<a href="../">up</a> <a href="../#top">t</a> <a href="/index.html">r</a>'
+      '<a href="https://example.org/x">e</a>')
+  assert site_maths_problems(tmp_path) == []
+  assert site_broken_links(tmp_path) == []
+  for bad in ("<pre><code>\\mathrm{softmax}(g)</code></pre>",
+              "<p>see :math:`g`</p>", "<p>then $g_t$ grows</p>",
+              '<span class="arithmatex">\\(g\\)</span>'):
+    page.write_text(bad)
+    assert site_maths_problems(tmp_path), bad
+  for bad in ('<a href="../experiments/results/cpu/">x</a>',
+              '<a href="../#nowhere">x</a>', '<img src="../../up.png">'):
+    page.write_text(bad)
+    assert site_broken_links(tmp_path), bad
+
+
+def test_site_shows_maths_rendered_and_has_no_broken_link(site):
+  assert site_maths_problems(site) == []
+  assert site_broken_links(site) == []
+  # the docstrings' maths is there, as MathML, inline and as blocks
+  api = (site / "api" / "neuralgrok" / "index.html").read_text()
+  assert api.count('<math xmlns="http://www.w3.org/1998/Math/MathML" '
+                   'display="block"') >= 3
+  assert api.count('display="inline"') >= 10
+  # and the pages' own ($...$, $$ blocks)
+  home = (site / "index.html").read_text()
+  assert 'display="block"' in home and home.count('display="inline"') >= 4
+  # the site loads no maths script (nothing fetched: MathML needs none)
+  assert not re.search(r"mathjax|katex", api, re.I)
+
+
+def test_api_pages_are_readable(site):
+  import ngrok_jax
+  pages = {p.parent.name: p.read_text(encoding="utf-8")
+           for p in (site / "api").glob("*/index.html")}
+  assert {"neuralgrok", "transforms", "tasks"} <= set(pages)
+  # signatures across lines: one parameter a line
+  api = pages["neuralgrok"]
+  sig = re.search(r'<div class="doc-signature highlight">.*?</code>', api,
+                  re.S).group(0)
+  assert sig.count("\n") >= 8 and re.search(r"\n\s*<span[^>]*>meta_every<",
+                                             sig), sig[:400]
+  # a Returns section is one entry
+  for name, text in pages.items():
+    for sec in re.findall(r'doc-section-title">Returns:</span>.*?</ul>', text,
+                          re.S):
+      assert sec.count("<li") == 1, (name, sec[:600])
+  assert pages["neuralgrok"].count('doc-section-title">Returns:') >= 1
+  # parameters are a list (a table's Default column fell off the page)
+  assert 'doc-section-title">Parameters:' in api
+  assert "<th>Default</th>" not in api
+  # no page of the reference opens with the package's own docstring
+  first = ngrok_jax.__doc__.split("\n")[0]
+  for name, text in pages.items():
+    assert first not in text, name
+    assert "docs/layout.md" not in _strip(text, "a"), name
 
 
 def test_command_line_help_cites_no_issue_number():
@@ -231,13 +364,14 @@ def test_rst_markup_of_docstrings_becomes_markdown():
           tx = f(1)
 
       Args:
-        x: see :class:`Amplifier`.""")
+        x: see :class:`Amplifier`, :math:`\\frac{1}{n}
+          \\sum_i L_i` over tasks.""")
   assert rst_to_markdown(text) == textwrap.dedent("""\
-      Uses `amplify` and `g_t`.
+      Uses `amplify` and $g_t$.
 
-      ```text
+      $$
       g' = c\\, g
-      ```
+      $$
 
       Example:
 
@@ -246,7 +380,7 @@ def test_rst_markup_of_docstrings_becomes_markdown():
       ```
 
       Args:
-        x: see `Amplifier`.""")
+        x: see `Amplifier`, $\\frac{1}{n} \\sum_i L_i$ over tasks.""")
 
 
 def _documented_names():
