@@ -183,3 +183,21 @@ def test_updates_stay_bounded_whatever_the_rule():
         assert bool(jnp.all(jnp.isfinite(leaf)))
         if dim is not None:
           assert float(jnp.sqrt(jnp.mean(jnp.square(leaf)))) <= 2 * 1e-2
+
+
+def test_meta_train_builds_the_muon_harness_from_its_flags():
+  """experiments.meta_train --placement muon --lr --wd: the rule config is
+  muon_config at that cell (default wd 1, the muon method's); --wd with
+  another placement is refused (it would be ignored)."""
+  from experiments import meta_train
+  args = meta_train.parser().parse_args(
+      ["--out", "x", "--placement", "muon", "--lr", "1e-2", "--hidden", "8"])
+  rule = meta_train.configs(args)["rule"]
+  assert rule == lr_.muon_config(lr=1e-2, wd=1.0, hidden=(8,))
+  args = meta_train.parser().parse_args(
+      ["--out", "x", "--placement", "muon", "--wd", "0.3"])
+  assert meta_train.configs(args)["rule"].wd == 0.3
+  args = meta_train.parser().parse_args(["--out", "x", "--wd", "0.3"])
+  import pytest
+  with pytest.raises(ValueError, match="--wd"):
+    meta_train.configs(args)
