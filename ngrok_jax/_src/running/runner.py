@@ -304,6 +304,8 @@ def execute(spec: RunSpec, out_dir: Optional[str], *, resume: bool = False,
   primary = is_primary()
   with runfolder.Guard(out_dir if primary else None), Noise(
       out_dir if primary else None):
+    if out_dir is not None and primary:  # again, now that the folder is ours
+      check_resume(spec, out_dir, resume, force)
     if out_dir is not None:
       out_dir = os.fspath(out_dir)
       if diff:
