@@ -388,3 +388,27 @@ def test_meta_train_checkpoints_do_not_grow(meta_train, tmp_path):
   meta_train.run(_args(meta_train, short, 20, "--checkpoint-every", "10"))
   assert os.stat(path).st_ino == inode and path.read_bytes().startswith(head)
   assert _no_time(read_metrics(str(path))) == _no_time(ref["rows"][:20])
+
+
+def test_meta_train_resumes_a_first_format_checkpoint(meta_train, full_run,
+                                                      tmp_path):
+  """Protects meta-trainings checkpointed before this format (the metrics
+  history inside the checkpoint, ``metrics.jsonl`` rewritten from it):
+  they resume to the rows and state of an uninterrupted run."""
+  import shutil
+  from ngrok_jax._src.storage.checkpoint import Checkpointer
+  out = tmp_path / "m"
+  args = _args(meta_train, out, 2)
+  first = meta_train.run(args)
+  template = meta_train.init_state(args, meta_train.configs(args))
+  with Checkpointer(str(out / "checkpoints")) as ck:
+    _, state, meta = ck.restore_latest(template)
+  shutil.rmtree(out / "checkpoints")
+  with Checkpointer(str(out / "checkpoints")) as ck:
+    ck.save(2, state, dict(rows=first["rows"], wall_s=meta["wall_s"]))
+  (out / "metrics.jsonl").write_text("")
+  resumed = meta_train.run(_args(meta_train, out, 4))
+  assert _no_time(resumed["rows"]) == _no_time(full_run["rows"])
+  for x, y in zip(jax.tree.leaves(full_run["state"]),
+                  jax.tree.leaves(resumed["state"])):
+    np.testing.assert_array_equal(x, y)
