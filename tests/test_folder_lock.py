@@ -188,3 +188,28 @@ def test_cross_tasks_without_a_task_is_one_line(tmp_path, capsys):
                         + TINY_FLAGS, capsys)
   assert rc == 2 and "--cross-tasks" in err, err
   assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_runner_checks_the_folder_again_under_the_lock(tmp_path,
+                                                       monkeypatch):
+  """Protects a run that another writer finished between this writer's
+  first look at the folder and its lock: ``runner.run`` checks the folder
+  again once it holds it, refuses ("already holds a run") and leaves that
+  run's config.json and metrics.jsonl as they were."""
+  from ngrok_jax._src.running import runner
+  d = str(tmp_path / "r")
+  real = runfolder.check_resources
+
+  def meanwhile(spec, memory=True):  # the other writer ends meanwhile
+    real(spec, memory)
+    write_run_folder(d, ["adam"], [0], [dict(method="adam", seed=0,
+                                             step=10)], 10, 10)
+  monkeypatch.setattr(runfolder, "check_resources", meanwhile)
+  with pytest.raises(ValueError, match="already holds a run"):
+    runner.run(dict(task="a+b", p=11, depth=1, dim=16, heads=2), "adam", 1,
+               10, 10, out_dir=d, progress=False, plots=False)
+  monkeypatch.undo()
+  before = _listing(d)
+  write_run_folder(d, ["adam"], [0], [dict(method="adam", seed=0,
+                                           step=10)], 10, 10)
+  assert _listing(d) == before
