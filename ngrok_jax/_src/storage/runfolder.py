@@ -45,8 +45,7 @@ from ngrok_jax._src.storage.run_noise import NOISE_LOG
 
 __all__ = ["FIXED", "HISTORY", "MAX_EXAMPLES", "MAX_P", "check_new_folder",
            "check_change", "record_resume", "Guard", "FolderBusy",
-           "mark_progress",
-           "check_resources", "estimate_bytes"]
+           "mark_progress", "check_resources", "estimate_bytes"]
 
 #: TrainConfig fields that fix the state's shapes or the data: a resume
 #: refuses to change them (also the run-level ``methods``, ``seeds``,
@@ -199,15 +198,19 @@ class Guard:
     if not self.outer:
       return self
     self.lock = lock_folder(self.key)  # first: then the folder is ours
+    try:
+      self.existed = not self.lock.created
+      self.entries = set(os.listdir(self.key))
+      self.saved = {}
+      for n in _SNAPSHOT:
+        p = os.path.join(self.key, n)
+        if os.path.isfile(p):
+          with open(p, "rb") as f:
+            self.saved[n] = f.read()
+    except BaseException:
+      self.lock.release()
+      raise
     _ACTIVE[self.key] = self
-    self.existed = not self.lock.created
-    self.entries = set(os.listdir(self.key))
-    self.saved = {}
-    for n in _SNAPSHOT:
-      p = os.path.join(self.key, n)
-      if os.path.isfile(p):
-        with open(p, "rb") as f:
-          self.saved[n] = f.read()
     return self
 
   def __exit__(self, typ, exc, tb):
