@@ -17,7 +17,17 @@ Writes to ``--out``::
                        probe rows (dist_adam, dist_rescale, probe_test_acc)
     rule.msgpack       the trained rule parameters (+ rule_config.json)
     plots/meta_train.png
-    checkpoints/       the whole state (exact resume: rerun the command)
+    checkpoints/       the whole state and how many rows of metrics.jsonl
+                       it covers (exact resume: rerun the command; rows
+                       past the checkpoint are dropped)
+
+The folder is locked for the script's life (a second writer is refused,
+naming the process that holds it); a new run needs a missing or empty
+folder, a rerun the same settings; a training run folder of ``ngrok-jax
+train`` is refused.  A failed start leaves the folder as it was.  Exit
+status: 2 bad settings or folder, 3 the environment (disk full,
+permissions, ``--out`` at a file), 1 no usable checkpoint, 128 + the
+signal number after SIGINT/SIGTERM (a checkpoint is saved first).
 
 Example (the CPU size)::
 
@@ -29,7 +39,9 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import os
+import signal
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -41,11 +53,21 @@ import optax
 
 from ngrok_jax import RuleConfig, init_rule, pes, save_rule
 from ngrok_jax import rule_tasks as rt
+from ngrok_jax import runfolder
 from ngrok_jax.checkpoint import Checkpointer
+from ngrok_jax.hooks import RunInterrupted, StopFlag
 from ngrok_jax.learned_rule import PLACEMENTS, muon_config
-from ngrok_jax.results import atomic_write, write_metrics
+from ngrok_jax.results import append_metrics, atomic_write
+
+from experiments.meta_folder import CONFIG, check_folder, error_exit, rows_of
 
 TRAIN_TASKS = ("a+b", "a-b", "a*b", "a+b-a*b")
+#: Flags that are not settings of the run (a rerun may change them).
+NOT_SAVED = ("out", "outer_steps", "no_progress", "no_plots", "max_minutes")
+#: Float flags: (lowest value, whether the lowest is allowed).
+_FLOATS = dict(lr=(0, False), meta_lr=(0, False), sigma=(0, False),
+               loss_clip=(0, False), gap_weight=(0, True),
+               meta_clip=(0, True), max_minutes=(0, True))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -101,17 +123,43 @@ def _ints(s: str) -> List[int]:
     raise ValueError(f"expected comma-separated integers, got {s!r}") from None
 
 
+def _check_flags(args) -> None:
+  for name, (low, eq) in _FLOATS.items():
+    v = getattr(args, name)
+    if not (math.isfinite(v) and (v >= low if eq else v > low)):
+      raise ValueError(f"--{name.replace('_', '-')} must be a finite number "
+                       f"{'>=' if eq else '>'} {low}, got {v}")
+  for name in ("dim", "depth", "heads", "batch_size", "meta_batch",
+               "probe_steps", "probe_seeds"):
+    if getattr(args, name) < 1:
+      raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got "
+                       f"{getattr(args, name)}")
+  if args.dim % args.heads:
+    raise ValueError(f"--heads {args.heads} does not divide --dim {args.dim}")
+  if args.truncation > args.horizon:
+    raise ValueError(f"--truncation {args.truncation} is longer than "
+                     f"--horizon {args.horizon}")
+  if args.probe_every < 0:
+    raise ValueError(f"--probe-every must be >= 0, got {args.probe_every}")
+
+
 def configs(args) -> Dict[str, Any]:
-  """The rule, outer and per-prime inner configs of the arguments."""
+  """The rule, outer and per-prime inner configs of the arguments (every
+  flag checked: ValueError naming it)."""
+  _check_flags(args)
   if args.placement == "muon":
-    rule = muon_config(lr=args.lr, hidden=_ints(args.hidden),
-                       wd=1.0 if args.wd is None else args.wd)
+    wd = 1.0 if args.wd is None else args.wd
+    if not (math.isfinite(wd) and wd >= 0):
+      raise ValueError(f"--wd must be a finite number >= 0, got {wd}")
+    rule = muon_config(lr=args.lr, hidden=_ints(args.hidden), wd=wd)
   elif args.wd is not None:
     raise ValueError("--wd is the weight decay of --placement muon")
   else:
     rule = RuleConfig(placement=args.placement,
                       hidden=tuple(_ints(args.hidden)), lr=args.lr)
   tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+  if not tasks:
+    raise ValueError(f"--tasks names no task, got {args.tasks!r}")
   primes = _ints(args.primes)
   if not primes or len(set(primes)) != len(primes):
     raise ValueError(f"--primes must be distinct integers, got {args.primes}")
@@ -228,39 +276,49 @@ def plot(out: str, rows: List[dict]) -> Optional[str]:
 def run(args) -> Dict[str, Any]:
   """Meta-trains (resuming the newest good checkpoint in ``args.out``).
 
+  Every flag and the folder are checked before the first write; the
+  folder is locked (:class:`ngrok_jax.runfolder.Guard`) until the end and
+  left as it was if the start fails.
+
   Returns:
     ``dict(state, rows)``: the final state and every metrics row.
+
+  Raises:
+    ValueError: a bad flag or folder (``FolderBusy``: another process
+      writes it).
+    RunInterrupted: SIGINT/SIGTERM, after a checkpoint.
   """
   cf = configs(args)
-  os.makedirs(args.out, exist_ok=True)
-  cfg_path = os.path.join(args.out, "meta_config.json")
-  saved = {k: v for k, v in vars(args).items()
-           if k not in ("out", "outer_steps", "no_progress", "no_plots",
-                        "max_minutes")}
+  saved = {k: v for k, v in vars(args).items() if k not in NOT_SAVED}
   if saved.get("wd") is None:  # folders from before --wd
     saved.pop("wd", None)
   text = json.dumps(saved, indent=2, allow_nan=False)
-  if os.path.exists(cfg_path):
-    with open(cfg_path) as f:
-      old = json.load(f)
-    if old != json.loads(text):
-      raise ValueError(f"{args.out} holds a run with other settings; use "
-                       "another --out")
-  atomic_write(cfg_path, text)
-  state = init_state(args, cf)
+  check_folder(args.out, text)
+  state = init_state(args, cf)  # what the model refuses fails here
+  with runfolder.Guard(args.out), runfolder.Noise(args.out):
+    check_folder(args.out, text)  # again, now that the folder is ours
+    if not os.path.exists(os.path.join(args.out, CONFIG)):
+      atomic_write(os.path.join(args.out, CONFIG), text)
+    return _train(args, cf, state)
+
+
+def _train(args, cf, state) -> Dict[str, Any]:
+  """:func:`run` once the folder is locked and checked."""
   rows: List[dict] = []
-  wall = 0.0
-  with Checkpointer(os.path.join(args.out, "checkpoints")) as ckpt:
-    got = ckpt.restore_latest(state)
+  wall, start = 0.0, 0
+  with Checkpointer(os.path.join(args.out, "checkpoints")) as ckpt, \
+      StopFlag() as stop:
+    got = ckpt.restore_latest(state, report=lambda m: print(
+        f"meta_train: {m}", file=sys.stderr))
     if got is not None:
-      _, state, meta = got
-      rows, wall = list(meta["rows"]), float(meta["wall_s"])
-    start = int(state["step"])
+      start, state, meta = got
+      wall = float(meta["wall_s"])
+    rows = rows_of(args.out, meta if got else dict(num_rows=0), start)
     from tqdm.auto import tqdm
     bar = tqdm(total=args.outer_steps, initial=min(start, args.outer_steps),
                desc="meta-train", unit="outer step", file=sys.stderr,
                disable=args.no_progress, dynamic_ncols=True)
-    began = time.perf_counter()
+    began, saved = time.perf_counter(), len(rows)
     for s in range(start, args.outer_steps):
       t0, c0 = time.perf_counter(), time.process_time()
       state, m = outer_step(args, cf, state)
@@ -275,13 +333,21 @@ def run(args) -> Dict[str, Any]:
       out_of_time = args.max_minutes and (
           time.perf_counter() - began > 60 * args.max_minutes)
       if ((s + 1) % args.checkpoint_every == 0 or s + 1 == args.outer_steps
-          or out_of_time):
-        ckpt.save(s + 1, state, dict(rows=rows, wall_s=wall))
-        write_metrics(args.out, rows)
+          or out_of_time or stop.signum is not None):
+        append_metrics(args.out, rows[saved:])  # then the checkpoint
+        saved = len(rows)
+        ckpt.save(s + 1, state, dict(num_rows=saved, wall_s=wall))
+        runfolder.mark_progress(args.out)
+      if stop.signum is not None and s + 1 < args.outer_steps:
+        ckpt.wait()
+        bar.close()
+        raise RunInterrupted(
+            f"{signal.Signals(stop.signum).name} received: stopped at outer "
+            f"step {s + 1}/{args.outer_steps}, checkpoint saved; rerun the "
+            "command to continue", stop.signum, args.out)
       if out_of_time:
         break
     bar.close()
-  write_metrics(args.out, rows)
   save_rule(args.out, cf["rule"], state["theta"])
   if not args.no_plots and rows:
     plot(args.out, rows)
@@ -292,9 +358,8 @@ def main(argv=None) -> None:
   args = parser().parse_args(argv)
   try:
     out = run(args)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  except Exception as e:  # noqa: BLE001 - one line each (error_exit)
+    sys.exit(error_exit(e))
   st = [r for r in out["rows"] if "meta_loss" in r]
   if st:
     print(f"{len(st)} outer steps, {np.median([r['seconds'] for r in st]):.2f}"

@@ -158,13 +158,16 @@ def meta_train():
   return meta_train
 
 
-def _args(meta_train, out, steps):
-  return meta_train.parser().parse_args([
-      "--out", str(out), "--primes", "11", "--dim", "16", "--heads", "2",
-      "--batch-size", "16", "--meta-batch", "16", "--hidden", "8",
-      "--particles", "4", "--truncation", "3", "--horizon", "5",
-      "--outer-steps", str(steps), "--checkpoint-every", "2",
-      "--no-progress", "--no-plots"])
+def _argv(out, steps, *extra):
+  return ["--out", str(out), "--primes", "11", "--dim", "16", "--heads", "2",
+          "--batch-size", "16", "--meta-batch", "16", "--hidden", "8",
+          "--particles", "4", "--truncation", "3", "--horizon", "5",
+          "--outer-steps", str(steps), "--checkpoint-every", "2",
+          "--no-progress", "--no-plots", *extra]
+
+
+def _args(meta_train, out, steps, *extra):
+  return meta_train.parser().parse_args(_argv(out, steps, *extra))
 
 
 def test_meta_training_resume_is_exact(meta_train, tmp_path):
@@ -217,3 +220,195 @@ def test_meta_objective_never_reads_the_test_split():
   other = losses(corrupt(perm[n_tr:n_tr + n_meta]))  # control: meta split
   assert float(other["meta_loss"]) != float(base["meta_loss"])
   np.testing.assert_array_equal(other["train_loss"], base["train_loss"])
+
+
+# ------------------------------------------ meta_train's folder (issue 40)
+def _main(meta_train, argv, capsys):
+  """``(exit status, stderr)`` of ``meta_train.main``."""
+  try:
+    meta_train.main(argv)
+    rc = 0
+  except SystemExit as e:
+    rc = e.code
+  return rc, capsys.readouterr().err
+
+
+def _one_line(err):
+  lines = [l for l in err.strip().splitlines() if "Warning" not in l]
+  assert len(lines) == 1 and "Traceback" not in err, err
+  return lines[0]
+
+
+def _listing(d):
+  import os
+  out = {}
+  for root, _, files in os.walk(d):
+    for n in files:
+      with open(os.path.join(root, n), "rb") as f:
+        out[os.path.relpath(os.path.join(root, n), d)] = f.read()
+  return out
+
+
+def test_meta_train_refuses_folders_it_did_not_make(meta_train, tmp_path,
+                                                    capsys):
+  """Protects a training run's config.json and metrics.jsonl, a user's
+  files and a folder another process writes: ``meta_train --out`` at them
+  exits 2 with one line and changes no byte."""
+  from ngrok_jax._src.storage.folderlock import lock_folder
+  from run_folders import write_run_folder
+  run = write_run_folder(str(tmp_path / "run"), ["adam"], [0], [
+      dict(method="adam", seed=0, step=s) for s in (10, 20)], 20, 10)
+  foreign = tmp_path / "foreign"
+  foreign.mkdir()
+  (foreign / "notes.txt").write_text("mine")
+  for d, says in ((run, "training run folder"), (foreign, "not a meta")):
+    before = _listing(d)
+    rc, err = _main(meta_train, _argv(d, 2), capsys)
+    assert rc == 2 and says in _one_line(err)
+    assert _listing(d) == before
+  held = tmp_path / "held"
+  lock = lock_folder(str(held))
+  try:
+    rc, err = _main(meta_train, _argv(held, 2), capsys)
+    assert rc == 2 and f"process {__import__('os').getpid()}" in _one_line(
+        err)
+    assert list(held.iterdir()) == []
+  finally:
+    lock.release()
+
+
+def test_meta_train_bad_flags_and_environment_are_one_line(
+    meta_train, tmp_path, capsys, monkeypatch):
+  """Protects the --out folder and the user's time: bad settings exit 2
+  before the first write (no folder made); --out at a file, a full disk
+  and a permission error exit 3 with one line and leave no folder."""
+  out = tmp_path / "m"
+  for extra, says in ((["--meta-lr", "-1"], "--meta-lr"),
+                      (["--meta-lr", "nan"], "--meta-lr"),
+                      (["--meta-lr", "inf"], "--meta-lr"),
+                      (["--truncation", "9"], "--horizon"),
+                      (["--tasks", ","], "--tasks"),
+                      (["--heads", "3"], "--heads")):
+    rc, err = _main(meta_train, _argv(out, 2, *extra), capsys)
+    assert rc == 2 and says in _one_line(err), (extra, err)
+    assert not out.exists()
+  afile = tmp_path / "afile"
+  afile.write_text("x")
+  rc, err = _main(meta_train, _argv(afile, 2), capsys)
+  assert rc == 3 and "not a folder" in _one_line(err)
+  for exc, says in ((OSError(28, "No space left on device"), "disk full"),
+                    (PermissionError(13, "Permission denied"), "denied")):
+    def fail(path, data, exc=exc):
+      raise exc
+    monkeypatch.setattr(meta_train, "atomic_write", fail)
+    rc, err = _main(meta_train, _argv(out, 2), capsys)
+    assert rc == 3 and says in _one_line(err)
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def full_run(meta_train, tmp_path_factory):
+  """An uninterrupted 4-step meta-training."""
+  return meta_train.run(_args(meta_train, tmp_path_factory.mktemp("full") /
+                              "m", 4))
+
+
+def _no_time(rows):
+  return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
+
+
+def test_meta_train_failed_start_and_signals_keep_the_folder(
+    meta_train, full_run, tmp_path, monkeypatch, capsys):
+  """Protects the --out folder and the outer steps done: a start that
+  fails after meta_config.json is written leaves the folder as it was
+  (none, or empty), so the corrected command runs; SIGTERM saves a
+  checkpoint and exits 143 with one line, and the rerun ends with the
+  rows and state of an uninterrupted run."""
+  import os
+  import signal
+  real = meta_train.outer_step
+
+  def broken(args, cf, state):
+    raise RuntimeError("fails in the first outer step")
+  monkeypatch.setattr(meta_train, "outer_step", broken)
+  out, empty = tmp_path / "m", tmp_path / "empty"
+  empty.mkdir()
+  for d in (out, empty):
+    with pytest.raises(RuntimeError):
+      meta_train.run(_args(meta_train, d, 4, "--lr", "0.5"))
+  assert not out.exists() and list(empty.iterdir()) == []
+
+  def killed(args, cf, state):
+    state, m = real(args, cf, state)
+    if int(state["step"]) == 3:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return state, m
+
+  def unhandled(signum, frame):
+    raise AssertionError("SIGTERM reached the test's handler")
+  monkeypatch.setattr(meta_train, "outer_step", killed)
+  old = signal.signal(signal.SIGTERM, unhandled)
+  try:
+    rc, err = _main(meta_train, _argv(out, 4), capsys)
+  finally:
+    signal.signal(signal.SIGTERM, old)
+  assert rc == 128 + signal.SIGTERM and "SIGTERM" in _one_line(err)
+  assert sorted(os.listdir(out / "checkpoints")) == ["2", "3"]
+  monkeypatch.setattr(meta_train, "outer_step", real)
+  resumed = meta_train.run(_args(meta_train, out, 4))
+  assert _no_time(resumed["rows"]) == _no_time(full_run["rows"])
+  for x, y in zip(jax.tree.leaves(full_run["state"]),
+                  jax.tree.leaves(resumed["state"])):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_meta_train_checkpoints_do_not_grow(meta_train, tmp_path):
+  """Protects the disk and the run's time: a 10x longer meta-training's
+  checkpoint is within 10% of the short one's size (its meta item too:
+  no metrics history in it); metrics.jsonl is appended, never rewritten;
+  rows appended past the checkpoint (a SIGKILL after the append) are cut
+  on resume, which ends with the rows of an uninterrupted run."""
+  import os
+  from ngrok_jax._src.analysis.results import read_metrics
+
+  def size(d):
+    return sum(os.path.getsize(os.path.join(r, f))
+               for r, _, fs in os.walk(d) for f in fs)
+  short, long_ = tmp_path / "short", tmp_path / "long"
+  meta_train.run(_args(meta_train, short, 10, "--checkpoint-every", "10"))
+  ref = meta_train.run(_args(meta_train, long_, 100, "--checkpoint-every",
+                             "100"))
+  a, b = short / "checkpoints" / "10", long_ / "checkpoints" / "100"
+  assert abs(size(b) - size(a)) <= 0.1 * size(a), (size(a), size(b))
+  assert abs(size(b / "meta") - size(a / "meta")) <= 0.1 * size(a / "meta")
+  path = short / "metrics.jsonl"
+  head, inode = path.read_bytes(), os.stat(path).st_ino
+  with open(path, "a") as f:  # killed after appending, before saving
+    f.write('{"outer_step": 11, "meta_loss": 9.0}\n{"outer_st')
+  meta_train.run(_args(meta_train, short, 20, "--checkpoint-every", "10"))
+  assert os.stat(path).st_ino == inode and path.read_bytes().startswith(head)
+  assert _no_time(read_metrics(str(path))) == _no_time(ref["rows"][:20])
+
+
+def test_meta_train_resumes_a_first_format_checkpoint(meta_train, full_run,
+                                                      tmp_path):
+  """Protects meta-trainings checkpointed before this format (the metrics
+  history inside the checkpoint, ``metrics.jsonl`` rewritten from it):
+  they resume to the rows and state of an uninterrupted run."""
+  import shutil
+  from ngrok_jax._src.storage.checkpoint import Checkpointer
+  out = tmp_path / "m"
+  args = _args(meta_train, out, 2)
+  first = meta_train.run(args)
+  template = meta_train.init_state(args, meta_train.configs(args))
+  with Checkpointer(str(out / "checkpoints")) as ck:
+    _, state, meta = ck.restore_latest(template)
+  shutil.rmtree(out / "checkpoints")
+  with Checkpointer(str(out / "checkpoints")) as ck:
+    ck.save(2, state, dict(rows=first["rows"], wall_s=meta["wall_s"]))
+  (out / "metrics.jsonl").write_text("")
+  resumed = meta_train.run(_args(meta_train, out, 4))
+  assert _no_time(resumed["rows"]) == _no_time(full_run["rows"])
+  for x, y in zip(jax.tree.leaves(full_run["state"]),
+                  jax.tree.leaves(resumed["state"])):
+    np.testing.assert_array_equal(x, y)

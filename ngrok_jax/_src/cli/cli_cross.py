@@ -25,6 +25,9 @@ def _check_args(args) -> None:
   if args.amplifier is not None or args.amplifier_seed is not None:
     raise UsageError("--amplifier and --amplifier-seed apply only to method "
                      "neuralgrok-frozen, not to --cross-tasks")
+  if args.cross_tasks is not None and not methods_arg(args.cross_tasks):
+    raise UsageError(f"--cross-tasks takes comma-separated task names, got "
+                     f"{args.cross_tasks!r}")
   if args.resume:
     if args.preset is not None or explicit_cfg(args) or args.cross_tasks \
         or args.seeds is not None or args.steps is not None:

@@ -34,6 +34,10 @@ re-exported here (the stable API)::
     rows = runner.read_metrics("runs/x")          # list of dicts
     run = runner.load_run("runs/x")               # config, rows, summary
 
+One process writes a run folder at a time: :func:`execute` holds the
+folder's OS lock (``runfolder.Guard``) for the whole run and checks the
+folder again under it; a second writer gets a ValueError naming the holder.
+
 config.json, summary.json and the amplifier files are written atomically
 (temporary file, then ``os.replace``); ``metrics.jsonl`` gets each chunk's
 rows appended (one write), and is rewritten once at the start of each method
@@ -304,6 +308,8 @@ def execute(spec: RunSpec, out_dir: Optional[str], *, resume: bool = False,
   primary = is_primary()
   with runfolder.Guard(out_dir if primary else None), Noise(
       out_dir if primary else None):
+    if out_dir is not None and primary:  # again, now that the folder is ours
+      check_resume(spec, out_dir, resume, force)
     if out_dir is not None:
       out_dir = os.fspath(out_dir)
       if diff:

@@ -15,10 +15,14 @@ and orbax's log noise kept out of the terminal.
   state's shapes.  A change to :data:`FIXED` is refused, naming the field.
   Accepted changes are appended to ``changes.jsonl`` (:data:`HISTORY`), and
   each method's resume after them with its step.
-* :class:`Guard`: a failed start (an exception before the first chunk is
-  trained) leaves the folder as it was: files and folders it created are
+* :class:`Guard`: one writer per folder and no half-made run.  It takes
+  the folder's exclusive lock (:mod:`ngrok_jax._src.storage.folderlock`)
+  for its whole life, before it looks at the folder: a second writer is
+  refused (:class:`FolderBusy`, naming the holder) having touched nothing.
+  A failed start (an exception before the first chunk is trained) leaves
+  the folder as it was: files and folders this process created are
   removed (but the ``errors.log`` of an existing run), the run files it
-  replaced are written back.  Checkpoints found unreadable stay renamed
+  changed are written back.  Checkpoints found unreadable stay renamed
   ``corrupt.*``.
 * :func:`check_resources`: bounds on ``p`` and the example count, and an
   estimate of the memory of the data and the state, refused with the
@@ -36,11 +40,12 @@ import time
 from typing import Any, Dict, Optional
 
 from ngrok_jax._src.core.fileio import append_text
+from ngrok_jax._src.storage.folderlock import FolderBusy, lock_folder
 from ngrok_jax._src.storage.run_noise import NOISE_LOG
 
 __all__ = ["FIXED", "HISTORY", "MAX_EXAMPLES", "MAX_P", "check_new_folder",
-           "check_change", "record_resume", "Guard", "mark_progress",
-           "check_resources", "estimate_bytes"]
+           "check_change", "record_resume", "Guard", "FolderBusy",
+           "mark_progress", "check_resources", "estimate_bytes"]
 
 #: TrainConfig fields that fix the state's shapes or the data: a resume
 #: refuses to change them (also the run-level ``methods``, ``seeds``,
@@ -171,12 +176,17 @@ _ACTIVE: Dict[str, "Guard"] = {}
 
 
 class Guard:
-  """Restores a run folder as it was if the run fails before it trains a
-  chunk (``with Guard(out_dir): ...``; nested guards of the same folder
-  are one).  :func:`mark_progress` ends the guarding.
+  """Holds a run folder's lock (creating the folder) and restores the
+  folder as it was if the run fails before it trains a chunk (``with
+  Guard(out_dir): ...``; nested guards of the same folder are one, the
+  outermost holds the lock).  :func:`mark_progress` ends the guarding;
+  the lock is held until the ``with`` ends.
 
   Args:
     out_dir: the run folder (``None``: nothing guarded).
+
+  Raises:
+    FolderBusy: on entry, when another process holds the folder.
   """
 
   def __init__(self, out_dir: Optional[str]):
@@ -187,27 +197,34 @@ class Guard:
   def __enter__(self):
     if not self.outer:
       return self
+    self.lock = lock_folder(self.key)  # first: then the folder is ours
+    try:
+      self.existed = not self.lock.created
+      self.entries = set(os.listdir(self.key))
+      self.saved = {}
+      for n in _SNAPSHOT:
+        p = os.path.join(self.key, n)
+        if os.path.isfile(p):
+          with open(p, "rb") as f:
+            self.saved[n] = f.read()
+    except BaseException:
+      self.lock.release()
+      raise
     _ACTIVE[self.key] = self
-    self.existed = os.path.isdir(self.key)
-    self.entries = set(os.listdir(self.key)) if self.existed else set()
-    self.saved = {}
-    for n in _SNAPSHOT:
-      p = os.path.join(self.key, n)
-      if os.path.isfile(p):
-        with open(p, "rb") as f:
-          self.saved[n] = f.read()
     return self
 
   def __exit__(self, typ, exc, tb):
     if not self.outer:
       return False
     del _ACTIVE[self.key]
-    if typ is None or self.progress or not issubclass(typ, Exception):
-      return False
     try:
-      self._rollback()
+      if typ is not None and not self.progress and issubclass(typ,
+                                                              Exception):
+        self._rollback()
     except OSError:  # e.g. the disk is full: keep the first error
       pass
+    finally:
+      self.lock.release()
     return False
 
   def _rollback(self) -> None:
@@ -224,7 +241,12 @@ class Guard:
       else:
         os.remove(p)
     for n, data in self.saved.items():
-      with open(os.path.join(self.key, n), "wb") as f:
+      p = os.path.join(self.key, n)
+      if os.path.isfile(p):
+        with open(p, "rb") as f:
+          if f.read() == data:
+            continue  # unchanged: not written again
+      with open(p, "wb") as f:
         f.write(data)
 
 
