@@ -14,7 +14,9 @@ Writes to ``--out``::
     metrics.jsonl      one row per outer step (meta_loss, objective,
                        grad_norm, grad_var, resets, prime, seconds: wall
                        time, cpu_seconds: process CPU time, all threads) and
-                       probe rows (dist_adam, dist_rescale, probe_test_acc)
+                       probe rows (dist_adam, dist_rescale, probe_test_acc,
+                       probe_steps_to_95 per run; one at outer step 0 for
+                       the starting rule)
     rule.msgpack       the trained rule parameters (+ rule_config.json)
     plots/meta_train.png
     checkpoints/       the whole state and how many rows of metrics.jsonl
@@ -236,13 +238,25 @@ def _finite(v) -> Optional[float]:
   return v if np.isfinite(v) else None
 
 
-def _probe(args, cf, theta) -> Dict[str, float]:
+def _probe(args, cf, theta) -> Dict[str, Any]:
+  """The unperturbed rule on fresh seeds (1000, 1001, ...) of every
+  training task at the first prime, ``--probe-steps`` steps: the means of
+  :func:`ngrok_jax.rule_tasks.probe`'s measures and, per run (task-major),
+  the steps to 95% test accuracy (``probe_steps_to_95``; None: not within
+  the probe; the same seeds at every probe, so probes pair by run)."""
   p = cf["primes"][0]
+  tasks = cf["inner"][p].tasks
+  n = args.probe_seeds
+  every = 25 if args.probe_steps >= 100 else max(1, args.probe_steps // 4)
   r = rt.probe(cf["inner"][p], cf["rule"], theta,
-               range(1000, 1000 + args.probe_seeds), steps=args.probe_steps)
-  return {("probe_" + k if not k.startswith("dist") else k): _finite(
-      np.mean(v))
-          for k, v in r.items()}
+               [1000 + i for i in range(n)] * len(tasks),
+               steps=args.probe_steps, every=every,
+               task_index=np.repeat(np.arange(len(tasks)), n))
+  row = {("probe_" + k if not k.startswith("dist") else k): _finite(
+      np.mean(v)) for k, v in r.items()
+         if k not in ("test_acc_curve", "curve_steps")}
+  row["probe_steps_to_95"] = rt.steps_to(r, 0.95)
+  return row
 
 
 def plot(out: str, rows: List[dict]) -> Optional[str]:
@@ -319,6 +333,8 @@ def _train(args, cf, state) -> Dict[str, Any]:
                desc="meta-train", unit="outer step", file=sys.stderr,
                disable=args.no_progress, dynamic_ncols=True)
     began, saved = time.perf_counter(), len(rows)
+    if args.probe_every and start == 0 and not rows:  # the starting rule
+      rows.append(dict(outer_step=0, **_probe(args, cf, state["theta"])))
     for s in range(start, args.outer_steps):
       t0, c0 = time.perf_counter(), time.process_time()
       state, m = outer_step(args, cf, state)

@@ -364,16 +364,23 @@ def test_meta_train_failed_start_and_signals_keep_the_folder(
 
 def test_meta_train_checkpoints_do_not_grow(meta_train, tmp_path):
   """Protects the disk and the run's time: a 10x longer meta-training's
-  checkpoint is within 10% of the short one's size (its meta item too:
-  no metrics history in it); metrics.jsonl is appended, never rewritten;
+  checkpoint is within 10% of the short one's size (no metrics history in
+  it); metrics.jsonl is appended, never rewritten;
   rows appended past the checkpoint (a SIGKILL after the append) are cut
   on resume, which ends with the rows of an uninterrupted run."""
   import os
   from ngrok_jax._src.analysis.results import read_metrics
 
   def size(d):
+    # OCDBT's data files hold the state's arrays, as many bytes at every
+    # step, but how they are split and compressed varies between two
+    # identical runs by up to ~10% (391,127 vs 404,716 B measured for the
+    # same 10-step run): they are left out; the meta item (where the
+    # history grew, 2,777 vs 24,976 B before), the state's metadata and
+    # manifests are counted.
     return sum(os.path.getsize(os.path.join(r, f))
-               for r, _, fs in os.walk(d) for f in fs)
+               for r, _, fs in os.walk(d) for f in fs
+               if not (os.path.basename(r) == "d" and "ocdbt" in r))
   short, long_ = tmp_path / "short", tmp_path / "long"
   meta_train.run(_args(meta_train, short, 10, "--checkpoint-every", "10"))
   ref = meta_train.run(_args(meta_train, long_, 100, "--checkpoint-every",
