@@ -201,3 +201,27 @@ def test_meta_train_builds_the_muon_harness_from_its_flags():
   import pytest
   with pytest.raises(ValueError, match="--wd"):
     meta_train.configs(args)
+
+
+def test_meta_train_muon_rule_with_probes_starts_at_muon(tmp_path):
+  """A tiny meta-training of the muon placement with probes: a probe row
+  at outer step 0 (the starting rule) and after each probed outer step,
+  each with one steps-to-95% entry per task and seed (the learning curve
+  against the starting point); the saved rule's config is muon_config's."""
+  from experiments import meta_train
+  from ngrok_jax._src.analysis.results import read_metrics
+  out = tmp_path / "mt"
+  args = meta_train.parser().parse_args(
+      ["--out", str(out), "--primes", "11", "--dim", "16", "--heads", "2",
+       "--batch-size", "16", "--meta-batch", "16", "--hidden", "4",
+       "--particles", "8", "--truncation", "3", "--horizon", "6",
+       "--outer-steps", "2", "--checkpoint-every", "2", "--no-progress",
+       "--no-plots", "--placement", "muon", "--lr", "1e-2", "--probe-every",
+       "2", "--probe-steps", "8", "--probe-seeds", "2"])
+  meta_train.run(args)
+  probes = [r for r in read_metrics(str(out / "metrics.jsonl"))
+            if "probe_steps_to_95" in r]
+  assert [r["outer_step"] for r in probes] == [0, 2]
+  assert all(len(r["probe_steps_to_95"]) == 4 * 2 for r in probes)
+  _, cfg = lr_.load_rule(str(out))
+  assert cfg == lr_.muon_config(lr=1e-2, wd=1.0, hidden=(4,))
