@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from ngrok_jax import TrainConfig
 from ngrok_jax._src.core.model import Transformer
@@ -225,3 +226,20 @@ def test_meta_train_muon_rule_with_probes_starts_at_muon(tmp_path):
   assert all(len(r["probe_steps_to_95"]) == 4 * 2 for r in probes)
   _, cfg = lr_.load_rule(str(out))
   assert cfg == lr_.muon_config(lr=1e-2, wd=1.0, hidden=(4,))
+
+
+@pytest.mark.slow
+def test_bench_meta_step_times_both_and_writes_the_ratio(tmp_path):
+  """experiments/bench_meta_step at a tiny size: seed-step and each
+  placement's particle-step timed in alternation, ratios in the record."""
+  import json
+  from experiments import bench_meta_step
+  out = tmp_path / "b.json"
+  assert bench_meta_step.main(
+      ["--p", "11", "--dim", "16", "--batch-size", "16", "--seeds", "2",
+       "--particles", "8", "--steps", "3", "--hidden", "2", "--repeats", "2",
+       "--json", str(out)]) == 0
+  rec = json.loads(out.read_text())
+  assert set(rec["ratio"]) == {"particle_step[muon]", "particle_step[update]"}
+  assert all(len(v) == 2 and min(v) > 0 for v in rec["seconds"].values())
+  assert bench_meta_step.main(["--particles", "7"]) == 2
