@@ -36,17 +36,25 @@ def horizon_table(D):
                    "the run)", "final test accuracy"], rows)
 
 
+def _pairs(units, snr):
+  return "-" if snr <= 0 else f"{units / snr:.0f}"
+
+
 def snr_table(D):
+  """Per truncation and rule size: the SNR with its standard error, the
+  naive ratio, and the pairs one outer step needs for SNR 1 (SNR scales
+  with the pairs): from the estimate, and at least (from the estimate plus
+  two standard errors)."""
   rows = []
   for r in sorted(_rows(D, "snr"), key=lambda r: (r["truncation"],
                                                   r["hidden"])):
-    u1 = ("-" if r["units_for_snr1"] is None
-          else f"{r['units_for_snr1']:.0f}")
     rows.append([r["truncation"], r["hidden"], r["rule_params"], r["units"],
                  f"{r['snr']:.3f} ({r['snr_se']:.3f})", f"{r['ratio']:.2f}",
-                 u1])
+                 _pairs(r["units"], r["snr"]),
+                 _pairs(r["units"], r["snr"] + 2 * r["snr_se"])])
   return md_table(["truncation", "hidden", "rule parameters", "pairs",
-                   "SNR (s.e.)", "naive ratio", "pairs for SNR 1"], rows)
+                   "SNR (s.e.)", "naive ratio", "pairs for SNR 1",
+                   "at least"], rows)
 
 
 def _median_text(D):
