@@ -641,3 +641,28 @@ def test_c_must_be_finite_wherever_it_is_checked():
       with pytest.raises(ValueError, match="c.* must be") as e:
         make(bad)
       assert "\n" not in str(e.value)
+
+
+def test_copies_sharing_an_amplifier_skip_a_bad_meta_step_together():
+  """Protects the shared amplifier of a cross-task run (meta_axis_name):
+  when one copy's outer loss is NaN (its meta-gradient finite: the averaged
+  one is too), every copy keeps phi (they stay equal and finite) and takes
+  its inner step."""
+  amp = nj.Amplifier((4,), "dense")
+  phi0 = amp.init(jax.random.PRNGKey(0), jnp.zeros((1,)))
+  tx = nj.neuralgrok(optax.sgd(0.1), amp.apply, phi0, meta_every=1,
+                     lookahead=optax.sgd(0.5), meta_optimizer=optax.sgd(1.0),
+                     placement="before", meta_axis_name="task")
+  params = {"w": jnp.asarray([[1.0, -2.0], [0.5, 3.0]])}
+
+  def one(bad):
+    s = tx.init(params)
+    u, s = tx.update(jax.grad(train_loss)(params), s, params,
+                     outer_loss=lambda p: outer_loss(p) + bad)
+    return u, s.amplifier_params
+
+  u, phi = jax.vmap(one, axis_name="task")(jnp.asarray([0.0, jnp.nan]))
+  chex.assert_tree_all_finite(u)
+  assert np.all(np.asarray(u["w"]) != 0)
+  for i in range(2):
+    chex.assert_trees_all_equal(_seed(phi, i), phi0)
