@@ -213,3 +213,89 @@ def test_random_rules_sit_at_the_runs_distance_from_its_start(tmp_path):
   assert json.loads((out / "random_rules.json").read_text())["distance"] == d
   with pytest.raises(ValueError, match="exists"):
     rr.main([str(run), "--count", "1", "--out", str(out)])
+
+
+def _rule_folder(tmp_path, name, edit_config=None, edit_theta=None):
+  """A folder of save_rule's files for a small rule, then edited."""
+  cfg = learned_rule.RuleConfig(hidden=(4,))
+  theta = learned_rule.init_rule(cfg, jax.random.PRNGKey(0))
+  folder = str(tmp_path / name)
+  if edit_theta is not None:
+    theta = edit_theta(jax.tree.map(np.array, theta))
+  learned_rule.save_rule(folder, cfg, theta)
+  if edit_config is not None:
+    path = f"{folder}/rule_config.json"
+    with open(path) as f:
+      raw = json.load(f)
+    with open(path, "w") as f:
+      json.dump(edit_config(raw), f)
+  return folder
+
+
+def _set(**kv):
+  return lambda raw: dict(raw, **kv)
+
+
+def _nan_first_kernel(theta):
+  theta["layers"][0][0][0, 0] = np.nan
+  return theta
+
+
+#: (edit of the config, edit of the weights, the file, the field in the
+#: message): each a rule folder that must not load.
+BAD_RULES = {
+    "nan_weight": (None, _nan_first_kernel, "rule.msgpack",
+                   "weight layers/0/0 holds non-finite"),
+    "lr_inf": (_set(lr=float("inf")), None, "rule_config.json",
+               "field 'lr' must be a finite number > 0"),
+    "lr_negative": (_set(lr=-1e-3), None, "rule_config.json", "field 'lr'"),
+    "lr_string": (_set(lr="3e-3"), None, "rule_config.json", "field 'lr'"),
+    "empty": (lambda raw: {}, None, "rule_config.json",
+              "must be a JSON object with the fields"),
+    "unknown_key": (_set(lrr=1e-3), None, "rule_config.json",
+                    "unknown field 'lrr'"),
+    "missing_key": (lambda raw: {k: v for k, v in raw.items() if k != "eps"},
+                    None, "rule_config.json", "field 'eps' missing"),
+    "decays_misfit": (_set(decays=[0.5, 0.9, 0.99, 0.999]), None,
+                      "rule.msgpack", "(fields decays and time_scales)"),
+    "hidden_misfit": (_set(hidden=[5]), None, "rule.msgpack",
+                      "weight layers/0/0 has shape [12, 4], but"),
+    "c_inf": (_set(c=float("inf")), None, "rule_config.json", "field 'c'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RULES))
+def test_a_rule_folder_is_checked_on_load(case, tmp_path):
+  """Protects a run from a rule file that would train with NaN weights, an
+  infinite lr, defaults it did not ask for, or crash mid-run in a JAX
+  traceback: load_rule and resolve_rule (so pretrained_rule and the
+  learned-rule method) refuse it with one line naming the file and the
+  field."""
+  edit_config, edit_theta, file, field = BAD_RULES[case]
+  folder = _rule_folder(tmp_path, case, edit_config, edit_theta)
+  for load in (learned_rule.load_rule, pretrained.resolve_rule,
+               ngrok_jax.pretrained_rule):
+    with pytest.raises(ValueError) as e:
+      load(folder)
+    msg = str(e.value)
+    assert "\n" not in msg and f"{folder}/{file}" in msg and field in msg, (
+        load, msg)
+
+
+def test_a_bad_rule_is_refused_by_the_command_line_and_pretrained_lr(
+    tmp_path, capsys):
+  """Protects a user's --rule run: the command line exits 2, before the
+  run folder exists, with the loader's one line; and pretrained_rule's lr
+  must be finite and > 0 too."""
+  from ngrok_jax._src.cli import cli
+  folder = _rule_folder(tmp_path, "bad", _set(lr=float("inf")))
+  out = tmp_path / "run"
+  assert cli.main(["train", "--methods", "learned-rule", "--rule", folder,
+                   "--steps", "2", "--out", str(out)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert any(f"{folder}/rule_config.json" in l and "field 'lr'" in l
+             for l in err), err
+  assert not out.exists()
+  for lr in (float("inf"), float("nan"), 0.0, -1.0):
+    with pytest.raises(ValueError, match="field 'lr' must be a finite"):
+      ngrok_jax.pretrained_rule(lr=lr)

@@ -28,6 +28,8 @@ def rms_normalize(v: jax.Array) -> jax.Array:
   Returns:
     ``v`` scaled to a root mean square of 1 (zeros if ``v`` is all zero).
   """
+  if v.size == 0:
+    return v
   m = jnp.max(jnp.abs(v))
   zero = m == 0
   u = v / jnp.where(zero, jnp.ones_like(m), m)

@@ -344,6 +344,9 @@ def amplify(grads, score_fn: Callable[[jax.Array], jax.Array], c=1.0):
   out, start = [], 0
   for leaf in leaves:
     n = leaf.size
+    if n == 0:  # a zero-size leaf passes through
+      out.append(jnp.zeros(leaf.shape, leaf.dtype))
+      continue
     g = flat[start:start + n]
     s = jax.nn.softmax(scores[start:start + n].astype(ft))
     # g / max|g| first (the result is scale invariant in g): the product

@@ -28,6 +28,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ngrok_jax._src.optim.guards import (check_float_leaves,
+                                         zero_nonfinite_leaves)
+
 __all__ = ["polar_factor", "scale_by_egd"]
 
 
@@ -44,6 +47,8 @@ def polar_factor(g: jax.Array) -> jax.Array:
     in ``g``'s shape and dtype (zeros for a zero ``g``).
   """
   shape, dtype = g.shape, g.dtype
+  if g.size == 0:  # nothing to orthogonalise (a zero-size leaf)
+    return g
   if g.ndim == 2:
     m = g
   elif g.ndim < 2:
@@ -67,13 +72,17 @@ def scale_by_egd() -> optax.GradientTransformation:
   when the gradient is scaled, so a global-norm clip before it has no
   effect.
 
+  A leaf holding a NaN or an infinity gets a zero update (the others
+  theirs); zero-size leaves pass through; integer leaves are refused.
+
   Returns:
     An ``optax.GradientTransformation`` with an empty state.
   """
 
   def update_fn(updates, state, params=None):
     del params
-    return jax.tree.map(polar_factor, updates), state
+    check_float_leaves(updates, "scale_by_egd")
+    return jax.tree.map(polar_factor, zero_nonfinite_leaves(updates)), state
 
   return optax.GradientTransformation(optax.init_empty_state, update_fn)
 

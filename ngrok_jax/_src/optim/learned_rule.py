@@ -60,7 +60,6 @@ that works on any pytree model with :func:`frozen_rule`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, Dict, NamedTuple, Sequence, Tuple
 
@@ -72,6 +71,10 @@ from flax import serialization
 
 from ngrok_jax._src.optim.amp_features import rms_normalize
 from ngrok_jax._src.optim.amplifier import Amplifier, amplify
+from ngrok_jax._src.optim.guards import skip_nonfinite
+from ngrok_jax._src.optim.rule_files import (build_config,
+                                             check_config_values, read_json,
+                                             read_weights)
 
 __all__ = ["RuleConfig", "LearnedRuleState", "PLACEMENTS", "init_rule",
            "init_rule_state", "rule_update", "frozen_rule", "rule_features",
@@ -133,22 +136,7 @@ class RuleConfig:
     if self.placement not in PLACEMENTS:
       raise ValueError(f"unknown placement {self.placement!r}; valid: "
                        f"{', '.join(PLACEMENTS)}")
-    if not self.hidden or any(int(h) < 1 for h in self.hidden):
-      raise ValueError(f"hidden sizes must be >= 1, got {self.hidden}")
-    if not self.decays or any(not 0 <= d < 1 for d in self.decays):
-      raise ValueError(f"decays must be in [0, 1), got {self.decays}")
-    if not self.lr > 0:
-      raise ValueError(f"lr must be > 0, got {self.lr}")
-    if self.others not in OTHERS:
-      raise ValueError(f"unknown others {self.others!r}; valid: "
-                       f"{', '.join(OTHERS)}")
-    if not (0 <= self.muon_beta < 1 and 0 <= self.b1 < 1):
-      raise ValueError(f"muon_beta and b1 must be in [0, 1), got "
-                       f"{self.muon_beta}, {self.b1}")
-    if not (self.wd >= 0 and self.consistent_rms > 0 and self.ns_steps >= 1):
-      raise ValueError(f"wd must be >= 0, consistent_rms > 0 and ns_steps "
-                       f">= 1, got {self.wd}, {self.consistent_rms}, "
-                       f"{self.ns_steps}")
+    check_config_values(self)  # lr, c, eps finite > 0, decays in [0, 1), ...
 
   @property
   def adam_index(self) -> int:
@@ -443,7 +431,8 @@ def rule_update(config: RuleConfig, theta, grads, state: LearnedRuleState,
   vl, pl = treedef.flatten_up_to(nu), treedef.flatten_up_to(params)
   gl = treedef.flatten_up_to(grads)
   out = [_update_leaf(config, theta["layers"], x, [m[i] for m in mls], vl[i],
-                      pl[i], count).astype(jnp.result_type(gl[i]))
+                      pl[i], count).astype(jnp.result_type(gl[i])) if x.size
+         else jnp.zeros(jnp.shape(gl[i]), jnp.result_type(gl[i]))
          for i, x in enumerate(leaves)]
   return jax.tree.unflatten(treedef, out), LearnedRuleState(count, mus, nu)
 
@@ -453,8 +442,9 @@ def frozen_rule(theta, *, config: RuleConfig = RuleConfig(),
   """A trained rule as a frozen ``optax.GradientTransformation``.
 
   Works on any pytree of float parameters (not only this library's
-  transformer); ``update`` needs ``params``.  The rule parameters are
-  closed over (no meta-learning happens).
+  transformer); ``update`` needs ``params``.  A step whose gradient holds a
+  NaN or an infinity is skipped (zero update, state unchanged).  The rule
+  parameters are closed over (no meta-learning happens).
 
   Example::
 
@@ -484,7 +474,8 @@ def frozen_rule(theta, *, config: RuleConfig = RuleConfig(),
     return rule_update(config, theta, updates, state, params,
                        dimension_numbers=dimension_numbers)
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.GradientTransformation(init_fn,
+                                      skip_nonfinite(update_fn, "frozen_rule"))
 
 
 def rule_distances(config: RuleConfig, theta, grads, state, params,
@@ -552,7 +543,10 @@ def load_rule(folder: str) -> Tuple[Any, RuleConfig]:
     ``(theta, config)``.
 
   Raises:
-    ValueError: if either file is missing.
+    ValueError: one line naming the file and the field: a file missing or
+      unreadable, a configuration field unknown, missing or out of range,
+      weights whose names or shapes the configuration does not give, or
+      non-finite weights (:mod:`ngrok_jax._src.optim.rule_files`).
   """
   paths = [os.path.join(folder, f) for f in ("rule_config.json",
                                              "rule.msgpack")]
@@ -560,11 +554,9 @@ def load_rule(folder: str) -> Tuple[Any, RuleConfig]:
     if not os.path.isfile(p):
       raise ValueError(f"no learned rule in {folder!r} (missing "
                        f"{os.path.basename(p)})")
-  with open(paths[0]) as f:
-    raw = json.load(f)
-  config = RuleConfig(**{k: tuple(v) if isinstance(v, list) else v
-                         for k, v in raw.items()})
-  with open(paths[1], "rb") as f:
-    theta = serialization.from_bytes(
-        init_rule(config, jax.random.PRNGKey(0)), f.read())
+  config = build_config(RuleConfig, read_json(paths[0]), paths[0])
+  theta = read_weights(paths[1], jax.eval_shape(
+      lambda: init_rule(config, jax.random.PRNGKey(0))), paths[0],
+                       config.placement)
   return jax.tree.map(jnp.asarray, theta), config
+

@@ -36,6 +36,7 @@ import numpy as np
 import optax
 
 from ngrok_jax._src.optim.amplifier import amplify
+from ngrok_jax._src.optim.guards import all_finite, select_tree, skip_nonfinite
 
 __all__ = ["NeuralGrokState", "neuralgrok", "amplifier_params",
            "is_meta_step", "PLACEMENTS"]
@@ -163,6 +164,13 @@ def neuralgrok(
   from outside the ``vmap`` (a scalar shared by all seeds, e.g.
   ``is_meta_step(step, T)`` with ``in_axes=None``), or a Python bool.
 
+  Non-finite values: an update whose gradient holds a NaN or an infinity
+  is skipped (zero update; the state returned is the state given, so
+  ``count`` does not advance and no NaN reaches phi or the moments); a
+  meta step whose outer loss or meta-gradient is not finite leaves phi and
+  the meta state unchanged (the inner step is taken) and records that
+  value in ``outer_loss`` / ``meta_grad_norm``.
+
   Args:
     inner: the optimizer applied to the amplified gradient (e.g.
       ``optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))``).
@@ -230,8 +238,8 @@ def neuralgrok(
       np.ndim(c) == 0) else c  # a NumPy scalar (np.float32(0.2)): its number
   if not isinstance(c, jax.Array) and not isinstance(c, jax.core.Tracer) and (
       isinstance(c_num, bool) or not isinstance(c_num, (int, float))
-      or not c_num > 0):
-    raise ValueError(f"c must be a number > 0, got {c!r}")
+      or not 0 < c_num < float("inf")):
+    raise ValueError(f"c must be a number > 0 (finite), got {c!r}")
   inner = optax.with_extra_args_support(inner)
   if lookahead is None:
     lookahead = optax.sgd(1e-3)
@@ -285,8 +293,15 @@ def neuralgrok(
     val, mg = jax.value_and_grad(objective)(phi)
     if meta_axis_name is not None:
       mg = jax.lax.pmean(mg, meta_axis_name)
-    upd, meta_state = meta_optimizer.update(mg, state.meta_state, phi)
-    new_phi = optax.apply_updates(phi, upd)
+    # a non-finite outer loss or meta-gradient skips the meta step (phi and
+    # the meta state kept; the diagnostics below show the value seen)
+    fin = jnp.isfinite(val) & all_finite(mg)
+    if meta_axis_name is not None:  # the copies skip together
+      fin = jax.lax.pmin(fin.astype(jnp.int32), meta_axis_name) > 0
+    safe = jax.tree.map(lambda x: jnp.where(fin, x, jnp.zeros_like(x)), mg)
+    upd, meta_state = meta_optimizer.update(safe, state.meta_state, phi)
+    new_phi = select_tree(fin, optax.apply_updates(phi, upd), phi)
+    meta_state = select_tree(fin, meta_state, state.meta_state)
     dt = state.outer_loss.dtype
     return (new_phi, meta_state, val.astype(dt),
             objective(new_phi).astype(dt), optax.tree.norm(mg).astype(dt))
@@ -339,7 +354,8 @@ def neuralgrok(
     return u, state._replace(count=optax.safe_increment(state.count),
                              inner_state=inner_state)
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(
+      init_fn, skip_nonfinite(update_fn, "neuralgrok"))
 
 
 def amplifier_params(opt_state) -> Any:

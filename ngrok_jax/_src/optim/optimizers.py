@@ -10,6 +10,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ngrok_jax._src.optim.guards import (all_finite, check_float_leaves,
+                                         skip_nonfinite)
+
 __all__ = ["coupled_adam", "clip_by_global_norm"]
 
 
@@ -28,6 +31,8 @@ def coupled_adam(learning_rate, weight_decay=0.0, b1=0.9, b2=0.98, eps=1e-8,
   Mixed precision: the clip's norm is accumulated in float32, and bfloat16
   leaves keep their dtype (updates and state) with array hyperparameters.
   ``eps_root > 0`` is needed to differentiate through this step.
+  A step whose gradient holds a NaN or an infinity is skipped: zero
+  update, the state (moments, counts) unchanged.
   ``decoupled=True`` gives AdamW instead (decay added after the Adam scaling:
   :math:`\Delta\theta = -\eta_t(\hat m/(\sqrt{\hat v}+\epsilon) + \mathrm{wd}\,\theta)`).
 
@@ -68,7 +73,8 @@ def clip_by_global_norm(max_norm) -> optax.GradientTransformation:
   so the clip factor of every leaf, float32 ones included, had bfloat16
   precision), and clipped leaves keep their dtype when ``max_norm`` is a
   float32 array (optax's ``lax.select`` raises a TypeError for a bfloat16
-  leaf then).
+  leaf then).  Updates holding a NaN or an infinity anywhere give zero
+  updates (optax's would be NaN everywhere).
 
   Args:
     max_norm: the largest global L2 norm of the updates (a number or an
@@ -80,13 +86,16 @@ def clip_by_global_norm(max_norm) -> optax.GradientTransformation:
 
   def update_fn(updates, state, params=None):
     del params
+    check_float_leaves(updates, "clip_by_global_norm")
+    ok = all_finite(updates)  # a global norm: a bad leaf zeroes the step
     g_norm = optax.tree.norm(jax.tree.map(
         lambda t: t.astype(jnp.promote_types(t.dtype, jnp.float32)), updates))
     trigger = jnp.squeeze(g_norm < max_norm)
 
     def clip(t):
       scaled = (t / g_norm.astype(t.dtype)) * max_norm
-      return jax.lax.select(trigger, t, scaled.astype(t.dtype))
+      return jnp.where(ok, jax.lax.select(trigger, t, scaled.astype(t.dtype)),
+                       jnp.zeros_like(t))
 
     return jax.tree.map(clip, updates), state
 
@@ -108,4 +117,5 @@ def _keep_dtypes(tx: optax.GradientTransformation
     new_state = jax.tree.map(lambda n, o: n.astype(o.dtype), new_state, state)
     return new, new_state
 
-  return optax.GradientTransformationExtraArgs(tx.init, update_fn)
+  return optax.GradientTransformationExtraArgs(
+      tx.init, skip_nonfinite(update_fn, "coupled_adam"))

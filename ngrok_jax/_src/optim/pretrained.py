@@ -29,6 +29,8 @@ from flax import serialization
 
 from ngrok_jax._src.optim.learned_rule import (RuleConfig, frozen_rule,
                                                init_rule)
+from ngrok_jax._src.optim.rule_files import (build_config, read_json,
+                                             read_weights)
 
 __all__ = ["RULES_DIR", "DEFAULT_RULE", "rule_names", "rule_info",
            "load_pretrained", "pretrained_rule", "write_rule_files",
@@ -64,17 +66,23 @@ def _paths(name: str, folder: str) -> Tuple[str, str]:
   return base + ".json", base + ".msgpack"
 
 
-def config_from_dict(raw: Dict[str, Any]) -> RuleConfig:
+def config_from_dict(raw: Dict[str, Any], where: str = "the rule's "
+                     "configuration") -> RuleConfig:
   """A :class:`ngrok_jax.RuleConfig` from its JSON form (lists -> tuples).
 
   Args:
-    raw: ``dataclasses.asdict(config)`` after a JSON round trip.
+    raw: ``dataclasses.asdict(config)`` after a JSON round trip: every
+      field, no other.
+    where: the file it came from (for the message).
 
   Returns:
     The config.
+
+  Raises:
+    ValueError: one line naming ``where`` and the field, for a field
+      unknown, missing or out of range (an empty object included).
   """
-  return RuleConfig(**{k: tuple(v) if isinstance(v, list) else v
-                       for k, v in raw.items()})
+  return build_config(RuleConfig, raw, where)
 
 
 def rule_info(name: str = DEFAULT_RULE, folder: str = RULES_DIR
@@ -96,19 +104,24 @@ def rule_info(name: str = DEFAULT_RULE, folder: str = RULES_DIR
     return json.load(f)
 
 
-def _read(config: RuleConfig, msgpack: str):
-  with open(msgpack, "rb") as f:
-    # the template's shapes only (the first load may happen inside a trace)
-    shapes = jax.eval_shape(lambda: init_rule(config, jax.random.PRNGKey(0)))
-    theta = serialization.from_bytes(
-        jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes), f.read())
+def _read(config: RuleConfig, msgpack: str, where: str):
+  """The weights in ``msgpack`` checked against ``config`` (from the file
+  ``where``): names, shapes, finite values."""
+  # the template's shapes only (the first load may happen inside a trace)
+  shapes = jax.eval_shape(lambda: init_rule(config, jax.random.PRNGKey(0)))
+  theta = read_weights(msgpack, shapes, where, config.placement)
   return jax.tree.map(np.asarray, theta), config
 
 
 @functools.lru_cache(maxsize=8)
 def _load(name: str, folder: str):
-  info = rule_info(name, folder)
-  return _read(config_from_dict(info["config"]), _paths(name, folder)[1])
+  path, msgpack = _paths(name, folder)
+  info = read_json(path)
+  where = f"{path} (key 'config')"
+  if not isinstance(info, dict) or "config" not in info:
+    raise ValueError(f"{path}: no 'config' object (the rule's "
+                     f"configuration)")
+  return _read(config_from_dict(info["config"], where), msgpack, where)
 
 
 @functools.lru_cache(maxsize=8)
@@ -116,9 +129,9 @@ def _load_folder(folder: str, stamp):
   """A folder's rule (``stamp``: its files' sizes and times, so that a
   rewritten rule is read again)."""
   del stamp
-  with open(os.path.join(folder, "rule_config.json")) as f:
-    config = config_from_dict(json.load(f))
-  return _read(config, os.path.join(folder, "rule.msgpack"))
+  path = os.path.join(folder, "rule_config.json")
+  return _read(config_from_dict(read_json(path), path),
+               os.path.join(folder, "rule.msgpack"), path)
 
 
 def resolve_rule(rule: str = DEFAULT_RULE) -> Tuple[Any, RuleConfig]:
@@ -151,7 +164,9 @@ def resolve_rule(rule: str = DEFAULT_RULE) -> Tuple[Any, RuleConfig]:
   try:
     stamp = tuple((os.path.getsize(f), os.path.getmtime(f)) for f in files)
     theta, config = _load_folder(os.path.abspath(rule), stamp)
-  except (OSError, TypeError, KeyError, ValueError) as e:
+  except ValueError as e:  # one line naming the file and the field
+    raise ValueError(str(e).splitlines()[0]) from None
+  except (OSError, TypeError, KeyError) as e:
     raise ValueError(f"the learned rule in {rule!r} does not load: "
                      f"{type(e).__name__}: {e}") from None
   return jax.tree.map(np.array, theta), config
@@ -182,7 +197,8 @@ def pretrained_rule(name: str = DEFAULT_RULE, *, lr: Optional[float] = None,
 
   It works on any pytree of float parameters; ``update`` needs ``params``
   (``tx.update(grads, state, params)``).  Every tensor's update has RMS at
-  most ``2 * lr``.
+  most ``2 * lr``; a step whose gradient holds a NaN or an infinity is
+  skipped (zero update, state unchanged).
 
   Args:
     name: the rule's name (default :data:`DEFAULT_RULE`; see
@@ -201,14 +217,16 @@ def pretrained_rule(name: str = DEFAULT_RULE, *, lr: Optional[float] = None,
     The frozen rule (:func:`ngrok_jax.frozen_rule`).
 
   Raises:
-    ValueError: for an unknown name or a learning rate <= 0.
+    ValueError: for an unknown name, rule files that do not check
+      (:mod:`ngrok_jax._src.optim.rule_files`), or a learning rate that is
+      not a finite number > 0.
   """
   theta, config = (resolve_rule(name) if folder == RULES_DIR
                    else load_pretrained(name, folder))
-  if lr is not None:
-    config = dataclasses.replace(config, lr=float(lr))
-  if wd is not None:
-    config = dataclasses.replace(config, wd=float(wd))
+  if lr is not None:  # RuleConfig refuses an lr that is not finite and > 0
+    config = dataclasses.replace(config, lr=lr)
+  if wd is not None:  # and a wd that is not finite and >= 0
+    config = dataclasses.replace(config, wd=wd)
   return frozen_rule(theta, config=config,
                      dimension_numbers=dimension_numbers)
 

@@ -20,6 +20,8 @@ import numpy as np
 import optax
 
 from ngrok_jax._src.optim.amplifier import amplify, safe_normalize
+from ngrok_jax._src.optim.guards import (all_finite, check_float_leaves,
+                                         skip_nonfinite, zero_nonfinite_leaves)
 # documented here too (the API page of the transforms)
 from ngrok_jax._src.optim.optimizers import clip_by_global_norm, coupled_adam
 
@@ -70,7 +72,10 @@ def scale_by_amplifier(apply_fn: Callable[[Any, jax.Array], jax.Array],
   where :math:`f_\phi` = ``apply_fn(phi, .)`` maps a 1-D array of components
   to a 1-D array of scores of the same length (called once on all components
   of the update).  An all-zero tensor maps to zeros (finite value and
-  gradient); a NaN stays a NaN.
+  gradient); a tensor holding a NaN or an infinity gets a zero update (the
+  others theirs); a zero-size tensor passes through; an integer leaf is a
+  one-line ``ValueError`` naming it (docs/transforms.md, "Non-finite
+  gradients").
 
   Two uses:
 
@@ -113,7 +118,9 @@ def scale_by_amplifier(apply_fn: Callable[[Any, jax.Array], jax.Array],
           "scale_by_amplifier was built without params: pass "
           "amplifier_params=... to update (learnable use) or give params to "
           "the factory (frozen use)")
-    return amplify(updates, lambda x: apply_fn(phi, x), c), state
+    check_float_leaves(updates, "scale_by_amplifier")
+    return amplify(zero_nonfinite_leaves(updates), lambda x: apply_fn(phi, x),
+                   c), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -125,8 +132,9 @@ class NormalizeGradientsState(NamedTuple):
 def normalize_gradients(c: float = 1.0) -> optax.GradientTransformation:
   r"""The "gradient rescaling" ablation: :math:`g' = c\, g / \lVert g\rVert_2`.
 
-  Applied per parameter tensor; an all-zero tensor stays zero. Equals
-  :func:`scale_by_amplifier` with a constant score function.
+  Applied per parameter tensor; an all-zero tensor stays zero, and so
+  does one holding a NaN or an infinity (the others are unaffected).
+  Equals :func:`scale_by_amplifier` with a constant score function.
 
   Example::
 
@@ -147,7 +155,9 @@ def normalize_gradients(c: float = 1.0) -> optax.GradientTransformation:
 
   def update_fn(updates, state, params=None):
     del params
-    out = jax.tree.map(lambda g: safe_normalize(g, c).astype(g.dtype), updates)
+    check_float_leaves(updates, "normalize_gradients")
+    out = jax.tree.map(lambda g: safe_normalize(g, c).astype(g.dtype),
+                       zero_nonfinite_leaves(updates))
     return out, state
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -171,6 +181,8 @@ def grokfast_ema(alpha: float = 0.98, lamb: float = 2.0
       \qquad g'_t = g_t + \lambda \mu_t .
 
   The average starts at the first gradient (as the original code does).
+  A step whose gradient holds a NaN or an infinity is skipped: zero
+  update, the state unchanged (``count`` does not advance).
 
   Example::
 
@@ -202,7 +214,8 @@ def grokfast_ema(alpha: float = 0.98, lamb: float = 2.0
     return out, GrokfastEmaState(count=optax.safe_increment(state.count),
                                  ema=ema)
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.GradientTransformation(
+      init_fn, skip_nonfinite(update_fn, "grokfast_ema"))
 
 
 class GrokfastMaState(NamedTuple):
@@ -221,7 +234,9 @@ def grokfast_ma(window: int = 100, lamb: float = 5.0
       \quad\text{once } t \ge w, \qquad g'_t = g_t \text{ before.}
 
   The window includes the current gradient and lives in a fixed-shape ring
-  buffer (memory: ``window`` copies of the parameters).
+  buffer (memory: ``window`` copies of the parameters).  A step whose
+  gradient holds a NaN or an infinity is skipped: zero update, the state
+  unchanged (``count`` does not advance).
 
   Example::
 
@@ -257,7 +272,8 @@ def grokfast_ma(window: int = 100, lamb: float = 5.0
     return out, GrokfastMaState(count=optax.safe_increment(state.count),
                                 buffer=buffer)
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.GradientTransformation(
+      init_fn, skip_nonfinite(update_fn, "grokfast_ma"))
 
 
 class OrthogonalizeGradientsState(NamedTuple):
@@ -281,7 +297,9 @@ def orthogonalize_gradients(eps: float = 1e-30
   keeps its gradient.  Where :math:`g_\perp` is only rounding error
   (:math:`\lVert g_\perp \rVert \le 10^{-5} \lVert g \rVert`: a
   one-element tensor, or a gradient parallel to its weights) the update is
-  0, not that error rescaled to the gradient's norm.  Needs ``params``.  ⊥AdamW (method ``orthograd``)::
+  0, not that error rescaled to the gradient's norm, as it is for a
+  gradient holding a NaN or an infinity.  Needs ``params``.  ⊥AdamW
+  (method ``orthograd``)::
 
       tx = optax.chain(ngrok_jax.orthogonalize_gradients(),
                        optax.adamw(1e-3, weight_decay=0.0))
@@ -315,7 +333,8 @@ def orthogonalize_gradients(eps: float = 1e-30
                         g_norm / (perp_norm + eps), 0.0)
       return (g_perp * scale).astype(g.dtype)
 
-    return jax.tree.map(one, updates, params), state
+    check_float_leaves(updates, "orthogonalize_gradients")
+    return jax.tree.map(one, zero_nonfinite_leaves(updates), params), state
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -335,8 +354,9 @@ def project_weight_norm(norm: float) -> optax.GradientTransformation:
 
   so ``optax.apply_updates`` gives :math:`w + u'` of global L2 norm
   :math:`R` over all parameters (Liu et al. 2023, "Omnigrok: grokking beyond
-  algorithmic data", constrained training at a fixed weight norm).  Needs
-  ``params``::
+  algorithmic data", constrained training at a fixed weight norm).  An
+  update holding a NaN or an infinity anywhere gives a zero update (the
+  weights stay).  Needs ``params``::
 
       tx = optax.chain(optax.adam(1e-3), ngrok_jax.project_weight_norm(40.0))
 
@@ -359,11 +379,16 @@ def project_weight_norm(norm: float) -> optax.GradientTransformation:
     if params is None:
       raise ValueError("project_weight_norm needs params "
                        "(tx.update(updates, state, params))")
+    check_float_leaves(updates, "project_weight_norm")
+    ok = all_finite(updates)  # a global norm: a bad leaf skips the step
+    updates = jax.tree.map(lambda u: jnp.where(ok, u, jnp.zeros_like(u)),
+                           updates)
     new = jax.tree.map(lambda w, u: w.astype(jnp.float32) + u, params,
                        updates)
     factor = norm / jnp.maximum(optax.tree.norm(new), 1e-30)
-    out = jax.tree.map(lambda n, w, u: (n * factor - w).astype(u.dtype),
-                       new, params, updates)
+    out = jax.tree.map(
+        lambda n, w, u: jnp.where(ok, n * factor - w, 0).astype(u.dtype),
+        new, params, updates)
     return out, state
 
   return optax.GradientTransformation(init_fn, update_fn)
