@@ -226,6 +226,7 @@ class RunLoop:
       if meta_range and "grad_range0" not in extra:
         extra["grad_range0"] = lay.grad_range0(trainer, state, data)
       if not self.complete[method]:
+        self._compile(method, trainer, state, data, step)
         hooks = [DivergenceBound(), ProgressBar(spec.steps, step, method,
                                                 self.progress), early,
                  *self.hooks]
@@ -244,6 +245,17 @@ class RunLoop:
     finally:
       if ckpt is not None:
         ckpt.close()
+
+  def _compile(self, method, trainer, state, data, step) -> None:
+    """The compilation as a stage of its own, timed and reported, before
+    the progress bar (whose rate and ETA then measure training alone)."""
+    compile_ = getattr(trainer, "compile", None)
+    if compile_ is None:
+      return
+    self.report(f"{method}: compiling the training step...")
+    t0 = time.perf_counter()
+    compile_(state, data, min(self.spec.eval_every, self.spec.steps - step))
+    self.report(f"{method}: compiled in {time.perf_counter() - t0:.1f} s")
 
   def _loop(self, method, trainer, state, data, step, hooks):
     """Chunks of ``eval_every`` steps until the budget is spent or a hook
