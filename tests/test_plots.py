@@ -122,7 +122,9 @@ def test_every_plot_has_labelled_axes_readable_titles_and_one_palette(
                  a.get_ylim(), [(l.get_label(), l.get_color())
                                 for l in a.get_lines()])
                 for a in axes if a.get_label() != "<colorbar>"],
-        bars=[(a.get_ylabel(), a.yaxis.get_offset_text().get_text())
+        bars=[(a.get_ylabel(), a.yaxis.get_offset_text().get_text() or
+               getattr(a.yaxis.get_major_formatter(), "get_useOffset",
+                       lambda: False)())
               for a in axes if a.get_label() == "<colorbar>"],
         rows=axes[0].get_subplotspec().get_gridspec().nrows)
     real(fig, path)

@@ -51,6 +51,15 @@ def _colors(groups) -> Dict[str, str]:
   return method_colors([g[0] for g in groups], [g[1] for g in groups])
 
 
+def _colorbar(fig, im, ax, label: str) -> None:
+  """A labelled colour bar whose ticks are the values themselves (no
+  ``+1`` offset above it)."""
+  bar = fig.colorbar(im, ax=ax)
+  bar.formatter.set_useOffset(False)
+  bar.update_ticks()
+  bar.set_label(label)
+
+
 def _default_wd(method: str) -> float:
   from ngrok_jax._src.training.config import TrainConfig
   return TrainConfig(method=method).hparams()["wd"]
@@ -241,7 +250,7 @@ def _plot_diagnostics(rows, methods, groups, colors, pdir, title
       ax.set_xlabel("step")
       ax.set_ylabel("frequency k")
       ax.set_title(f"{m}, seed {seed}: embedding energy share", fontsize=9)
-      fig.colorbar(im, ax=ax).set_label("energy share")
+      _colorbar(fig, im, ax, "energy share")
     fig.suptitle(title, fontsize=10)
     written.append(os.path.join(pdir, "fourier.png"))
     save_figure(fig, written[-1])
@@ -345,10 +354,7 @@ def plot_amplifier(path: str, out_png: str) -> str:
   ratio = ratio.reshape(ratio.shape[0], -1) if ratio.ndim > 1 else (
       ratio[None, :])
   im = axes[2].imshow(ratio, aspect="auto", cmap="viridis")
-  bar = fig.colorbar(im, ax=axes[2])
-  bar.formatter.set_useOffset(False)
-  bar.update_ticks()
-  bar.set_label("amplified / rescaled")
+  _colorbar(fig, im, axes[2], "amplified / rescaled")
   axes[2].set_xlabel("column (output unit)")
   axes[2].set_ylabel("row (input unit)")
   axes[2].set_title(f"amplified / rescaled per component, "

@@ -92,7 +92,10 @@ def _recipe(source: str, task: str, p: int, amp_hidden, T: int, c: float,
 #: at this size: compare methods on paired seeds within one run.  (Before the library
 #: followed the reference, commit ed7aee1, T=3 and c=1: median 1350, 99% in
 #: 4/4.)  With lr 1e-3 (the paper's) or p=31, NeuralGrok did not reach 95%
-#: within 2000 steps on this size (measured at ed7aee1).
+#: within 2000 steps on this size (measured at ed7aee1).  The main job since
+#: (README: ``--methods neuralgrok,rescale,adam``, all at coupled wd 1e-3,
+#: the reference's baseline; a CPU shared with other jobs): 5 min 43 s of CPU
+#: time, 12 min 50 s wall; 95% in 4/4 (median 1650), 4/4 (1250), 2/4 (1750).
 PRESETS: Dict[str, Dict[str, Any]] = {
     "quick": dict(
         description="small CPU configuration (a+b mod 47, depth 1, d 64, "
