@@ -504,8 +504,9 @@ def test_train_prints_the_comparison_table(all_methods_run):
   said = [l for l in stdout.splitlines() if l.startswith("- ")]
   assert [l.split(":")[0][2:] for l in said] == BASE_METHODS
   for m, l in zip(BASE_METHODS, said):
-    assert get_method(m).summary in l and "; here lr 0.001, " in l, l
-  assert "- adam: " in stdout and "coupled wd 0, unclipped" in stdout
+    assert get_method(m).summary in l and "; here lr 0.003, " in l, l
+  assert "- adam: " in stdout and "coupled wd 0.001, unclipped" in stdout
+  assert "- adamw: " in stdout and "decoupled wd 1, unclipped" in stdout
   for m in BASE_METHODS:
     start = err.index(f"{m}: compiling the training step...")
     assert err.index(f"{m}: compiled in ", start) > start, m
