@@ -188,14 +188,14 @@ def test_runs_in_quick_mode(path, kernel_dirs, monkeypatch, tmp_path):
 
 def test_quickstart_quick_mode_is_the_quick_preset(monkeypatch):
   """The quickstart's quick mode is the command line's quick preset (read,
-  not copied) for its full 2000 steps (NGROK_QUICK_STEPS shortens it for a
-  smoke test): the size that groks on a CPU in minutes, where the former
-  tiny quick mode stayed at chance (test accuracy 0.008)."""
+  not copied) for its full 2000 steps (NGROK_SMOKE=1 makes it a tiny smoke
+  run): the size that groks on a CPU in minutes, where the former tiny
+  quick mode stayed at chance (test accuracy 0.008)."""
   from ngrok_jax._src.training import presets
   code = _code(NOTEBOOK_DIR / "quickstart.ipynb")
   monkeypatch.setitem(presets.PRESETS["quick"]["config"], "dim", 48)
   monkeypatch.setenv("NGROK_QUICK", "1")
-  monkeypatch.delenv("NGROK_QUICK_STEPS", raising=False)
+  monkeypatch.delenv("NGROK_SMOKE", raising=False)
   ns = {}
   exec(compile(code[0] + "\n" + code[1], "quickstart", "exec"), ns)
   quick = presets.PRESETS["quick"]
@@ -210,7 +210,7 @@ def test_quickstart_groks_in_its_quick_mode(kernel_dirs, monkeypatch):
   """Its quick mode groks: NeuralGrok reaches 95% test accuracy in both
   seeds within the 2000 steps."""
   monkeypatch.setenv("NGROK_QUICK", "1")
-  monkeypatch.delenv("NGROK_QUICK_STEPS", raising=False)
+  monkeypatch.delenv("NGROK_SMOKE", raising=False)
   monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
   nb = nbformat.read(NOTEBOOK_DIR / "quickstart.ipynb", as_version=4)
   nb.cells.append(nbformat.v4.new_code_cell(
