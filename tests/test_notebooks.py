@@ -205,7 +205,7 @@ def test_quickstart_quick_mode_is_the_quick_preset(monkeypatch):
       "METHODS"]
 
 
-@pytest.mark.slow  # the quick mode for real: about 3 minutes on 2 cores
+@pytest.mark.slow  # the quick mode for real: 5-8 minutes on a shared 2-core CPU
 def test_quickstart_groks_in_its_quick_mode(kernel_dirs, monkeypatch):
   """Its quick mode groks: NeuralGrok reaches 95% test accuracy in both
   seeds within the 2000 steps."""
