@@ -10,10 +10,15 @@ from ngrok_jax._src.storage.spec_build import make_spec
 #: The tests' smallest training configuration (a+b mod 11, one block).
 TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),
             batch_size=32, meta_every=2)
-#: :data:`TINY` as ``ngrok-jax train`` flags.
-TINY_FLAGS = ["--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
-              "--depth", "1", "--amp-hidden", "8,8", "--batch-size", "32",
-              "--meta-every", "2"]
+#: :data:`TINY`'s task and model as ``ngrok-jax train`` flags (every
+#: method reads them).
+TINY_MODEL_FLAGS = ["--task", "a+b", "--p", "11", "--dim", "16", "--heads",
+                    "2", "--depth", "1", "--batch-size", "32"]
+#: :data:`TINY`'s amplifier flags (only NeuralGrok reads them all: the
+#: command line refuses them for a run without it).
+TINY_AMP_FLAGS = ["--amp-hidden", "8,8", "--meta-every", "2"]
+#: :data:`TINY` as ``ngrok-jax train`` flags, for runs with NeuralGrok.
+TINY_FLAGS = TINY_MODEL_FLAGS + TINY_AMP_FLAGS
 
 
 def cli_main(argv, capsys, hooks=()):

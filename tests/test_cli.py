@@ -21,11 +21,14 @@ from ngrok_jax._src.analysis.results import read_metrics
 from ngrok_jax._src.storage.spec import RunSpec
 from ngrok_jax._src.storage.spec_build import make_spec
 from ngrok_jax._src.training.train import METHODS
-from run_folders import TINY_FLAGS, cli_main
+from run_folders import TINY_AMP_FLAGS, TINY_MODEL_FLAGS, cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = TINY_FLAGS + ["--window", "3", "--seeds", "2", "--steps", "20",
-                     "--eval-every", "10", "--no-progress"]
+TINY = TINY_MODEL_FLAGS + ["--seeds", "2", "--steps", "20", "--eval-every",
+                           "10", "--no-progress"]
+#: The options only some methods read (the amplifier's, GrokFast-MA's
+#: window), for a run with those methods.
+METHOD_FLAGS = TINY_AMP_FLAGS + ["--window", "3"]
 BASE_METHODS = [m for m in METHODS if m != "neuralgrok-frozen"]
 
 
@@ -38,8 +41,8 @@ def all_methods_run(tmp_path_factory):
   a = str(tmp_path_factory.mktemp("cli") / "all")
   out, err = io.StringIO(), io.StringIO()
   with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    rc = cli.main(["train"] + TINY + ["--methods", ",".join(BASE_METHODS),
-                                      "--out", a])
+    rc = cli.main(["train"] + TINY + METHOD_FLAGS + [
+        "--methods", ",".join(BASE_METHODS), "--out", a])
   assert rc == 0, err.getvalue()[-3000:]
   return a, out.getvalue(), err.getvalue()
 
@@ -178,9 +181,22 @@ BAD = [
     (["--steps", "-5"], "steps must be a positive integer, got -5"),
     (["--steps", "ten"], "--steps must be an integer"),
     (["--eval-every", "50"], "eval_every (50) must be <= steps (20)"),
-    (["--seeds", "0"], "seeds must be a positive number of seeds"),
-    (["--seeds", "1,1"], "seeds must be distinct"),
-    (["--seeds", "x"], "--seeds must be a count"),
+    (["--seeds", "0"], "for the single seed 0 write --seed-list 0"),
+    (["--seeds", "1,1"], "distinct"),
+    (["--seeds", "x"], "--seeds takes a count (--seeds 4: seeds 0..3)"),
+    (["--seeds", "5..3"], "an inclusive range (--seeds 3..5 or 3-5)"),
+    (["--seed-list", "a"], "--seed-list takes distinct seeds"),
+    (["--seeds", "2", "--seed-list", "0"], "not allowed with argument"),
+    # an option no chosen method reads (the records' options)
+    (["--methods", "adam", "--amp-hidden", "8,8"],
+     "--amp-hidden applies only to neuralgrok, neuralgrok-frozen; the "
+     "chosen methods (adam) do not read it"),
+    (["--methods", "adam,adamw", "--window", "3"],
+     "--window applies only to grokfast-ma"),
+    (["--methods", "adam", "--sweep", "c=1,2"],
+     "--sweep c applies only to rescale, neuralgrok"),
+    (["--methods", "rescale", "--meta-lr", "1e-3"],
+     "--meta-lr applies only to neuralgrok"),
     (["--checkpoint-every", "15"], "multiple of eval_every"),
     (["--lr", "-1"], "lr"),
     (["--lr", "nan"], "hyperparameter lr must be > 0, got nan"),
@@ -455,26 +471,81 @@ def test_make_spec_validation_property(steps, ev, ck, seeds, methods, keep,
 
 @pytest.mark.slow
 def test_quick_preset_main_job(tmp_path):
-  """The README main job: NeuralGrok reaches 95% test accuracy in every
-  seed (about 6 minutes on a 2-core CPU)."""
+  """The README main job: NeuralGrok, the rescaling ablation and Adam at
+  the reference's wd 1e-3; NeuralGrok reaches 95% test accuracy in every
+  seed; the output says what each method is; the accuracy figure is
+  written (about 8 minutes on a loaded 2-core CPU)."""
   out = str(tmp_path / "quick")
   proc = subprocess.run([sys.executable, "-m", "ngrok_jax", "train",
-                         "--preset", "quick", "--methods", "neuralgrok,adam",
-                         "--seeds", "4", "--out", out, "--no-progress"],
+                         "--preset", "quick", "--methods",
+                         "neuralgrok,rescale,adam", "--seeds", "4", "--out",
+                         out, "--no-progress"],
                         cwd=ROOT, capture_output=True, text=True,
-                        timeout=1200)
+                        timeout=1800)
   assert proc.returncode == 0, proc.stderr[-3000:]
   summary = json.load(open(os.path.join(out, "summary.json")))
   assert summary["methods"]["neuralgrok"]["t95"]["success_rate"] == 1.0
+  assert list(summary["methods"]) == ["neuralgrok", "rescale", "adam"]
+  for m in ("neuralgrok", "rescale", "adam"):
+    assert f"- {m}: " in proc.stdout and "coupled wd 0.001" in proc.stdout
+  assert os.path.isfile(os.path.join(out, "plots", "accuracy.png"))
 
 
 def test_train_prints_the_comparison_table(all_methods_run):
-  """The every-method run's own output (no second training run)."""
+  """The every-method run's own output (no second training run): the
+  table, a line per method saying what it is and its lr, wd and clip, and
+  each method's compilation as a stage with its time."""
+  from ngrok_jax._src.optim.registry import get_method
   out, stdout, err = all_methods_run
   lines = [l for l in stdout.splitlines() if l.startswith("| all |")]
   assert [l.split("|")[2].strip() for l in lines] == BASE_METHODS
   assert all(l.count("/2") == 2 for l in lines)  # 95% and 99% successes
   assert f"run folder {out}" in err
+  said = [l for l in stdout.splitlines() if l.startswith("- ")]
+  assert [l.split(":")[0][2:] for l in said] == BASE_METHODS
+  for m, l in zip(BASE_METHODS, said):
+    assert get_method(m).summary in l and "; here lr 0.003, " in l, l
+  assert "- adam: " in stdout and "coupled wd 0.001, unclipped" in stdout
+  assert "- adamw: " in stdout and "decoupled wd 1, unclipped" in stdout
+  for m in BASE_METHODS:
+    start = err.index(f"{m}: compiling the training step...")
+    assert err.index(f"{m}: compiled in ", start) > start, m
+
+
+def test_version_help_by_concern_with_the_presets_values_and_seed_forms(
+    capsys):
+  """--version; train --help in groups by concern, each configuration flag
+  showing the value the chosen preset uses where it is not the library's
+  default, the method-specific ones naming their methods; the seed forms."""
+  import ngrok_jax
+  rc, out, _ = _main(["--version"], capsys)
+  assert rc == 0 and out.strip() == f"ngrok-jax {ngrok_jax.__version__}"
+  rc, quick, _ = _main(["train", "--help"], capsys)
+  assert rc == 0
+  flat = " ".join(quick.split())
+  for group in ("what runs:", "run folder, checkpoints and resume:",
+                "task and data", "model (default", "optimizer (every method)",
+                "method-specific configuration", "devices and speed",
+                "output and experiment trackers:", "several processes"):
+    assert group in quick, group
+  assert "(quick: 0.003; library default: 0.001)" in flat      # --lr
+  assert "(quick: 47; library default: 97)" in flat            # --p
+  assert "quick's, neuralgrok,rescale,adam" in flat            # --methods
+  assert "(quick: 32,32; library default: 128,128) [neuralgrok, " \
+      "neuralgrok-" in flat
+  rc, paper, _ = _main(["train", "--preset", "paper-add", "--help"], capsys)
+  flat = " ".join(paper.split())
+  assert "modulus p (default: 97)" in flat and "learning rate (default: " \
+      "0.001)" in flat and "(paper-add: 128,128) " not in flat
+  assert "0.001; 1 for adamw; 0.005 for grokfast-ema" in flat  # --wd
+  parse = cli.build_parser().parse_args
+  for argv, seeds in ((["--seeds", "4"], 4), (["--seeds", "0,"], [0]),
+                      (["--seeds", "3..5"], [3, 4, 5]),
+                      (["--seeds", "3-5"], [3, 4, 5]),
+                      (["--seeds", "0,2..3"], [0, 2, 3]),
+                      (["--seed-list", "0"], [0]),
+                      (["--seed-list", "7,1"], [7, 1])):
+    assert parse(["train"] + argv).seeds == seeds, argv
 
 
 @pytest.mark.slow  # a CLI training run: about 90 s on a loaded 2-core CPU

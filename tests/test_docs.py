@@ -458,3 +458,24 @@ def test_public_functions_have_args_and_returns_sections():
       if _returns_value(fn) and "Returns:" not in doc:
         missing.append(f"{qual}: Returns")
   assert len(seen) > 90 and not missing, missing
+
+
+def test_the_readme_main_job_is_a_fair_demo_with_its_figure():
+  """The README's main job runs the quick preset's methods (NeuralGrok, the
+  rescaling ablation, Adam), says in a line what each is, and shows the
+  accuracy figure the job writes (committed under docs/img)."""
+  from ngrok_jax._src.training.presets import get_preset
+  readme = (ROOT / "README.md").read_text(encoding="utf-8")
+  main = [b for b in code_blocks(readme)
+          if "ngrok-jax train --preset quick" in b.code
+          and "--out runs/quick" in b.code]
+  assert len(main) == 1
+  methods = re.search(r"--methods (\S+)", main[0].code).group(1).split(",")
+  assert methods == get_preset("quick")["methods"] == [
+      "neuralgrok", "rescale", "adam"]
+  for m in methods:
+    assert re.search(rf"^- `{m}`: \S", readme, re.M), m
+  fig = re.search(r"!\[[^\]]+\]\((docs/img/[^)]+\.png)\)", readme)
+  assert fig, "the README shows no figure"
+  png = (ROOT / fig.group(1)).read_bytes()
+  assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

@@ -62,8 +62,15 @@ def test_presets_and_tune_read_the_records():
   for rec in registry.RECORDS:
     if rec.published:
       assert paper[rec.name] == dict(rec.published)
-  quick = presets.get_preset("quick")["method_config"]
-  assert set(quick) == {r.name for r in registry.RECORDS if r.uses_amplifier}
+  quick = presets.get_preset("quick")
+  # the main job is a fair demo: NeuralGrok, its rescaling ablation and
+  # Adam, each at the reference's coupled wd (the paper-size baseline's)
+  assert quick["methods"] == ["neuralgrok", "rescale", "adam"]
+  assert {m: quick["method_config"][m] for m in quick["methods"]} == {
+      m: {"wd": presets.get_preset("paper-add")["config"]["wd"]}
+      for m in quick["methods"]}
+  assert set(quick["method_config"]) == {
+      r.name for r in registry.RECORDS if r.coupled_decay and not r.published}
   assert tune.DEFAULT_METHODS == tuple(
       r.name for r in registry.RECORDS if r.tunable)
   assert "neuralgrok-frozen" not in tune.DEFAULT_METHODS
@@ -106,3 +113,21 @@ def test_no_module_outside_the_registry_matches_method_names():
         if _name_tests(line):
           hits.append(f"{os.path.relpath(path, ROOT)}:{i}: {line.strip()}")
   assert not hits, "\n".join(hits)
+
+
+def test_the_records_say_which_config_fields_only_some_methods_read():
+  """``options``: TrainConfig fields, each read by some methods only (the
+  command line refuses one that no chosen method reads); the amplifier's
+  fields belong to the amplifier methods, the meta step's to NeuralGrok."""
+  import dataclasses
+  from ngrok_jax._src.training.config import TrainConfig
+  fields = {f.name for f in dataclasses.fields(TrainConfig)}
+  for r in registry.RECORDS:
+    assert set(r.options) <= fields, (r.name, set(r.options) - fields)
+  by = {r.name: set(r.options) for r in registry.RECORDS}
+  assert {"amp_hidden", "c"} <= by["neuralgrok-frozen"] and "c" in by[
+      "rescale"] and "meta_lr" not in by["neuralgrok-frozen"]
+  assert by["grokfast-ma"] == {"window", "lamb"} and by["adam"] == set()
+  assert {"meta_every", "meta_lr", "lookahead"} <= by["neuralgrok"]
+  every = set().union(*by.values())
+  assert not every & {"lr", "wd", "clip", "task", "p", "depth", "dim"}

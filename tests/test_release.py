@@ -333,6 +333,9 @@ def test_notebook_runs_against_the_wheel(venv, tmp_path, monkeypatch):
   monkeypatch.delenv("PYTHONPATH", raising=False)
   monkeypatch.delenv("NGROK_JAX_SOURCE", raising=False)
   monkeypatch.setenv("NGROK_QUICK", "1")
+  # its tiny smoke run (tests/test_notebooks.py's slow test runs the quick
+  # mode itself and checks that NeuralGrok groks)
+  monkeypatch.setenv("NGROK_SMOKE", "1")
   monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
   monkeypatch.setenv("NGROK_NOTEBOOK_TMP", str(tmp_path))
   nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)

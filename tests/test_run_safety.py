@@ -23,9 +23,9 @@ from ngrok_jax._src.running.hooks import Chunk, DivergenceBound
 from ngrok_jax._src.training.methods import init_amplifier_params
 from ngrok_jax._src.analysis.results import read_metrics, summarize
 from ngrok_jax._src.storage.spec_build import make_spec
-from run_folders import TINY_FLAGS, cli_main, write_run_folder
+from run_folders import TINY_MODEL_FLAGS, cli_main, write_run_folder
 
-TINY = TINY_FLAGS + ["--seeds", "2", "--eval-every", "10", "--no-progress",
+TINY = TINY_MODEL_FLAGS + ["--seeds", "2", "--eval-every", "10", "--no-progress",
                      "--no-plots"]
 RUN = ["train"] + TINY + ["--methods", "adam", "--steps", "40",
                           "--checkpoint-every", "10"]

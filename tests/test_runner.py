@@ -241,3 +241,58 @@ def test_grad_range_is_one_program_per_config_and_the_gradient_extremes():
     if s == 0:
       for x, y in zip(jax.tree.leaves(g0), jax.tree.leaves(g)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-8)
+
+
+def test_compilation_is_a_reported_stage_before_the_training(tmp_path):
+  """The compilation is a stage of its own, reported with its time before
+  the first chunk trains (so the progress bar's rate and ETA measure the
+  training alone)."""
+  lines = []
+
+  def hook(chunk):
+    lines.append(f"chunk {chunk.step}")
+
+  runner.run(TINY, methods="adam", seeds=1, steps=20, eval_every=10,
+             out_dir=None, progress=False, plots=False, report=lines.append,
+             hooks=[hook])
+  assert lines[0] == "adam: compiling the training step..."
+  assert lines[1].startswith("adam: compiled in ") and lines[1].endswith(" s")
+  assert lines[2:4] == ["chunk 10", "chunk 20"], lines
+
+
+def test_a_stop_signal_is_announced_at_once_even_while_c_code_runs():
+  """The first SIGINT says at once what will happen while the main thread
+  is blocked in C code (as in a compilation: Python's own handler waits
+  until it returns), the second that it aborts; the handler still only
+  sets the flag, then raises KeyboardInterrupt."""
+  import signal
+  import threading
+  import time
+  from ngrok_jax._src.running.hooks import (ABORT_NOTICE, STOP_NOTICE,
+                                            StopFlag)
+  said = []
+  r, w = os.pipe()
+  try:
+    with StopFlag(notify=lambda m: said.append((time.perf_counter(), m))) as s:
+      # the kernel restarts the blocked read after the signal (SA_RESTART):
+      # the main thread stays in C until the pipe is written, 1 s later
+      signal.siginterrupt(signal.SIGINT, False)
+      threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+      threading.Timer(1.0, os.write, (w, b"x")).start()
+      os.read(r, 1)
+      back = time.perf_counter()
+      assert s.signum == signal.SIGINT
+      assert said and said[0][1] == STOP_NOTICE.format(name="SIGINT")
+      assert said[0][0] < back - 0.5, "the notice waited for the C code"
+      with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+      deadline = time.perf_counter() + 5
+      while len(said) < 2 and time.perf_counter() < deadline:
+        time.sleep(0.01)
+  finally:
+    os.close(r)
+    os.close(w)
+  assert [m for _, m in said] == [STOP_NOTICE.format(name="SIGINT"),
+                                  ABORT_NOTICE]
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -18,8 +18,7 @@ from ngrok_jax._src.running.trackers import run_names, scalars
 
 # tests/test_cli.py's tiny configuration (shares its compiled adam program)
 TINY = ["--task", "a+b", "--p", "11", "--dim", "16", "--heads", "2",
-        "--depth", "1", "--amp-hidden", "8,8", "--batch-size", "32",
-        "--meta-every", "2", "--window", "3", "--seeds", "2", "--steps", "20",
+        "--depth", "1", "--batch-size", "32", "--seeds", "2", "--steps", "20",
         "--eval-every", "10", "--no-progress", "--methods", "adam"]
 
 

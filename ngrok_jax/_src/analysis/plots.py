@@ -36,6 +36,9 @@ import numpy as np  # noqa: E402
 
 from ngrok_jax._src.storage.ampfile import load_amplifier
 from ngrok_jax._src.analysis.results import load_run, sweep_label
+from ngrok_jax._src.analysis.plot_style import (TITLES, method_colors,
+                                                save_figure, step_label,
+                                                tensor_title)
 
 __all__ = ["plot_run", "plot_curves", "plot_amplifier", "compare_runs",
            "curve_groups"]
@@ -44,9 +47,17 @@ __all__ = ["plot_run", "plot_curves", "plot_amplifier", "compare_runs",
 Group = Tuple[str, str, Optional[List[int]]]
 
 
-def _colors(methods: Sequence[str]) -> Dict[str, str]:
-  cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-  return {m: cycle[i % len(cycle)] for i, m in enumerate(methods)}
+def _colors(groups) -> Dict[str, str]:
+  return method_colors([g[0] for g in groups], [g[1] for g in groups])
+
+
+def _colorbar(fig, im, ax, label: str) -> None:
+  """A labelled colour bar whose ticks are the values themselves (no
+  ``+1`` offset above it)."""
+  bar = fig.colorbar(im, ax=ax)
+  bar.formatter.set_useOffset(False)
+  bar.update_ticks()
+  bar.set_label(label)
 
 
 def _default_wd(method: str) -> float:
@@ -106,7 +117,7 @@ def plot_curves(ax, rows, methods, key, colors=None, label_suffix="",
   (``groups``, default :func:`curve_groups` without a config: one per
   method or per swept value; ``colors`` keyed by label)."""
   groups = groups if groups is not None else curve_groups(rows, methods)
-  colors = colors or _colors([g[0] for g in groups])
+  colors = colors or _colors(groups)
   for label, m, seeds in groups:
     steps, vals = _curves(rows, m, key, seeds)
     if steps.size == 0 or np.all(np.isnan(vals)):
@@ -124,41 +135,8 @@ def plot_curves(ax, rows, methods, key, colors=None, label_suffix="",
   ax.set_xscale("log")
   if logy:
     ax.set_yscale("log")
-  ax.set_xlabel("step")
+  ax.set_xlabel(step_label(rows))
   ax.grid(alpha=0.3, which="both")
-
-
-#: Fixed margins (inches) of every figure here: left (the y tick labels and
-#: label), right, bottom (the x tick labels and label), top (a two-line
-#: panel title under the figure title) and the gap between panels; with a
-#: colorbar, the right margin and the gaps also hold its tick labels.
-#: ``tight_layout`` instead measured every tick label in an extra draw:
-#: about half of a figure's cost.
-MARGINS = dict(left=0.75, right=0.2, bottom=0.6, top=0.85, gap=0.85,
-               colorbar=0.65)
-
-
-def _layout(fig):
-  """Places a figure's row of panels with the fixed :data:`MARGINS`."""
-  w, h = fig.get_size_inches()
-  m = MARGINS
-  ncols = fig.axes[0].get_subplotspec().get_topmost_subplotspec(
-  ).get_gridspec().ncols
-  bar = m["colorbar"] if any(a.get_label() == "<colorbar>"
-                             for a in fig.axes) else 0.0
-  gap, right = m["gap"] + bar, m["right"] + bar
-  width = (w - m["left"] - right - gap * (ncols - 1)) / ncols
-  fig.subplots_adjust(left=m["left"] / w, right=1 - right / w,
-                      bottom=m["bottom"] / h, top=1 - m["top"] / h,
-                      wspace=gap / width)
-
-
-def _save(fig, path):
-  _layout(fig)
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
-  plt.close(fig)
-  os.replace(tmp, path)
 
 
 def plot_run(out_dir: str) -> List[str]:
@@ -168,7 +146,7 @@ def plot_run(out_dir: str) -> List[str]:
   pdir = os.path.join(out_dir, "plots")
   os.makedirs(pdir, exist_ok=True)
   groups = curve_groups(rows, methods, run["config"])
-  colors = _colors([g[0] for g in groups])
+  colors = _colors(groups)
   written = []
   if not rows:
     return written
@@ -182,8 +160,8 @@ def plot_run(out_dir: str) -> List[str]:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key in zip(axes, keys):
       plot_curves(ax, rows, methods, key, colors, logy=logy, groups=groups)
-      ax.set_title(key)
-      ax.set_ylabel(ylabel or key)
+      ax.set_title(TITLES[key])
+      ax.set_ylabel(ylabel or TITLES[key])
       if name == "accuracy":
         ax.axhline(0.95, color="k", lw=0.6, ls=":")
         ax.set_ylim(-0.02, 1.02)
@@ -191,7 +169,7 @@ def plot_run(out_dir: str) -> List[str]:
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     path = os.path.join(pdir, f"{name}.png")
-    _save(fig, path)
+    save_figure(fig, path)
     written.append(path)
 
   written += _plot_diagnostics(rows, methods, groups, colors, pdir, title)
@@ -224,30 +202,34 @@ def _plot_diagnostics(rows, methods, groups, colors, pdir, title
                     "of train rows one-hot in float32)",
                     "fourier/key_freqs": "key frequencies (fewest holding "
                     "90% of the embedding's energy)"}[key], fontsize=9)
+      ax.set_ylabel({"train/softmax_collapse": "fraction of train rows",
+                     "fourier/key_freqs": "frequencies"}[key])
       if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     written.append(os.path.join(pdir, "diagnostics.png"))
-    _save(fig, written[-1])
+    save_figure(fig, written[-1])
   layer_keys = sorted({k for r in rows for k in r
                        if k.startswith("weights_norm/")})
   if layer_keys:
-    fig, axes = plt.subplots(1, len(methods), squeeze=False,
+    fig, axes = plt.subplots(1, len(methods), squeeze=False, sharey=True,
                              figsize=(4.5 * len(methods), 3.8))
     for ax, m in zip(axes[0], methods):
       for key in layer_keys:
         steps, vals = _curves(rows, m, key)
         if steps.size and not np.all(np.isnan(vals)):
           ax.plot(steps, np.nanmedian(vals, axis=0), lw=1.4,
-                  label=key.split("/", 1)[1])
+                  label=key.split("/", 1)[1].replace("_", " "))
       ax.set_xscale("log")
       ax.set_title(f"{m}: weight norm per layer (median)", fontsize=9)
-      ax.set_xlabel("step")
+      ax.set_xlabel(step_label(rows))
+      ax.set_ylabel("weight norm (L2)")
+      ax.yaxis.set_tick_params(labelleft=True)
       ax.grid(alpha=0.3, which="both")
       ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     written.append(os.path.join(pdir, "layers.png"))
-    _save(fig, written[-1])
+    save_figure(fig, written[-1])
   freq_keys = sorted({k for r in rows for k in r
                       if k.startswith("fourier/share_")},
                      key=lambda k: int(k.rsplit("_", 1)[1]))
@@ -268,20 +250,25 @@ def _plot_diagnostics(rows, methods, groups, colors, pdir, title
       ax.set_xlabel("step")
       ax.set_ylabel("frequency k")
       ax.set_title(f"{m}, seed {seed}: embedding energy share", fontsize=9)
-      fig.colorbar(im, ax=ax)
+      _colorbar(fig, im, ax, "energy share")
     fig.suptitle(title, fontsize=10)
     written.append(os.path.join(pdir, "fourier.png"))
-    _save(fig, written[-1])
+    save_figure(fig, written[-1])
   return written
 
 
-#: The amplifier-learning metrics drawn, with their panel titles.
+#: The amplifier-learning metrics drawn: (key, panel title, y label, log y).
 LEARNING_KEYS = (
-    ("amp/dist_init", "||G(g;phi) - G(g;phi0)|| / ||G(g;phi0)||", False),
-    ("amp/dist_const", "||G(g;phi) - rescaled g|| / ||rescaled g||", False),
-    ("amp/param_change", "||phi - phi0|| / ||phi0||", False),
-    ("meta/improvement", "last meta step: outer loss before - after", False),
-    ("meta/grad_norm", "last meta step: ||meta-gradient||", True),
+    ("amp/dist_init", "distance from the initial amplifier",
+     "||G(g;phi) - G(g;phi0)|| / ||G(g;phi0)||", False),
+    ("amp/dist_const", "distance from plain rescaling",
+     "||G(g;phi) - rescaled g|| / ||rescaled g||", False),
+    ("amp/param_change", "amplifier parameter change",
+     "||phi - phi0|| / ||phi0||", False),
+    ("meta/improvement", "last meta step's outer-loss improvement",
+     "outer loss before - after", False),
+    ("meta/grad_norm", "last meta step's meta-gradient norm",
+     "||meta-gradient||", True),
 )
 
 
@@ -294,16 +281,22 @@ def _plot_amplifier_learning(rows, methods, groups, colors, pdir, title
       r.get(k[0]) is not None for r in rows)]
   if not keys:
     return []
-  fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.8),
-                           squeeze=False)
-  for ax, (key, what, logy) in zip(axes[0], keys):
+  ncols = min(3, len(keys))
+  nrows = -(-len(keys) // ncols)
+  fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                           figsize=(4.6 * ncols + 0.6, 3.6 * nrows + 0.6))
+  flat = list(axes.ravel())
+  for ax in flat[len(keys):]:
+    ax.set_visible(False)
+  for ax, (key, what, ylabel, logy) in zip(flat, keys):
     plot_curves(ax, rows, methods, key, colors, logy=logy, groups=groups)
-    ax.set_title(f"{key}\n{what}", fontsize=8)
+    ax.set_title(what, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=8)
     if ax.get_legend_handles_labels()[0]:
       ax.legend(fontsize=7)
   fig.suptitle(title, fontsize=10)
   path = os.path.join(pdir, "amplifier_learning.png")
-  _save(fig, path)
+  save_figure(fig, path)
   return [path]
 
 
@@ -330,14 +323,15 @@ def plot_amplifier(path: str, out_png: str) -> str:
     p_i = jax.tree.map(lambda a: np.asarray(a)[i], params)
     y = np.asarray(amp.apply(p_i, jnp.asarray(x, jnp.float32)))
     axes[0].plot(x, y, lw=1.2 if i == 0 else 0.8, label=f"seed {s}")
-  for v in (lo, hi):
-    axes[0].axvline(v, color="k", lw=0.6, ls=":")
+  for i, v in enumerate((lo, hi)):
+    axes[0].axvline(v, color="k", lw=0.6, ls=":",
+                    label="range seen (start and end)" if i == 0 else None)
   lf, hf = meta.get("grad_range_final", (lo, hi))
   axes[0].axvspan(lf, hf, color="grey", alpha=0.15,
                   label="range at end")
   axes[0].set_xlabel("gradient component g")
   axes[0].set_ylabel("score f(g; phi)")
-  axes[0].set_title("learned score function (dotted: range seen)")
+  axes[0].set_title("learned score function", fontsize=9)
   axes[0].legend(fontsize=7)
 
   ex = meta["example"]
@@ -353,17 +347,22 @@ def plot_amplifier(path: str, out_png: str) -> str:
   axes[1].plot([-m, m], [-m, m], color="k", lw=0.6, ls=":")
   axes[1].set_xlabel("c g/||g|| (rescaled raw gradient)")
   axes[1].set_ylabel("G(g; phi) (amplified)")
-  axes[1].set_title(f"reweighting of {ex['name']} (seed {ex['seed']})",
-                    fontsize=9)
+  axes[1].set_title(f"reweighting of {tensor_title(ex['name'])} (seed "
+                    f"{ex['seed']})", fontsize=9)
   with np.errstate(all="ignore"):
     ratio = np.where(np.abs(gn) > 0, gt / gn, np.nan)
+  ratio = ratio.reshape(ratio.shape[0], -1) if ratio.ndim > 1 else (
+      ratio[None, :])
   im = axes[2].imshow(ratio, aspect="auto", cmap="viridis")
-  fig.colorbar(im, ax=axes[2])
-  axes[2].set_title("amplified / rescaled, per component", fontsize=9)
+  _colorbar(fig, im, axes[2], "amplified / rescaled")
+  axes[2].set_xlabel("column (output unit)")
+  axes[2].set_ylabel("row (input unit)")
+  axes[2].set_title(f"amplified / rescaled per component, "
+                    f"{tensor_title(ex['name'])}", fontsize=9)
   fig.suptitle(f"amplifier 1-{'-'.join(map(str, meta['hidden']))}-1, "
                f"{meta['task']} mod {meta['p']}, step {meta['step']}",
                fontsize=10)
-  _save(fig, out_png)
+  save_figure(fig, out_png)
   return out_png
 
 
@@ -385,9 +384,11 @@ def compare_runs(run_dirs: Sequence[str], out_png: str,
         med = np.nanmedian(vals, axis=0)
       ax.plot(steps, med, lw=1.8, label=f"{name}:{label}")
   ax.set_xscale("log")
-  ax.set_xlabel("step")
-  ax.set_ylabel(key)
+  ax.set_xlabel("step (log scale)")
+  ax.set_ylabel(TITLES.get(key, key))
+  ax.set_title(f"median {TITLES.get(key, key)} of every run and method",
+               fontsize=9)
   ax.grid(alpha=0.3, which="both")
   ax.legend(fontsize=7)
-  _save(fig, out_png)
+  save_figure(fig, out_png)
   return out_png

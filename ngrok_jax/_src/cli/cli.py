@@ -24,17 +24,12 @@ import sys
 import time
 from typing import Callable, List, Optional, Sequence
 
-from ngrok_jax._src.cli.flags import (add_config_flags, config_flag, float_arg,
-                                      int_arg, seeds_arg, sweep_arg)
+from ngrok_jax._src.cli.flags import config_flag, int_arg
 from ngrok_jax._src.cli.cli_common import PROG, UsageError, spec_from_args
-from ngrok_jax._src.storage.spec import EACH
+from ngrok_jax._src.cli.train_args import (add_train_parser, check_applies,
+                                           method_lines, preset_of_argv)
 
 __all__ = ["main", "build_parser", "config_flag"]
-
-def _amp_seed_arg(s):
-  """--amplifier-seed: an index or 'each'."""
-  return EACH if s == EACH else int_arg("--amplifier-seed")(s)
-
 
 class _Parser(argparse.ArgumentParser):
   """argparse with a one-line error message (exit 2, no usage dump)."""
@@ -43,148 +38,21 @@ class _Parser(argparse.ArgumentParser):
     self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _trackers(s: str) -> List[str]:
-  from ngrok_jax._src.running.trackers import TRACKERS
-  names = [x.strip() for x in s.split(",") if x.strip()]
-  bad = [x for x in names if x not in TRACKERS]
-  if bad or not names:
-    raise argparse.ArgumentTypeError(
-        f"--log takes {' or '.join(TRACKERS)} (comma-separated), got {s!r}")
-  return names
-
-
-def _seed_group(s: str):
-  if s in ("auto", "all"):
-    return None if s == "all" else s
-  n = int_arg("--seed-group")(s)
-  if n < 1:
-    raise argparse.ArgumentTypeError(
-        f"--seed-group must be a positive integer, all or auto, got {s!r}")
-  return n
-
-
-def build_parser() -> argparse.ArgumentParser:
-  from ngrok_jax._src.training.presets import PRESETS
-  from ngrok_jax._src.training.config import METHODS
+def build_parser(preset: str = "quick") -> argparse.ArgumentParser:
+  """The whole command line; ``train --help`` shows preset ``preset``'s
+  values."""
+  # the package this module belongs to is imported before it: its version,
+  # read without importing the public facade into a layer
+  version = sys.modules["ngrok_jax"].__version__
   p = _Parser(prog=PROG, description="NeuralGrok in JAX: multi-seed "
               "grokking experiments (train, report, amplifier).")
+  p.add_argument("--version", action="version",
+                 version=f"%(prog)s {version}")
   sub = p.add_subparsers(dest="command", metavar="COMMAND",
                          parser_class=_Parser)
   sub.required = True
 
-  t = sub.add_parser("train", help="train one task with one or more methods, "
-                     "all seeds vmapped, into a run folder",
-                     description="Train one task with one or more methods; "
-                     "all seeds of a method run as one vmapped program. "
-                     "Options not given come from --preset.")
-  t.add_argument("--preset", default=None, choices=None, metavar="NAME",
-                 help=f"whole configuration: {', '.join(PRESETS)} "
-                 "(default: quick)")
-  t.add_argument("--methods", default=None, metavar="M1,M2",
-                 help=f"comma-separated methods from {', '.join(METHODS)} "
-                 "(default: the preset's, quick: neuralgrok,adam)")
-  t.add_argument("--seeds", type=seeds_arg, default=None, metavar="N|S1,S2",
-                 help="number of seeds (0..N-1) or a list (default: preset, "
-                 "quick: 4)")
-  t.add_argument("--steps", type=int_arg("--steps"), default=None, metavar="N",
-                 help="training steps per method (default: preset)")
-  t.add_argument("--eval-every", type=int_arg("--eval-every"), default=None,
-                 metavar="N", help="evaluate every N steps; one lax.scan chunk "
-                 "(default: preset)")
-  t.add_argument("--out", default=None, metavar="DIR",
-                 help="run folder (default: runs/PRESET-YYYYmmdd-HHMMSS)")
-  t.add_argument("--checkpoint-every", type=int_arg("--checkpoint-every"),
-                 default=None, metavar="N",
-                 help="checkpoint every N steps, a multiple of --eval-every; "
-                 "0: only at the end and on SIGINT/SIGTERM (default: "
-                 "preset, quick 0, paper-* 10000)")
-  t.add_argument("--keep-checkpoints", type=int_arg("--keep-checkpoints"),
-                 default=None, metavar="K",
-                 help="keep the newest K checkpoints per method (default 3)")
-  t.add_argument("--resume", default=None, metavar="DIR",
-                 help="continue the run in DIR from its newest good "
-                 "checkpoint; other options must match its config")
-  t.add_argument("--force", action="store_true",
-                 help="with --resume: accept options that differ from the "
-                 "saved config (default: refuse, naming the fields)")
-  t.add_argument("--cross-tasks", default=None, metavar="T1,T2,...",
-                 help="meta-train ONE NeuralGrok amplifier per seed across "
-                 "these tasks at once (a vmapped task axis, the "
-                 "meta-gradient averaged over it; ngrok_jax.cross_task) "
-                 "instead of training --task: one run folder per task and "
-                 "the shared amplifier in --out; --resume DIR continues it "
-                 "(default: off)")
-  t.add_argument("--amplifier", default=None, metavar="PATH",
-                 help="trained amplifier (a NeuralGrok run folder or its "
-                 "amplifier.msgpack) for neuralgrok-frozen (default: none)")
-  t.add_argument("--amplifier-seed", type=_amp_seed_arg,
-                 default=None, metavar="K",
-                 help="which seed's amplifier in that file, by index "
-                 "(default 0), or 'each': seed i uses the file's i-th "
-                 "amplifier")
-  t.add_argument("--stop-after", type=int_arg("--stop-after"),
-                 default=None, metavar="N",
-                 help="stop a method once every seed has held test accuracy "
-                 ">= --stop-acc (0.99) for N consecutive evaluations "
-                 "(default: preset; 0: never)")
-  t.add_argument("--sweep", type=sweep_arg, action="append", default=None,
-                 metavar="NAME=V1,V2",
-                 help="hyperparameter sweep as per-seed values in one "
-                 "vmapped program; each value gets --seeds seeds (repeat for "
-                 "several names with the same number of values; default: "
-                 "none)")
-  t.add_argument("--stop-acc", type=float_arg("--stop-acc"), default=None,
-                 metavar="A", help="the test accuracy of --stop-after "
-                 "(default 0.99)")
-  add_config_flags(t.add_argument_group(
-      "configuration: one flag per TrainConfig field (default: the "
-      "preset's value)"))
-  t.add_argument("--devices", type=int_arg("--devices"), default=None,
-                 metavar="N",
-                 help="shard the seeds over at most N devices (with several "
-                 "processes: of all processes together), the largest count "
-                 "dividing the number of seeds (default: all devices; 1: no "
-                 "sharding)")
-  t.add_argument("--seed-group", type=_seed_group, default="auto",
-                 metavar="N|all|auto",
-                 help="vmap the seeds in groups of N, one group after "
-                 "another (auto: 1 on a CPU, all on accelerators; all: one "
-                 "group); same results, a speed choice")
-  t.add_argument("--log", type=_trackers, action="append", default=None,
-                 metavar="TRACKER",
-                 help="also log to an experiment tracker: tensorboard "
-                 "(event files in DIR/tensorboard; pip install -e "
-                 "'.[tensorboard]') and/or wandb (Weights & Biases; pip "
-                 "install -e '.[wandb]'; the API key only from WANDB_API_KEY; "
-                 "WANDB_MODE=offline works without a network); "
-                 "comma-separated or repeated (default: metrics.jsonl only)")
-  t.add_argument("--wandb-project", default=None, metavar="NAME",
-                 help="W&B project (default: $WANDB_PROJECT, else ngrok-jax)")
-  t.add_argument("--wandb-entity", default=None, metavar="NAME",
-                 help="W&B entity, a user or team (default: $WANDB_ENTITY, "
-                 "else the key's default entity)")
-  d = t.add_argument_group(
-      "several processes (one per host of a pod, or several on one machine; "
-      "every process runs the same command but its --process-id)")
-  d.add_argument("--distributed", action="store_true",
-                 help="start as one of several JAX processes "
-                 "(jax.distributed.initialize): the coordinator, process "
-                 "count and id come from the options below, else from "
-                 "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, "
-                 "else from the cluster (Slurm, Open MPI, Cloud TPU, "
-                 "Kubernetes); implied by the options below")
-  d.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                 help="address of process 0's coordinator service, the same "
-                 "in every process")
-  d.add_argument("--num-processes", type=int_arg("--num-processes"),
-                 default=None, metavar="N", help="number of processes")
-  d.add_argument("--process-id", type=int_arg("--process-id"), default=None,
-                 metavar="I", help="this process's index, 0..N-1 (process 0 "
-                 "writes the run folder's files)")
-  t.add_argument("--no-progress", action="store_true",
-                 help="no progress bar (default: shown)")
-  t.add_argument("--no-plots", action="store_true",
-                 help="do not write PNG plots (default: written)")
+  add_train_parser(sub, preset)
 
   r = sub.add_parser("report", help="markdown table and plots of finished "
                      "run folders")
@@ -259,7 +127,8 @@ def _cmd_train(args, hooks=()) -> int:
   if args.out is not None and not args.out.strip():
     raise UsageError("--out must name a folder, got an empty string")
   spec = spec_from_args(args)
-  _check_applies(args, spec)
+  check_applies(args, spec)
+  _check_frozen(args, spec)
   if args.resume:
     out = args.resume
   else:
@@ -271,9 +140,9 @@ def _cmd_train(args, hooks=()) -> int:
     return _train(args, spec, out, hooks)
 
 
-def _check_applies(args, spec) -> None:
-  """An option that does not apply to the chosen methods: an error, or a
-  one-line warning when it applies to another of them."""
+def _check_frozen(args, spec) -> None:
+  """An amplifier option that does not apply to neuralgrok-frozen: an
+  error, or a one-line warning when it applies to another chosen method."""
   frozen = "neuralgrok-frozen" in spec.methods
   if not frozen and not args.resume and (
       args.amplifier is not None or args.amplifier_seed is not None):
@@ -318,6 +187,7 @@ def _train(args, spec, out, hooks) -> int:
     for m, per in summary["methods"].items():
       print(summary_line(m, per), file=sys.stderr)
   print(markdown_table([out]), flush=True)
+  print("\n".join(["", *method_lines(spec)]), flush=True)
   print(f"{PROG}: run folder {out}"
         + ("" if args.no_plots else f" (plots in {os.path.join(out, 'plots')})"),
         file=sys.stderr)
@@ -349,7 +219,8 @@ def main(argv: Optional[Sequence[str]] = None, *,
   """Runs one command; returns the exit status.  ``hooks`` (Python callers
   only): extra per-chunk hooks of ``train`` (see
   :func:`ngrok_jax.runner.run`)."""
-  parser = build_parser()
+  argv = sys.argv[1:] if argv is None else list(argv)
+  parser = build_parser(preset_of_argv(argv))
   args = parser.parse_args(argv)
   try:
     if args.command == "train":

@@ -1,7 +1,7 @@
 """Command-line flags generated from :class:`ngrok_jax.TrainConfig`'s fields.
 
 Each field's ``metadata`` (help text, choices, flag name) sits next to the
-field; :func:`add_config_flags` turns every field into one ``--flag``, so a
+field; :mod:`ngrok_jax._src.cli.train_args` turns every field into one ``--flag``, so a
 new field is reachable from the command line without touching the CLI.
 Converters only parse (integer, number, list, yes/no); every range and
 choice is checked once, by ``TrainConfig.validate`` / ``RunSpec.validate``.
@@ -12,8 +12,8 @@ import argparse
 import dataclasses
 import typing
 
-__all__ = ["config_flag", "add_config_flags", "config_fields", "int_arg",
-           "float_arg", "seeds_arg", "sweep_arg"]
+__all__ = ["config_flag", "config_fields", "metavar_of", "int_arg",
+           "float_arg", "seeds_arg", "seed_list_arg", "sweep_arg"]
 
 
 def int_arg(flag):
@@ -71,23 +71,73 @@ def _yes_no(flag):
   return f
 
 
+_SEEDS_HOW = ("a count (--seeds 4: seeds 0..3), a list (--seeds 0,5,7), an "
+              "inclusive range (--seeds 3..5 or 3-5), or one seed with "
+              "--seed-list 0")
+
+
+def _seed_items(s: str):
+  """The seeds of a list whose items are seeds or inclusive ranges
+  ``A..B`` / ``A-B``; None where an item is neither."""
+  out = []
+  for item in (x.strip() for x in s.split(",")):
+    if not item:
+      continue
+    sep = ".." if ".." in item else "-" if "-" in item[1:] else None
+    try:
+      if sep is None:
+        out.append(int(item))
+        continue
+      lo, hi = (int(v) for v in item.split(sep, 1))
+    except ValueError:
+      return None
+    if lo > hi:
+      return None
+    out += range(lo, hi + 1)
+  return out
+
+
 def seeds_arg(s):
-  """'4' -> 4 seeds (0..3); '0,5,7' -> those seeds.
+  """``--seeds``: '4' -> 4 seeds (0..3); '0,5,7' -> those seeds; '3..5' or
+  '3-5' -> seeds 3, 4, 5 (items of a list may be ranges too).
 
   Args:
     s: the value of ``--seeds``.
 
   Returns:
     A count (``int``) or a list of seeds.
+
+  Raises:
+    argparse.ArgumentTypeError: a form that is none of these, saying how.
   """
-  try:
-    v = [int(x) for x in s.split(",") if x.strip()] if "," in s else int(s)
-  except ValueError:
-    v = None
-  if v is None or (isinstance(v, list) and min(v, default=-1) < 0):
+  s = s.strip()
+  if s.isdigit():
+    if int(s) < 1:
+      raise argparse.ArgumentTypeError(
+          f"--seeds {s}: a bare number is a count of seeds, at least 1; "
+          f"for the single seed {s} write --seed-list {s} (or --seeds {s},)")
+    return int(s)
+  v = _seed_items(s)
+  if not v or min(v) < 0 or len(set(v)) != len(v):
     raise argparse.ArgumentTypeError(
-        f"--seeds must be a count (e.g. 4) or distinct seeds >= 0 (e.g. "
-        f"0,1,2), got {s!r}")
+        f"--seeds takes {_SEEDS_HOW}, distinct and >= 0; got {s!r}")
+  return v
+
+
+def seed_list_arg(s):
+  """``--seed-list``: the seeds themselves, '0' -> [0] (ranges allowed).
+
+  Args:
+    s: the value of ``--seed-list``.
+
+  Returns:
+    A list of seeds.
+  """
+  v = _seed_items(s)
+  if not v or min(v) < 0 or len(set(v)) != len(v):
+    raise argparse.ArgumentTypeError(
+        f"--seed-list takes distinct seeds >= 0, e.g. 0 or 0,5,7 or 3..5; "
+        f"got {s!r}")
   return v
 
 
@@ -154,7 +204,7 @@ def config_fields():
           if config_flag(f) != "--methods" and f.metadata.get("cli", True)]
 
 
-def _metavar(field: dataclasses.Field, hint, typ) -> str:
+def metavar_of(field: dataclasses.Field, hint, typ) -> str:
   if field.metadata.get("choices"):
     return "{" + ",".join(field.metadata["choices"]) + "}"
   if hasattr(typ, "metavar"):
@@ -163,15 +213,3 @@ def _metavar(field: dataclasses.Field, hint, typ) -> str:
   if typing.get_origin(hint) is tuple:
     return ("N" if args[0] is int else "X") + ",..."
   return "N" if int in (args or (hint,)) else "X"
-
-
-def add_config_flags(group) -> None:
-  from ngrok_jax._src.training.config import TrainConfig
-  hints = typing.get_type_hints(TrainConfig)
-  for f, flag, typ in config_fields():
-    hlp, d = f.metadata["help"], f.default
-    if d is not None:  # None: the help says what the default is
-      hlp += (" (library default: "
-              f"{','.join(map(str, d)) if isinstance(d, tuple) else d})")
-    group.add_argument(flag, dest=f"cfg_{f.name}", type=typ, default=None,
-                       metavar=_metavar(f, hints[f.name], typ), help=hlp)

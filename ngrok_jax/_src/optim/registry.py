@@ -104,6 +104,8 @@ class Method:
       by the paper presets.
     check: ``check(cfg)`` validates the config fields only this method
       reads (``TrainConfig.validate`` calls it; raises ValueError).
+    options: the config fields only some methods read, this one among them
+      (the command line refuses one no chosen method names).
   """
   name: str
   summary: str
@@ -118,6 +120,7 @@ class Method:
   needs_trained_amplifier: bool = False
   published: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   check: Optional[Callable[[Any], None]] = None
+  options: Tuple[str, ...] = ()
 
   @property
   def needs_outer_batch(self) -> bool:
@@ -302,6 +305,12 @@ def _grid(wd, **more) -> Dict[str, Tuple[float, ...]]:
 # published 5); AdamW and Muon 0.3 / 1 / 3 (1: Power et al.); ⊥AdamW
 # 0 / 0.3 / 1 (the paper groks without weight decay).
 _COUPLED_WD = (0.0, 1e-3, 1e-2)
+# The config fields of the amplifier and of its meta step (options).
+_AMP_OPTIONS = ("amp_hidden", "amp_method", "amp_dtype", "amp_chunk",
+                "amp_inputs", "c")
+_META_OPTIONS = ("meta_every", "lookahead", "meta_placement", "lookahead_steps",
+                 "meta_schedule", "meta_schedule_steps", "meta_lr", "meta_wd",
+                 "lookahead_lr")
 
 #: Every method, in the order of ``--methods``'s help.
 RECORDS: Tuple[Method, ...] = (
@@ -317,17 +326,19 @@ RECORDS: Tuple[Method, ...] = (
            transform=lambda cfg, hp, parts: _extra(
                grokfast_ema(hp["alpha"], hp["lamb"])),
            grid=_grid((1e-3, 1e-2), lamb=(1.0, 2.0)),
-           published={"wd": 0.005, "alpha": 0.98, "lamb": 2.0}),
+           published={"wd": 0.005, "alpha": 0.98, "lamb": 2.0},
+           options=("alpha", "lamb")),
     Method("grokfast-ma", "GrokFast-MA (Lee et al. 2024) before Adam",
            transform=lambda cfg, hp, parts: _extra(
                grokfast_ma(cfg.window, hp["lamb"])),
            defaults={"lamb": 5.0}, grid=_grid((1e-3, 1e-2), lamb=(2.0, 5.0)),
-           published={"wd": 0.01, "window": 100, "lamb": 5.0}),
+           published={"wd": 0.01, "window": 100, "lamb": 5.0},
+           options=("window", "lamb")),
     Method("rescale", "per-tensor rescaling to norm c (NeuralGrok's "
            "amplifier with constant scores), clipped",
            transform=lambda cfg, hp, parts: _extra(
                normalize_gradients(hp["c"])),
-           grid=_grid(_COUPLED_WD), clipped=True),
+           grid=_grid(_COUPLED_WD), clipped=True, options=("c",)),
     Method("orthograd", "⊥AdamW: the gradient's component orthogonal to the "
            "weights, then AdamW (Prieto et al. 2025)",
            transform=lambda cfg, hp, parts: _extra(orthogonalize_gradients()),
@@ -352,16 +363,18 @@ RECORDS: Tuple[Method, ...] = (
            transform=lambda cfg, hp, parts: _extra(optax.identity()),
            optimizer=_learned_rule, grid=_grid((0.0, 0.3, 1.0)),
            check=lambda cfg: resolve_rule(cfg.rule),
-           coupled_decay=False),
+           coupled_decay=False, options=("rule",)),
     Method("neuralgrok", "NeuralGrok: a meta-learned amplifier before clip "
            "and Adam (Zhou et al. 2025)",
            transform=_amplifier_transform, optimizer=_neuralgrok(True),
            grid=_grid(_COUPLED_WD), clipped=True, uses_amplifier=True,
-           update_args=META_UPDATE_ARGS),
+           update_args=META_UPDATE_ARGS,
+           options=_AMP_OPTIONS + _META_OPTIONS),
     Method("neuralgrok-frozen", "NeuralGrok's amplifier, trained elsewhere "
            "and kept frozen",
            transform=_amplifier_transform, optimizer=_neuralgrok(False),
-           clipped=True, uses_amplifier=True, needs_trained_amplifier=True),
+           clipped=True, uses_amplifier=True, needs_trained_amplifier=True,
+           options=_AMP_OPTIONS),
 )
 
 _BY_NAME: Dict[str, Method] = {m.name: m for m in RECORDS}

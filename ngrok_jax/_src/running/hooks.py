@@ -39,7 +39,7 @@ import numpy as np
 
 from ngrok_jax._src.analysis import results
 
-__all__ = ["Chunk", "RunInterrupted", "StopFlag", "ProgressBar", "EarlyStop",
+__all__ = ["Chunk", "RunInterrupted", "StopFlag", "STOP_NOTICE", "ABORT_NOTICE", "ProgressBar", "EarlyStop",
            "MetricsWriter", "CheckpointSaver", "StopOnSignal", "close_hooks",
            "DivergenceBound", "DIVERGED_LOSS", "sync_stop", "AgreeOnStop"]
 
@@ -98,19 +98,70 @@ def close_hooks(hooks: Sequence[Hook]) -> None:
       close()
 
 
+#: What the first and the second signal do, said at once (``{name}``:
+#: SIGINT or SIGTERM).
+STOP_NOTICE = ("{name} received: stopping at the next checkpoint (the end of "
+               "the current chunk, or of the compilation); Ctrl-C again to "
+               "abort")
+ABORT_NOTICE = "Ctrl-C again: aborting without a new checkpoint"
+
+
 class StopFlag:
   """SIGINT/SIGTERM handler that only sets ``signum`` (installed in the main
-  thread for the ``with`` block; a second SIGINT raises KeyboardInterrupt)."""
+  thread for the ``with`` block; a second SIGINT raises KeyboardInterrupt).
 
-  def __init__(self):
+  ``notify`` (a callable taking one line) is told at once what a signal will
+  do (:data:`STOP_NOTICE`, then :data:`ABORT_NOTICE`), whatever the main
+  thread is doing, compiling included: the C-level handler writes the
+  signal to a wakeup socket (:func:`signal.set_wakeup_fd`) that a helper
+  thread reads, where Python's own handler only runs once the main thread
+  is back in Python code.
+  """
+
+  def __init__(self, notify: Optional[Callable[[str], None]] = None):
     self.signum: Optional[int] = None
+    self.notify = notify
     self._old: Dict[int, Any] = {}
+    self._wakeup: Optional[tuple] = None
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
       for s in (signal.SIGINT, signal.SIGTERM):
         self._old[s] = signal.signal(s, self._handle)
+      if self.notify is not None:
+        self._start_notices()
     return self
+
+  def _start_notices(self) -> None:
+    import socket
+    r, w = socket.socketpair()
+    w.setblocking(False)
+    try:
+      old_fd = signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
+    except ValueError:  # not the main thread of the main interpreter
+      r.close(), w.close()
+      return
+    self._wakeup = (r, w, old_fd)
+    threading.Thread(target=self._notices, args=(r,), daemon=True,
+                     name="ngrok_jax-stop-notices").start()
+
+  def _notices(self, r) -> None:
+    seen = 0
+    while True:
+      try:
+        data = r.recv(64)
+      except OSError:
+        return
+      if not data:
+        return
+      for signum in data:
+        if signum not in (signal.SIGINT, signal.SIGTERM):
+          continue
+        seen += 1
+        if seen == 1:
+          self.notify(STOP_NOTICE.format(name=signal.Signals(signum).name))
+        elif signum == signal.SIGINT:
+          self.notify(ABORT_NOTICE)
 
   def _handle(self, signum, frame):
     del frame
@@ -121,6 +172,12 @@ class StopFlag:
   def __exit__(self, *exc):
     for s, h in self._old.items():
       signal.signal(s, h)
+    if self._wakeup is not None:
+      r, w, old_fd = self._wakeup
+      signal.set_wakeup_fd(old_fd)
+      w.close()
+      r.close()
+      self._wakeup = None
     return False
 
 

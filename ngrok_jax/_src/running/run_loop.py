@@ -196,6 +196,9 @@ class RunLoop:
 
   def train_method(self, method: str, stop: StopFlag, resume: bool) -> None:
     spec, saves, lay = self.spec, self.out_dir is not None, self.layout
+    t0 = time.perf_counter()
+    if not resume:  # the initialisation compiles too: part of the stage
+      self.report(f"{method}: compiling the training step...")
     trainer, state, data = lay.start(method)
     meta_range = trainer.has_meta and saves
     ckpt = None
@@ -226,6 +229,10 @@ class RunLoop:
       if meta_range and "grad_range0" not in extra:
         extra["grad_range0"] = lay.grad_range0(trainer, state, data)
       if not self.complete[method]:
+        if resume:
+          self.report(f"{method}: compiling the training step...")
+        self._compile(trainer, state, data, step)
+        self.report(f"{method}: compiled in {time.perf_counter() - t0:.1f} s")
         hooks = [DivergenceBound(), ProgressBar(spec.steps, step, method,
                                                 self.progress), early,
                  *self.hooks]
@@ -244,6 +251,14 @@ class RunLoop:
     finally:
       if ckpt is not None:
         ckpt.close()
+
+  def _compile(self, trainer, state, data, step) -> None:
+    """Compiles the chunk's programs ahead of time (with the state's
+    initialisation before it, the stage the caller times and reports), so
+    that the progress bar's rate and ETA measure the training alone."""
+    compile_ = getattr(trainer, "compile", None)
+    if compile_ is not None:
+      compile_(state, data, min(self.spec.eval_every, self.spec.steps - step))
 
   def _loop(self, method, trainer, state, data, step, hooks):
     """Chunks of ``eval_every`` steps until the budget is spent or a hook

@@ -120,6 +120,15 @@ def _default_report(msg: str) -> None:
 _shard_count = shard_count  # the largest count <= devices dividing the seeds
 
 
+def _notice(report):
+  """The stop notices' printer: above the progress bar (``tqdm.write``)
+  for the default report, else ``report`` itself."""
+  if report is not _default_report:
+    return report
+  from tqdm.auto import tqdm
+  return lambda msg: tqdm.write(msg, file=sys.stderr)
+
+
 def _quiet(msg: str) -> None:
   del msg
 
@@ -355,7 +364,7 @@ def _execute_methods(r: RunLoop, spec: RunSpec, out_dir: Optional[str],
                      resume: bool, progress: bool, report,
                      plots: bool) -> Dict[str, Any]:
   """The methods of :func:`execute` in order, then the summary and plots."""
-  with StopFlag() as stop:
+  with StopFlag(notify=_notice(report)) as stop:
     try:
       for m in spec.methods:
         if sync_stop(stop):

@@ -18,7 +18,7 @@ from ngrok_jax._src.training.seed_step import batch_of, batch_step
 from ngrok_jax._src.core.sharding import resolve_seed_group
 from ngrok_jax._src.training.train import (Data, SeedState, TrainState,
                                            evaluate, init, init_amplifier,
-                                           seed_state, train_steps)
+                                           programs, seed_state, train_steps)
 
 __all__ = ["Trainer"]
 
@@ -69,6 +69,22 @@ class Trainer:
     """
     return train_steps(self.config, state, data, num_steps=num_steps,
                        seed_group=self.seed_group)
+
+  def compile(self, state: TrainState, data: Data, num_steps: int) -> None:
+    """Compiles :meth:`train_steps` for ``num_steps`` and :meth:`evaluate`
+    ahead of time (the later calls with arguments of the same shapes and
+    placement reuse the programs), so that the compilation can be timed
+    apart from the training.
+
+    Args:
+      state: a state (not donated here).
+      data: the data from :meth:`init`.
+      num_steps: the chunk size :meth:`train_steps` will be called with.
+    """
+    progs = programs(self.config)
+    progs.train_steps.lower(state, data, num_steps=num_steps,
+                            seed_group=self.seed_group).compile()
+    progs.evaluate.lower(state, data).compile()
 
   def evaluate(self, state: TrainState, data: Data):
     """Metrics of every seed: :func:`evaluate`.
