@@ -75,8 +75,20 @@ def _snr_setting(D):
           f"{r['steps']} truncations, inner runs of {r['horizon']} steps")
 
 
+def _pairs_at_least(D):
+  low = min(r["units"] / (r["snr"] + 2 * r["snr_se"])
+            for r in _rows(D, "snr") if r["snr"] + 2 * r["snr_se"] > 0)
+  return f"at least {low:.0f} antithetic pairs"
+
+
+def _horizon_used(D):
+  return f"inner runs of {_rows(D, 'snr')[0]['horizon']} steps"
+
+
 TABLES.append(Table("rule.horizon", (SNR,), horizon_table))
 TABLES.append(Table("rule.snr", (SNR,), snr_table))
 CLAIMS.append(Claim("rule.horizon.median", (SNR,), _median_text))
 CLAIMS.append(Claim("rule.horizon.range", (SNR,), _range_text))
 CLAIMS.append(Claim("rule.snr.setting", (SNR,), _snr_setting))
+CLAIMS.append(Claim("rule.snr.pairs", (SNR,), _pairs_at_least))
+CLAIMS.append(Claim("rule.snr.horizon", (SNR,), _horizon_used))
