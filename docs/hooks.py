@@ -96,8 +96,10 @@ def on_page_markdown(markdown, page, config, files):
     last = m.end(2)
   out.append(markdown[last:])
   markdown = "".join(out)
-  if src_uri in ROOT_PAGES:
+  if src_uri in ROOT_PAGES or src_uri.startswith("archive/"):
     # a pytree path such as ['params']['fc'] in prose is not a reference link
+    # (the results pages' tables; the archive holds a study moved out of
+    # RESULTS.md)
     markdown = markdown.replace("]['", "]\\['")
   return markdown
 

@@ -35,7 +35,7 @@ import numpy as np
 from experiments import _claims as R
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCS = ("RESULTS.md", "README.md")
+DOCS = ("RESULTS.md", R.ARCHIVE, "README.md")
 BEGIN, END = "<!-- claims:begin -->", "<!-- claims:end -->"
 #: Before a paragraph: it states configuration only (set, not measured).
 CONFIG = "<!-- claims:config -->"

@@ -19,8 +19,8 @@ before any early stop and over the budget, and the collapses after grokking
 (``ngrok_jax.stats.window_markdown``).
 
 ``--with-suffix S`` also pairs the methods of the folder ``RUN_DIR + S``
-(compare.py's ablation ``<task>-wd0``; the CPU-size study of RESULTS.md has
-``<task>-wd1e-3``; same seeds) with
+(compare.py's ablation ``<task>-wd0``; the CPU-size study,
+docs/archive/cpu-study-2026-11-22.md, has ``<task>-wd1e-3``; same seeds) with
 the reference of RUN_DIR; such a folder, if also given, is not tabulated on
 its own.
 """

@@ -88,7 +88,8 @@ def test_markdown_tables_have_matching_separator_rows():
   ncells = lambda l: len(re.split(r"(?<!\\)\|", l.strip().strip("|")))
   files = [os.path.join(ROOT, f) for f in ("README.md", "BENCHMARK.md",
                                            "RESULTS.md")]
-  files += glob.glob(os.path.join(ROOT, "docs", "*.md"))
+  files += glob.glob(os.path.join(ROOT, "docs", "**", "*.md"),
+                     recursive=True)  # docs/archive/ too
   bad, seen = [], 0
   for path in files:
     with open(path) as f:

@@ -42,10 +42,34 @@ def test_a_number_without_claim_fails():
 
 
 def test_numbers_outside_checked_regions_are_not_checked():
-  errors = _check(_changed("RESULTS.md", "## CPU-size study: a scale-down",
-                           "7.77 is not checked.\n\n## CPU-size study: a "
-                           "scale-down"))
+  errors = _check(_changed("RESULTS.md", "## Contents",
+                           "7.77 is not checked.\n\n## Contents"))
   assert not errors
+
+
+def test_the_archived_study_is_checked_on_its_page():
+  """The CPU-size study moved to its archive page: its claims must appear
+  there, and its prose and tables are checked as in RESULTS.md."""
+  archive = claims.R.ARCHIVE
+  assert archive in claims.DOCS
+  errors = _check(_changed(archive, "20\nseeds, 189 s of training",
+                           "20\nseeds, 190 s of training"))
+  assert any(f"{archive}: claim wd.wall not found" in e for e in errors)
+  assert any(e.startswith(f"{archive}:") and "'190'" in e for e in errors)
+  errors = _check(_changed(archive, "| a+b | neuralgrok | 1400 | 1100-1500 |",
+                           "| a+b | neuralgrok | 1500 | 1100-1500 |"))
+  assert any("table cpu.main not found" in e for e in errors)
+  # its claims are not looked for in RESULTS.md any more
+  docs = _docs()
+  docs["RESULTS.md"] = docs["RESULTS.md"] + "\n" + docs[archive]
+  docs[archive] = docs[archive].replace("189 s of training", "")
+  assert any(f"{archive}: claim wd.wall" in e for e in _check(docs))
+
+
+def test_the_summary_table_is_generated():
+  errors = _check(_changed("RESULTS.md", "Muon 1.55x, 1.60x, 2.12x;",
+                           "Muon 1.56x, 1.60x, 2.12x;"))
+  assert any("table summary.headline not found" in e for e in errors)
 
 
 def test_a_changed_table_cell_fails():

@@ -21,6 +21,9 @@ from ngrok_jax.tables import md_table
 
 RES = "experiments/results"
 P = "paper"
+#: The archive page of the CPU-size study (2026-11-22), moved out of
+#: RESULTS.md; its claims are checked there.
+ARCHIVE = "docs/archive/cpu-study-2026-11-22.md"
 NAMES = {"neuralgrok": "NeuralGrok", "rescale": "rescaling",
          "adam": "Adam wd 1e-3", "adamw": "AdamW",
          "grokfast-ema": "GrokFast-EMA", "grokfast-ma": "GrokFast-MA"}
@@ -197,6 +200,8 @@ NON_DATA = {
         # operational facts of the sessions, not in the exported folders:
         "about an hour for rescaling and about 11 minutes for GrokFast-MA",
         "step-1000 checkpoint",
+    ],
+    ARCHIVE: [
         "14.5-19.5 min per task",  # the commands' wall clock (2026-11-22)
     ],
     "README.md": ["p 47, depth 1, d 64, 2000 steps, 5 seeds"],  # the CPU

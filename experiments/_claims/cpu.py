@@ -1,4 +1,5 @@
-"""Claims and tables of the CPU-size study (RESULTS.md)."""
+"""Claims and tables of the CPU-size study (its archive page,
+``docs/archive/cpu-study-2026-11-22.md``, moved out of RESULTS.md)."""
 import math
 import os
 
@@ -10,6 +11,12 @@ from experiments._claims.base import (  # noqa: F401
 from ngrok_jax import stats
 from ngrok_jax.tables import md_table
 from experiments._claims.studies import theld
+from experiments._claims import base
+
+
+def many(prefix, sources, items, docs=(ARCHIVE,)):
+  """:func:`base.many`: this study's claims appear on its archive page."""
+  base.many(prefix, sources, items, docs)
 
 
 # ------------------------------------- CPU-size study: main comparison

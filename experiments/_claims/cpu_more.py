@@ -1,4 +1,5 @@
-"""Claims and tables of the CPU-size study's sections 2-7 (RESULTS.md)."""
+"""Claims and tables of the CPU-size study's sections 2-7 (its archive
+page, ``docs/archive/cpu-study-2026-11-22.md``, moved out of RESULTS.md)."""
 import json
 import math
 import os
@@ -11,6 +12,12 @@ from experiments._claims.base import (  # noqa: F401
 from ngrok_jax import stats
 from ngrok_jax.tables import md_table
 from experiments._claims.studies import theld
+from experiments._claims import base
+
+
+def many(prefix, sources, items, docs=(ARCHIVE,)):
+  """:func:`base.many`: this study's claims appear on its archive page."""
+  base.many(prefix, sources, items, docs)
 from experiments._claims.cpu import (  # noqa: F401
     CMETHODS, CPU, CTASKS, cpair, cpu_steps, seed_diffs, poly_best, poly_train,
     signed_text, sweep_diffs)
