@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   os.makedirs(args.out, exist_ok=True)
-  cfg_path = os.path.join(args.out, "config.json")
+  cfg_path = os.path.join(args.out, "snr_config.json")
   saved = {k: v for k, v in vars(args).items() if k != "out"}
   if os.path.exists(cfg_path):
     with open(cfg_path) as f:

@@ -10,6 +10,7 @@ from experiments._claims.base import CLAIMS, TABLES, Claim, Table
 from ngrok_jax.tables import md_table
 
 SNR = "rule_snr"
+BENCH = "bench_meta_step_cpu.json"
 
 
 def _rows(D, part):
@@ -22,7 +23,7 @@ def _horizon(D):
   """Every run's steps to 95% (inf: not within the run) and the budget."""
   steps = [np.inf if s is None else s for r in _rows(D, "horizon")
            for s in r["steps_to_95"]]
-  cfg = D.json(f"{SNR}/config.json")
+  cfg = D.json(f"{SNR}/snr_config.json")
   return np.asarray(steps, float), cfg
 
 
@@ -71,7 +72,7 @@ def _range_text(D):
 
 def _snr_setting(D):
   r = _rows(D, "snr")[0]
-  return (f"{r['particles']} particles ({r['units']} antithetic pairs), "
+  return (f"{r['particles']} particles in {r['units']} antithetic pairs, "
           f"{r['steps']} truncations, inner runs of {r['horizon']} steps")
 
 
@@ -92,3 +93,14 @@ CLAIMS.append(Claim("rule.horizon.range", (SNR,), _range_text))
 CLAIMS.append(Claim("rule.snr.setting", (SNR,), _snr_setting))
 CLAIMS.append(Claim("rule.snr.pairs", (SNR,), _pairs_at_least))
 CLAIMS.append(Claim("rule.snr.horizon", (SNR,), _horizon_used))
+
+
+def _bench(D):
+  b = D.json(BENCH)
+  m = b["median_seconds"]
+  return (f"{1e3 * m['particle_step[muon]']:.2f} ms against "
+          f"{1e3 * m['seed_step']:.2f} ms, {b['ratio']['particle_step[muon]']:.2f}x"
+          f" (the earlier rule's {b['ratio']['particle_step[update]']:.2f}x)")
+
+
+CLAIMS.append(Claim("rule.bench.ratio", (BENCH,), _bench))
