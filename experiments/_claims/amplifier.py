@@ -28,7 +28,7 @@ def _learned(D):
           for s in D.json(AVR)["runs"]]
 
 
-def _within(D):
+def within_bound(D):
   """The bound of every seed's distance, rounded up to one digit."""
   top = max(max(v) for v in _learned(D))
   e = math.floor(math.log10(top))
@@ -46,7 +46,7 @@ def _medians(D):
 
 many("paper.amp", (AVR,), {
     "command": lambda D: D.json(AVR)["command"].split(" --json")[0],
-    "within": _within,
+    "within": within_bound,
     "medians": _medians,
 })
 

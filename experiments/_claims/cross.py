@@ -118,13 +118,13 @@ def _ct_floor(D):
           f"{max(ds):.0f} steps) is within the noise floor ({fs:.0f} steps)")
 
 
-def _ct_within(D):
+def ct_within(D):
   dc = [final_value(D, f"{CT}/cross-{v}/{t}", "amp/dist_const") for v in CT_V
         for t in ("a+b", "a-b", "axb")]
   return f"to within {math.ceil(1000 * max(dc)) / 10:.1f}% it is rescaling"
 
 
-many("ct", [CT, LP], {"within": _ct_within, "training": _ct_training, "censor": _ct_censor,
+many("ct", [CT, LP], {"within": ct_within, "training": _ct_training, "censor": _ct_censor,
                       "verdict": _ct_verdict, "frozen": _ct_frozen,
                       "init": _ct_init, "cost": _ct_cost,
                       "floor": _ct_floor})
@@ -173,7 +173,7 @@ many("readme", [f"{CT}", "tune"], {
     "tuned AdamW)".format(
         *(lambda v: (min(v), max(v)))(
             [1 / tpair(D, t, "muon")["speedup"]["geomean"] for t in TUNE])),
-    "within": lambda D: _ct_within(D).replace("to within", "stays within")
+    "within": lambda D: ct_within(D).replace("to within", "stays within")
     .replace("% it is rescaling", "% of plain rescaling's"),
 }, docs=())
 

@@ -134,7 +134,7 @@ def _chosen(D, rel, m):
       " (edge)" if r.get("on_edge") else "")
 
 
-def _ci(d, fmt=".0f"):
+def ci_text(d, fmt=".0f"):
   if d["mean"] is None:
     return "- (n 0)"
   if d["lo"] is None:
@@ -143,7 +143,7 @@ def _ci(d, fmt=".0f"):
           f"(n {d['n_both']})")
 
 
-def _base_of(D, task, m):
+def base_of(D, task, m):
   for rel in VERDICT[task][0]:
     if m in D.json(f"{rel}/tune.json")["methods"]:
       return rel
@@ -156,7 +156,7 @@ def pair(D, task, m, rule=None, base=None):
   baselines'; held-out seeds); differences rule minus method."""
   rule = rule or VERDICT[task][1]
   r = D.run(f"{rule}/heldout")
-  b = D.run(f"{base or _base_of(D, task, m)}/heldout")
+  b = D.run(f"{base or base_of(D, task, m)}/heldout")
   seeds = list(r["spec"].seeds)
   if list(b["spec"].seeds) != seeds:
     raise ValueError("the rule and the baselines ran other seeds")
@@ -176,11 +176,11 @@ def verdict_table(D, task):
   rows = [[NAMES[RULE], *_chosen(D, rule, RULE), _reached(D, rule, RULE),
            "-", "-", "-"]]
   for m in [m for b in bases for m in D.json(f"{b}/tune.json")["methods"]]:
-    base = _base_of(D, task, m)
+    base = base_of(D, task, m)
     t = pair(D, task, m)
     rows.append([NAMES.get(m, m), *_chosen(D, base, m),
-                 _reached(D, base, m), _ci(t["steps"]),
-                 _ci(t["auc"], ".3f"),
+                 _reached(D, base, m), ci_text(t["steps"]),
+                 ci_text(t["auc"], ".3f"),
                  f"{t['a_only']} / {t['b_only']} / {t['neither']}"])
   return md_table(["method", "grid (widened)", "chosen cell",
                    "95% median (reached)", "steps to 95%: rule - method",
@@ -194,7 +194,7 @@ for _task, (_b, _r) in VERDICT.items():
 
 
 def _auc_text(D, task, m):
-  return f"{NAMES[m]} {_ci(pair(D, task, m)['auc'], '.3f')}"
+  return f"{NAMES[m]} {ci_text(pair(D, task, m)['auc'], '.3f')}"
 
 
 for _task, (_b, _r) in VERDICT.items():
@@ -211,7 +211,7 @@ NON_DATA["RESULTS.md"] += [
 
 
 def _steps_text(D, task, m):
-  return f"{NAMES[m]} {_ci(pair(D, task, m)['steps'])}"
+  return f"{NAMES[m]} {ci_text(pair(D, task, m)['steps'])}"
 
 
 def _wd0_text(D, task):
@@ -245,13 +245,13 @@ def long_table(D, task):
   rows = [["learned rule, longer meta-training",
            *_chosen(D, LONG[task], RULE), _reached(D, LONG[task], RULE),
            "-", "-", "-"]]
-  ms = [(RULE, shipped)] + [(m, _base_of(D, task, m)) for b in bases
+  ms = [(RULE, shipped)] + [(m, base_of(D, task, m)) for b in bases
                             for m in D.json(f"{b}/tune.json")["methods"]]
   for m, rel in ms:
     t = pair(D, task, m, LONG[task], rel)
     rows.append([("shipped " if m == RULE else "") + NAMES.get(m, m),
-                 *_chosen(D, rel, m), _reached(D, rel, m), _ci(t["steps"]),
-                 _ci(t["auc"], ".3f"),
+                 *_chosen(D, rel, m), _reached(D, rel, m), ci_text(t["steps"]),
+                 ci_text(t["auc"], ".3f"),
                  f"{t['a_only']} / {t['b_only']} / {t['neither']}"])
   return md_table(["method", "grid (widened)", "chosen cell",
                    "95% median (reached)", "steps to 95%: long rule - "
@@ -263,7 +263,7 @@ def _long_ci(D, task, m, key):
   rel = VERDICT[task][1] if m == RULE else None
   name = "the shipped rule" if m == RULE else NAMES[m]
   fmt = ".3f" if key == "auc" else ".0f"
-  return f"{name} {_ci(pair(D, task, m, LONG[task], rel)[key], fmt)}"
+  return f"{name} {ci_text(pair(D, task, m, LONG[task], rel)[key], fmt)}"
 
 
 for _task, _rel in LONG.items():
@@ -317,7 +317,7 @@ def control_table(D):
                            long_run["spec"].steps, rows_b=r["rows"])
     rows.append([f"random rule {nm}", _reached(D, f"{CONTROL}/heldout/{nm}",
                                                RULE, heldout=False),
-                 _ci(t["steps"]), _ci(t["auc"], ".3f"),
+                 ci_text(t["steps"]), ci_text(t["auc"], ".3f"),
                  f"{t['a_only']} / {t['b_only']} / {t['neither']}"])
   return md_table(["control (lr 0.003, wd 1)", "95% median (reached)",
                    "steps to 95%: long rule - control",

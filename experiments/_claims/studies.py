@@ -277,7 +277,7 @@ def _lp_pair(D, t, opt=None):
                             rows_b=other["rows"])
 
 
-def _lp_all_pairs(D):
+def lp_all_pairs(D):
   return [(t, o, _lp_pair(D, t, o)) for t, opts in LP_OPTS.items()
           for o in [None] + opts]
 
@@ -297,14 +297,14 @@ def _lp_dead(D):
 def _lp_verdict(D):
   fs = noise_floor(D)[0]
   bad = []
-  for t, o, p in _lp_all_pairs(D):
+  for t, o, p in lp_all_pairs(D):
     for k in ("steps", "auc"):
       d = p[k]
       if d["lo"] is not None and (d["lo"] > 0 or d["hi"] < 0):
         bad.append((t, o, k))
   assert bad == [("a+b", "meta-lr-1e-2-cosine", "steps")], bad
   d = _lp_pair(D, "a+b", "meta-lr-1e-2-cosine")["steps"]
-  within = all(abs(p["steps"]["mean"]) <= fs for _, _, p in _lp_all_pairs(D))
+  within = all(abs(p["steps"]["mean"]) <= fs for _, _, p in lp_all_pairs(D))
   assert within
   return (f"than rescaling by {-d['mean']:.0f} [{-d['hi']:.0f}, "
           f"{-d['lo']:.0f}] steps")
@@ -318,7 +318,7 @@ def _lp_lost(D):
 
 def _lp_floor(D):
   fs = noise_floor(D)[0]
-  m = max(abs(p["steps"]["mean"]) for _, _, p in _lp_all_pairs(D))
+  m = max(abs(p["steps"]["mean"]) for _, _, p in lp_all_pairs(D))
   return (f"every mean difference of steps to 95% here (at most {m:.0f} "
           f"steps) is within the noise floor ({fs:.0f} steps)")
 

@@ -37,10 +37,10 @@ def _learned(D):
   fs = noise_floor(D)[0]
   diffs = ", ".join(ci(D.pair(f"{P}/{t}", "rescale")["steps"])
                     for t in _PAPER)
-  bound = amplifier._within(D).split()[1]  # noqa: SLF001 (its rounding)
+  bound = amplifier.within_bound(D).split()[1]  # its rounding
   largest = max(abs(p["steps"]["mean"]) for _, _, p in
-                studies._lp_all_pairs(D))  # noqa: SLF001 (same registry)
-  within = cross._ct_within(D).split(" it ")[0]  # noqa: SLF001
+                studies.lp_all_pairs(D))
+  within = cross.ct_within(D).split(" it ")[0]
   return ("paper size, steps to 95%, NeuralGrok minus rescaling alone "
           f"({', '.join(TASKS[t] for t in _PAPER)}): {diffs}; learned "
           f"amplifier's distance from plain rescaling below {bound} "
@@ -51,12 +51,12 @@ def _learned(D):
 
 
 def _rule(D):
-  ci_ = rule._ci  # noqa: SLF001 (the verdict's own formatting)
+  ci_ = rule.ci_text  # the verdict's own formatting
   shipped = ", ".join(
       f"{rule.NAMES[m]} {ci_(rule.pair(D, 'a/b', m)['steps'])}"
       for m in ("muon", "neuralgrok", "adamw", "rescale"))
   long = rule.pair(D, "a/b", "muon", rule.LONG["a/b"],
-                   rule._base_of(D, "a/b", "muon"))  # noqa: SLF001
+                   rule.base_of(D, "a/b", "muon"))
   return ("held-out a/b mod 47, steps to 95%, the shipped rule minus each "
           f"tuned method: {shipped}; the longer-meta-trained rule minus "
           f"Muon {ci_(long['steps'])}")
