@@ -214,3 +214,18 @@ def test_profile_path_runs(tmp_path, capsys):
                "amplifier_scores_grad", "meta_grad", "outer_loss_fwd"):
     assert profile[f"profile/{what}"]["seconds"] > 0, what
     assert len(profile[f"profile/{what}"]["all_seconds"]) == 1
+
+
+def test_benchmark_times_the_paper_presets():
+  """The step-time configurations are today's defaults: the paper-add and
+  paper-poly presets (T 4 and T 1, c 0.2), run with the reference's
+  placement (BENCHMARK.md's tables were made with them)."""
+  from experiments import benchmark
+  from ngrok_jax import TrainConfig
+  from ngrok_jax.presets import get_preset
+  for name, preset in (("a+b", "paper-add"), ("a*c+b*d-e", "paper-poly")):
+    assert benchmark.CONFIGS[name] == dict(get_preset(preset)["config"])
+  assert benchmark.CONFIGS["a+b"]["meta_every"] == 4
+  cfg = TrainConfig(**{**benchmark.CONFIGS["a+b"], "method": "neuralgrok"})
+  assert cfg.validate().meta_placement == "after"
+  assert benchmark.QUICK_CONFIGS["a+b"]["meta_every"] == 4
