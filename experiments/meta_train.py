@@ -103,6 +103,10 @@ def parser() -> argparse.ArgumentParser:
   a("--meta-lr", type=float, default=1e-3)
   a("--meta-clip", type=float, default=1.0,
     help="clip the meta-gradient's global norm (0: off)")
+  a("--accumulate", type=int, default=1,
+    help="average the gradient estimates of this many outer steps before "
+    "one meta update (optax.MultiSteps; the clip acts on the average): the "
+    "update's signal-to-noise ratio is this many times one outer step's")
   a("--outer-steps", type=int, default=100)
   a("--checkpoint-every", type=int, default=10)
   a("--probe-every", type=int, default=0,
@@ -141,6 +145,8 @@ def _check_flags(args) -> None:
   if args.truncation > args.horizon:
     raise ValueError(f"--truncation {args.truncation} is longer than "
                      f"--horizon {args.horizon}")
+  if args.accumulate < 1:
+    raise ValueError(f"--accumulate must be >= 1, got {args.accumulate}")
   if args.probe_every < 0:
     raise ValueError(f"--probe-every must be >= 0, got {args.probe_every}")
 
@@ -179,16 +185,24 @@ def configs(args) -> Dict[str, Any]:
   return dict(rule=rule, outer=outer, inner=inner, primes=primes)
 
 
-def meta_optimizer(meta_lr: float, clip: float) -> optax.GradientTransformation:
+def meta_optimizer(meta_lr: float, clip: float, accumulate: int = 1
+                   ) -> optax.GradientTransformation:
+  """Adam on the (clipped) meta-gradient; ``accumulate > 1``: on the mean
+  of that many outer steps' estimates (``optax.MultiSteps``), theta
+  unchanged in between."""
   opt = optax.adam(meta_lr)
-  return optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
+  opt = optax.chain(optax.clip_by_global_norm(clip), opt) if clip else opt
+  return (optax.MultiSteps(opt, every_k_schedule=accumulate)
+          if accumulate > 1 else opt)
 
 
 @functools.lru_cache(maxsize=8)
 def _program(outer: pes.OuterConfig, inner: rt.ArithConfig,
-             rule: RuleConfig, meta_lr: float, clip: float):
+             rule: RuleConfig, meta_lr: float, clip: float,
+             accumulate: int = 1):
   task = rt.arith_task(inner, rule)
-  return task, pes.make_outer_step(outer, task, meta_optimizer(meta_lr, clip))
+  return task, pes.make_outer_step(outer, task, meta_optimizer(
+      meta_lr, clip, accumulate))
 
 
 def seed_keys(seed: int, n_primes: int):
@@ -205,11 +219,11 @@ def init_state(args, cf) -> Dict[str, Any]:
   k_theta, k_run, *k_p = seed_keys(args.seed, len(cf["primes"]))
   theta = init_rule(cf["rule"], k_theta)
   theta = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), theta)
-  opt = meta_optimizer(args.meta_lr, args.meta_clip)
+  opt = meta_optimizer(args.meta_lr, args.meta_clip, args.accumulate)
   parts = {}
   for p, k in zip(cf["primes"], k_p):
     task, _ = _program(cf["outer"], cf["inner"][p], cf["rule"], args.meta_lr,
-                       args.meta_clip)
+                       args.meta_clip, args.accumulate)
     parts[str(p)] = pes.init_particles(cf["outer"], task, theta, k)
   return dict(theta=theta, meta_opt_state=opt.init(theta), key=k_run,
               step=jnp.zeros((), jnp.int32), particles=parts)
@@ -220,7 +234,7 @@ def outer_step(args, cf, state):
   s = int(state["step"])
   p = cf["primes"][s % len(cf["primes"])]
   _, fn = _program(cf["outer"], cf["inner"][p], cf["rule"], args.meta_lr,
-                   args.meta_clip)
+                   args.meta_clip, args.accumulate)
   os_ = pes.OuterState(state["theta"], state["meta_opt_state"],
                        state["particles"][str(p)], state["key"],
                        state["step"])
@@ -306,6 +320,8 @@ def run(args) -> Dict[str, Any]:
   saved = {k: v for k, v in vars(args).items() if k not in NOT_SAVED}
   if saved.get("wd") is None:  # folders from before --wd
     saved.pop("wd", None)
+  if saved.get("accumulate") == 1:  # and before --accumulate
+    saved.pop("accumulate", None)
   text = json.dumps(saved, indent=2, allow_nan=False)
   check_folder(args.out, text)
   state = init_state(args, cf)  # what the model refuses fails here

@@ -243,3 +243,31 @@ def test_bench_meta_step_times_both_and_writes_the_ratio(tmp_path):
   assert set(rec["ratio"]) == {"particle_step[muon]", "particle_step[update]"}
   assert all(len(v) == 2 and min(v) > 0 for v in rec["seconds"].values())
   assert bench_meta_step.main(["--particles", "7"]) == 2
+
+
+def test_meta_train_accumulate_averages_outer_steps_before_an_update(
+    tmp_path):
+  """--accumulate 2: theta stays at its start after the first outer step
+  and moves after the second (one meta update on the mean of two
+  estimates), as Adam on that mean would move it; --accumulate 0 is a
+  one-line error before any write."""
+  from experiments import meta_train
+  base = ["--primes", "11", "--dim", "16", "--heads", "2", "--batch-size",
+          "16", "--meta-batch", "16", "--hidden", "4", "--particles", "4",
+          "--truncation", "3", "--horizon", "6", "--checkpoint-every", "1",
+          "--no-progress", "--no-plots", "--accumulate", "2"]
+  out = str(tmp_path / "acc")
+  argv = lambda n: base + ["--out", out, "--outer-steps", str(n)]
+  start = meta_train.init_state(
+      meta_train.parser().parse_args(argv(1)),
+      meta_train.configs(meta_train.parser().parse_args(argv(1))))["theta"]
+  one = meta_train.run(meta_train.parser().parse_args(argv(1)))["state"]
+  for a, b in zip(jax.tree.leaves(start), jax.tree.leaves(one["theta"])):
+    np.testing.assert_array_equal(a, b)
+  two = meta_train.run(meta_train.parser().parse_args(argv(2)))["state"]
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(start), jax.tree.leaves(two["theta"])))
+  with pytest.raises(ValueError, match="--accumulate"):
+    meta_train.configs(meta_train.parser().parse_args(
+        base[:-1] + ["0", "--out", str(tmp_path / "bad")]))
+  assert not (tmp_path / "bad").exists()
