@@ -14,7 +14,8 @@ import pytest
 
 from ngrok_jax._src.storage import runfolder
 from ngrok_jax._src.storage.folderlock import FolderBusy, lock_folder
-from run_folders import TINY_FLAGS, cli_main, write_run_folder
+from run_folders import (TINY_FLAGS, cli_main, folder_listing,
+                         write_run_folder)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,17 +60,6 @@ time.sleep(600)
 """
 
 
-def _listing(d):
-  out = {}
-  for root, dirs, files in os.walk(d):
-    for n in dirs:
-      out[os.path.relpath(os.path.join(root, n), d)] = None
-    for n in files:
-      with open(os.path.join(root, n), "rb") as f:
-        out[os.path.relpath(os.path.join(root, n), d)] = f.read()
-  return out
-
-
 def test_two_writers_one_folder_one_refused_nothing_deleted(tmp_path):
   """Protects a new run's config.json, metrics.jsonl and summary.json
   against a second writer started on the same folder at the same moment
@@ -100,7 +90,7 @@ def test_two_writers_one_folder_one_refused_nothing_deleted(tmp_path):
       concurrent += 1
     else:
       assert "already holds a run" in err, err
-    assert _listing(out) == {n: str(winner).encode() for n in (
+    assert folder_listing(out) == {n: str(winner).encode() for n in (
         "config.json", "metrics.jsonl", "summary.json")}
   print(f"{concurrent} of {tries} refused by the lock")
   assert concurrent > 0  # the lock, not only the folder check, refused
@@ -134,12 +124,12 @@ def test_a_running_run_is_refused_to_every_writer(tmp_path, holder, capsys):
   run = write_run_folder(str(tmp_path / "run"), ["adam"], [0],
                          [dict(method="adam", seed=0, step=10)], 10, 10)
   p = holder(run)
-  before = _listing(run)
+  before = folder_listing(run)
   rc, _, err = cli_main(["train", "--resume", run, "--no-progress",
                          "--no-plots"], capsys)
   assert rc == 2 and f"process {p.pid}" in err and run in err, err
   assert len(err.strip().splitlines()) == 1, err
-  assert _listing(run) == before
+  assert folder_listing(run) == before
   empty = tmp_path / "cross"
   q = holder(empty)
   rc, _, err = cli_main(["train", "--cross-tasks", "a+b,a-b", "--out",
@@ -209,7 +199,7 @@ def test_runner_checks_the_folder_again_under_the_lock(tmp_path,
     runner.run(dict(task="a+b", p=11, depth=1, dim=16, heads=2), "adam", 1,
                10, 10, out_dir=d, progress=False, plots=False)
   monkeypatch.undo()
-  before = _listing(d)
+  before = folder_listing(d)
   write_run_folder(d, ["adam"], [0], [dict(method="adam", seed=0,
                                            step=10)], 10, 10)
-  assert _listing(d) == before
+  assert folder_listing(d) == before

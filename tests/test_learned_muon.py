@@ -12,21 +12,7 @@ from ngrok_jax._src.core.model import Transformer
 from ngrok_jax._src.optim import learned_rule as lr_
 from ngrok_jax._src.optim.registry import muon_dimension_numbers
 from ngrok_jax._src.training import methods
-
-
-def _mlp_problem():
-  """A user's own model (not the library's transformer), a plain dict."""
-  kx, k1, k2 = jax.random.split(jax.random.PRNGKey(3), 3)
-  x = jax.random.normal(kx, (128, 4))
-  y = jnp.sin(x @ jnp.array([1.0, -2.0, 0.5, 1.5]))[:, None]
-  params = {"hidden": {"w": 0.5 * jax.random.normal(k1, (4, 32)),
-                       "b": jnp.zeros(32)},
-            "out": (0.5 * jax.random.normal(k2, (32, 1)), jnp.zeros(1))}
-
-  def loss(p):
-    h = jnp.tanh(x @ p["hidden"]["w"] + p["hidden"]["b"])
-    return jnp.mean(jnp.square(h @ p["out"][0] + p["out"][1] - y))
-  return params, loss
+from run_folders import users_mlp
 
 
 def _transformer_problem():
@@ -76,7 +62,7 @@ def test_the_initial_rule_is_optax_muon_on_a_users_model():
   """A user's model (every 2-D leaf orthogonalised, as optax's default):
   5 steps of the zero-initialised rule equal optax.contrib.muon's with the
   same lr, wd, b2 and consistent_rms, to float rounding."""
-  params, loss = _mlp_problem()
+  params, loss = users_mlp()
   cfg = lr_.muon_config(lr=1e-2, wd=0.5)
   theta = lr_.init_rule(cfg, jax.random.PRNGKey(1))
   _assert_close(*_paired_updates(

@@ -12,22 +12,7 @@ import pytest
 
 import ngrok_jax
 from ngrok_jax._src.optim import learned_rule, pretrained
-
-
-def _mlp_problem():
-  """A user's own model (not the library's transformer): a 2-layer tanh
-  MLP regressing a smooth target, parameters in a plain dict."""
-  kx, k1, k2 = jax.random.split(jax.random.PRNGKey(3), 3)
-  x = jax.random.normal(kx, (128, 4))
-  y = jnp.sin(x @ jnp.array([1.0, -2.0, 0.5, 1.5]))[:, None]
-  params = {"hidden": {"w": 0.5 * jax.random.normal(k1, (4, 32)),
-                       "b": jnp.zeros(32)},
-            "out": (0.5 * jax.random.normal(k2, (32, 1)), jnp.zeros(1))}
-
-  def loss(p):
-    h = jnp.tanh(x @ p["hidden"]["w"] + p["hidden"]["b"])
-    return jnp.mean(jnp.square(h @ p["out"][0] + p["out"][1] - y))
-  return params, loss
+from run_folders import users_mlp
 
 
 def _train(tx, params, loss, steps):
@@ -94,7 +79,7 @@ def test_default_rule_trains_a_users_mlp():
   assert info["command"].startswith("python -m experiments.meta_train")
   tx = ngrok_jax.pretrained_rule()
   assert isinstance(tx, optax.GradientTransformation)
-  params, loss = _mlp_problem()
+  params, loss = users_mlp()
   start = float(loss(params))
   end = _train(tx, params, loss, 300)
   assert end < 0.2 * start, (start, end)
@@ -144,7 +129,7 @@ def test_a_rule_folder_is_a_rule_anywhere_a_name_is(tmp_path):
   assert c2 == cfg
   assert all(np.array_equal(a, b) for a, b in zip(
       jax.tree.leaves(theta), jax.tree.leaves(t2)))
-  params, loss = _mlp_problem()
+  params, loss = users_mlp()
   base = _one_update(ngrok_jax.pretrained_rule(lr=1e-2), params, loss)
   for folder, equal in ((same, True), (other, False)):
     got = _one_update(ngrok_jax.pretrained_rule(folder, lr=1e-2), params,

@@ -23,7 +23,8 @@ from ngrok_jax._src.running.hooks import Chunk, DivergenceBound
 from ngrok_jax._src.training.methods import init_amplifier_params
 from ngrok_jax._src.analysis.results import read_metrics, summarize
 from ngrok_jax._src.storage.spec_build import make_spec
-from run_folders import TINY_MODEL_FLAGS, cli_main, write_run_folder
+from run_folders import (TINY_MODEL_FLAGS, cli_main, folder_listing,
+                         write_run_folder)
 
 TINY = TINY_MODEL_FLAGS + ["--seeds", "2", "--eval-every", "10", "--no-progress",
                      "--no-plots"]
@@ -38,18 +39,6 @@ def _error_line(err):
   lines = [l for l in err.splitlines() if "error" in l]
   assert len(lines) == 1 and "Traceback" not in err, err
   return lines[0]
-
-
-def _listing(d):
-  """Every path under ``d`` with the bytes of every file."""
-  out = {}
-  for root, dirs, files in os.walk(d):
-    for n in dirs:
-      out[os.path.relpath(os.path.join(root, n), d)] = None
-    for n in files:
-      with open(os.path.join(root, n), "rb") as f:
-        out[os.path.relpath(os.path.join(root, n), d)] = f.read()
-  return out
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +82,11 @@ def test_force_shape_change_is_refused_before_touching_anything(
   against ``--resume --force`` with a field that fixes the state's shapes:
   refused naming the field, nothing renamed or rewritten; a plain resume
   afterwards continues from the checkpoint (not from step 0)."""
-  before = _listing(run_copy)
+  before = folder_listing(run_copy)
   rc, _, err = _main(["train", "--resume", run_copy, "--dim", "64",
                       "--force"], capsys)
   assert rc == 2 and "configs.adam.dim" in _error_line(err)
-  assert _listing(run_copy) == before
+  assert folder_listing(run_copy) == before
   rc, _, err = _main(["train", "--resume", run_copy, "--no-progress",
                       "--no-plots"], capsys)
   assert rc == 0 and "resuming from step 30" in err
@@ -352,11 +341,11 @@ def test_minor_cases(tmp_path, run_copy, capsys):
     f.write("{not json")
   rc, _, err = _main(["report", d, "--no-plots"], capsys)
   assert rc == 2 and "summary.json" in _error_line(err)
-  before = _listing(run_copy)
+  before = folder_listing(run_copy)
   rc, _, err = _main(["train", "--resume", run_copy, "--steps", "20",
                       "--force"], capsys)
   assert rc == 2 and "not shortened" in _error_line(err)
-  assert _listing(run_copy) == before
+  assert folder_listing(run_copy) == before
 
 
 def test_finite_divergence_bound():

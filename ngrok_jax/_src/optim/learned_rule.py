@@ -362,15 +362,16 @@ def _muon_update(config: RuleConfig, theta, grads, state: LearnedRuleState,
   nu_hat = optax.tree.bias_correction(nu, config.beta2, count)
   treedef = jax.tree.structure(g)
   flat = lambda t: treedef.flatten_up_to(t)
-  dims = treedef.flatten_up_to(_dimension_numbers(dimension_numbers, params))
-  gl, pl, vl = flat(g), flat(params), flat(nu)
+  dims = flat(_dimension_numbers(dimension_numbers, params))
+  gl, pl, vl, rl = flat(g), flat(params), flat(nu), flat(grads)
+  ml, al, nl = flat(mu_muon), flat(mu_adam), flat(nu_hat)
   mls = [flat(m) for m in mus[:nd]]
   out = []
   for i, (x, dim) in enumerate(zip(gl, dims)):
     if dim is not None:
-      base = flat(mu_muon)[i]
+      base = ml[i]
     else:
-      base = flat(mu_adam)[i] / (jnp.sqrt(flat(nu_hat)[i]) + config.eps)
+      base = al[i] / (jnp.sqrt(nl[i]) + config.eps)
     scale = None
     if dim is not None or config.others == "learned":
       feats = rule_features(config, x, [m[i] for m in mls], vl[i], pl[i],
@@ -385,7 +386,7 @@ def _muon_update(config: RuleConfig, theta, grads, state: LearnedRuleState,
     if scale is not None:
       d = scale * d
     u = -config.lr * (d + config.wd * jnp.asarray(pl[i], jnp.float32))
-    out.append(u.astype(jnp.result_type(jax.tree.leaves(grads)[i])))
+    out.append(u.astype(jnp.result_type(rl[i])))
   return (jax.tree.unflatten(treedef, out),
           LearnedRuleState(count, mus, nu))
 
