@@ -107,6 +107,13 @@ def parser() -> argparse.ArgumentParser:
     help="average the gradient estimates of this many outer steps before "
     "one meta update (optax.MultiSteps; the clip acts on the average): the "
     "update's signal-to-noise ratio is this many times one outer step's")
+  a("--synchronized", action="store_true",
+    help="every particle starts and ends its inner runs together (no "
+    "stagger); fresh particles at every epoch (horizon / truncation outer "
+    "steps per prime, all primes), and checkpoints only there, holding the "
+    "rule, the meta optimizer and the key but no particle: a folder small "
+    "enough to commit and resume exactly in another session (an interrupt "
+    "between epochs resumes from the last epoch)")
   a("--outer-steps", type=int, default=100)
   a("--checkpoint-every", type=int, default=10)
   a("--probe-every", type=int, default=0,
@@ -149,6 +156,26 @@ def _check_flags(args) -> None:
     raise ValueError(f"--accumulate must be >= 1, got {args.accumulate}")
   if args.probe_every < 0:
     raise ValueError(f"--probe-every must be >= 0, got {args.probe_every}")
+  if args.synchronized:
+    if args.horizon % args.truncation:
+      raise ValueError(f"--synchronized needs --truncation {args.truncation}"
+                       f" to divide --horizon {args.horizon}")
+    e = epoch_length(args)
+    if args.outer_steps % e:
+      raise ValueError(f"--synchronized: --outer-steps {args.outer_steps} "
+                       f"must be a multiple of the epoch, {e} outer steps "
+                       "(horizon / truncation x primes)")
+    if args.checkpoint_every % e:
+      raise ValueError(f"--synchronized: --checkpoint-every "
+                       f"{args.checkpoint_every} must be a multiple of the "
+                       f"epoch, {e} outer steps (horizon / truncation x "
+                       "primes)")
+
+
+def epoch_length(args) -> int:
+  """Outer steps in which every prime's particles run one whole inner run
+  (``--synchronized``)."""
+  return args.horizon // args.truncation * len(_ints(args.primes))
 
 
 def configs(args) -> Dict[str, Any]:
@@ -175,7 +202,8 @@ def configs(args) -> Dict[str, Any]:
       estimator=args.estimator, num_particles=args.particles,
       truncation=args.truncation, horizon=args.horizon, sigma=args.sigma,
       objective=args.objective, gap_weight=args.gap_weight,
-      loss_clip=args.loss_clip, num_groups=len(tasks))
+      loss_clip=args.loss_clip, num_groups=len(tasks),
+      stagger=not args.synchronized)
   inner = {p: rt.ArithConfig(p=p, tasks=tasks, dim=args.dim,
                              depth=args.depth, heads=args.heads,
                              batch_size=args.batch_size,
@@ -216,22 +244,47 @@ def init_state(args, cf) -> Dict[str, Any]:
   """The whole meta-training state: ``theta``, ``meta_opt_state``, ``key``,
   ``step`` and ``particles`` (one :class:`ngrok_jax.pes.Particles` per
   prime, keyed by the prime as a string)."""
-  k_theta, k_run, *k_p = seed_keys(args.seed, len(cf["primes"]))
+  k_theta, k_run, *_ = seed_keys(args.seed, len(cf["primes"]))
   theta = init_rule(cf["rule"], k_theta)
   theta = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), theta)
   opt = meta_optimizer(args.meta_lr, args.meta_clip, args.accumulate)
+  return dict(theta=theta, meta_opt_state=opt.init(theta), key=k_run,
+              step=jnp.zeros((), jnp.int32),
+              particles=particles(args, cf, theta, 0))
+
+
+def particles(args, cf, theta, epoch: int) -> Dict[str, pes.Particles]:
+  """Fresh particles of every prime (keyed by the prime as a string): from
+  the prime's key of :func:`seed_keys`, folded with the epoch under
+  ``--synchronized`` (every epoch starts fresh ones)."""
+  _, _, *k_p = seed_keys(args.seed, len(cf["primes"]))
   parts = {}
   for p, k in zip(cf["primes"], k_p):
     task, _ = _program(cf["outer"], cf["inner"][p], cf["rule"], args.meta_lr,
                        args.meta_clip, args.accumulate)
+    if args.synchronized:
+      k = jax.random.fold_in(k, epoch)
     parts[str(p)] = pes.init_particles(cf["outer"], task, theta, k)
-  return dict(theta=theta, meta_opt_state=opt.init(theta), key=k_run,
-              step=jnp.zeros((), jnp.int32), particles=parts)
+  return parts
+
+
+def saved_part(args, state) -> Dict[str, Any]:
+  """What a checkpoint holds: the whole state, or under
+  ``--synchronized`` (checkpoints at epoch ends) all but the particles."""
+  if not args.synchronized:
+    return state
+  return {k: v for k, v in state.items() if k != "particles"}
 
 
 def outer_step(args, cf, state):
   """One outer step on the prime of ``state["step"]`` (round robin)."""
   s = int(state["step"])
+  if args.synchronized and (s % epoch_length(args) == 0
+                            or "particles" not in state):
+    assert s % epoch_length(args) == 0, s  # checkpoints are at epoch ends
+    if s:  # (step 0's are init_state's)
+      state = dict(state, particles=particles(
+          args, cf, state["theta"], s // epoch_length(args)))
   p = cf["primes"][s % len(cf["primes"])]
   _, fn = _program(cf["outer"], cf["inner"][p], cf["rule"], args.meta_lr,
                    args.meta_clip, args.accumulate)
@@ -322,6 +375,8 @@ def run(args) -> Dict[str, Any]:
     saved.pop("wd", None)
   if saved.get("accumulate") == 1:  # and before --accumulate
     saved.pop("accumulate", None)
+  if not saved.get("synchronized"):  # and before --synchronized
+    saved.pop("synchronized", None)
   text = json.dumps(saved, indent=2, allow_nan=False)
   check_folder(args.out, text)
   state = init_state(args, cf)  # what the model refuses fails here
@@ -338,7 +393,7 @@ def _train(args, cf, state) -> Dict[str, Any]:
   wall, start = 0.0, 0
   with Checkpointer(os.path.join(args.out, "checkpoints")) as ckpt, \
       StopFlag() as stop:
-    got = ckpt.restore_latest(state, report=lambda m: print(
+    got = ckpt.restore_latest(saved_part(args, state), report=lambda m: print(
         f"meta_train: {m}", file=sys.stderr))
     if got is not None:
       start, state, meta = got
@@ -364,19 +419,27 @@ def _train(args, cf, state) -> Dict[str, Any]:
       bar.update(1)
       out_of_time = args.max_minutes and (
           time.perf_counter() - began > 60 * args.max_minutes)
+      # --synchronized: checkpoints at epoch ends only (no particle in them)
+      can_save = not args.synchronized or (s + 1) % epoch_length(args) == 0
       if ((s + 1) % args.checkpoint_every == 0 or s + 1 == args.outer_steps
-          or out_of_time or stop.signum is not None):
+          or ((out_of_time or stop.signum is not None) and can_save)):
         append_metrics(args.out, rows[saved:])  # then the checkpoint
         saved = len(rows)
-        ckpt.save(s + 1, state, dict(num_rows=saved, wall_s=wall))
+        ckpt.save(s + 1, saved_part(args, state),
+                  dict(num_rows=saved, wall_s=wall))
         runfolder.mark_progress(args.out)
       if stop.signum is not None and s + 1 < args.outer_steps:
         ckpt.wait()
         bar.close()
+        last = ckpt.manager.latest_step() or 0
         raise RunInterrupted(
             f"{signal.Signals(stop.signum).name} received: stopped at outer "
-            f"step {s + 1}/{args.outer_steps}, checkpoint saved; rerun the "
-            "command to continue", stop.signum, args.out)
+            f"step {s + 1}/{args.outer_steps}, "
+            + ("checkpoint saved" if last == s + 1 else
+               f"the last checkpoint is outer step {last} (an epoch end)")
+            + "; rerun the command to continue", stop.signum, args.out)
+      if out_of_time and not can_save:
+        continue  # to the epoch's end
       if out_of_time:
         break
     bar.close()

@@ -419,3 +419,53 @@ def test_meta_train_resumes_a_first_format_checkpoint(meta_train, full_run,
   for x, y in zip(jax.tree.leaves(full_run["state"]),
                   jax.tree.leaves(resumed["state"])):
     np.testing.assert_array_equal(x, y)
+
+
+def test_meta_train_synchronized_checkpoints_are_small_and_exact(
+    meta_train, tmp_path, monkeypatch):
+  """Protects meta-training across sessions (issue 37): under
+  ``--synchronized`` the particles restart together at every epoch
+  (horizon / truncation outer steps per prime), checkpoints are taken only
+  there and hold no particle (a folder small enough to commit), and a run
+  resumed from such a checkpoint in a copied folder (as after a commit and
+  a clone) ends with the rows and state of an uninterrupted run; a
+  ``--max-minutes`` stop runs on to the epoch's end."""
+  import os
+  import shutil
+  sync = ("--synchronized", "--horizon", "6", "--primes", "11,13",
+          "--probe-every", "4", "--probe-steps", "4", "--probe-seeds", "1",
+          "--checkpoint-every", "4")
+  # epoch: 6 / 3 x 2 primes = 4 outer steps
+  with pytest.raises(ValueError, match="multiple of the epoch, 4"):
+    meta_train.configs(_args(meta_train, tmp_path / "x", 6, *sync))
+  full = meta_train.run(_args(meta_train, tmp_path / "a", 8, *sync,
+                              "--checkpoint-every", "8"))
+  assert int(full["state"]["step"]) == 8
+  a = tmp_path / "b"
+  stopped = meta_train.run(_args(meta_train, a, 8, *sync,
+                                 "--checkpoint-every", "4",
+                                 "--max-minutes", "1e-9"))
+  assert int(stopped["state"]["step"]) == 4  # ran on to the epoch's end
+  assert sorted(os.listdir(a / "checkpoints")) == ["4"]
+  from ngrok_jax._src.storage.checkpoint import Checkpointer
+  args = _args(meta_train, a, 8, *sync)
+  cf = meta_train.configs(args)
+  template = meta_train.init_state(args, cf)
+  with Checkpointer(str(a / "checkpoints")) as ck:
+    _, small, _ = ck.restore_latest(meta_train.saved_part(args, template))
+  assert "particles" not in small
+  part_bytes = sum(x.nbytes for x in jax.tree.leaves(template["particles"]))
+  ck_bytes = sum(os.path.getsize(os.path.join(r, f))
+                 for r, _, fs in os.walk(a / "checkpoints") for f in fs)
+  assert ck_bytes < part_bytes / 4, (ck_bytes, part_bytes)
+  copy = tmp_path / "clone"
+  shutil.copytree(a, copy)
+  shutil.rmtree(a)
+  resumed = meta_train.run(_args(meta_train, copy, 8, *sync,
+                                 "--checkpoint-every", "4"))
+  assert _no_time(resumed["rows"]) == _no_time(full["rows"])
+  for x, y in zip(jax.tree.leaves(full["state"]),
+                  jax.tree.leaves(resumed["state"])):
+    np.testing.assert_array_equal(x, y)
+  # every epoch's particles are fresh (none carried from the last epoch)
+  assert all(r["resets"] == 0 for r in full["rows"] if "resets" in r)
