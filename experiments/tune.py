@@ -1,11 +1,16 @@
 """Tuned baselines: every method at its own best settings, held-out seeds.
 
 Per method, its learning rate and weight decay (and lamb for GrokFast) are
-swept over a small grid as ONE vmapped program (the cells are per-seed
-hyperparameter arrays: cells x tuning seeds seeds).  Each method's best cell
-is the one with the smallest median steps to 95% test accuracy over its
-tuning seeds (a seed that never reached 95% counts as beyond the budget;
-ties: more seeds reaching 95%, then the higher median final test accuracy).
+swept over a small grid.  By default (``--seeding shared``) every cell runs
+on the same tuning seeds (1000, 1001, ...; one run folder per cell,
+``grid/<method>/cell-<k>``), so cells differ by their settings only and no
+cell is chosen by its seeds' luck; ``--seeding distinct`` (the earlier
+protocol) gives every cell its own seeds and runs the whole grid as ONE
+vmapped program (the cells are per-seed hyperparameter arrays).  Each
+method's best cell is the one with the smallest median steps to 95% test
+accuracy over its tuning seeds (a seed that never reached 95% counts as
+beyond the budget; ties: more seeds reaching 95%, then the higher median
+final test accuracy).
 Every method then runs again at its chosen cell on fresh seeds that no grid
 used (the held-out seeds 0..n-1, the same for every method, so the methods
 pair by seed), and the held-out results are what the tables report.
@@ -70,11 +75,22 @@ def cells_of(grid: Mapping[str, Sequence[float]]) -> List[Dict[str, float]]:
           for vals in itertools.product(*(grid[n] for n in names))]
 
 
-def grid_seeds(cells: Sequence[Mapping[str, float]], tune_seeds: int
+#: How the grid's cells get their tuning seeds (``--seeding``).
+SEEDINGS = ("shared", "distinct")
+
+
+def grid_seeds(cells: Sequence[Mapping[str, float]], tune_seeds: int,
+               seeding: str = "distinct"
                ) -> Tuple[List[int], Dict[str, List[float]]]:
-  """Seeds and per-seed hyperparameters of a grid: cell ``c`` gets seeds
-  ``TUNE_SEED0 + c * tune_seeds + j`` (``j < tune_seeds``)."""
-  seeds = [TUNE_SEED0 + c * tune_seeds + j for c in range(len(cells))
+  """Seeds and per-seed hyperparameters of a grid, cell-major: cell ``c``
+  gets seeds ``TUNE_SEED0 + j`` (``seeding="shared"``: the same in every
+  cell) or ``TUNE_SEED0 + c * tune_seeds + j`` (``"distinct"``), ``j <
+  tune_seeds``."""
+  if seeding not in SEEDINGS:
+    raise ValueError(f"seeding must be one of {', '.join(SEEDINGS)}, got "
+                     f"{seeding!r}")
+  per_cell = tune_seeds if seeding == "distinct" else 0
+  seeds = [TUNE_SEED0 + c * per_cell + j for c in range(len(cells))
            for j in range(tune_seeds)]
   hp = {k: [float(cells[i // tune_seeds][k]) for i in range(len(seeds))]
         for k in cells[0]}
@@ -157,19 +173,36 @@ def widened(grid: Mapping[str, Sequence[float]], cell: Mapping[str, float]
 
 
 def _run_cells(setup, m, cells, first, tune_seeds, gdir, over, args):
-  """Runs ``cells`` (cell indices from ``first``: their own seeds) of
-  method ``m`` as one program in ``gdir``; returns its per-seed summary."""
-  seeds, hp = grid_seeds(cells, tune_seeds)
-  seeds = [x + first * tune_seeds for x in seeds]
+  """Runs ``cells`` (cell indices from ``first``) of method ``m`` in
+  ``gdir``: one program over every cell with their own seeds
+  (``args.seeding == "distinct"``) or one run folder per cell,
+  ``gdir/cell-<index>``, on the shared seeds; returns the per-seed summary
+  (``seeds``, ``steps_to_95``, ``final_test_acc``, cell-major)."""
+  seeding = getattr(args, "seeding", "distinct")
+  seeds, hp = grid_seeds(cells, tune_seeds, seeding)
   if get_method(m).uses_amplifier:  # their defaults follow lr and wd per seed
     hp.update(lookahead_lr=list(hp["lr"]), meta_wd=list(hp["wd"]))
-  summary = runner.run(
-      setup["config"], [m], seeds, setup["steps"], setup["eval_every"],
-      gdir, preset=setup["preset"], method_overrides=over, hparams=hp,
-      resume=os.path.exists(os.path.join(gdir, "config.json")),
-      checkpoint_every=setup["checkpoint_every"], stop_after=args.stop_after,
-      progress=not args.no_progress, plots=not args.no_plots)
-  return summary["methods"][m]
+  if seeding == "distinct":
+    seeds = [x + first * tune_seeds for x in seeds]
+    jobs = [(gdir, seeds, hp)]
+  else:
+    jobs = [(os.path.join(gdir, f"cell-{first + c}"),
+             seeds[c * tune_seeds:(c + 1) * tune_seeds],
+             {k: v[c * tune_seeds:(c + 1) * tune_seeds] for k, v in hp.items()})
+            for c in range(len(cells))]
+  per: Dict[str, list] = {k: [] for k in ("seeds", "steps_to_95",
+                                          "final_test_acc")}
+  for d, sd, h in jobs:
+    summary = runner.run(
+        setup["config"], [m], sd, setup["steps"], setup["eval_every"],
+        d, preset=setup["preset"], method_overrides=over, hparams=h,
+        resume=os.path.exists(os.path.join(d, "config.json")),
+        checkpoint_every=setup["checkpoint_every"],
+        stop_after=args.stop_after, progress=not args.no_progress,
+        plots=not args.no_plots)
+    for k in per:
+      per[k] += list(summary["methods"][m][k])
+  return per
 
 
 def _fmt_cell(cell: Mapping[str, float]) -> str:
@@ -195,7 +228,8 @@ def tables(result: Mapping[str, Any], heldout_dir: str,
   """TUNE.md: the grids, the chosen cells, the held-out table and the
   paired comparison with ``reference`` (the best-tuned AdamW)."""
   lines = [f"# Tuned on {result['task']} mod {result['p']}: "
-           f"{result['tune_seeds']} tuning seeds per cell, "
+           f"{result['tune_seeds']} tuning seeds per cell "
+           f"({result.get('seeding', 'distinct')}), "
            f"{len(result['heldout_seeds'])} held-out seeds "
            f"({', '.join(map(str, result['heldout_seeds']))}), "
            f"{result['steps']} steps", "",
@@ -236,6 +270,7 @@ def tune(setup: Dict[str, Any], task: str, methods: Sequence[str],
       task=task, p=C.spec(setup, methods).configs[methods[0]].p,
       steps=setup["steps"],
       tune_seeds=tune_seeds, heldout_seeds=list(range(heldout_seeds)),
+      seeding=getattr(args, "seeding", "distinct"),
       methods={}, **{k: v for k, v in setup["config"].items() if k == "rule"})
   chosen: Dict[str, Dict[str, Any]] = {}
   for m in methods:
@@ -355,8 +390,13 @@ def main():
   p.add_argument("--grid", action="append", default=[], metavar="NAME=V,..",
                  help="replace one axis of every method's grid (lr, wd or "
                       "lamb; repeatable), e.g. --grid lr=1e-3,3e-3")
-  p.add_argument("--tune-seeds", type=int, default=2,
-                 help="seeds per grid cell (default 2)")
+  p.add_argument("--tune-seeds", type=int, default=3,
+                 help="seeds per grid cell (default 3)")
+  p.add_argument("--seeding", default="shared", choices=SEEDINGS,
+                 help="shared (default): the same tuning seeds in every "
+                 "cell, one run folder per cell; distinct: each cell its "
+                 "own seeds, the grid as one vmapped program (the protocol "
+                 "of the tuning folders before 2026-12-08)")
   p.add_argument("--heldout-seeds", type=int, default=5,
                  help="fresh seeds for the chosen cells (default 5)")
   p.add_argument("--stop-after", type=int, default=3,

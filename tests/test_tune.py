@@ -91,3 +91,38 @@ def test_widened_passes_only_the_edges_it_can():
   # the new cells are the ones the widened grid adds
   new = [c for c in tune.cells_of(wide) if c not in tune.cells_of(grid)]
   assert len(new) == 4 * 4 - 3 * 3
+
+
+def test_shared_seeding_runs_every_cell_on_the_same_seeds(tmp_path):
+  """Protects the tuning protocol (issue 37): with ``seeding="shared"``
+  every cell of the grid runs on the same tuning seeds (its own run folder,
+  ``grid/<method>/cell-<k>``), so the chosen cell differs from the others
+  by its settings only; the distinct protocol gives each cell its own."""
+  import json
+  import os
+  import types
+  assert tune.grid_seeds([{"lr": 1.0}] * 3, 2, "shared")[0] == [
+      1000, 1001] * 3
+  with pytest.raises(ValueError, match="seeding must be one of"):
+    tune.grid_seeds([{"lr": 1.0}], 2, "paired")
+  setup = dict(preset="paper-add", steps=4, eval_every=2, seeds=1,
+               checkpoint_every=0,
+               config=dict(p=11, dim=16, heads=2, depth=1, batch_size=32))
+  args = types.SimpleNamespace(seeding="shared", stop_after=None,
+                               no_progress=True, no_plots=True, widen=0)
+  out = str(tmp_path / "tune")
+  res = tune.tune(setup, "a+b", ["adamw"],
+                  {"adamw": {"lr": (1e-3, 3e-3), "wd": (1.0,)}}, 2, 1, out,
+                  args, reference="adamw")
+  ranked = res["methods"]["adamw"]["ranked"]
+  assert [r["seeds"] for r in ranked] == [[1000, 1001]] * 2
+  assert res["seeding"] == "shared"
+  for k, lr in enumerate((1e-3, 3e-3)):
+    cfg = json.load(open(os.path.join(out, "grid", "adamw", f"cell-{k}",
+                                      "summary.json")))
+    assert cfg["methods"]["adamw"]["seeds"] == [1000, 1001]
+    run = json.load(open(os.path.join(out, "grid", "adamw", f"cell-{k}",
+                                      "config.json")))
+    assert run["hparams"]["lr"] == [lr, lr]
+  with open(os.path.join(out, "TUNE.md")) as f:
+    assert "tuning seeds per cell (shared)" in f.read()
