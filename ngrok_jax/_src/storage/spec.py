@@ -43,7 +43,8 @@ class RunSpec:
   """Everything that determines a run's numbers (saved as config.json).
 
   Attributes:
-    configs: method name -> resolved :class:`TrainConfig` (in run order).
+    configs: method name -> resolved :class:`TrainConfig` (in run order;
+      :meth:`TrainConfig.resolve`: no default left as ``None``).
     seeds: the seeds, vmapped within each method.
     steps: training steps per method.
     eval_every: steps per chunk; every seed is evaluated after each chunk.
@@ -100,7 +101,10 @@ class RunSpec:
                          f"{', '.join(METHODS)}")
       if cfg.method != m:
         raise ValueError(f"config of method {m!r} has method={cfg.method!r}")
-      cfg.validate()
+      if not cfg.resolved:
+        raise ValueError(f"config of method {m!r} has defaults left as None "
+                         "(build it with TrainConfig.resolve())")
+      cfg.validate()  # once per config object: a no-op after resolve()
     if not self.seeds or not all(is_int(s) and s >= 0 for s in self.seeds):
       raise ValueError(f"seeds must be a non-empty list of integers >= 0, "
                        f"got {list(self.seeds)!r}")
@@ -261,8 +265,12 @@ def _cfg_dict(cfg: TrainConfig) -> Dict[str, Any]:
 
 
 def _cfg_from_dict(d: Mapping[str, Any]) -> TrainConfig:
+  """The config of a saved ``configs.<method>``: as written (every value
+  resolved), or, from a folder written before configs were resolved, with
+  the ``None`` defaults filled in as the run used them."""
   return TrainConfig.from_dict(
-      {k: (dec_float(v) if k in HPARAMS else v) for k, v in d.items()})
+      {k: (dec_float(v) if k in HPARAMS else v) for k, v in d.items()}
+  ).with_defaults()
 
 
 def load_spec(out_dir: str) -> RunSpec:

@@ -206,7 +206,7 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
     over = over_all.get(m, {})
     if m in frozen and amp_meta is not None:
       over.setdefault("amp_hidden", tuple(amp_meta["hidden"]))
-    configs[m] = dataclasses.replace(base_cfg, method=m, **over)
+    configs[m] = dataclasses.replace(base_cfg, method=m, **over).resolve()
   if amplifier is not None:
     amplifier = os.path.abspath(amplifier)
   if amp_meta is not None:
