@@ -205,11 +205,13 @@ class RunSpec:
     return cls(configs=configs, seeds=tuple(int(s) for s in d["seeds"]),
                steps=int(d["steps"]), eval_every=int(d["eval_every"]),
                checkpoint_every=d.get("checkpoint_every"),
-               keep_checkpoints=int(d.get("keep_checkpoints", 3)),
+               keep_checkpoints=int(d.get("keep_checkpoints",
+                                          _default("keep_checkpoints"))),
                hparams={k: tuple(float(dec_float(x)) for x in v)
                         for k, v in d.get("hparams", {}).items()},
                amplifier=d.get("amplifier"),
-               amplifier_seed=_amp_seed(d.get("amplifier_seed", 0)),
+               amplifier_seed=_amp_seed(d.get("amplifier_seed",
+                                              _default("amplifier_seed"))),
                stop_after=d.get("stop_after") or None,
                stop_acc=float(d.get("stop_acc", STOP_ACC)),
                tasks=tuple(d.get("tasks") or ()))
@@ -257,6 +259,11 @@ class RunSpec:
       elif a.get(k) != b.get(k):
         out.append(k)
     return out
+
+
+def _default(name: str):
+  """The default of the :class:`RunSpec` field ``name``."""
+  return {f.name: f.default for f in dataclasses.fields(RunSpec)}[name]
 
 
 def _cfg_dict(cfg: TrainConfig) -> Dict[str, Any]:

@@ -44,9 +44,12 @@ def _seed_tuple(seeds) -> Tuple[int, ...]:
                      f"{seeds!r}") from None
 
 
-_DEFAULTS = dict(seeds=4, steps=1000, eval_every=100, checkpoint_every=None,
-                 keep_checkpoints=3, amplifier_seed=0, stop_after=None,
-                 stop_acc=STOP_ACC)
+#: make_spec's defaults: seeds, steps and eval_every here, the others the
+#: :class:`RunSpec` fields' own.
+_DEFAULTS = dict(seeds=4, steps=1000, eval_every=100, **{
+    f.name: f.default for f in dataclasses.fields(RunSpec)
+    if f.name in ("checkpoint_every", "keep_checkpoints", "amplifier_seed",
+                  "stop_after", "stop_acc")})
 
 
 def _starting_point(config, preset, base) -> Dict[str, Any]:

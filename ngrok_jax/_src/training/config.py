@@ -89,11 +89,11 @@ class TrainConfig:
   Structural fields (task, sizes, method, T, ...) are static: changing them
   compiles a new program.  The numeric fields named in ``HPARAMS`` become
   per-seed arrays.  In the fields of ``DEFAULTED``, ``None`` means the
-  method's default, which :meth:`resolve` fills in (``wd``: 1.0 for
-  ``adamw`` and ``muon``, else 0; ``lamb``: 5.0 for ``grokfast-ma``, else 2.0;
-  ``meta_wd``: the model's ``wd``; ``lookahead_lr``: the model's ``lr``;
-  ``clip``: 1.0 for NeuralGrok and
-  rescaling, inf (no clipping) for the other baselines).
+  method's default, which :meth:`resolve` fills in: ``wd``, ``lamb`` and
+  ``clip`` the method record's (:meth:`ngrok_jax.registry.Method.default`:
+  e.g. wd 1 for ``adamw``, clip 1 for the clipped methods, inf for the
+  others), ``meta_wd`` the model's ``wd``, ``lookahead_lr`` the model's
+  ``lr``, ``train_on_outer`` True for every method without a meta step.
 
   Defaults follow the authors' final code (NeuralOptGrok a7490be):
   ``init="torch"``, ``meta_placement="after"``, ``batching="epoch"``,
