@@ -31,8 +31,13 @@ BORROWED = {"a/b": "a*b"}
 # recipe) is cut to 32-32 (the quick preset's): its exact table has up to
 # 128*128 breakpoints, and building it every step costs more than the whole
 # d-64 model step on this CPU.  a*c+b*d-e keeps 1-1152-1.
-QUICK = dict(depth=1, dim=64, heads=4, batch_size=128, lr=3e-3)
-QUICK_AMP = {t: (32, 32) for t in ("a+b", "a-b", "a*b", "a*a-b", "a/b")}
+# The sizes are read from the quick preset (their one place); the batch is
+# this study's own.
+_QUICK_PRESET = presets.get_preset("quick")["config"]
+QUICK = dict({k: _QUICK_PRESET[k] for k in ("depth", "dim", "heads", "lr")},
+             batch_size=128)
+QUICK_AMP = {t: tuple(_QUICK_PRESET["amp_hidden"])
+             for t in ("a+b", "a-b", "a*b", "a*a-b", "a/b")}
 QUICK_P = {"a*c+b*d-e": 5}
 QUICK_DEFAULT_P = 47
 QUICK_STEPS, QUICK_EVAL, QUICK_SEEDS = 2000, 100, 5

@@ -325,7 +325,8 @@ def test_command_line_trains_and_resumes_a_cross_task_run(tmp_path, capsys):
   assert printed.count("| neuralgrok |") == 3  # one table row per task
   spec = load_spec(out)
   assert list(spec.tasks) == TASKS and list(spec.seeds) == SEEDS
-  assert spec.configs["neuralgrok"] == dataclasses.replace(CFG, wd=0.0)
+  assert spec.configs["neuralgrok"] == dataclasses.replace(
+      CFG, wd=0.0).resolve()  # as given, every default filled in
   # cut off after the step-4 checkpoint, resumed: the same amplifier
   a, _ = load_amplifier(out, None)
   shutil.rmtree(os.path.join(out, "checkpoints", "8"))

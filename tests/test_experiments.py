@@ -212,7 +212,7 @@ def test_compare(compare_run):
   assert config["configs"]["neuralgrok"]["wd"] == 1e-3  # the preset's
   # the authors' baseline: Adam with NeuralGrok's weight decay, unclipped
   assert config["configs"]["adam"]["wd"] == 1e-3
-  assert config["configs"]["adam"]["clip"] is None  # method default: none
+  assert config["configs"]["adam"]["clip"] == "inf"  # method default: none
   assert config["configs"]["neuralgrok"]["task"] == "a+b"
   assert config["configs"]["neuralgrok"]["amp_hidden"] == [32, 32]  # quick
   assert os.path.isfile(os.path.join(out, "a+b", "amplifier.msgpack"))

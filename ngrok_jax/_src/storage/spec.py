@@ -43,7 +43,8 @@ class RunSpec:
   """Everything that determines a run's numbers (saved as config.json).
 
   Attributes:
-    configs: method name -> resolved :class:`TrainConfig` (in run order).
+    configs: method name -> resolved :class:`TrainConfig` (in run order;
+      :meth:`TrainConfig.resolve`: no default left as ``None``).
     seeds: the seeds, vmapped within each method.
     steps: training steps per method.
     eval_every: steps per chunk; every seed is evaluated after each chunk.
@@ -100,7 +101,10 @@ class RunSpec:
                          f"{', '.join(METHODS)}")
       if cfg.method != m:
         raise ValueError(f"config of method {m!r} has method={cfg.method!r}")
-      cfg.validate()
+      if not cfg.resolved:
+        raise ValueError(f"config of method {m!r} has defaults left as None "
+                         "(build it with TrainConfig.resolve())")
+      cfg.validate()  # once per config object: a no-op after resolve()
     if not self.seeds or not all(is_int(s) and s >= 0 for s in self.seeds):
       raise ValueError(f"seeds must be a non-empty list of integers >= 0, "
                        f"got {list(self.seeds)!r}")
@@ -201,11 +205,13 @@ class RunSpec:
     return cls(configs=configs, seeds=tuple(int(s) for s in d["seeds"]),
                steps=int(d["steps"]), eval_every=int(d["eval_every"]),
                checkpoint_every=d.get("checkpoint_every"),
-               keep_checkpoints=int(d.get("keep_checkpoints", 3)),
+               keep_checkpoints=int(d.get("keep_checkpoints",
+                                          _default("keep_checkpoints"))),
                hparams={k: tuple(float(dec_float(x)) for x in v)
                         for k, v in d.get("hparams", {}).items()},
                amplifier=d.get("amplifier"),
-               amplifier_seed=_amp_seed(d.get("amplifier_seed", 0)),
+               amplifier_seed=_amp_seed(d.get("amplifier_seed",
+                                              _default("amplifier_seed"))),
                stop_after=d.get("stop_after") or None,
                stop_acc=float(d.get("stop_acc", STOP_ACC)),
                tasks=tuple(d.get("tasks") or ()))
@@ -255,14 +261,23 @@ class RunSpec:
     return out
 
 
+def _default(name: str):
+  """The default of the :class:`RunSpec` field ``name``."""
+  return {f.name: f.default for f in dataclasses.fields(RunSpec)}[name]
+
+
 def _cfg_dict(cfg: TrainConfig) -> Dict[str, Any]:
   return {k: (list(v) if isinstance(v, tuple) else enc_float(v))
           for k, v in cfg.to_dict().items()}
 
 
 def _cfg_from_dict(d: Mapping[str, Any]) -> TrainConfig:
+  """The config of a saved ``configs.<method>``: as written (every value
+  resolved), or, from a folder written before configs were resolved, with
+  the ``None`` defaults filled in as the run used them."""
   return TrainConfig.from_dict(
-      {k: (dec_float(v) if k in HPARAMS else v) for k, v in d.items()})
+      {k: (dec_float(v) if k in HPARAMS else v) for k, v in d.items()}
+  ).with_defaults()
 
 
 def load_spec(out_dir: str) -> RunSpec:

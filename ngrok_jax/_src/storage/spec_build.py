@@ -44,9 +44,12 @@ def _seed_tuple(seeds) -> Tuple[int, ...]:
                      f"{seeds!r}") from None
 
 
-_DEFAULTS = dict(seeds=4, steps=1000, eval_every=100, checkpoint_every=None,
-                 keep_checkpoints=3, amplifier_seed=0, stop_after=None,
-                 stop_acc=STOP_ACC)
+#: make_spec's defaults: seeds, steps and eval_every here, the others the
+#: :class:`RunSpec` fields' own.
+_DEFAULTS = dict(seeds=4, steps=1000, eval_every=100, **{
+    f.name: f.default for f in dataclasses.fields(RunSpec)
+    if f.name in ("checkpoint_every", "keep_checkpoints", "amplifier_seed",
+                  "stop_after", "stop_acc")})
 
 
 def _starting_point(config, preset, base) -> Dict[str, Any]:
@@ -206,7 +209,7 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
     over = over_all.get(m, {})
     if m in frozen and amp_meta is not None:
       over.setdefault("amp_hidden", tuple(amp_meta["hidden"]))
-    configs[m] = dataclasses.replace(base_cfg, method=m, **over)
+    configs[m] = dataclasses.replace(base_cfg, method=m, **over).resolve()
   if amplifier is not None:
     amplifier = os.path.abspath(amplifier)
   if amp_meta is not None:

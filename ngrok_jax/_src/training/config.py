@@ -21,8 +21,8 @@ __all__ = ["METHODS", "AMPLIFIER_METHODS", "CLIPPED_METHODS",
            "DECOUPLED_METHODS", "LOSSES", "LOOKAHEADS",
            "PLACEMENTS", "BATCHINGS", "INITS", "AMP_KINDS", "AMP_DTYPES",
            "AMP_INPUTS", "META_SCHEDULES",
-           "HPARAMS", "TrainConfig", "check_hparam",
-           "num_examples"]
+           "HPARAMS", "DEFAULTED", "OFF_WHEN_NONE", "TrainConfig",
+           "check_hparam", "num_examples"]
 
 #: Values of ``TrainConfig.method``: every record of
 #: :mod:`ngrok_jax.registry` (the baselines, the newer grokking methods and
@@ -56,6 +56,17 @@ META_SCHEDULES = ("constant", "cosine", "warmup-cosine")
 #: fields; overridable per seed in ``Trainer.init(hparams=...)``).
 HPARAMS = ("lr", "wd", "b1", "b2", "eps", "eps_root", "clip", "c", "alpha",
            "lamb", "meta_lr", "meta_wd", "lookahead_lr")
+#: The fields whose ``None`` stands for the method's default:
+#: :meth:`TrainConfig.resolve` fills them in (a run folder's ``config.json``
+#: records the filled-in values, never ``None``).
+DEFAULTED = ("train_on_outer", "wd", "clip", "lamb", "meta_wd",
+             "lookahead_lr")
+#: The fields whose ``None`` is a setting of its own, not a default: off
+#: (``fix_weight_norm``, ``meta_axis_name``), one block (``amp_chunk``),
+#: each seed's own split (``split_seed``), no schedule horizon
+#: (``meta_schedule_steps``, used only by a decaying ``meta_schedule``).
+OFF_WHEN_NONE = ("split_seed", "amp_chunk", "meta_schedule_steps",
+                 "meta_axis_name", "fix_weight_norm")
 
 
 def _field(default, help: str, *, choices: Optional[Sequence] = None,
@@ -77,11 +88,12 @@ class TrainConfig:
 
   Structural fields (task, sizes, method, T, ...) are static: changing them
   compiles a new program.  The numeric fields named in ``HPARAMS`` become
-  per-seed arrays; ``None`` means the method's default (``wd``: 1.0 for
-  ``adamw`` and ``muon``, else 0; ``lamb``: 5.0 for ``grokfast-ma``, else 2.0;
-  ``meta_wd``: the model's ``wd``; ``lookahead_lr``: the model's ``lr``;
-  ``clip``: 1.0 for NeuralGrok and
-  rescaling, inf (no clipping) for the other baselines).
+  per-seed arrays.  In the fields of ``DEFAULTED``, ``None`` means the
+  method's default, which :meth:`resolve` fills in: ``wd``, ``lamb`` and
+  ``clip`` the method record's (:meth:`ngrok_jax.registry.Method.default`:
+  e.g. wd 1 for ``adamw``, clip 1 for the clipped methods, inf for the
+  others), ``meta_wd`` the model's ``wd``, ``lookahead_lr`` the model's
+  ``lr``, ``train_on_outer`` True for every method without a meta step.
 
   Defaults follow the authors' final code (NeuralOptGrok a7490be):
   ``init="torch"``, ``meta_placement="after"``, ``batching="epoch"``,
@@ -201,6 +213,8 @@ class TrainConfig:
       ValueError: a field has an unknown choice or a value out of range, or
         two fields do not go together.
     """
+    if self.__dict__.get("_valid"):  # this object was checked already
+      return self
     for f in dataclasses.fields(self):
       v, meta = getattr(self, f.name), f.metadata
       if meta["choices"] is not None and v not in meta["choices"]:
@@ -263,7 +277,50 @@ class TrainConfig:
     if self.task == "a/b" and not tasks_lib.is_prime(self.p):
       raise ValueError(f"task 'a/b' needs a prime p, got {self.p}")
     tasks_lib.split_sizes(num_examples(self.task, self.p), self.fractions)
+    # frozen: a config never changes, so one check holds for its lifetime
+    # (dataclasses.replace makes a new, unchecked object)
+    object.__setattr__(self, "_valid", True)
     return self
+
+  def resolve(self) -> "TrainConfig":
+    """The validated config with every default filled in: the one place
+    where a (partial) configuration becomes the one a run uses and records.
+
+    Returns:
+      The config checked by :meth:`validate`, then :meth:`with_defaults`
+      (marked checked: a later :meth:`validate` is free): no field of
+      ``DEFAULTED`` is ``None``, every field of ``HPARAMS`` is the float
+      :meth:`hparams` gives (the values training uses).
+
+    Raises:
+      ValueError: as :meth:`validate`.
+    """
+    out = self.validate().with_defaults()
+    object.__setattr__(out, "_valid", True)  # the same checked values
+    return out
+
+  def with_defaults(self) -> "TrainConfig":
+    """This config with the method's defaults filled in, not validated (a
+    saved ``config.json`` that records ``None`` for a default is read this
+    way).
+
+    Returns:
+      A ``TrainConfig`` whose ``DEFAULTED`` fields are not ``None`` and
+      whose ``HPARAMS`` fields are floats; ``self`` if it is so already.
+
+    Raises:
+      ValueError: an unknown method.
+    """
+    hp = self.hparams()
+    if self.resolved and all(
+        type(getattr(self, k)) is float for k in HPARAMS):
+      return self
+    return dataclasses.replace(self, train_on_outer=self.pools_outer, **hp)
+
+  @property
+  def resolved(self) -> bool:
+    """No field of ``DEFAULTED`` is ``None`` (see :meth:`resolve`)."""
+    return all(getattr(self, k) is not None for k in DEFAULTED)
 
   def hparams(self) -> Dict[str, float]:
     """The resolved numeric hyperparameters of this method.

@@ -77,9 +77,10 @@ def task_folder(task: str) -> str:
 def configs(config: TrainConfig, tasks: Sequence[str]
             ) -> Dict[str, TrainConfig]:
   """Each task's config: ``config`` with that task and ``meta_axis_name =
-  TASK_AXIS``, validated.  Raises ValueError unless the method is
-  ``neuralgrok``, the tasks are >= 2 distinct known tasks, and they share
-  the transformer's shapes (vocabulary, sequence length, examples)."""
+  TASK_AXIS``, resolved (:meth:`ngrok_jax.TrainConfig.resolve`).  Raises
+  ValueError unless the method is ``neuralgrok``, the tasks are >= 2
+  distinct known tasks, and they share the transformer's shapes
+  (vocabulary, sequence length, examples)."""
   tasks = list(tasks)
   if config.method != METHOD:
     raise ValueError(f"a cross-task amplifier is meta-trained by method "
@@ -91,7 +92,7 @@ def configs(config: TrainConfig, tasks: Sequence[str]
       raise ValueError(f"unknown task {t!r}; valid tasks: "
                        f"{', '.join(sorted(tasks_lib.TASKS))}")
   out = {t: dataclasses.replace(config, task=t,
-                                meta_axis_name=TASK_AXIS).validate()
+                                meta_axis_name=TASK_AXIS).resolve()
          for t in tasks}
   shapes = {}
   for t, c in out.items():
