@@ -146,7 +146,10 @@ def add_train_parser(sub, preset_name: str = DEFAULT_PRESET):
                    help=f"whole configuration: {', '.join(PRESETS)} "
                    "(default: quick)")
   run.add_argument("--methods", default=None, metavar="M1,M2",
-                   help=f"comma-separated methods from {', '.join(METHODS)} "
+                   help=f"comma-separated methods from {', '.join(METHODS)}"
+                   ", or your own optax optimizer as module:factory "
+                   "(factory(learning_rate, weight_decay) -> "
+                   "optax.GradientTransformation; docs/training.md) "
                    f"(default: {preset_name}'s, {','.join(pre['methods'])})")
   seeds = run.add_mutually_exclusive_group()
   seeds.add_argument("--seeds", type=seeds_arg, default=None,

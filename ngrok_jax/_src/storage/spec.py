@@ -20,6 +20,7 @@ from ngrok_jax._src.training.config import (HPARAMS, METHODS, TrainConfig,
                                             check_hparam)
 from ngrok_jax._src.training.cross_task import METHOD as CROSS_METHOD
 from ngrok_jax._src.core.fileio import dec_float, enc_float, is_int
+from ngrok_jax._src.optim.user_method import ensure_sources
 
 __all__ = ["FORMAT", "CROSS_FORMAT", "STOP_ACC", "EACH",
            "RunSpec", "load_spec", "check_resume", "check_out_dir"]
@@ -64,6 +65,10 @@ class RunSpec:
       tasks trained at once by method :data:`CROSS_METHOD`, one amplifier
       per seed meta-trained across them (:mod:`ngrok_jax.cross_task`; the
       config's ``task`` is the first of them).
+    method_sources: where the user's methods among ``configs`` come from
+      (their records' ``origin``: ``module:factory``, file, SHA-256), so
+      that a resume imports them again (:func:`load_spec`) and a changed
+      source shows in :meth:`diff`; empty without a user's method.
   """
   configs: Dict[str, TrainConfig]
   seeds: Tuple[int, ...]
@@ -77,6 +82,8 @@ class RunSpec:
   stop_after: Optional[int] = None
   stop_acc: float = STOP_ACC
   tasks: Tuple[str, ...] = ()
+  method_sources: Dict[str, Dict[str, str]] = dataclasses.field(
+      default_factory=dict)
 
   @property
   def methods(self) -> List[str]:
@@ -184,7 +191,10 @@ class RunSpec:
                  for k, v in self.hparams.items()},
         amplifier=self.amplifier, amplifier_seed=self.amplifier_seed,
         stop_after=self.stop_after, stop_acc=self.stop_acc,
-        **(dict(tasks=list(self.tasks)) if self.tasks else {}))
+        **(dict(tasks=list(self.tasks)) if self.tasks else {}),
+        **(dict(method_sources={m: dict(o) for m, o in
+                                self.method_sources.items()})
+           if self.method_sources else {}))
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
@@ -196,7 +206,12 @@ class RunSpec:
 
     Returns:
       A ``RunSpec`` (not validated yet).
+
+    Raises:
+      ValueError: a user's method it records cannot be imported again.
     """
+    sources = {m: dict(o) for m, o in (d.get("method_sources") or {}).items()}
+    ensure_sources(sources)  # a user's method: imported, registered
     configs = {m: _cfg_from_dict(d["configs"][m]) for m in d["methods"]}
     return cls(configs=configs, seeds=tuple(int(s) for s in d["seeds"]),
                steps=int(d["steps"]), eval_every=int(d["eval_every"]),
@@ -208,7 +223,7 @@ class RunSpec:
                amplifier_seed=_amp_seed(d.get("amplifier_seed", 0)),
                stop_after=d.get("stop_after") or None,
                stop_acc=float(d.get("stop_acc", STOP_ACC)),
-               tasks=tuple(d.get("tasks") or ()))
+               tasks=tuple(d.get("tasks") or ()), method_sources=sources)
 
   @classmethod
   def from_cross_header(cls, h: Mapping[str, Any]) -> "RunSpec":
@@ -287,6 +302,12 @@ def load_spec(out_dir: str) -> RunSpec:
   try:
     with open(path) as f:
       d = json.load(f)
+    sources = d.get("method_sources") if path != header else None
+  except (ValueError, AttributeError) as e:
+    raise ValueError(f"{path} is not a valid run config ({e})") from None
+  if isinstance(sources, dict):  # a user's method: imported again first
+    ensure_sources(sources, where=f"the run in {out_dir}")
+  try:
     if path == header:
       return RunSpec.from_cross_header(d)
     return RunSpec.from_dict(d)
