@@ -103,23 +103,34 @@ def test_resume_imports_the_users_method_again(lion_run, capsys):
   assert steps == [10, 20, 30]
 
 
-def test_resume_of_a_folder_whose_module_is_gone(lion_run, tmp_path, capsys):
+def test_a_folder_whose_module_is_gone(lion_run, tmp_path, capsys):
+  """--resume: one line, exit 2, nothing written; its results still read
+  (``ngrok-jax report``: no optimizer needed)."""
   gone = str(tmp_path / "gone")
-  os.makedirs(gone)
-  with open(os.path.join(lion_run, "config.json")) as f:
+  shutil.copytree(lion_run, gone)
+  path = os.path.join(gone, "config.json")
+  with open(path) as f:
     config = json.load(f)
   config["method_sources"]["lion"].update(
       source="tests.user_opt.gone_module:lion",
       file=os.path.join(ROOT, "tests", "user_opt", "gone_module.py"))
-  with open(os.path.join(gone, "config.json"), "w") as f:
+  with open(path, "w") as f:
     json.dump(config, f)
-  before = sorted(os.listdir(gone))
-  rc, _, err = cli_main(["train", "--resume", gone, "--no-progress"], capsys)
+  before = {n: os.path.getmtime(os.path.join(d, n))
+            for d, _, fs in os.walk(gone) for n in fs}
+  rc, _, err = cli_main(["train", "--resume", gone, "--steps", "30",
+                         "--force", "--no-progress"], capsys)
   assert rc == 2
   assert len(err.strip().splitlines()) == 1, err
   assert "uses method 'lion' from tests.user_opt.gone_module:lion" in err
   assert "cannot import 'tests.user_opt.gone_module'" in err
-  assert sorted(os.listdir(gone)) == before
+  assert before == {n: os.path.getmtime(os.path.join(d, n))
+                    for d, _, fs in os.walk(gone) for n in fs}
+  rc, out, err = cli_main(["report", gone, "--no-plots"], capsys)
+  assert rc == 0, err
+  assert [l.split("|")[2].strip() for l in out.splitlines()
+          if l.startswith("| gone")] == ["adam", "lion"]
+  assert "lion" not in nj.METHODS
 
 
 def test_a_changed_source_is_a_difference_on_resume(lion_run, tmp_path,

@@ -205,13 +205,10 @@ class RunSpec:
       d: the dict of a ``config.json``.
 
     Returns:
-      A ``RunSpec`` (not validated yet).
-
-    Raises:
-      ValueError: a user's method it records cannot be imported again.
+      A ``RunSpec`` (not validated yet; a user's method it names is
+      validated once registered: :func:`load_spec` imports it again).
     """
     sources = {m: dict(o) for m, o in (d.get("method_sources") or {}).items()}
-    ensure_sources(sources)  # a user's method: imported, registered
     configs = {m: _cfg_from_dict(d["configs"][m]) for m in d["methods"]}
     return cls(configs=configs, seeds=tuple(int(s) for s in d["seeds"]),
                steps=int(d["steps"]), eval_every=int(d["eval_every"]),
@@ -280,18 +277,22 @@ def _cfg_from_dict(d: Mapping[str, Any]) -> TrainConfig:
       {k: (dec_float(v) if k in HPARAMS else v) for k, v in d.items()})
 
 
-def load_spec(out_dir: str) -> RunSpec:
+def load_spec(out_dir: str, *, need_methods: bool = True) -> RunSpec:
   """The :class:`RunSpec` saved in a run folder's config.json (or, in a
   first-format cross-task folder, its ``cross_task.json``).
 
   Args:
     out_dir: the run folder.
+    need_methods: the user's methods the folder records must import again
+      (a resume); ``False`` (reading the results): one that does not is
+      left unregistered.
 
   Returns:
     The :class:`RunSpec`.
 
   Raises:
-    ValueError: no or no valid ``config.json``.
+    ValueError: no or no valid ``config.json``, or (``need_methods``) a
+      user's method of the run that cannot be imported again.
   """
   path = os.path.join(out_dir, "config.json")
   header = os.path.join(out_dir, "cross_task.json")
@@ -306,7 +307,11 @@ def load_spec(out_dir: str) -> RunSpec:
   except (ValueError, AttributeError) as e:
     raise ValueError(f"{path} is not a valid run config ({e})") from None
   if isinstance(sources, dict):  # a user's method: imported again first
-    ensure_sources(sources, where=f"the run in {out_dir}")
+    try:
+      ensure_sources(sources, where=f"the run in {out_dir}")
+    except ValueError:
+      if need_methods:
+        raise
   try:
     if path == header:
       return RunSpec.from_cross_header(d)
