@@ -95,8 +95,8 @@ def test_resume_imports_the_users_method_again(lion_run, capsys):
   assert registry.get_method("lion").origin["source"] == LION
   assert spec.method_sources["lion"]["sha256"] == _sha(LION_FILE)
   _forget_users_methods()
-  rc, out, err = cli_main(["train", "--resume", lion_run, "--steps", "30", "--force",
-                           "--no-progress", "--no-plots"], capsys)
+  rc, out, err = cli_main(["train", "--resume", lion_run, "--steps", "30",
+                           "--force", "--no-progress", "--no-plots"], capsys)
   assert rc == 0, err
   steps = [r["step"] for r in _rows(lion_run) if r["method"] == "lion"
            and r["seed"] == 0]

@@ -49,8 +49,8 @@ from ngrok_jax._src.optim.transforms import (clip_by_global_norm, coupled_adam,
                                              scale_by_amplifier)
 
 __all__ = ["Method", "MethodParts", "RECORDS", "get_method", "method_names",
-           "register", "unregister", "METHOD_NAMES", "MethodNames", "adam_chain",
-           "with_projection", "warmup_lr", "muon_dimension_numbers",
+           "register", "unregister", "METHOD_NAMES", "MethodNames",
+           "adam_chain", "with_projection", "warmup_lr", "muon_dimension_numbers",
            "LR_GRID", "META_UPDATE_ARGS", "DEFAULT_METHOD", "DEFAULT_METHODS",
            "PAPER_METHODS", "QUICK_METHODS"]
 
