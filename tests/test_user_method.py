@@ -218,6 +218,20 @@ def test_register_method_refuses_the_librarys_names_and_bad_grids():
   assert registry.get_method("x").grid == {"lr": (1e-3,)}
 
 
+
+def test_runner_takes_module_factory_as_the_command_line_does(tiny_fields):
+  """``runner.run(methods=...)``'s spec (make_spec): the same string."""
+  from ngrok_jax.spec import make_spec
+  spec = make_spec(tiny_fields, f"adam,{LION}", seeds=1, steps=10,
+                   eval_every=10, method_overrides={LION: {"lr": 3e-4}})
+  assert spec.methods == ["adam", "lion"]
+  assert spec.configs["lion"].lr == 3e-4
+  assert spec.method_sources == {"lion": registry.get_method("lion").origin}
+  assert "method_sources" not in make_spec(tiny_fields, "adam", seeds=1,
+                                           steps=10,
+                                           eval_every=10).to_dict()
+
+
 def test_tune_tunes_the_users_optimizer(tmp_path):
   """experiments.tune on a tiny grid of module:factory: the grid folder and
   the held-out folder record the method's source."""
