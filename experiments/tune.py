@@ -19,6 +19,11 @@ pair by seed), and the held-out results are what the tables report.
     python -m experiments.tune --quick --task a*b --methods adamw,orthograd \\
         --tune-seeds 2 --heldout-seeds 5 --grid lr=1e-3,3e-3 --grid wd=0.3,1
     python -m experiments.tune --task a+b          # paper size (a GPU)
+    python -m experiments.tune --quick --methods adamw,my_module:my_opt
+
+A method given as ``module:factory`` is a user's own optax optimizer
+(:func:`ngrok_jax.register_method`; docs/training.md), tuned on its
+factory's ``grid`` (else the default user grid) beside the library's.
 
 ``--out`` (default runs/experiments/tune[-quick]/<task>) holds ``grid/<method>``
 (one run folder per method: its grid), ``heldout`` (one run folder: every
@@ -38,7 +43,7 @@ import numpy as np
 
 from experiments import _common as C
 from ngrok_jax import runner, stats
-from ngrok_jax.registry import RECORDS, get_method
+from ngrok_jax.registry import RECORDS, get_method, method_from_source
 from ngrok_jax.report import markdown_table
 from ngrok_jax.results import atomic_write
 
@@ -66,6 +71,28 @@ def default_grid(method: str) -> Dict[str, Tuple[float, ...]]:
   if not rec.tunable:
     raise ValueError(f"method {method!r} has no tuning grid")
   return {k: tuple(v) for k, v in rec.grid.items()}
+
+
+def method_names_of(methods: Sequence[str]) -> List[str]:
+  """The names of ``methods``: a registered tunable method as it is, a
+  user's ``module:factory`` imported and registered (its factory's name).
+
+  Raises:
+    ValueError: an unknown or untunable method, or a ``module:factory``
+      that does not import or keep the factory's contract (one line).
+  """
+  out = []
+  for m in methods:
+    name = method_from_source(m).name if ":" in m else m
+    try:
+      ok = get_method(name).tunable
+    except ValueError:
+      ok = False
+    if not ok:
+      raise ValueError(f"unknown or untunable method {m!r}; valid: "
+                       f"{', '.join(DEFAULT_METHODS)}, or module:factory")
+    out.append(name)
+  return out
 
 
 def cells_of(grid: Mapping[str, Sequence[float]]) -> List[Dict[str, float]]:
@@ -266,6 +293,10 @@ def tune(setup: Dict[str, Any], task: str, methods: Sequence[str],
   writes tune.json and TUNE.md into ``out`` and returns the result."""
   if tune_seeds < 1 or heldout_seeds < 1:
     raise ValueError("--tune-seeds and --heldout-seeds must be >= 1")
+  names = method_names_of(methods)  # a user's module:factory: its name
+  grids = {n: grids[m] if m in grids else grids[n]
+           for m, n in zip(methods, names)}
+  methods = names
   result: Dict[str, Any] = dict(
       task=task, p=C.spec(setup, methods).configs[methods[0]].p,
       steps=setup["steps"],
@@ -386,7 +417,8 @@ def main():
   p = C.parser(__doc__)
   p.add_argument("--task", default="a+b", help="task (default a+b)")
   p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                 help="comma-separated methods to tune")
+                 help="comma-separated methods to tune (a user's optax "
+                 "optimizer: module:factory)")
   p.add_argument("--grid", action="append", default=[], metavar="NAME=V,..",
                  help="replace one axis of every method's grid (lr, wd or "
                       "lamb; repeatable), e.g. --grid lr=1e-3,3e-3")
@@ -415,11 +447,11 @@ def main():
   if args.table:
     print(fair_table(args.table, args.reference))
     return
-  methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-  bad = [m for m in methods if m not in DEFAULT_METHODS]
-  if bad or not methods:
-    raise ValueError(f"unknown or untunable methods {bad}; valid: "
-                     f"{', '.join(DEFAULT_METHODS)}")
+  methods = method_names_of(
+      [m.strip() for m in args.methods.split(",") if m.strip()])
+  if not methods:
+    raise ValueError(f"--methods names no method; valid: "
+                     f"{', '.join(DEFAULT_METHODS)}, or module:factory")
   setup = C.task_setup(args.task, args)  # (checks the task first)
   C.set_rule(setup, methods, args.rule)  # (checked before any write)
   override = parse_grid(args.grid)

@@ -39,6 +39,7 @@ from ngrok_jax._src.optim.learned_rule import (LearnedRuleState, RuleConfig,
                                                save_rule)
 from ngrok_jax._src.optim.pretrained import pretrained_rule
 from ngrok_jax._src.optim.egd import polar_factor, scale_by_egd
+from ngrok_jax._src.optim.user_method import register_method
 
 __all__ = [
     "Amplifier", "RichAmplifier", "adam_moments", "amplify", "pwl_table",
@@ -55,7 +56,7 @@ __all__ = [
     "normalize_gradients", "orthogonalize_gradients", "project_weight_norm",
     "scale_by_amplifier", "LearnedRuleState", "RuleConfig", "frozen_rule",
     "init_rule", "load_rule", "rule_update", "save_rule", "pretrained_rule",
-    "clip_by_global_norm", "polar_factor", "scale_by_egd",
+    "clip_by_global_norm", "polar_factor", "scale_by_egd", "register_method",
 ]
 
 __version__ = "0.2.0"

@@ -40,10 +40,12 @@ MUTATIONS = {
     # test_trace[coupled_], test_evaluation
     "adam_decoupled": [("ngrok_jax/_src/optim/registry.py",
                         "           \"baseline)\",\n"
+                        "           color=\"#ff7f0e\",\n"
                         "           transform=lambda cfg, hp, parts: "
                         "_extra(optax.identity()),\n"
                         "           grid=_grid(_COUPLED_WD)),\n",
                         "           \"baseline)\",\n"
+                        "           color=\"#ff7f0e\",\n"
                         "           transform=lambda cfg, hp, parts: "
                         "_extra(optax.identity()),\n"
                         "           grid=_grid(_COUPLED_WD), "

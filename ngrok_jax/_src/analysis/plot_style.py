@@ -11,17 +11,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ngrok_jax._src.optim.registry import RECORDS  # noqa: E402
+
 __all__ = ["METHOD_COLORS", "method_colors", "TITLES", "tensor_title",
            "step_label", "MARGINS", "layout", "save_figure"]
 
 
 #: One colour per method, the same in every figure of the command line and
-#: the notebooks (matplotlib's default cycle, NeuralGrok first).
-METHOD_COLORS = {
-    "neuralgrok": "#1f77b4", "adam": "#ff7f0e", "rescale": "#2ca02c",
-    "adamw": "#d62728", "grokfast-ema": "#9467bd", "grokfast-ma": "#8c564b",
-    "orthograd": "#e377c2", "muon": "#7f7f7f", "egd": "#bcbd22",
-    "learned-rule": "#17becf", "neuralgrok-frozen": "#393b79"}
+#: the notebooks (matplotlib's default cycle, NeuralGrok first): the
+#: records' ``color``.
+METHOD_COLORS = {r.name: r.color for r in RECORDS if r.color}
 
 
 def method_colors(labels: Sequence[str],

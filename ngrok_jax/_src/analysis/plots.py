@@ -60,8 +60,10 @@ def _colorbar(fig, im, ax, label: str) -> None:
   bar.set_label(label)
 
 
-def _default_wd(method: str) -> float:
-  from ngrok_jax._src.training.config import TrainConfig
+def _default_wd(method: str) -> Optional[float]:
+  from ngrok_jax._src.training.config import METHODS, TrainConfig
+  if method not in METHODS:  # a user's method not imported here
+    return None
   return TrainConfig(method=method).hparams()["wd"]
 
 

@@ -345,7 +345,7 @@ def load_run(out_dir: str) -> RunData:
     A :class:`RunData`: ``spec`` (the run spec), ``config`` (config.json as
     a dict), ``rows`` (:func:`read_metrics`), ``summary`` and ``out_dir``.
   """
-  spec = load_spec(out_dir)
+  spec = load_spec(out_dir, need_methods=False)  # results need no optimizer
   with open(os.path.join(out_dir, "config.json")) as f:
     config = json.load(f)
   rows = read_metrics(out_dir) if any(os.path.exists(

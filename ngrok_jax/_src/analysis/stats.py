@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ngrok_jax._src.core.metrics import steps_to_threshold
+from ngrok_jax._src.optim.registry import DEFAULT_METHOD
 from ngrok_jax._src.analysis.results import (load_run, row_sweep, seed_curve,
                                              sweep_label)
 from ngrok_jax._src.core.tables import md_table
@@ -226,7 +227,7 @@ def _groups(rows, method: str, seeds) -> Dict[str, List[int]]:
   return {k: sorted(v) for k, v in out.items()}
 
 
-def paired_markdown(run_dir: str, reference_method: str = "neuralgrok",
+def paired_markdown(run_dir: str, reference_method: str = DEFAULT_METHOD,
                     budget: Optional[float] = None, threshold: float = 0.95,
                     others: Sequence[str] = ()) -> str:
   """Markdown table: every other method of ``run_dir`` (and every method of
@@ -276,7 +277,7 @@ def _collapse_cell(rows, method: str, seeds, window=None) -> str:
   return f"{n} in {hit}/{len(cs)} seeds, lowest {low:.3f}"
 
 
-def window_markdown(run_dir: str, reference_method: str = "neuralgrok"
+def window_markdown(run_dir: str, reference_method: str = DEFAULT_METHOD
                     ) -> str:
   """Markdown table: for each method of ``run_dir`` against
   ``reference_method`` (paired seeds), the AUC difference over the common

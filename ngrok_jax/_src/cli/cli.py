@@ -143,18 +143,23 @@ def _cmd_train(args, hooks=()) -> int:
 def _check_frozen(args, spec) -> None:
   """An amplifier option that does not apply to neuralgrok-frozen: an
   error, or a one-line warning when it applies to another chosen method."""
-  frozen = "neuralgrok-frozen" in spec.methods
+  from ngrok_jax._src.optim.registry import RECORDS
+  frozen = [m for m in spec.methods
+            if spec.configs[m].record.needs_trained_amplifier]
   if not frozen and not args.resume and (
       args.amplifier is not None or args.amplifier_seed is not None):
-    raise UsageError("--amplifier and --amplifier-seed apply only to method "
-                     "neuralgrok-frozen, which --methods does not name")
+    needs = [r.name for r in RECORDS if r.needs_trained_amplifier]
+    raise UsageError(f"--amplifier and --amplifier-seed apply only to method "
+                     f"{', '.join(needs)}, which --methods does not name")
   hidden = args.cfg_amp_hidden
-  if hidden is not None and frozen and tuple(hidden) != tuple(
-      spec.configs["neuralgrok-frozen"].amp_hidden):
-    file_h = ",".join(map(str, spec.configs["neuralgrok-frozen"].amp_hidden))
-    msg = (f"--amp-hidden does not apply to neuralgrok-frozen (it takes the "
+  for m in frozen:
+    if hidden is None or tuple(hidden) == tuple(spec.configs[m].amp_hidden):
+      continue
+    file_h = ",".join(map(str, spec.configs[m].amp_hidden))
+    msg = (f"--amp-hidden does not apply to {m} (it takes the "
            f"amplifier file's {file_h})")
-    if "neuralgrok" not in spec.methods:
+    if not any(spec.configs[o].record.uses_amplifier and o not in frozen
+               for o in spec.methods):
       raise UsageError(msg)
     print(f"{PROG}: warning: {msg}", file=sys.stderr)
 

@@ -14,7 +14,7 @@ from ngrok_jax._src.cli.cli_common import UsageError
 from ngrok_jax._src.storage.spec import EACH
 
 __all__ = ["add_train_parser", "check_applies", "preset_of_argv",
-           "CONFIG_GROUPS", "method_options", "method_lines"]
+           "CONFIG_GROUPS", "method_options", "method_lines", "method_table"]
 
 #: The configuration groups of ``train --help`` (TrainConfig fields that
 #: every method reads); the fields only some methods read (the records'
@@ -146,7 +146,10 @@ def add_train_parser(sub, preset_name: str = DEFAULT_PRESET):
                    help=f"whole configuration: {', '.join(PRESETS)} "
                    "(default: quick)")
   run.add_argument("--methods", default=None, metavar="M1,M2",
-                   help=f"comma-separated methods from {', '.join(METHODS)} "
+                   help=f"comma-separated methods from {', '.join(METHODS)}"
+                   ", or your own optax optimizer as module:factory "
+                   "(factory(learning_rate, weight_decay) -> "
+                   "optax.GradientTransformation; docs/training.md) "
                    f"(default: {preset_name}'s, {','.join(pre['methods'])})")
   seeds = run.add_mutually_exclusive_group()
   seeds.add_argument("--seeds", type=seeds_arg, default=None,
@@ -301,3 +304,22 @@ def method_lines(spec) -> List[str]:
     out.append(f"- {m}: {cfg.record.summary}; here lr {hp['lr']:g}, "
                f"{decay} wd {hp['wd']:g}, {clip}")
   return out
+
+
+def method_table() -> str:
+  """The docs' table of the methods (docs/training.md, "Methods"), one row
+  per registered method from its record: what it is, its weight decay
+  (coupled or decoupled, and its default), whether it is clipped by
+  default, and its tuning grid (``experiments.tune``)."""
+  from ngrok_jax._src.optim.registry import get_method, method_names
+  from ngrok_jax._src.core.tables import md_table
+  rows = []
+  for name in method_names():
+    r = get_method(name)
+    decay = "coupled" if r.coupled_decay else "decoupled"
+    grid = "; ".join(f"{k} {' / '.join(f'{v:g}' for v in vals)}"
+                     for k, vals in (r.grid or {}).items()) or "not tuned"
+    rows.append([f"`{name}`", r.summary, f"{decay}, {r.default('wd'):g}",
+                 "1" if r.clipped else "off", grid])
+  return md_table(["method", "what", "weight decay (default)",
+                   "clip (default)", "tuning grid"], rows)

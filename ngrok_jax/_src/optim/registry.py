@@ -20,9 +20,17 @@ the hyperparameters ``hp`` (name -> scalar or traced array) and
 :class:`MethodParts` (the pieces built from the model: the amplifier and the
 meta optimizer, for the amplifier methods).  This module sits below the
 configuration: it imports only the transformations.
+
+The records are the library's own methods; :func:`register` adds one at
+run time (a user's optimizer: :func:`ngrok_jax.register_method`, or
+``--methods module:factory``), and :data:`METHOD_NAMES` is the live list of
+the registered names.  The method names appear in this module only: the
+other modules read the records' properties and the roles below
+(:data:`DEFAULT_METHOD`, :data:`PAPER_METHODS`, ...).
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import math
 from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple
@@ -41,8 +49,10 @@ from ngrok_jax._src.optim.transforms import (clip_by_global_norm, coupled_adam,
                                              scale_by_amplifier)
 
 __all__ = ["Method", "MethodParts", "RECORDS", "get_method", "method_names",
-           "adam_chain", "with_projection", "muon_dimension_numbers",
-           "LR_GRID", "META_UPDATE_ARGS"]
+           "register", "unregister", "METHOD_NAMES", "MethodNames",
+           "adam_chain", "with_projection", "warmup_lr", "muon_dimension_numbers",
+           "LR_GRID", "META_UPDATE_ARGS", "DEFAULT_METHOD", "DEFAULT_METHODS",
+           "PAPER_METHODS", "QUICK_METHODS"]
 
 #: The learning rates of every method's default tuning grid.
 LR_GRID = (1e-3, 3e-3)
@@ -106,6 +116,11 @@ class Method:
       reads (``TrainConfig.validate`` calls it; raises ValueError).
     options: the config fields only some methods read, this one among them
       (the command line refuses one no chosen method names).
+    color: its colour in every figure (``None``: the default cycle).
+    origin: where a user's method comes from (``source``:
+      ``"module:factory"``, ``file``: the module's path, ``sha256``: its
+      source's hash; recorded in the run folder's ``config.json``, which
+      ``--resume`` re-imports); ``None`` for the library's own methods.
   """
   name: str
   summary: str
@@ -121,6 +136,8 @@ class Method:
   published: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   check: Optional[Callable[[Any], None]] = None
   options: Tuple[str, ...] = ()
+  color: Optional[str] = None
+  origin: Optional[Mapping[str, str]] = None
 
   @property
   def needs_outer_batch(self) -> bool:
@@ -199,6 +216,22 @@ def _extra(tx) -> optax.GradientTransformationExtraArgs:
   return optax.with_extra_args_support(tx)
 
 
+def warmup_lr(cfg, hp):
+  """The learning rate with the warm-up: ``optax.linear_schedule`` from 0 to
+  ``hp["lr"]`` over ``cfg.warmup_steps`` steps (``hp["lr"]`` itself without
+  warm-up); the methods that do not use :func:`adam_chain` take it.
+
+  Args:
+    cfg: the config (reads ``warmup_steps``).
+    hp: the hyperparameters (reads ``lr``).
+
+  Returns:
+    A schedule or the learning rate.
+  """
+  return (optax.linear_schedule(0.0, hp["lr"], cfg.warmup_steps)
+          if cfg.warmup_steps > 0 else hp["lr"])
+
+
 def muon_dimension_numbers(params):
   """Which leaves Muon orthogonalises: the 2-D kernels inside the
   transformer blocks (attention ``qkv``/``proj``, MLP ``fc``/``out``),
@@ -227,8 +260,7 @@ def _muon(cfg, hp, parts, adam):
   clip first.  ``consistent_rms=0.2`` scales Muon's updates to AdamW's RMS,
   so one learning rate serves both parts (and the other methods' grid)."""
   del parts, adam
-  lr = (optax.linear_schedule(0.0, hp["lr"], cfg.warmup_steps)
-        if cfg.warmup_steps > 0 else hp["lr"])
+  lr = warmup_lr(cfg, hp)
   muon = optax.contrib.muon(
       lr, eps=hp["eps"], weight_decay=hp["wd"], adam_b1=hp["b1"],
       adam_b2=hp["b2"], adam_eps_root=hp["eps_root"],
@@ -245,8 +277,7 @@ def _egd(cfg, hp, parts, adam):
   :math:`W \leftarrow W - \eta_t (U V^\top + \mathrm{wd}\, W)`.  No clip:
   the polar factor does not depend on the gradient's scale."""
   del parts, adam
-  lr = (optax.linear_schedule(0.0, hp["lr"], cfg.warmup_steps)
-        if cfg.warmup_steps > 0 else hp["lr"])
+  lr = warmup_lr(cfg, hp)
   return _extra(with_projection(cfg, optax.chain(
       scale_by_egd(), optax.add_decayed_weights(hp["wd"]),
       optax.scale_by_learning_rate(lr))))
@@ -264,8 +295,7 @@ def _learned_rule(cfg, hp, parts, adam):
   and its own weight decay is replaced by ``wd``: at initialisation it is
   the method ``muon``."""
   del parts, adam
-  lr = (optax.linear_schedule(0.0, hp["lr"], cfg.warmup_steps)
-        if cfg.warmup_steps > 0 else hp["lr"])
+  lr = warmup_lr(cfg, hp)
   return _extra(with_projection(cfg, optax.chain(
       clip_by_global_norm(hp["clip"]),
       pretrained_rule(cfg.rule, lr=1.0, wd=0.0,
@@ -316,19 +346,23 @@ _META_OPTIONS = ("meta_every", "lookahead", "meta_placement", "lookahead_steps",
 RECORDS: Tuple[Method, ...] = (
     Method("adam", "Adam with coupled weight decay (the reference's "
            "baseline)",
+           color="#ff7f0e",
            transform=lambda cfg, hp, parts: _extra(optax.identity()),
            grid=_grid(_COUPLED_WD)),
     Method("adamw", "AdamW, decoupled weight decay (Power et al. 2022)",
+           color="#d62728",
            transform=lambda cfg, hp, parts: _extra(optax.identity()),
            defaults={"wd": 1.0}, grid=_grid((0.3, 1.0, 3.0)),
            coupled_decay=False, published={"wd": 1.0}),
     Method("grokfast-ema", "GrokFast-EMA (Lee et al. 2024) before Adam",
+           color="#9467bd",
            transform=lambda cfg, hp, parts: _extra(
                grokfast_ema(hp["alpha"], hp["lamb"])),
            grid=_grid((1e-3, 1e-2), lamb=(1.0, 2.0)),
            published={"wd": 0.005, "alpha": 0.98, "lamb": 2.0},
            options=("alpha", "lamb")),
     Method("grokfast-ma", "GrokFast-MA (Lee et al. 2024) before Adam",
+           color="#8c564b",
            transform=lambda cfg, hp, parts: _extra(
                grokfast_ma(cfg.window, hp["lamb"])),
            defaults={"lamb": 5.0}, grid=_grid((1e-3, 1e-2), lamb=(2.0, 5.0)),
@@ -336,14 +370,17 @@ RECORDS: Tuple[Method, ...] = (
            options=("window", "lamb")),
     Method("rescale", "per-tensor rescaling to norm c (NeuralGrok's "
            "amplifier with constant scores), clipped",
+           color="#2ca02c",
            transform=lambda cfg, hp, parts: _extra(
                normalize_gradients(hp["c"])),
            grid=_grid(_COUPLED_WD), clipped=True, options=("c",)),
     Method("orthograd", "⊥AdamW: the gradient's component orthogonal to the "
            "weights, then AdamW (Prieto et al. 2025)",
+           color="#e377c2",
            transform=lambda cfg, hp, parts: _extra(orthogonalize_gradients()),
            grid=_grid((0.0, 0.3, 1.0)), coupled_decay=False),
     Method("muon", "Muon on the blocks' matrices, AdamW on the rest",
+           color="#7f7f7f",
            transform=lambda cfg, hp, parts: _extra(optax.identity()),
            optimizer=_muon, defaults={"wd": 1.0},
            grid=_grid((0.3, 1.0, 3.0)), coupled_decay=False),
@@ -352,6 +389,7 @@ RECORDS: Tuple[Method, ...] = (
     # Adam's learning rates (a rationale, not yet a measurement here).
     Method("egd", "EGD: each gradient matrix replaced by its polar factor "
            "U V^T, plain descent, no momentum (Pasand and Dohmatob 2026)",
+           color="#bcbd22",
            transform=lambda cfg, hp, parts: _extra(scale_by_egd()),
            optimizer=_egd, grid={"lr": (1e-2, 3e-2, 1e-1), "wd": (0.0, 0.1)},
            coupled_decay=False),
@@ -360,18 +398,21 @@ RECORDS: Tuple[Method, ...] = (
     Method("learned-rule", "a learned update rule, frozen, with AdamW's "
            "decoupled weight decay (--rule; default: the shipped rule, "
            "meta-trained across arithmetic tasks and primes)",
+           color="#17becf",
            transform=lambda cfg, hp, parts: _extra(optax.identity()),
            optimizer=_learned_rule, grid=_grid((0.0, 0.3, 1.0)),
            check=lambda cfg: resolve_rule(cfg.rule),
            coupled_decay=False, options=("rule",)),
     Method("neuralgrok", "NeuralGrok: a meta-learned amplifier before clip "
            "and Adam (Zhou et al. 2025)",
+           color="#1f77b4",
            transform=_amplifier_transform, optimizer=_neuralgrok(True),
            grid=_grid(_COUPLED_WD), clipped=True, uses_amplifier=True,
            update_args=META_UPDATE_ARGS,
            options=_AMP_OPTIONS + _META_OPTIONS),
     Method("neuralgrok-frozen", "NeuralGrok's amplifier, trained elsewhere "
            "and kept frozen",
+           color="#393b79",
            transform=_amplifier_transform, optimizer=_neuralgrok(False),
            clipped=True, uses_amplifier=True, needs_trained_amplifier=True,
            options=_AMP_OPTIONS),
@@ -381,10 +422,108 @@ _BY_NAME: Dict[str, Method] = {m.name: m for m in RECORDS}
 if len(_BY_NAME) != len(RECORDS):
   raise ValueError("two method records share a name")
 
+# The methods' roles (the other modules name no method; they read these).
+#: ``TrainConfig.method``'s default, the one method of a cross-task run and
+#: the reference of the paired tables: NeuralGrok.
+DEFAULT_METHOD = "neuralgrok"
+#: The methods of a run that names none (no preset): NeuralGrok and its
+#: baseline.
+DEFAULT_METHODS = ("neuralgrok", "adam")
+#: The paper's comparison, in its order (the ``paper-*`` and ``early-*``
+#: presets run these).
+PAPER_METHODS = ("neuralgrok", "rescale", "adam", "adamw", "grokfast-ema",
+                 "grokfast-ma")
+#: The ``quick`` preset's methods.
+QUICK_METHODS = ("neuralgrok", "rescale", "adam")
+for _role in (DEFAULT_METHOD, *DEFAULT_METHODS, *PAPER_METHODS,
+              *QUICK_METHODS):
+  if _role not in _BY_NAME:
+    raise ValueError(f"a role names {_role!r}, which no record has")
+
+
+class MethodNames(collections.abc.Sequence):
+  """The registered methods' names, in order, as they are now: a read-only
+  view (a method registered later is in it), equal to the tuple of the
+  names (:data:`ngrok_jax.METHODS` is one)."""
+
+  def __getitem__(self, i):
+    return tuple(_BY_NAME)[i]
+
+  def __len__(self) -> int:
+    return len(_BY_NAME)
+
+  def __contains__(self, name) -> bool:
+    return isinstance(name, str) and name in _BY_NAME
+
+  def __iter__(self):
+    return iter(tuple(_BY_NAME))
+
+  def __eq__(self, other) -> bool:
+    if isinstance(other, (MethodNames, tuple)):
+      return tuple(self) == tuple(other)
+    return NotImplemented
+
+  __hash__ = None
+
+  def __repr__(self) -> str:
+    return repr(tuple(self))
+
+
+#: Every registered method's name (the live view of :class:`MethodNames`).
+METHOD_NAMES = MethodNames()
+
 
 def method_names() -> Tuple[str, ...]:
-  """Every method's name, in the records' order."""
+  """Every registered method's name, in the records' order (then the
+  order of registration)."""
   return tuple(_BY_NAME)
+
+
+def register(record: Method) -> Method:
+  """Adds a method record (or replaces a registered user's method of the
+  same name): the command line's ``--methods``, the configuration, the
+  run folders and ``experiments.tune`` then know it, as a record of
+  :data:`RECORDS`.  :func:`ngrok_jax.register_method` builds one around
+  an optax optimizer.
+
+  Args:
+    record: the :class:`Method`.
+
+  Returns:
+    The record.
+
+  Raises:
+    ValueError: ``record`` is not a :class:`Method`, its name is a method of
+      the library's own, or not a usable name.
+  """
+  if not isinstance(record, Method):
+    raise ValueError(f"register takes a Method record, got "
+                     f"{type(record).__name__}")
+  name = record.name
+  if not (isinstance(name, str) and name and name.strip() == name and
+          not any(c in name for c in ",:/\\")):
+    raise ValueError(f"a method name must be a non-empty string without "
+                     f"spaces around it and without , : / \\, got {name!r}")
+  if any(r.name == name for r in RECORDS):
+    raise ValueError(f"method {name!r} is one of the library's own; give "
+                     "yours another name")
+  _BY_NAME[name] = record
+  return record
+
+
+def unregister(name: str) -> None:
+  """Removes a method added by :func:`register` (the library's own stay).
+
+  Args:
+    name: the method's name.
+
+  Raises:
+    ValueError: ``name`` is one of the library's own methods, or unknown.
+  """
+  if any(r.name == name for r in RECORDS):
+    raise ValueError(f"method {name!r} is one of the library's own")
+  get_method(name)
+  del _BY_NAME[name]
 
 
 def get_method(name: str) -> Method:
@@ -399,7 +538,7 @@ def get_method(name: str) -> Method:
   Raises:
     ValueError: naming the valid methods, for an unknown name.
   """
-  if name not in _BY_NAME:
+  if not isinstance(name, str) or name not in _BY_NAME:
     raise ValueError(f"unknown method {name!r}; valid methods: "
                      f"{', '.join(_BY_NAME)}")
   return _BY_NAME[name]

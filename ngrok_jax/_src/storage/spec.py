@@ -20,6 +20,7 @@ from ngrok_jax._src.training.config import (HPARAMS, METHODS, TrainConfig,
                                             check_hparam)
 from ngrok_jax._src.training.cross_task import METHOD as CROSS_METHOD
 from ngrok_jax._src.core.fileio import dec_float, enc_float, is_int
+from ngrok_jax._src.optim.user_method import ensure_sources
 
 __all__ = ["FORMAT", "CROSS_FORMAT", "STOP_ACC", "EACH",
            "RunSpec", "load_spec", "check_resume", "check_out_dir"]
@@ -65,6 +66,10 @@ class RunSpec:
       tasks trained at once by method :data:`CROSS_METHOD`, one amplifier
       per seed meta-trained across them (:mod:`ngrok_jax.cross_task`; the
       config's ``task`` is the first of them).
+    method_sources: where the user's methods among ``configs`` come from
+      (their records' ``origin``: ``module:factory``, file, SHA-256), so
+      that a resume imports them again (:func:`load_spec`) and a changed
+      source shows in :meth:`diff`; empty without a user's method.
   """
   configs: Dict[str, TrainConfig]
   seeds: Tuple[int, ...]
@@ -78,6 +83,8 @@ class RunSpec:
   stop_after: Optional[int] = None
   stop_acc: float = STOP_ACC
   tasks: Tuple[str, ...] = ()
+  method_sources: Dict[str, Dict[str, str]] = dataclasses.field(
+      default_factory=dict)
 
   @property
   def methods(self) -> List[str]:
@@ -188,7 +195,10 @@ class RunSpec:
                  for k, v in self.hparams.items()},
         amplifier=self.amplifier, amplifier_seed=self.amplifier_seed,
         stop_after=self.stop_after, stop_acc=self.stop_acc,
-        **(dict(tasks=list(self.tasks)) if self.tasks else {}))
+        **(dict(tasks=list(self.tasks)) if self.tasks else {}),
+        **(dict(method_sources={m: dict(o) for m, o in
+                                self.method_sources.items()})
+           if self.method_sources else {}))
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "RunSpec":
@@ -199,8 +209,10 @@ class RunSpec:
       d: the dict of a ``config.json``.
 
     Returns:
-      A ``RunSpec`` (not validated yet).
+      A ``RunSpec`` (not validated yet; a user's method it names is
+      validated once registered: :func:`load_spec` imports it again).
     """
+    sources = {m: dict(o) for m, o in (d.get("method_sources") or {}).items()}
     configs = {m: _cfg_from_dict(d["configs"][m]) for m in d["methods"]}
     return cls(configs=configs, seeds=tuple(int(s) for s in d["seeds"]),
                steps=int(d["steps"]), eval_every=int(d["eval_every"]),
@@ -214,7 +226,7 @@ class RunSpec:
                                               _default("amplifier_seed"))),
                stop_after=d.get("stop_after") or None,
                stop_acc=float(d.get("stop_acc", STOP_ACC)),
-               tasks=tuple(d.get("tasks") or ()))
+               tasks=tuple(d.get("tasks") or ()), method_sources=sources)
 
   @classmethod
   def from_cross_header(cls, h: Mapping[str, Any]) -> "RunSpec":
@@ -280,18 +292,22 @@ def _cfg_from_dict(d: Mapping[str, Any]) -> TrainConfig:
   ).with_defaults()
 
 
-def load_spec(out_dir: str) -> RunSpec:
+def load_spec(out_dir: str, *, need_methods: bool = True) -> RunSpec:
   """The :class:`RunSpec` saved in a run folder's config.json (or, in a
   first-format cross-task folder, its ``cross_task.json``).
 
   Args:
     out_dir: the run folder.
+    need_methods: the user's methods the folder records must import again
+      (a resume); ``False`` (reading the results): one that does not is
+      left unregistered.
 
   Returns:
     The :class:`RunSpec`.
 
   Raises:
-    ValueError: no or no valid ``config.json``.
+    ValueError: no or no valid ``config.json``, or (``need_methods``) a
+      user's method of the run that cannot be imported again.
   """
   path = os.path.join(out_dir, "config.json")
   header = os.path.join(out_dir, "cross_task.json")
@@ -302,6 +318,16 @@ def load_spec(out_dir: str) -> RunSpec:
   try:
     with open(path) as f:
       d = json.load(f)
+    sources = d.get("method_sources") if path != header else None
+  except (ValueError, AttributeError) as e:
+    raise ValueError(f"{path} is not a valid run config ({e})") from None
+  if isinstance(sources, dict):  # a user's method: imported again first
+    try:
+      ensure_sources(sources, where=f"the run in {out_dir}")
+    except ValueError:
+      if need_methods:
+        raise
+  try:
     if path == header:
       return RunSpec.from_cross_header(d)
     return RunSpec.from_dict(d)

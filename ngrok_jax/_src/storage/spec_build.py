@@ -14,7 +14,9 @@ import numpy as np
 
 from ngrok_jax._src.training.config import METHODS, TrainConfig
 from ngrok_jax._src.core.fileio import is_int
-from ngrok_jax._src.optim.registry import get_method
+from ngrok_jax._src.optim.registry import (DEFAULT_METHOD, DEFAULT_METHODS,
+                                           get_method)
+from ngrok_jax._src.optim.user_method import resolve_method
 from ngrok_jax._src.storage.spec import EACH, STOP_ACC, RunSpec
 
 __all__ = ["make_spec", "sweep_seeds"]
@@ -123,8 +125,10 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
     config: the base :class:`ngrok_jax.TrainConfig`, its dict, or None;
       with ``preset`` or ``base``, the fields set over theirs (and over
       every per-method setting).
-    methods: method names (a list or a comma-separated string); None:
-      ``neuralgrok, adam`` (with ``tasks``: ``neuralgrok``).
+    methods: method names (a list or a comma-separated string), a user's
+      method as ``module:factory`` (imported and registered,
+      :func:`ngrok_jax.register_method`); None: ``neuralgrok, adam`` (with
+      ``tasks``: ``neuralgrok``).
     seeds: the number of seeds (0..n-1) or the seeds.
     steps: training steps per method.
     eval_every: steps between evaluations.
@@ -153,11 +157,13 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
     return d.get(name) if v is None else v
   tasks = tuple(pick(tasks, "tasks") or ())
   if methods is None:
-    methods = d.get("methods") or (["neuralgrok"] if tasks else
-                                   ["neuralgrok", "adam"])
+    methods = d.get("methods") or ([DEFAULT_METHOD] if tasks else
+                                   list(DEFAULT_METHODS))
   if isinstance(methods, str):
     methods = [m.strip() for m in methods.split(",") if m.strip()]
-  methods = list(methods)
+  methods = [resolve_method(m) for m in methods]
+  method_overrides = {resolve_method(m): v for m, v in
+                      (method_overrides or {}).items()}
   if len(set(methods)) != len(methods):
     raise ValueError(f"methods must be distinct (a method is listed twice), "
                      f"got {methods}")
@@ -192,13 +198,14 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
     from ngrok_jax._src.storage.ampfile import load_amplifier
     amp_meta = load_amplifier(
         amplifier, 0 if amplifier_seed == EACH else amplifier_seed)[1]
-    given = dict(method_overrides or {}).get("neuralgrok-frozen", {})
-    if "amp_hidden" in given and tuple(given["amp_hidden"]) != tuple(
-        amp_meta["hidden"]):
-      raise ValueError(
-          f"amp_hidden {list(given['amp_hidden'])} of neuralgrok-frozen "
-          f"differs from the amplifier file's {amp_meta['hidden']} (the "
-          "file's shape is used)")
+    for m in sorted(frozen):
+      given = dict(method_overrides or {}).get(m, {})
+      if "amp_hidden" in given and tuple(given["amp_hidden"]) != tuple(
+          amp_meta["hidden"]):
+        raise ValueError(
+            f"amp_hidden {list(given['amp_hidden'])} of {m} differs from "
+            f"the amplifier file's {amp_meta['hidden']} (the file's shape "
+            "is used)")
     if amplifier_seed == EACH and len(amp_meta["seeds"]) != len(seeds):
       raise ValueError(f"amplifier_seed 'each' pairs the run's seeds with the"
                        f" amplifier file's, but {amplifier} holds "
@@ -214,7 +221,8 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
     amplifier = os.path.abspath(amplifier)
   if amp_meta is not None:
     from ngrok_jax._src.storage.ampfile import check_fits
-    check_fits(amplifier, configs["neuralgrok-frozen"])
+    for m in sorted(frozen):
+      check_fits(amplifier, configs[m])
   spec = RunSpec(configs=configs, seeds=seeds, steps=pick(steps, "steps"),
                  eval_every=pick(eval_every, "eval_every"),
                  checkpoint_every=pick(checkpoint_every,
@@ -223,7 +231,9 @@ def make_spec(config: Union[TrainConfig, Mapping[str, Any], None] = None,
                  hparams=hp, amplifier=amplifier,
                  amplifier_seed=amplifier_seed,
                  stop_after=pick(stop_after, "stop_after") or None,
-                 stop_acc=pick(stop_acc, "stop_acc"), tasks=tasks).validate()
+                 stop_acc=pick(stop_acc, "stop_acc"), tasks=tasks,
+                 method_sources={m: dict(get_method(m).origin) for m in methods
+                                 if get_method(m).origin}).validate()
   if tasks:  # the tasks share the transformer's shapes
     task_configs(spec.configs[methods[0]], tasks)
   return spec

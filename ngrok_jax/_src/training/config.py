@@ -14,7 +14,8 @@ import numpy as np
 
 from ngrok_jax._src.core import tasks as tasks_lib
 from ngrok_jax._src.core.fileio import is_int
-from ngrok_jax._src.optim.registry import Method, get_method, method_names
+from ngrok_jax._src.optim.registry import (DEFAULT_METHOD, METHOD_NAMES,
+                                           Method, get_method)
 from ngrok_jax._src.optim.pretrained import DEFAULT_RULE
 
 __all__ = ["METHODS", "AMPLIFIER_METHODS", "CLIPPED_METHODS",
@@ -26,8 +27,9 @@ __all__ = ["METHODS", "AMPLIFIER_METHODS", "CLIPPED_METHODS",
 
 #: Values of ``TrainConfig.method``: every record of
 #: :mod:`ngrok_jax.registry` (the baselines, the newer grokking methods and
-#: NeuralGrok, learned or frozen).
-METHODS = method_names()
+#: NeuralGrok, learned or frozen), and the methods registered since (a
+#: live view, equal to the tuple of the names).
+METHODS = METHOD_NAMES
 #: Methods whose weight decay is decoupled (AdamW's): the others add
 #: ``wd * w`` to the gradient (PyTorch ``Adam(weight_decay=wd)``).
 DECOUPLED_METHODS = tuple(m for m in METHODS
@@ -78,7 +80,8 @@ def _field(default, help: str, *, choices: Optional[Sequence] = None,
   unless ``flag`` names another; none with ``cli=False``) and of
   :meth:`TrainConfig.validate`."""
   return dataclasses.field(default=default, metadata=dict(
-      help=help, choices=tuple(choices) if choices is not None else None,
+      help=help, choices=None if choices is None else choices if isinstance(
+          choices, Sequence) else tuple(choices),
       min=min, flag=flag, cli=cli))
 
 
@@ -106,7 +109,7 @@ class TrainConfig:
   task: str = _field("a+b", "task (a modular-arithmetic expression)",
                      choices=tasks_lib.TASKS)
   p: int = _field(97, "modulus p", min=1)
-  method: str = _field("neuralgrok", "training method (one run per method)",
+  method: str = _field(DEFAULT_METHOD, "training method (one run per method)",
                        choices=METHODS, flag="--methods")
   fractions: Tuple[float, float, float] = _field(
       (0.49, 0.01, 0.50), "inner-train, outer (meta-validation) and test "

@@ -55,6 +55,7 @@ import numpy as np
 
 from ngrok_jax._src.core import tasks as tasks_lib
 from ngrok_jax._src.training import train as train_lib
+from ngrok_jax._src.optim.registry import DEFAULT_METHOD
 from ngrok_jax._src.training.config import TrainConfig
 from ngrok_jax._src.training.train import Data, TrainState
 
@@ -65,7 +66,7 @@ __all__ = ["TASK_AXIS", "METHOD", "configs", "init", "train_steps",
 TASK_AXIS = "task"
 #: The one method of a run with a task axis (its amplifier is meta-trained
 #: across the tasks); the method of every task's run folder.
-METHOD = "neuralgrok"
+METHOD = DEFAULT_METHOD
 _STATE_AXES = TrainState(None, 0)  # the step is shared, the seeds per task
 
 

@@ -34,15 +34,14 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-from ngrok_jax._src.optim.registry import RECORDS
+from ngrok_jax._src.optim.registry import (PAPER_METHODS, QUICK_METHODS,
+                                           RECORDS)
 
 __all__ = ["PRESETS", "PAPER_PRESET_FOR_TASK", "get_preset", "preset_names",
            "merge", "method_overrides"]
 
 _PAPER_COMMON = dict(dim=128, heads=4, batch_size=512, warmup_steps=10,
                      lr=1e-3, b1=0.9, b2=0.98, wd=1e-3, c=0.2)
-_PAPER_METHODS = ["neuralgrok", "rescale", "adam", "adamw", "grokfast-ema",
-                  "grokfast-ma"]
 #: Baselines' own published settings (the model wd 1e-3 is everyone else's),
 #: from their records (:mod:`ngrok_jax.registry`).
 _BASELINE_CONFIG = {r.name: dict(r.published) for r in RECORDS if r.published}
@@ -65,7 +64,7 @@ def _recipe(source: str, task: str, p: int, amp_hidden, T: int, c: float,
       config=dict(_PAPER_COMMON, task=task, p=p, depth=depth,
                   amp_hidden=tuple(amp_hidden), meta_every=T, c=c),
       method_config=copy.deepcopy(_BASELINE_CONFIG),
-      methods=list(_PAPER_METHODS),
+      methods=list(PAPER_METHODS),
       seeds=4,
       steps=300_000,
       eval_every=100,
@@ -106,7 +105,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                     batch_size=512, warmup_steps=10, amp_hidden=(32, 32),
                     meta_every=4, lr=3e-3),
         method_config=copy.deepcopy(_QUICK_WD_CONFIG),
-        methods=["neuralgrok", "rescale", "adam"],
+        methods=list(QUICK_METHODS),
         seeds=4,
         steps=2000,
         eval_every=100,
