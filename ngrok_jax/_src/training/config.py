@@ -314,11 +314,11 @@ class TrainConfig:
     Raises:
       ValueError: an unknown method.
     """
-    hp = self.hparams()
     if self.resolved and all(
         type(getattr(self, k)) is float for k in HPARAMS):
-      return self
-    return dataclasses.replace(self, train_on_outer=self.pools_outer, **hp)
+      return self  # (needs no method record: a user's may be gone)
+    return dataclasses.replace(self, train_on_outer=self.pools_outer,
+                               **self.hparams())
 
   @property
   def resolved(self) -> bool:
