@@ -23,8 +23,10 @@ is a thin facade::
 Each step: the method's optimizer (:func:`ngrok_jax._src.training.methods.optimizer`:
 :func:`ngrok_jax.neuralgrok` around clip + Adam, or a baseline's chain)
 applied to the batch gradient; for NeuralGrok the step counter, shared by
-all seeds, decides the meta steps (``meta_step=is_meta_step(step, T)``), so
-the ``cond`` stays a real branch under ``vmap``.  ``seed_group`` runs the
+all seeds, is the one clock of the meta steps (passed as the
+transformation's ``count=step``: it decides ``is_meta_step(step, T)`` and
+becomes the optimizer state's count), so the ``cond`` stays a real branch
+under ``vmap``.  ``seed_group`` runs the
 seeds in groups of vmapped seeds one after another (``lax.map``; faster on
 a CPU, same results).
 
