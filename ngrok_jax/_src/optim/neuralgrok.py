@@ -218,10 +218,11 @@ def neuralgrok(
   Returns:
     A ``GradientTransformationExtraArgs``.  Its
     ``update(grads, state, params, *, outer_loss=None, train_loss=None,
-    meta_step=None, count=None, **extra)`` needs ``params``; ``outer_loss(params) ->
-    scalar`` on updates that may have a meta step; ``train_loss(params) ->
-    scalar`` (the step's batch loss) as well with ``placement="after"`` or
-    ``lookahead_steps > 1``.
+    meta_step=None, count=None, **extra)`` needs ``params``;
+    ``outer_loss(params) -> scalar`` on updates that may have a meta step;
+    ``train_loss(params) -> scalar`` (the step's batch loss) as well with
+    ``placement="after"`` or ``lookahead_steps > 1``; ``count``: the
+    caller's clock (see above).
     Other keywords are passed on to ``inner``.
   """
   if not callable(amplifier):

@@ -38,8 +38,8 @@ from ngrok_jax._src.core.model import (Transformer, cross_entropy,
                                        stablemax_cross_entropy)
 from ngrok_jax._src.optim.registry import MethodParts
 
-__all__ = ["program_config", "task_of", "model_of", "amplifier_of", "loss_fn", "cross_entropy_of",
-           "optimizer", "meta_optimizer",
+__all__ = ["program_config", "task_of", "model_of", "amplifier_of",
+           "loss_fn", "cross_entropy_of", "optimizer", "meta_optimizer",
            "transform_gradient", "hparams_of", "num_tensors",
            "init_amplifier_params", "amplifier_fns", "amplify_at",
            "meta_lr_schedule"]
@@ -69,13 +69,16 @@ class _PerSeed:
       return self.name == other.name
     return self._fail()
 
+  def __ne__(self, other):
+    return not self == other
+
   def _fail(self, *args, **kwargs):
     raise TypeError(
         f"TrainConfig.{self.name} is a per-seed hyperparameter: a compiled "
         f"program reads the seed's hparams[{self.name!r}] (an array), never "
         f"the config's field (a new value would compile a new program)")
 
-  __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __bool__ = _fail
+  __lt__ = __le__ = __gt__ = __ge__ = __bool__ = _fail
   __float__ = __int__ = __index__ = __complex__ = __round__ = _fail
   __neg__ = __pos__ = __abs__ = __array__ = __jax_array__ = _fail
   __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _fail

@@ -4,13 +4,13 @@ A functional core: :func:`init`, :func:`train_steps` (many steps in one
 ``lax.scan``) and :func:`evaluate` are module-level pure functions of a
 (frozen, hashable) :class:`TrainConfig`, jitted with the config's
 structural part static (:func:`programs`), so configs that differ only in
-numeric hyperparameters share compiled programs.  The transformer parameters and
-their optimizer state live in one per-seed :class:`SeedState`; for
-NeuralGrok the optimizer state is the :func:`ngrok_jax.neuralgrok`
-transformation's, which holds the amplifier parameters (phi) and the meta
-optimizer's state.  All seeds are stacked along a leading axis and advanced
-by one compiled program; :class:`ngrok_jax.Trainer` (``nj.Trainer``)
-is a thin facade::
+numeric hyperparameters share compiled programs.  The transformer
+parameters and their optimizer state live in one per-seed
+:class:`SeedState`; for NeuralGrok the optimizer state is the
+:func:`ngrok_jax.neuralgrok` transformation's, which holds the amplifier
+parameters (phi) and the meta optimizer's state.  All seeds are stacked
+along a leading axis and advanced by one compiled program;
+:class:`ngrok_jax.Trainer` (``nj.Trainer``) is a thin facade::
 
     trainer = Trainer(TrainConfig(task="a+b", p=23, method="neuralgrok"))
     state, data = trainer.init(seeds=[0, 1, 2, 3])
@@ -317,6 +317,13 @@ def programs(cfg: TrainConfig) -> Programs:
   (each CPU executable holds thousands of memory mappings; keeping every
   config of a long session alive exhausts the kernel's map limit).  Use
   ``programs(cfg).train_steps.lower(...)`` for ahead-of-time compilation.
+
+  Args:
+    cfg: the configuration (its per-seed hyperparameters are not read).
+
+  Returns:
+    The :class:`Programs` of ``cfg``'s key (the same object for every
+    config with that key while it is cached).
   """
   return _programs(program_config(cfg))
 
