@@ -104,6 +104,46 @@ def test_meta_steps_follow_the_count(toy_problem):
     assert changed == expected, placement
 
 
+def test_a_callers_clock_decides_and_becomes_the_count(toy_problem):
+  """One clock: ``count=step`` (the caller's loop step) decides the meta
+  step and is the state's count afterwards (``step + 1``), an update
+  skipped for a non-finite gradient included, so continuing on the state's
+  own count keeps the caller's meta steps; shared under ``vmap`` it keeps
+  a real branch.  Fails if the keyword is ignored (the count lags)."""
+  pb = toy_problem()
+  params, train, outer, amp, phi = pb
+  mse = pb.loss
+  kw = dict(train_loss=lambda q: mse(q, *train),
+            outer_loss=lambda q: mse(q, *outer))
+  tx = nj.neuralgrok(optax.sgd(0.1), amp.apply, phi, meta_every=3,
+                     meta_optimizer=optax.sgd(0.5))  # "after": 2, 5, 8, ...
+  clock = jax.jit(lambda g, s, c: tx.update(g, s, params, count=c, **kw))
+  own = jax.jit(lambda g, s: tx.update(g, s, params, **kw))
+  g = jax.grad(mse)(params, *train)
+  moved = lambda a, b: any(not np.array_equal(x, y) for x, y in zip(
+      jax.tree.leaves(nj.amplifier_params(a)),
+      jax.tree.leaves(nj.amplifier_params(b))))
+  s0 = tx.init(params)  # count 0; the caller's loop is at step 5
+  _, s = clock(g, s0, 5)
+  assert int(s.count) == 6 and moved(s0, s)  # step 5 decided: a meta step
+  bad = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan), g)
+  u, s7 = clock(bad, s, 6)  # skipped: nothing changes but the clock
+  assert int(s7.count) == 7 and not any(
+      np.any(np.asarray(x)) for x in jax.tree.leaves(u))
+  jax.tree.map(np.testing.assert_array_equal, s7._replace(count=s.count), s)
+  # the state's own count goes on in step with the caller's: 7 no, 8 yes
+  _, s8 = own(g, s7)
+  assert int(s8.count) == 8 and not moved(s7, s8)
+  _, s9 = own(g, s8)
+  assert int(s9.count) == 9 and moved(s8, s9)
+  # a clock shared by vmapped seeds keeps the meta step a real branch
+  states = jax.vmap(lambda _: tx.init(params))(jnp.arange(2))
+  shared = jax.make_jaxpr(jax.vmap(
+      lambda st, c: tx.update(g, st, params, count=c, **kw),
+      in_axes=(0, None)))(states, jnp.asarray(2, jnp.int32))
+  assert _has_cond(shared)
+
+
 def _has_cond(jaxpr) -> bool:
   return bool(re.search(r"\bcond\[", str(jaxpr)))
 

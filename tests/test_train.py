@@ -147,6 +147,48 @@ def test_no_recompilation_for_new_state_or_hyperparameters(tiny_config):
   assert evaluate._cache_size() == m == 1
 
 
+def test_the_training_step_is_the_one_clock_of_the_meta_steps(tiny_config):
+  """The step decides the meta steps and is the optimizer state's count:
+  after an update skipped for a non-finite gradient (finite loss: the seed
+  goes on) the count is still the step (before: one behind, so the
+  transformation's own clock would take its meta steps one update later
+  than the trainer), and a state whose count is not the step (started
+  mid-run) takes the step's meta step and takes up its count."""
+  tr = nj.Trainer(tiny_config(meta_every=2))  # "after": meta at 1, 3, 5, ...
+  state, data = tr.init([0])
+  s = jax.tree.map(lambda x: x[0], state.seeds)
+  ox, oy = data.inputs[data.outer[0]], data.labels[data.outer[0]]
+  step = jax.jit(tr.batch_step)
+  amp = lambda st: jax.tree.leaves(st.amp_params)
+  # step 0: two equal rows with opposite huge weights (their losses cancel
+  # exactly) through shrunk activations (the layer norms' backward passes
+  # amplify): a finite loss, a non-finite gradient
+  x, y, w = tr.batch_of(s.key, data.train[0], 0, data)
+  x, y = x.at[1].set(x[0]), y.at[1].set(y[0])
+  w = jnp.zeros_like(w).at[0].set(1e36).at[1].set(-1e36)
+  small = lambda path, l: l * 1e-4 if any(
+      n in jax.tree_util.keystr(path) for n in ("emb", "proj", "out")) else l
+  s = s._replace(params=jax.tree_util.tree_map_with_path(small, s.params))
+  s1, out = step(s, x, y, w, ox, oy, 0)
+  assert np.isfinite(float(out["loss"])) and int(s1.diverged_at) == -1
+  jax.tree.map(np.testing.assert_array_equal, s1.params, s.params)  # skipped
+  assert int(s1.opt_state.count) == 1
+  # step 1: a meta step, decided by the step and by the count alike
+  x, y, w = tr.batch_of(s1.key, data.train[0], 1, data)
+  s2, out = step(s1, x, y, w, ox, oy, 1)
+  assert np.isfinite(float(out["outer_loss"]))
+  assert any(not np.array_equal(a, b) for a, b in zip(amp(s1), amp(s2)))
+  assert int(s2.opt_state.count) == 2
+  assert bool(nj.is_meta_step(int(s2.opt_state.count), 2)) == bool(
+      nj.is_meta_step(2, 2))
+  # a fresh state (count 0) at step 3: the step's meta step, count 4
+  s0 = tr.seed_state(s2.params, key=s2.key)
+  s4, out = step(s0, x, y, w, ox, oy, 3)
+  assert np.isfinite(float(out["outer_loss"])) and int(
+      s4.opt_state.count) == 4
+  assert any(not np.array_equal(a, b) for a, b in zip(amp(s0), amp(s4)))
+
+
 def test_hyperparameter_sweep_changes_results_per_seed(tiny_config):
   tr = nj.Trainer(tiny_config(method="rescale", split_seed=0))
   state, data = tr.init([0, 1], hparams={"lr": [1e-3, 1e-3]})

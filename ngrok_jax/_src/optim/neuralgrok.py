@@ -49,7 +49,9 @@ class NeuralGrokState(NamedTuple):
   r"""State of :func:`neuralgrok`.
 
   Attributes:
-    count: inner steps taken so far (int32 scalar).
+    count: the clock of the meta steps: the updates taken so far (int32
+      scalar), or, when the caller passes its own clock (``update(...,
+      count=step)``), that clock plus one.
     amplifier_params: the amplifier's parameters :math:`\phi` (learned by
       the meta steps; constant when ``meta_every=0``).
     meta_state: the meta optimizer's state (``optax.EmptyState()`` when
@@ -157,16 +159,24 @@ def neuralgrok(
   reusing ``g`` (one backward pass fewer; the paper's Algorithm 1), and the
   inner step then uses the new :math:`\phi`.
 
-  Whether an update has a meta step: by default the state's own count
-  decides (``lax.cond``).  Under ``jax.vmap`` over seeds that predicate is
-  batched, so ``vmap`` turns the ``cond`` into a ``select`` and computes the
-  meta step on every update.  To keep a real branch, pass ``meta_step=``
-  from outside the ``vmap`` (a scalar shared by all seeds, e.g.
-  ``is_meta_step(step, T)`` with ``in_axes=None``), or a Python bool.
+  Whether an update has a meta step: one clock decides,
+  ``is_meta_step(count, meta_every, placement)`` with ``count`` the
+  update's 0-indexed number: the state's own count, or the caller's clock
+  passed as ``update(..., count=step)`` (e.g. the training step, which the
+  library's trainer passes), which then becomes the state's count
+  (``step + 1`` after the update, a skipped one included), so the state
+  and the caller's clock never disagree (after a skipped update, a resume
+  or a state started mid-run).  Under ``jax.vmap`` over seeds the state's
+  own count is batched, so ``vmap`` turns the ``cond`` into a ``select``
+  and computes the meta step on every update; a ``count=`` from outside
+  the ``vmap`` (a scalar shared by all seeds, ``in_axes=None``) keeps a
+  real branch.  ``meta_step=`` (a bool or a bool scalar) overrides the
+  clock's decision.
 
   Non-finite values: an update whose gradient holds a NaN or an infinity
   is skipped (zero update; the state returned is the state given, so
-  ``count`` does not advance and no NaN reaches phi or the moments); a
+  ``count`` does not advance unless the caller passes its clock, and no
+  NaN reaches phi or the moments); a
   meta step whose outer loss or meta-gradient is not finite leaves phi and
   the meta state unchanged (the inner step is taken) and records that
   value in ``outer_loss`` / ``meta_grad_norm``.
@@ -208,10 +218,11 @@ def neuralgrok(
   Returns:
     A ``GradientTransformationExtraArgs``.  Its
     ``update(grads, state, params, *, outer_loss=None, train_loss=None,
-    meta_step=None, **extra)`` needs ``params``; ``outer_loss(params) ->
-    scalar`` on updates that may have a meta step; ``train_loss(params) ->
-    scalar`` (the step's batch loss) as well with ``placement="after"`` or
-    ``lookahead_steps > 1``.
+    meta_step=None, count=None, **extra)`` needs ``params``;
+    ``outer_loss(params) -> scalar`` on updates that may have a meta step;
+    ``train_loss(params) -> scalar`` (the step's batch loss) as well with
+    ``placement="after"`` or ``lookahead_steps > 1``; ``count``: the
+    caller's clock (see above).
     Other keywords are passed on to ``inner``.
   """
   if not callable(amplifier):
@@ -354,8 +365,19 @@ def neuralgrok(
     return u, state._replace(count=optax.safe_increment(state.count),
                              inner_state=inner_state)
 
-  return optax.GradientTransformationExtraArgs(
-      init_fn, skip_nonfinite(update_fn, "neuralgrok"))
+  guarded = skip_nonfinite(update_fn, "neuralgrok")
+
+  def update_with_clock(updates, state, params=None, *, count=None,
+                        **kwargs):
+    if count is None:  # the state's own count is the clock
+      return guarded(updates, state, params, **kwargs)
+    # the caller's clock: it decides and it is the state's count, also
+    # after a skipped update
+    count = jnp.asarray(count, state.count.dtype)
+    u, new = guarded(updates, state._replace(count=count), params, **kwargs)
+    return u, new._replace(count=optax.safe_increment(count))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_with_clock)
 
 
 def amplifier_params(opt_state) -> Any:

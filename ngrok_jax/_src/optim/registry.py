@@ -57,8 +57,9 @@ __all__ = ["Method", "MethodParts", "RECORDS", "get_method", "method_names",
 #: The learning rates of every method's default tuning grid.
 LR_GRID = (1e-3, 3e-3)
 #: The extra ``update`` arguments of a meta-learned amplifier
-#: (:func:`ngrok_jax.neuralgrok`): the meta-step flag and the two losses.
-META_UPDATE_ARGS = ("meta_step", "train_loss", "outer_loss")
+#: (:func:`ngrok_jax.neuralgrok`): the clock of its meta steps (``count``:
+#: the training step) and the two losses.
+META_UPDATE_ARGS = ("count", "train_loss", "outer_loss")
 #: Defaults of the hyperparameters that are ``None`` in a
 #: :class:`ngrok_jax.TrainConfig`, unless a record's ``defaults`` say else.
 _BASE_DEFAULTS = {"wd": 0.0, "lamb": 2.0}

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ngrok_jax._src.core.fileio import atomic_write, dumps, is_int
+from ngrok_jax._src.training.methods import loss_fn, program_config
 
 __all__ = ["AMP_FORMAT", "save_amplifier", "load_amplifier", "check_fits",
            "grad_range_fn", "run_amplifier_meta"]
@@ -125,8 +126,9 @@ def grad_range_fn(trainer) -> Callable:
   """Jitted ``(state, data) -> (lo, hi, grads)``: per seed, min/max of the
   full-train-split gradient components, and the gradient tree of seed 0.
 
-  One program per config (``trainer.config``; the loss depends on nothing
-  else), shared by every trainer of it: a run asks at its start and at its
+  One program per config (``trainer.config``'s structural part, its
+  ``program_config``: the loss depends on nothing else), shared by every
+  trainer of it: a run asks at its start and at its
   end, and traces once.
 
   Args:
@@ -135,13 +137,11 @@ def grad_range_fn(trainer) -> Callable:
   Returns:
     The jitted function.
   """
-  return _grad_range_program(trainer.config)
+  return _grad_range_program(program_config(trainer.config))
 
 
 @functools.lru_cache(maxsize=4)  # bounded, as ``train.programs``
 def _grad_range_program(cfg) -> Callable:
-  from ngrok_jax._src.training.methods import loss_fn
-
   def one(params, idx, inputs, labels):
     g = jax.grad(lambda p: loss_fn(cfg, p, inputs[idx], labels[idx]))(params)
     flat = jnp.concatenate([jnp.ravel(l) for l in jax.tree.leaves(g)])

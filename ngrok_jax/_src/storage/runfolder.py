@@ -302,7 +302,7 @@ def estimate_bytes(spec) -> int:
   return worst * max(1, len(getattr(spec, "tasks", ())))
 
 
-_ESTIMATES: Dict[str, int] = {}
+_ESTIMATES: Dict[Any, int] = {}
 
 
 def check_resources(spec, memory: bool = True) -> None:
@@ -311,6 +311,7 @@ def check_resources(spec, memory: bool = True) -> None:
   state (:func:`estimate_bytes`, about a second) exceeds the memory
   available."""
   from ngrok_jax._src.training.config import num_examples
+  from ngrok_jax._src.training.methods import program_config
   for m, cfg in spec.configs.items():
     if cfg.p > MAX_P:
       raise ValueError(f"p must be <= {MAX_P}, got {cfg.p}")
@@ -321,7 +322,10 @@ def check_resources(spec, memory: bool = True) -> None:
                        "smaller p")
   if not memory:
     return
-  key = json.dumps(spec.to_dict(), sort_keys=True)
+  # the shapes decide: the configs' structure (not their per-seed
+  # hyperparameters, which would trace the state again), seeds and tasks
+  key = (tuple((m, program_config(c)) for m, c in spec.configs.items()),
+         len(spec.seeds), len(getattr(spec, "tasks", None) or ()))
   if key not in _ESTIMATES:  # the CLI checks before its trackers, then run
     _ESTIMATES[key] = estimate_bytes(spec)
   need, have = _ESTIMATES[key], _available_bytes()

@@ -57,6 +57,7 @@ from ngrok_jax._src.core import tasks as tasks_lib
 from ngrok_jax._src.training import train as train_lib
 from ngrok_jax._src.optim.registry import DEFAULT_METHOD
 from ngrok_jax._src.training.config import TrainConfig
+from ngrok_jax._src.training.methods import program_config
 from ngrok_jax._src.training.train import Data, TrainState
 
 __all__ = ["TASK_AXIS", "METHOD", "configs", "init", "train_steps",
@@ -128,8 +129,15 @@ def init(config: TrainConfig, tasks: Sequence[str], seeds: Sequence[int],
   return TrainState(state.step, seeds_state), data
 
 
-@functools.lru_cache(maxsize=2)
 def _programs(cfg: TrainConfig):
+  """The jitted ``(train_steps, evaluate)`` of ``cfg``'s
+  :func:`ngrok_jax._src.training.methods.program_config` (shared by configs
+  that differ only in per-seed hyperparameters)."""
+  return _compiled(program_config(cfg))
+
+
+@functools.lru_cache(maxsize=2)
+def _compiled(cfg: TrainConfig):
   def steps(state, data, num_steps):
     fn = functools.partial(train_lib.train_steps_fn, cfg, num_steps=num_steps)
     return jax.vmap(fn, in_axes=(_STATE_AXES, 0), out_axes=(_STATE_AXES, 0),

@@ -19,6 +19,7 @@ times a cosine decay, optionally after a linear warm-up, over
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Dict, Mapping, Optional
 
@@ -31,22 +32,98 @@ from ngrok_jax._src.core import tasks as tasks_lib
 from ngrok_jax._src.optim.amplifier import (Amplifier, RichAmplifier,
                                             adam_moments, amplify,
                                             rich_features)
-from ngrok_jax._src.training.config import TrainConfig, check_hparam
+from ngrok_jax._src.training.config import (HPARAMS, TrainConfig,
+                                            check_hparam)
 from ngrok_jax._src.core.model import (Transformer, cross_entropy,
                                        stablemax_cross_entropy)
 from ngrok_jax._src.optim.registry import MethodParts
 
-__all__ = ["task_of", "model_of", "amplifier_of", "loss_fn", "cross_entropy_of",
-           "optimizer", "meta_optimizer",
+__all__ = ["program_config", "task_of", "model_of", "amplifier_of",
+           "loss_fn", "cross_entropy_of", "optimizer", "meta_optimizer",
            "transform_gradient", "hparams_of", "num_tensors",
            "init_amplifier_params", "amplifier_fns", "amplify_at",
            "meta_lr_schedule"]
 
 
+class _PerSeed:
+  """Stands for a per-seed hyperparameter in :func:`program_config`: any use
+  of its value (arithmetic, comparison, conversion to a number or an array)
+  raises, so a program that reads the config's field instead of the
+  seed's array fails loudly when it is traced."""
+  __slots__ = ("name",)
+
+  def __init__(self, name: str):
+    self.name = name
+
+  def __repr__(self):
+    return f"<per-seed {self.name}>"
+
+  def __reduce__(self):  # copies and pickles are the same placeholder
+    return _per_seed, (self.name,)
+
+  def __hash__(self):
+    return hash((_PerSeed, self.name))
+
+  def __eq__(self, other):
+    if isinstance(other, _PerSeed):
+      return self.name == other.name
+    return self._fail()
+
+  def __ne__(self, other):
+    return not self == other
+
+  def _fail(self, *args, **kwargs):
+    raise TypeError(
+        f"TrainConfig.{self.name} is a per-seed hyperparameter: a compiled "
+        f"program reads the seed's hparams[{self.name!r}] (an array), never "
+        f"the config's field (a new value would compile a new program)")
+
+  __lt__ = __le__ = __gt__ = __ge__ = __bool__ = _fail
+  __float__ = __int__ = __index__ = __complex__ = __round__ = _fail
+  __neg__ = __pos__ = __abs__ = __array__ = __jax_array__ = _fail
+  __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _fail
+  __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = _fail
+  __mod__ = __rmod__ = __pow__ = __rpow__ = __matmul__ = __rmatmul__ = _fail
+
+
+_PER_SEED = {name: _PerSeed(name) for name in HPARAMS}
+
+
+def _per_seed(name: str) -> _PerSeed:
+  return _PER_SEED[name]
+
+
 @functools.lru_cache(maxsize=64)
+def program_config(cfg: TrainConfig) -> TrainConfig:
+  """The part of ``cfg`` that decides its compiled programs (their key).
+
+  ``cfg`` with every field named in ``HPARAMS`` replaced by a placeholder:
+  those values (and whether they are ``None``, the method's default) reach
+  the programs only as the per-seed arrays of ``SeedState.hparams``, so
+  configs that differ in them share one key and one set of programs.  The
+  placeholder raises on any use of its value (a TypeError naming the
+  field), so no program can read a hyperparameter from the config.  None
+  of the ``HPARAMS`` decides a program's structure: ``clip=inf`` (no
+  clipping) and ``wd=0`` run the same operations as any other value.
+
+  Args:
+    cfg: a configuration.
+
+  Returns:
+    The key configuration (not valid for :meth:`TrainConfig.hparams` or
+    :meth:`TrainConfig.validate`); a key configuration is its own key.
+  """
+  return dataclasses.replace(cfg, **_PER_SEED)
+
+
+@functools.lru_cache(maxsize=64)
+def _task(name: str, p: int) -> tasks_lib.Task:
+  return tasks_lib.make_task(name, p)
+
+
 def task_of(cfg: TrainConfig) -> tasks_lib.Task:
   """The task's examples (built once per task and modulus)."""
-  return tasks_lib.make_task(cfg.task, cfg.p)
+  return _task(cfg.task, cfg.p)
 
 
 def model_of(cfg: TrainConfig) -> Transformer:
@@ -55,9 +132,13 @@ def model_of(cfg: TrainConfig) -> Transformer:
                      cfg.depth, init_style=cfg.init)
 
 
-@functools.lru_cache(maxsize=64)
 def num_tensors(cfg: TrainConfig) -> int:
   """The number of parameter tensors (leaves) of the configured model."""
+  return _num_tensors(program_config(cfg))
+
+
+@functools.lru_cache(maxsize=64)
+def _num_tensors(cfg: TrainConfig) -> int:
   dummy = jnp.zeros((1, task_of(cfg).seq_len), jnp.int32)
   return len(jax.tree.leaves(jax.eval_shape(
       lambda: model_of(cfg).init(jax.random.PRNGKey(0), dummy))))

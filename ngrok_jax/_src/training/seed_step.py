@@ -71,7 +71,8 @@ def batch_step(cfg: TrainConfig, s, x, y, w, outer_x, outer_y, step):
 
   ``x`` (B, L) tokens, ``y`` (B,) labels, ``w`` (B,) 0/1 row mask (or
   ``None``); ``outer_x``, ``outer_y``: the outer split; ``step``: the
-  0-indexed step number (decides the warm-up and the meta steps).  Returns
+  0-indexed step number (the clock of the meta steps: passed to the
+  amplifier methods' transformation as its ``count``).  Returns
   the new state and ``dict(loss, outer_loss)`` (``outer_loss`` NaN on
   steps without a meta step).  A seed whose loss or weights stop being
   finite is frozen from then on (``diverged_at``).
@@ -93,14 +94,15 @@ def batch_step(cfg: TrainConfig, s, x, y, w, outer_x, outer_y, step):
   loss, g = jax.value_and_grad(loss_fn, argnums=1)(cfg, s.params, x, y, w)
   tx = optimizer(cfg, s.hparams)
   outer = jnp.full([], jnp.nan, loss.dtype)
-  meta = (is_meta_step(step, cfg.meta_every, cfg.meta_placement)
-          if "meta_step" in rec.update_args else None)
-  extra = dict(meta_step=meta,  # the extra update arguments a method takes
+  # one clock: the step (shared by the vmapped seeds, so the meta step
+  # stays a real branch) is the transformation's count, which decides
+  extra = dict(count=step,  # the extra update arguments a method takes
                train_loss=lambda p: loss_fn(cfg, p, x, y, w),
                outer_loss=lambda p: loss_fn(cfg, p, outer_x, outer_y))
   updates, opt_state = tx.update(g, s.opt_state, s.params,
                                  **{k: extra[k] for k in rec.update_args})
-  if rec.needs_outer_batch:
+  if rec.needs_outer_batch:  # reported on the meta steps of that clock
+    meta = is_meta_step(step, cfg.meta_every, cfg.meta_placement)
     outer = jnp.where(meta, opt_state.outer_loss.astype(loss.dtype), outer)
   params = optax.apply_updates(s.params, updates)
   new = s._replace(params=params, opt_state=opt_state)

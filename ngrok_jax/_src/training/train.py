@@ -2,14 +2,15 @@
 
 A functional core: :func:`init`, :func:`train_steps` (many steps in one
 ``lax.scan``) and :func:`evaluate` are module-level pure functions of a
-(frozen, hashable) :class:`TrainConfig`, jitted with the config static, so
-equal configs share compiled programs.  The transformer parameters and
-their optimizer state live in one per-seed :class:`SeedState`; for
-NeuralGrok the optimizer state is the :func:`ngrok_jax.neuralgrok`
-transformation's, which holds the amplifier parameters (phi) and the meta
-optimizer's state.  All seeds are stacked along a leading axis and advanced
-by one compiled program; :class:`ngrok_jax.Trainer` (``nj.Trainer``)
-is a thin facade::
+(frozen, hashable) :class:`TrainConfig`, jitted with the config's
+structural part static (:func:`programs`), so configs that differ only in
+numeric hyperparameters share compiled programs.  The transformer
+parameters and their optimizer state live in one per-seed
+:class:`SeedState`; for NeuralGrok the optimizer state is the
+:func:`ngrok_jax.neuralgrok` transformation's, which holds the amplifier
+parameters (phi) and the meta optimizer's state.  All seeds are stacked
+along a leading axis and advanced by one compiled program;
+:class:`ngrok_jax.Trainer` (``nj.Trainer``) is a thin facade::
 
     trainer = Trainer(TrainConfig(task="a+b", p=23, method="neuralgrok"))
     state, data = trainer.init(seeds=[0, 1, 2, 3])
@@ -22,8 +23,10 @@ is a thin facade::
 Each step: the method's optimizer (:func:`ngrok_jax._src.training.methods.optimizer`:
 :func:`ngrok_jax.neuralgrok` around clip + Adam, or a baseline's chain)
 applied to the batch gradient; for NeuralGrok the step counter, shared by
-all seeds, decides the meta steps (``meta_step=is_meta_step(step, T)``), so
-the ``cond`` stays a real branch under ``vmap``.  ``seed_group`` runs the
+all seeds, is the one clock of the meta steps (passed as the
+transformation's ``count=step``: it decides ``is_meta_step(step, T)`` and
+becomes the optimizer state's count), so the ``cond`` stays a real branch
+under ``vmap``.  ``seed_group`` runs the
 seeds in groups of vmapped seeds one after another (``lax.map``; faster on
 a CPU, same results).
 
@@ -53,7 +56,8 @@ from ngrok_jax._src.training.config import (HPARAMS, METHODS, TrainConfig,
                                             check_hparam)
 from ngrok_jax._src.training.methods import (hparams_of, init_amplifier_params,
                                              loss_fn, model_of, optimizer,
-                                             task_of, transform_gradient)
+                                             program_config, task_of,
+                                             transform_gradient)
 from ngrok_jax._src.training.amp_learning import amplifier_learning
 from ngrok_jax._src.optim.neuralgrok import NeuralGrokState
 from ngrok_jax._src.training.seed_step import batch_step, eval_seed, scan_seeds
@@ -179,8 +183,7 @@ def init(cfg: TrainConfig, seeds: Sequence[int],
   if amp_per_seed:
     if amp_params is None:
       raise ValueError("amp_per_seed needs amp_params (one per seed)")
-    seeds_state = jax.jit(functools.partial(_init_seeds_each, cfg))(
-        keys, hp, amp_params)
+    seeds_state = programs(cfg).init_each(keys, hp, amp_params)
   else:
     seeds_state = programs(cfg).init(keys, hp, amp_params)
   return TrainState(jnp.zeros([], jnp.int32), seeds_state), data
@@ -291,30 +294,53 @@ def evaluate_fn(cfg: TrainConfig, state: TrainState, data: Data
 
 # ---------------------------------------------------------------- programs
 class Programs(NamedTuple):
-  """The jitted programs of one config: ``init(keys, hp, amp_params)``,
-  ``train_steps(state, data, num_steps=, seed_group=)`` (``num_steps`` and
-  ``seed_group`` static, ``state`` donated), ``evaluate(state, data)``."""
+  """The jitted programs of one config: ``init(keys, hp, amp_params)``
+  (one amplifier for all seeds), ``init_each(keys, hp, amp_params)`` (one
+  per seed), ``train_steps(state, data, num_steps=, seed_group=)``
+  (``num_steps`` and ``seed_group`` static, ``state`` donated),
+  ``evaluate(state, data)``."""
   init: Any
   train_steps: Any
   evaluate: Any
+  init_each: Any
 
 
-@functools.lru_cache(maxsize=4)
 def programs(cfg: TrainConfig) -> Programs:
-  """The compiled programs of ``cfg``, shared by every equal config.
+  """The compiled programs of ``cfg``, shared by every config with the same
+  :func:`ngrok_jax._src.training.methods.program_config`: configs that
+  differ only in the numeric hyperparameters of ``HPARAMS`` (per-seed
+  arrays in the state) share them, so a new learning rate, weight decay,
+  ``c``, ``clip``, ... compiles nothing.
 
-  A bounded cache: the programs of the 4 most recently used configs stay
-  alive.  An evicted config's programs are freed with their jit objects
+  A bounded cache: the programs of the 4 most recently used keys stay
+  alive.  An evicted key's programs are freed with their jit objects
   (each CPU executable holds thousands of memory mappings; keeping every
   config of a long session alive exhausts the kernel's map limit).  Use
   ``programs(cfg).train_steps.lower(...)`` for ahead-of-time compilation.
+
+  Args:
+    cfg: the configuration (its per-seed hyperparameters are not read).
+
+  Returns:
+    The :class:`Programs` of ``cfg``'s key (the same object for every
+    config with that key while it is cached).
   """
+  return _programs(program_config(cfg))
+
+
+@functools.lru_cache(maxsize=4)
+def _programs(key: TrainConfig) -> Programs:
   return Programs(
-      jax.jit(functools.partial(_init_seeds, cfg)),
-      jax.jit(functools.partial(train_steps_fn, cfg),
+      jax.jit(functools.partial(_init_seeds, key)),
+      jax.jit(functools.partial(train_steps_fn, key),
               static_argnames=("num_steps", "seed_group"),
               donate_argnames="state"),
-      jax.jit(functools.partial(evaluate_fn, cfg)))
+      jax.jit(functools.partial(evaluate_fn, key)),
+      jax.jit(functools.partial(_init_seeds_each, key)))
+
+
+programs.cache_info = _programs.cache_info
+programs.cache_clear = _programs.cache_clear
 
 
 def train_steps(cfg: TrainConfig, state: TrainState, data: Data,
