@@ -17,7 +17,7 @@ from typing import Dict, List, Set, Tuple
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("ngrok_jax", "experiments")
 #: The most lines a module may have.
-MAX_LINES = 600
+MAX_LINES = 700
 #: The layers of ``ngrok_jax._src``, lowest first: a module imports modules
 #: of its own layer and of the layers before it, never of a later one.
 LAYERS = ("core", "optim", "training", "storage", "analysis", "running",
