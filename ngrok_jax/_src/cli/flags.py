@@ -2,8 +2,9 @@
 their converters, and :class:`UsageError` (bad input after parsing).
 
 Each field's ``metadata`` (help text, choices, flag name) sits next to the
-field; :mod:`ngrok_jax._src.cli.train_args` turns every field into one ``--flag``, so a
-new field is reachable from the command line without touching the CLI.
+field; :mod:`ngrok_jax._src.cli.train_args` turns every field into one
+``--flag``, so a new field is reachable from the command line without
+touching the CLI.
 Converters only parse (integer, number, list, yes/no); every range and
 choice is checked once, by ``TrainConfig.validate`` / ``RunSpec.validate``.
 """

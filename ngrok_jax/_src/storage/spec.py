@@ -349,8 +349,9 @@ def load_spec(out_dir: str, *, need_methods: bool = True) -> RunSpec:
 
 def check_out_dir(out_dir: Optional[str], resume: bool) -> None:
   """ValueError unless ``out_dir`` can take a new run (``resume`` false:
-  a missing or empty folder, :func:`ngrok_jax._src.storage.runfolder.check_new_folder`)
-  or be resumed."""
+  a missing or empty folder,
+  :func:`ngrok_jax._src.storage.runfolder.check_new_folder`) or be
+  resumed."""
   if out_dir is None:
     if resume:
       raise ValueError("resume needs out_dir (the run folder)")
