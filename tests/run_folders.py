@@ -9,7 +9,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from ngrok_jax._src.storage.spec_build import make_spec
+from ngrok_jax._src.storage.spec import make_spec
 
 #: The tests' smallest training configuration (a+b mod 11, one block).
 TINY = dict(task="a+b", p=11, dim=16, heads=2, depth=1, amp_hidden=(8, 8),

@@ -13,13 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ngrok_jax._src.cli import cli, cli_common
+from ngrok_jax._src.cli import cli, flags, train_args
 from ngrok_jax._src.storage.ampfile import load_amplifier
 from ngrok_jax._src.training.config import TrainConfig
 from ngrok_jax._src.core.metrics import steps_to_threshold
 from ngrok_jax._src.analysis.results import read_metrics
-from ngrok_jax._src.storage.spec import RunSpec
-from ngrok_jax._src.storage.spec_build import make_spec
+from ngrok_jax._src.storage.spec import RunSpec, make_spec
 from ngrok_jax._src.training.train import METHODS
 from run_folders import TINY_AMP_FLAGS, TINY_MODEL_FLAGS, cli_main
 
@@ -274,7 +273,7 @@ def test_every_preset_resolves():
   from ngrok_jax._src.training.presets import PRESETS
   for name in PRESETS:
     args = cli.build_parser().parse_args(["train", "--preset", name])
-    spec = cli_common.spec_from_args(args)
+    spec = train_args.spec_from_args(args)
     assert spec.steps == PRESETS[name]["steps"]
     if name.startswith(("paper-", "early-")):
       hp = {m: c.hparams() for m, c in spec.configs.items()}
@@ -297,7 +296,7 @@ def test_every_preset_resolves():
            "early-sub": ((576,), 3, 2), "early-mul": ((320,), 3, 2),
            "early-sqsub": ((256,), 4, 2), "early-poly": ((1152,), 2, 4)}
   for name, (amp, T, depth) in final.items():
-    spec = cli_common.spec_from_args(cli.build_parser().parse_args(
+    spec = train_args.spec_from_args(cli.build_parser().parse_args(
         ["train", "--preset", name]))
     ng = spec.configs["neuralgrok"]
     assert (ng.amp_hidden, ng.meta_every, ng.depth) == (amp, T, depth), name
@@ -350,7 +349,7 @@ def test_every_config_field_round_trips_through_the_command_line():
     assert NON_DEFAULT[f.name] != f.default, f.name
     argv += [cli.config_flag(f), _cli_value(NON_DEFAULT[f.name])]
   # exit 2 if a flag is missing
-  spec = cli_common.spec_from_args(parser.parse_args(argv))
+  spec = train_args.spec_from_args(parser.parse_args(argv))
   assert spec.configs == {"rescale": TrainConfig(**NON_DEFAULT)}
 
 
@@ -387,21 +386,21 @@ def test_sweep_becomes_per_seed_values():
   args = cli.build_parser().parse_args(
       ["train", "--seeds", "2", "--sweep", "c=0.5,1,2", "--methods",
        "rescale"])
-  spec = cli_common.spec_from_args(args)
+  spec = train_args.spec_from_args(args)
   assert spec.seeds == tuple(range(6))
   assert spec.hparams == {"c": (0.5, 0.5, 1.0, 1.0, 2.0, 2.0)}
   # listed seeds: repeated per value, offset to stay distinct
   args = cli.build_parser().parse_args(
       ["train", "--seeds", "3,5", "--sweep", "c=1,2", "--sweep", "wd=0,0.1",
        "--methods", "rescale"])
-  spec = cli_common.spec_from_args(args)
+  spec = train_args.spec_from_args(args)
   assert spec.seeds == (3, 5, 9, 11)
   assert spec.hparams == {"c": (1.0, 1.0, 2.0, 2.0),
                           "wd": (0.0, 0.0, 0.1, 0.1)}
   for bad, msg in ((["--sweep", "c=1,2", "--sweep", "wd=0"], "same number"),
                    (["--sweep", "c=1", "--sweep", "c=2"], "twice")):
     with pytest.raises(ValueError, match=msg):
-      cli_common.spec_from_args(cli.build_parser().parse_args(
+      train_args.spec_from_args(cli.build_parser().parse_args(
           ["train", "--methods", "rescale"] + bad))
 
 
@@ -428,8 +427,8 @@ def test_cli_validation_property(steps, ev, ck, seeds, lr):
     assert e.code == 2
     return
   try:
-    spec = cli_common.spec_from_args(args)
-  except (cli_common.UsageError, ValueError) as e:
+    spec = train_args.spec_from_args(args)
+  except (flags.UsageError, ValueError) as e:
     assert str(e) and "\n" not in str(e).strip()
     return
   assert spec.steps >= 1 and 1 <= spec.eval_every <= spec.steps

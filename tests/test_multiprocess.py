@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from ngrok_jax._src.cli import cli, cli_common
+from ngrok_jax._src.cli import cli, train_args
 from ngrok_jax._src.running import runner
 from tests.tolerances import layout_atol
 
@@ -116,7 +116,7 @@ def test_two_processes_equal_one_and_resume_across_process_counts(tmp_path):
            ready, json.dumps(TINY)], env=env, cwd=ROOT, stdout=out,
           stderr=err))
     # the reference: the same run in this process, on one device
-    spec = cli_common.spec_from_args(cli.build_parser().parse_args(
+    spec = train_args.spec_from_args(cli.build_parser().parse_args(
         ["train", *TINY]))
     runner.execute(spec, one, progress=False, plots=False,
                    report=lambda m: None, devices=1)

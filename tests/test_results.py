@@ -13,7 +13,7 @@ import pytest
 
 from ngrok_jax._src.analysis import results
 from ngrok_jax._src.running import runner
-from ngrok_jax._src.storage import spec as spec_lib, spec_build
+from ngrok_jax._src.storage import spec as spec_lib
 from ngrok_jax._src.core import tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,15 +94,15 @@ def test_markdown_table_and_steps_cells():
 
 
 def test_sweep_seeds():
-  assert spec_build.sweep_seeds(2, {"c": [0.5, 1, 2]}) == (
+  assert spec_lib.sweep_seeds(2, {"c": [0.5, 1, 2]}) == (
       [0, 1, 2, 3, 4, 5], {"c": [0.5, 0.5, 1.0, 1.0, 2.0, 2.0]})
-  assert spec_build.sweep_seeds([3, 5], [("c", [1, 2]), ("wd", [0, 0.1])]) == (
+  assert spec_lib.sweep_seeds([3, 5], [("c", [1, 2]), ("wd", [0, 0.1])]) == (
       [3, 5, 9, 11], {"c": [1.0, 1.0, 2.0, 2.0], "wd": [0.0, 0.0, 0.1, 0.1]})
-  assert spec_build.sweep_seeds(3, {}) == ([0, 1, 2], {})
+  assert spec_lib.sweep_seeds(3, {}) == ([0, 1, 2], {})
   with pytest.raises(ValueError, match="same number"):
-    spec_build.sweep_seeds(2, {"c": [1, 2], "wd": [0]})
+    spec_lib.sweep_seeds(2, {"c": [1, 2], "wd": [0]})
   with pytest.raises(ValueError, match="twice"):
-    spec_build.sweep_seeds(2, [("c", [1]), ("c", [2])])
+    spec_lib.sweep_seeds(2, [("c", [1]), ("c", [2])])
 
 
 def test_readers_do_not_import_the_runner():

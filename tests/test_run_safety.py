@@ -22,7 +22,7 @@ from ngrok_jax._src.training.config import TrainConfig
 from ngrok_jax._src.running.hooks import Chunk, DivergenceBound
 from ngrok_jax._src.training.methods import init_amplifier_params
 from ngrok_jax._src.analysis.results import read_metrics, summarize
-from ngrok_jax._src.storage.spec_build import make_spec
+from ngrok_jax._src.storage.spec import make_spec
 from run_folders import (TINY_MODEL_FLAGS, cli_main, folder_listing,
                          write_run_folder)
 

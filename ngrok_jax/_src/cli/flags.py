@@ -1,8 +1,10 @@
-"""Command-line flags generated from :class:`ngrok_jax.TrainConfig`'s fields.
+"""Command-line flags generated from :class:`ngrok_jax.TrainConfig`'s fields,
+their converters, and :class:`UsageError` (bad input after parsing).
 
 Each field's ``metadata`` (help text, choices, flag name) sits next to the
-field; :mod:`ngrok_jax._src.cli.train_args` turns every field into one ``--flag``, so a
-new field is reachable from the command line without touching the CLI.
+field; :mod:`ngrok_jax._src.cli.train_args` turns every field into one
+``--flag``, so a new field is reachable from the command line without
+touching the CLI.
 Converters only parse (integer, number, list, yes/no); every range and
 choice is checked once, by ``TrainConfig.validate`` / ``RunSpec.validate``.
 """
@@ -12,8 +14,14 @@ import argparse
 import dataclasses
 import typing
 
-__all__ = ["config_flag", "config_fields", "metavar_of", "int_arg",
-           "float_arg", "seeds_arg", "seed_list_arg", "sweep_arg"]
+from ngrok_jax._src.training.config import TrainConfig
+
+__all__ = ["UsageError", "config_flag", "config_fields", "metavar_of",
+           "int_arg", "float_arg", "seeds_arg", "seed_list_arg", "sweep_arg"]
+
+
+class UsageError(Exception):
+  """Bad input: printed as one line, exit status 2."""
 
 
 def int_arg(flag):
@@ -197,7 +205,6 @@ def config_fields():
   Returns:
     A list of ``(dataclasses.Field, str, converter)`` triples.
   """
-  from ngrok_jax._src.training.config import TrainConfig
   hints = typing.get_type_hints(TrainConfig)
   return [(f, config_flag(f), _config_type(f, hints[f.name]))
           for f in dataclasses.fields(TrainConfig)

@@ -1,19 +1,29 @@
-"""The ``ngrok-jax train`` options: grouped by concern, each configuration
-flag's help showing the value the chosen preset uses, and the check that
-every option given applies to one of the chosen methods (the method
-records' ``options``, :mod:`ngrok_jax.registry`, say which fields only some
-methods read)."""
+"""The ``ngrok-jax train`` options and the run spec they build: the
+options grouped by concern, each configuration flag's help showing the
+value the chosen preset uses, the check that every option given applies to
+one of the chosen methods (the method records' ``options``,
+:mod:`ngrok_jax.registry`, say which fields only some methods read), and
+:func:`spec_from_args`, the run spec assembled from the parsed flags."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
+import typing
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from ngrok_jax._src.cli.flags import (config_fields, float_arg, int_arg,
+from ngrok_jax._src.core.tables import md_table
+from ngrok_jax._src.optim.registry import RECORDS, get_method, method_names
+from ngrok_jax._src.training.config import METHODS, TrainConfig
+from ngrok_jax._src.training.presets import PRESETS, get_preset
+from ngrok_jax._src.storage.spec import EACH, load_spec, make_spec
+from ngrok_jax._src.running.trackers import TRACKERS
+from ngrok_jax._src.cli.flags import (UsageError, config_flag, config_fields,
+                                      float_arg, int_arg, metavar_of,
                                       seed_list_arg, seeds_arg, sweep_arg)
-from ngrok_jax._src.cli.cli_common import UsageError
-from ngrok_jax._src.storage.spec import EACH
 
 __all__ = ["add_train_parser", "check_applies", "preset_of_argv",
+           "explicit_cfg", "methods_arg", "spec_from_args",
            "CONFIG_GROUPS", "method_options", "method_lines", "method_table"]
 
 #: The configuration groups of ``train --help`` (TrainConfig fields that
@@ -32,7 +42,6 @@ DEFAULT_PRESET = "quick"
 def method_options() -> Dict[str, List[str]]:
   """``{config field: the methods that read it}`` for the fields only some
   methods read (the records' ``options``), in the records' order."""
-  from ngrok_jax._src.optim.registry import RECORDS
   out: Dict[str, List[str]] = {}
   for r in RECORDS:
     for name in r.options:
@@ -43,7 +52,6 @@ def method_options() -> Dict[str, List[str]]:
 def preset_of_argv(argv: Sequence[str]) -> str:
   """The ``--preset`` named in ``argv`` (for the help's values), else
   ``quick``; an unknown name is left to the parser's own check."""
-  from ngrok_jax._src.training.presets import PRESETS
   name = DEFAULT_PRESET
   for i, a in enumerate(argv):
     if a == "--preset" and i + 1 < len(argv):
@@ -72,10 +80,6 @@ def _preset_value(preset: Mapping[str, Any], name: str) -> Optional[str]:
 
 
 def _add_config_flags(t, preset_name: str) -> None:
-  import typing
-  from ngrok_jax._src.cli.flags import metavar_of
-  from ngrok_jax._src.training.config import TrainConfig
-  from ngrok_jax._src.training.presets import get_preset
   preset = get_preset(preset_name)
   hints = typing.get_type_hints(TrainConfig)
   only = method_options()
@@ -109,7 +113,6 @@ def _amp_seed_arg(s):
 
 
 def _trackers(s: str) -> List[str]:
-  from ngrok_jax._src.running.trackers import TRACKERS
   names = [x.strip() for x in s.split(",") if x.strip()]
   bad = [x for x in names if x not in TRACKERS]
   if bad or not names:
@@ -131,8 +134,6 @@ def _seed_group(s: str):
 def add_train_parser(sub, preset_name: str = DEFAULT_PRESET):
   """The ``train`` subcommand on ``sub``, its help showing the values of
   preset ``preset_name``."""
-  from ngrok_jax._src.training.presets import PRESETS, get_preset
-  from ngrok_jax._src.training.config import METHODS
   pre = get_preset(preset_name)
   t = sub.add_parser(
       "train", help="train one task with one or more methods, all seeds "
@@ -275,9 +276,6 @@ def check_applies(args, spec) -> None:
   """A configuration option (or ``--sweep`` name) given on the command
   line that no chosen method reads: a :class:`UsageError` naming the
   methods that do."""
-  from ngrok_jax._src.cli.flags import config_flag
-  from ngrok_jax._src.training.config import TrainConfig
-  import dataclasses
   only = method_options()
   fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
   given = [(config_flag(fields[n]), n) for n in fields
@@ -293,7 +291,6 @@ def check_applies(args, spec) -> None:
 def method_lines(spec) -> List[str]:
   """One line per method of a run: what it is (its record's summary) and
   its learning rate, weight decay and clip in this run."""
-  import math
   out = []
   for m in spec.methods:
     cfg = spec.configs[m]
@@ -311,8 +308,6 @@ def method_table() -> str:
   per registered method from its record: what it is, its weight decay
   (coupled or decoupled, and its default), whether it is clipped by
   default, and its tuning grid (``experiments.tune``)."""
-  from ngrok_jax._src.optim.registry import get_method, method_names
-  from ngrok_jax._src.core.tables import md_table
   rows = []
   for name in method_names():
     r = get_method(name)
@@ -323,3 +318,60 @@ def method_table() -> str:
                  "1" if r.clipped else "off", grid])
   return md_table(["method", "what", "weight decay (default)",
                    "clip (default)", "tuning grid"], rows)
+
+
+# ------------------------------------------------- the spec of the flags
+def explicit_cfg(args) -> Dict[str, Any]:
+  """The TrainConfig fields given on the command line.
+
+  Args:
+    args: the parsed ``train`` flags.
+
+  Returns:
+    ``{field name: value}`` of the configuration flags that were set.
+  """
+  return {f.name: getattr(args, f"cfg_{f.name}") for f, _, _ in
+          config_fields() if getattr(args, f"cfg_{f.name}") is not None}
+
+
+def methods_arg(s: Optional[str]) -> Optional[List[str]]:
+  """A comma-separated list (``--methods``, ``--cross-tasks``) split.
+
+  Args:
+    s: the flag's value, or None when it was not given.
+
+  Returns:
+    The non-empty, stripped items, or None.
+  """
+  return None if s is None else [m.strip() for m in s.split(",") if m.strip()]
+
+
+def spec_from_args(args):
+  """The run spec of a ``train`` command: a preset (``quick`` unless
+  ``--preset``) or the saved spec of ``--resume``, with the flags on top
+  (one :func:`ngrok_jax.spec.make_spec` call).
+
+  Args:
+    args: the parsed ``train`` flags.
+
+  Returns:
+    A validated :class:`ngrok_jax.spec.RunSpec`.
+
+  Raises:
+    UsageError: ``--preset`` combined with ``--resume``.
+  """
+  base = None
+  if args.resume:
+    if args.preset is not None:
+      raise UsageError("--preset cannot be combined with --resume (the run "
+                       "folder has its configuration)")
+    base = load_spec(args.resume)
+  return make_spec(
+      explicit_cfg(args), methods_arg(args.methods), args.seeds, args.steps,
+      args.eval_every, preset=None if base else (args.preset or "quick"),
+      base=base, sweep=args.sweep or None,
+      checkpoint_every=args.checkpoint_every,
+      keep_checkpoints=args.keep_checkpoints, amplifier=args.amplifier,
+      amplifier_seed=args.amplifier_seed, stop_after=args.stop_after,
+      stop_acc=args.stop_acc,
+      tasks=methods_arg(getattr(args, "cross_tasks", None)))

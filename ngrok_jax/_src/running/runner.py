@@ -100,7 +100,7 @@ from ngrok_jax._src.running.run_loop import RunLoop
 from ngrok_jax._src.storage.run_noise import Noise
 from ngrok_jax._src.storage.spec import (STOP_ACC, RunSpec, check_resume,
                                          load_spec)
-from ngrok_jax._src.storage.spec_build import make_spec
+from ngrok_jax._src.storage.spec import make_spec
 from ngrok_jax._src.core.sharding import shard_count
 from ngrok_jax._src.training.train import resolve_seed_group
 
