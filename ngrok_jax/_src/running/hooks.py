@@ -26,6 +26,9 @@ writer, so a stop signal they raise is seen at this chunk's boundary):
   when a stop signal is pending;
 * :class:`StopOnSignal`: raises :class:`RunInterrupted` after the save when
   SIGINT/SIGTERM arrived during the chunk.
+
+:class:`TimeLimit` (``experiments/meta_train.py --max-minutes``) ends a
+run after a wall-time limit, before the checkpoint hook.
 """
 from __future__ import annotations
 

@@ -5,6 +5,12 @@ and the trained amplifier saved.  What differs between a run on one task and
 a run with a task axis (``RunSpec.tasks``) is the run's layout:
 :class:`SingleTask` here, :class:`ngrok_jax._src.running.cross_folder.TaskAxis`.  The
 entry points (``run``, ``resume``, ``execute``) are :mod:`ngrok_jax.runner`'s.
+
+The loop itself is :func:`run_chunks`: it drives an :class:`Engine` (a
+``typing.Protocol``: ``advance`` runs a chunk's steps, ``checkpoint`` says
+what a checkpoint holds), here one method's training, in
+``experiments/meta_train.py`` a meta-training's outer steps; the hooks do
+the rest (metrics, checkpoints, progress, signals, time limits).
 """
 from __future__ import annotations
 
