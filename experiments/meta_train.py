@@ -43,7 +43,6 @@ import functools
 import json
 import math
 import os
-import signal
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -57,9 +56,11 @@ from ngrok_jax import RuleConfig, init_rule, pes, save_rule
 from ngrok_jax import rule_tasks as rt
 from ngrok_jax import runfolder
 from ngrok_jax.checkpoint import Checkpointer
-from ngrok_jax.hooks import RunInterrupted, StopFlag
+from ngrok_jax.hooks import (CheckpointSaver, MetricsWriter, ProgressBar,
+                             StopFlag, StopOnSignal, TimeLimit)
 from ngrok_jax.learned_rule import PLACEMENTS, muon_config
-from ngrok_jax.results import append_metrics, atomic_write
+from ngrok_jax.results import atomic_write
+from ngrok_jax.runner import run_chunks
 
 from experiments.meta_folder import CONFIG, check_folder, error_exit, rows_of
 
@@ -387,62 +388,78 @@ def run(args) -> Dict[str, Any]:
     return _train(args, cf, state)
 
 
+class MetaEngine:
+  """Meta-training as the runner's loop drives it
+  (:class:`ngrok_jax.runner.Engine`): a chunk is one outer step (with the
+  starting rule's probe before the first and a probe every
+  ``--probe-every``); a checkpoint holds :func:`saved_part` and how many
+  metrics rows it covers (``num_rows``), under ``--synchronized`` at epoch
+  ends only."""
+
+  def __init__(self, args, cf):
+    self.args, self.cf = args, cf
+
+  def advance(self, state, step: int, n: int):
+    args, cf, rows = self.args, self.cf, []
+    if args.probe_every and step == 0:  # the starting rule
+      rows.append(dict(outer_step=0, **_probe(args, cf, state["theta"])))
+    for s in range(step, step + n):
+      t0, c0 = time.perf_counter(), time.process_time()
+      state, m = outer_step(args, cf, state)
+      rows.append(dict(outer_step=s + 1, seconds=time.perf_counter() - t0,
+                       cpu_seconds=time.process_time() - c0, **m))
+      if args.probe_every and (s + 1) % args.probe_every == 0:
+        rows.append(dict(outer_step=s + 1, **_probe(args, cf, state["theta"])))
+    return state, rows
+
+  def checkpoint(self, chunk):
+    if self.args.synchronized and chunk.step % epoch_length(self.args):
+      return None  # particles are not saved: only at an epoch's end
+    return saved_part(self.args, chunk.state), dict(
+        num_rows=len(chunk.history), wall_s=chunk.wall_time)
+
+
+def _meta_loss(chunk) -> str:
+  m = [r["meta_loss"] for r in chunk.rows if r.get("meta_loss") is not None]
+  return f"meta loss {m[-1]:.3f}" if m else ""
+
+
 def _train(args, cf, state) -> Dict[str, Any]:
-  """:func:`run` once the folder is locked and checked."""
-  rows: List[dict] = []
-  wall, start = 0.0, 0
+  """:func:`run` once the folder is locked and checked: the runner's loop
+  (:func:`ngrok_jax.runner.run_chunks`) drives :class:`MetaEngine` with the
+  runner's hooks (metrics appended, then the checkpoint; progress; stop
+  signals; the time limit)."""
+  engine = MetaEngine(args, cf)
   with Checkpointer(os.path.join(args.out, "checkpoints")) as ckpt, \
       StopFlag() as stop:
     got = ckpt.restore_latest(saved_part(args, state), report=lambda m: print(
         f"meta_train: {m}", file=sys.stderr))
+    start, wall = 0, 0.0
     if got is not None:
       start, state, meta = got
       wall = float(meta["wall_s"])
     rows = rows_of(args.out, meta if got else dict(num_rows=0), start)
-    from tqdm.auto import tqdm
-    bar = tqdm(total=args.outer_steps, initial=min(start, args.outer_steps),
-               desc="meta-train", unit="outer step", file=sys.stderr,
-               disable=args.no_progress, dynamic_ncols=True)
-    began, saved = time.perf_counter(), len(rows)
-    if args.probe_every and start == 0 and not rows:  # the starting rule
-      rows.append(dict(outer_step=0, **_probe(args, cf, state["theta"])))
-    for s in range(start, args.outer_steps):
-      t0, c0 = time.perf_counter(), time.process_time()
-      state, m = outer_step(args, cf, state)
-      dt = time.perf_counter() - t0
-      wall += dt
-      rows.append(dict(outer_step=s + 1, seconds=dt,
-                       cpu_seconds=time.process_time() - c0, **m))
-      if args.probe_every and (s + 1) % args.probe_every == 0:
-        rows.append(dict(outer_step=s + 1, **_probe(args, cf, state["theta"])))
-      bar.set_postfix_str(f"meta loss {m['meta_loss']:.3f}", refresh=False)
-      bar.update(1)
-      out_of_time = args.max_minutes and (
-          time.perf_counter() - began > 60 * args.max_minutes)
-      # --synchronized: checkpoints at epoch ends only (no particle in them)
-      can_save = not args.synchronized or (s + 1) % epoch_length(args) == 0
-      if ((s + 1) % args.checkpoint_every == 0 or s + 1 == args.outer_steps
-          or ((out_of_time or stop.signum is not None) and can_save)):
-        append_metrics(args.out, rows[saved:])  # then the checkpoint
-        saved = len(rows)
-        ckpt.save(s + 1, saved_part(args, state),
-                  dict(num_rows=saved, wall_s=wall))
-        runfolder.mark_progress(args.out)
-      if stop.signum is not None and s + 1 < args.outer_steps:
-        ckpt.wait()
-        bar.close()
-        last = ckpt.manager.latest_step() or 0
-        raise RunInterrupted(
-            f"{signal.Signals(stop.signum).name} received: stopped at outer "
-            f"step {s + 1}/{args.outer_steps}, "
-            + ("checkpoint saved" if last == s + 1 else
-               f"the last checkpoint is outer step {last} (an epoch end)")
-            + "; rerun the command to continue", stop.signum, args.out)
-      if out_of_time and not can_save:
-        continue  # to the epoch's end
-      if out_of_time:
-        break
-    bar.close()
+
+    def stopped(chunk, name):
+      ckpt.wait()
+      last = ckpt.manager.latest_step() or 0
+      return (f"{name} received: stopped at outer step {chunk.step}/"
+              f"{chunk.steps}, " + (
+                  "checkpoint saved" if last == chunk.step else
+                  f"the last checkpoint is outer step {last} (an epoch end)")
+              + "; rerun the command to continue")
+    hooks = [ProgressBar(args.outer_steps, min(start, args.outer_steps),
+                         "meta-train", not args.no_progress,
+                         unit="outer step", postfix=_meta_loss),
+             TimeLimit(args.max_minutes, stop,
+                       lambda chunk: engine.checkpoint(chunk) is not None),
+             MetricsWriter(args.out),
+             CheckpointSaver(ckpt, args.checkpoint_every, stop, {},
+                             engine.checkpoint),
+             StopOnSignal(stop, args.out, True, stopped)]
+    state, last = run_chunks(engine, "meta-train", state, start,
+                             args.outer_steps, 1, rows, wall, hooks, args.out)
+    wall = last.wall_time if last is not None else wall
   save_rule(args.out, cf["rule"], state["theta"])
   if not args.no_plots and rows:
     plot(args.out, rows)

@@ -8,10 +8,12 @@ from ngrok_jax._src.running.hooks import (Chunk, RunInterrupted, StopFlag,
                                           MetricsWriter, CheckpointSaver,
                                           StopOnSignal, close_hooks,
                                           DivergenceBound, DIVERGED_LOSS,
-                                          sync_stop, AgreeOnStop)
+                                          sync_stop, AgreeOnStop,
+                                          TimeLimit)
 
 __all__ = [
     "Chunk", "RunInterrupted", "StopFlag", "ProgressBar", "EarlyStop",
     "MetricsWriter", "CheckpointSaver", "StopOnSignal", "close_hooks",
     "DivergenceBound", "DIVERGED_LOSS", "sync_stop", "AgreeOnStop",
+    "TimeLimit",
 ]

@@ -469,3 +469,77 @@ def test_meta_train_synchronized_checkpoints_are_small_and_exact(
     np.testing.assert_array_equal(x, y)
   # every epoch's particles are fresh (none carried from the last epoch)
   assert all(r["resets"] == 0 for r in full["rows"] if "resets" in r)
+
+
+#: ``python -m experiments.meta_train`` whose outer steps sleep 0.3 s first,
+#: so that a run can be killed mid-way.
+_SLOW_META = ["-c", "import sys, time; from experiments import meta_train "
+              "as m; real = m.outer_step; m.outer_step = lambda *a: "
+              "(time.sleep(0.3), real(*a))[1]; m.main(sys.argv[1:])"]
+
+
+def _meta_cli(argv, slow=False):
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return subprocess.Popen(
+      [sys.executable] + (_SLOW_META if slow else
+                          ["-m", "experiments.meta_train"]) + argv,
+      cwd=root, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_meta_train_sigkill_mid_run_then_rerun_is_exact(meta_train, tmp_path):
+  """Protects a meta-training's days of compute as the runner's SIGKILL
+  test protects a training's (tests/test_checkpoint.py): a real process
+  killed with SIGKILL between checkpoints (a row appended past the last
+  one), then the same command again, ends with the metrics rows, the
+  final checkpoint's state and the rule of an uninterrupted run."""
+  import os
+  import signal
+  import time
+  from ngrok_jax._src.analysis.results import read_metrics
+  from ngrok_jax._src.storage.checkpoint import Checkpointer
+  extra = ("--probe-every", "4", "--probe-steps", "4", "--probe-seeds", "1")
+  ref = _meta_cli(_argv(tmp_path / "ref", 10, *extra))
+  _, err = ref.communicate(timeout=600)
+  assert ref.returncode == 0, err[-3000:]
+  victim = tmp_path / "victim"
+  proc = _meta_cli(_argv(victim, 10, *extra), slow=True)
+  path = victim / "metrics.jsonl"
+
+  def steps_in_file():
+    lines = path.read_text().splitlines() if path.exists() else []
+    return sum('"meta_loss"' in line for line in lines)
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None:
+    if steps_in_file() >= 5:  # outer step 5's row, past checkpoint 4
+      break
+    time.sleep(0.02)
+  assert proc.poll() is None, "the run ended before it could be killed"
+  proc.send_signal(signal.SIGKILL)
+  proc.communicate(timeout=60)
+  assert proc.returncode == -signal.SIGKILL
+  assert not (victim / "rule.msgpack").exists()  # killed mid-run
+  saved = max(int(s) for s in os.listdir(victim / "checkpoints")
+              if s.isdigit())
+  assert steps_in_file() > saved  # rows past the checkpoint, to be cut
+  rerun = _meta_cli(_argv(victim, 10, *extra))
+  _, err = rerun.communicate(timeout=600)
+  assert rerun.returncode == 0, err[-3000:]
+  rows = read_metrics(str(victim / "metrics.jsonl"))
+  assert _no_time(rows) == _no_time(read_metrics(str(tmp_path / "ref" /
+                                                     "metrics.jsonl")))
+  assert len([r for r in rows if "meta_loss" in r]) == 10
+  assert (victim / "rule.msgpack").read_bytes() == (
+      tmp_path / "ref" / "rule.msgpack").read_bytes()
+  args = _args(meta_train, victim, 10, *extra)
+  template = meta_train.init_state(args, meta_train.configs(args))
+  got = []
+  for d in (tmp_path / "ref", victim):
+    with Checkpointer(str(d / "checkpoints")) as c:
+      got.append(c.restore_latest(template))
+  assert got[0][0] == got[1][0] == 10 and got[0][2]["num_rows"] == len(rows)
+  for x, y in zip(jax.tree.leaves(got[0][1]), jax.tree.leaves(got[1][1])):
+    np.testing.assert_array_equal(x, y)

@@ -296,3 +296,42 @@ def test_a_stop_signal_is_announced_at_once_even_while_c_code_runs():
   assert [m for _, m in said] == [STOP_NOTICE.format(name="SIGINT"),
                                   ABORT_NOTICE]
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_run_chunks_drives_any_engine_and_saves_only_where_it_may():
+  """Protects the one loop that training and meta-training share: any
+  :class:`ngrok_jax.runner.Engine` is driven in chunks to the budget, its
+  rows gathered, hooks closed; the checkpoint hook saves what the engine
+  says, never where it declines (``--synchronized``: mid-epoch), and a
+  time limit ends the run at the first chunk where it may stop."""
+  from ngrok_jax.hooks import CheckpointSaver, StopFlag, TimeLimit
+  from ngrok_jax.runner import Engine, run_chunks
+
+  class Counter:
+    def advance(self, state, step, n):
+      return state + n, [dict(step=step + k + 1) for k in range(n)]
+
+    def checkpoint(self, chunk):  # only every 4 steps
+      return None if chunk.step % 4 else (chunk.state, dict(
+          num_rows=len(chunk.history)))
+
+  class Saves:
+    def __init__(self):
+      self.saved, self.waited = [], False
+
+    def save(self, step, state, meta):
+      self.saved.append((step, state, meta))
+
+    def wait(self):
+      self.waited = True
+  assert isinstance(Counter(), Engine)
+  ck, history = Saves(), [dict(step=0)]
+  state, last = run_chunks(Counter(), "count", 0, 0, 10, 2, history, 0.0,
+                           [CheckpointSaver(ck, 2, StopFlag(), {},
+                                            Counter().checkpoint)])
+  assert state == 10 and last.step == 10 and last.done and ck.waited
+  assert [r["step"] for r in history] == list(range(11))
+  assert ck.saved == [(4, 4, dict(num_rows=5)), (8, 8, dict(num_rows=9))]
+  state, last = run_chunks(Counter(), "count", 2, 2, 10, 1, [], 0.0, [
+      TimeLimit(1e-9, StopFlag(), lambda chunk: chunk.step % 4 == 0)])
+  assert state == 4 and last.step == 4 and last.done

@@ -26,6 +26,9 @@ writer, so a stop signal they raise is seen at this chunk's boundary):
   when a stop signal is pending;
 * :class:`StopOnSignal`: raises :class:`RunInterrupted` after the save when
   SIGINT/SIGTERM arrived during the chunk.
+
+:class:`TimeLimit` (``experiments/meta_train.py --max-minutes``) ends a
+run after a wall-time limit, before the checkpoint hook.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ import dataclasses
 import signal
 import sys
 import threading
+import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -41,7 +45,8 @@ from ngrok_jax._src.analysis import results
 
 __all__ = ["Chunk", "RunInterrupted", "StopFlag", "STOP_NOTICE", "ABORT_NOTICE", "ProgressBar", "EarlyStop",
            "MetricsWriter", "CheckpointSaver", "StopOnSignal", "close_hooks",
-           "DivergenceBound", "DIVERGED_LOSS", "sync_stop", "AgreeOnStop"]
+           "DivergenceBound", "DIVERGED_LOSS", "sync_stop", "AgreeOnStop",
+           "TimeLimit"]
 
 #: A seed whose mean training loss over a chunk exceeds this (or is not
 #: finite) counts as diverged (``diverged_at``; chance level is ln p).
@@ -246,21 +251,29 @@ class AgreeOnStop:
     sync_stop(self.stop)
 
 
+def _median_test_acc(chunk: Chunk) -> str:
+  acc = [r.get("test/acc") for r in chunk.rows]
+  acc = np.array([np.nan if a is None else a for a in acc], np.float64)
+  med = np.nanmedian(acc) if np.isfinite(acc).any() else np.nan
+  return f"median test acc {med:.3f}"
+
+
 class ProgressBar:
   """A tqdm bar per method (disabled: no output), postfix: median test
-  accuracy over seeds."""
+  accuracy over seeds, or ``postfix(chunk)``; ``unit``: what a step is
+  called."""
 
-  def __init__(self, total: int, initial: int, desc: str, enabled: bool):
+  def __init__(self, total: int, initial: int, desc: str, enabled: bool,
+               unit: str = "step",
+               postfix: Optional[Callable[[Chunk], str]] = None):
     from tqdm.auto import tqdm
-    self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step",
+    self.postfix = postfix or _median_test_acc
+    self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit,
                     disable=not enabled, dynamic_ncols=True, leave=True,
                     file=sys.stderr, mininterval=0.5)
 
   def __call__(self, chunk: Chunk) -> None:
-    acc = [r.get("test/acc") for r in chunk.rows]
-    acc = np.array([np.nan if a is None else a for a in acc], np.float64)
-    med = np.nanmedian(acc) if np.isfinite(acc).any() else np.nan
-    self.bar.set_postfix_str(f"median test acc {med:.3f}", refresh=False)
+    self.bar.set_postfix_str(self.postfix(chunk), refresh=False)
     self.bar.update(chunk.size)
 
   def close(self) -> None:
@@ -309,22 +322,31 @@ class MetricsWriter:
 
 
 class CheckpointSaver:
-  """Saves the state and the method's history (``meta``: ``rows``,
-  ``wall_time``, ``extra``) every ``every`` steps (``None``/0: never on an
+  """Saves a checkpoint every ``every`` steps (``None``/0: never on an
   interval), at the method's last chunk and when ``stop`` has a signal;
-  the save is asynchronous (awaited by ``close``)."""
+  the save is asynchronous (awaited by ``close``).  What it holds is
+  ``contents(chunk)``, a ``(state, meta)`` pair or None where no
+  checkpoint can be taken (:meth:`ngrok_jax.runner.Engine.checkpoint`);
+  without ``contents``: the state and the method's history (``meta``:
+  ``rows``, ``wall_time``, ``extra``)."""
 
   def __init__(self, checkpointer, every: Optional[int], stop: StopFlag,
-               extra: Dict[str, Any]):
+               extra: Dict[str, Any],
+               contents: Optional[Callable[[Chunk], Any]] = None):
     self.ckpt, self.every, self.stop, self.extra = (checkpointer, every, stop,
                                                     extra)
+    self.contents = contents or self._history
+
+  def _history(self, chunk: Chunk):
+    return chunk.state, dict(rows=list(chunk.history),
+                             wall_time=chunk.wall_time, extra=self.extra)
 
   def __call__(self, chunk: Chunk) -> None:
     if (chunk.done or self.stop.signum is not None or
         (self.every and chunk.step % self.every == 0)):
-      self.ckpt.save(chunk.step, chunk.state, dict(
-          rows=list(chunk.history), wall_time=chunk.wall_time,
-          extra=self.extra))
+      got = self.contents(chunk)
+      if got is not None:
+        self.ckpt.save(chunk.step, *got)
 
   def close(self) -> None:
     self.ckpt.wait()
@@ -332,18 +354,51 @@ class CheckpointSaver:
 
 class StopOnSignal:
   """Raises :class:`RunInterrupted` when a signal arrived and the method is
-  not done (the checkpoint hook has saved this chunk first)."""
+  not done (the checkpoint hook has saved this chunk first); its line is
+  ``message(chunk, signal name)`` if given."""
 
-  def __init__(self, stop: StopFlag, out_dir: Optional[str], saves: bool):
+  def __init__(self, stop: StopFlag, out_dir: Optional[str], saves: bool,
+               message: Optional[Callable[[Chunk, str], str]] = None):
     self.stop, self.out_dir, self.saves = stop, out_dir, saves
+    self.message = message or self._message
+
+  def _message(self, chunk: Chunk, name: str) -> str:
+    where = (f"checkpoint saved; resume with: ngrok-jax train --resume "
+             f"{self.out_dir}" if self.saves else
+             "no run folder, nothing saved")
+    return (f"{name} received: stopped {chunk.method} at step "
+            f"{chunk.step}/{chunk.steps}; {where}")
 
   def __call__(self, chunk: Chunk) -> None:
     if self.stop.signum is None or chunk.done:
       return
     name = signal.Signals(self.stop.signum).name
-    where = (f"checkpoint saved; resume with: ngrok-jax train --resume "
-             f"{self.out_dir}" if self.saves else
-             "no run folder, nothing saved")
-    raise RunInterrupted(f"{name} received: stopped {chunk.method} at step "
-                         f"{chunk.step}/{chunk.steps}; {where}",
-                         self.stop.signum, self.out_dir)
+    raise RunInterrupted(self.message(chunk, name), self.stop.signum,
+                         self.out_dir)
+
+
+class TimeLimit:
+  """Ends the run (``chunk.done``, so that the checkpoint hook after it
+  saves) at the first chunk past ``minutes`` of wall time from the hook's
+  making where ``can_stop(chunk)`` allows (default: any chunk); 0: no
+  limit.  A pending stop signal takes precedence (the run is interrupted,
+  not ended).
+
+  Args:
+    minutes: the limit (0: none).
+    stop: the run's stop flag.
+    can_stop: whether the run may end after this chunk.
+  """
+
+  def __init__(self, minutes: float, stop: StopFlag,
+               can_stop: Optional[Callable[[Chunk], bool]] = None):
+    self.limit, self.stop = 60.0 * minutes, stop
+    self.can_stop = can_stop or (lambda chunk: True)
+    self.t0 = time.perf_counter()
+
+  def __call__(self, chunk: Chunk) -> None:
+    if (not self.limit or chunk.done or self.stop.signum is not None or
+        time.perf_counter() - self.t0 <= self.limit):
+      return
+    if self.can_stop(chunk):
+      chunk.done = True

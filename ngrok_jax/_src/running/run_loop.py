@@ -5,13 +5,19 @@ and the trained amplifier saved.  What differs between a run on one task and
 a run with a task axis (``RunSpec.tasks``) is the run's layout:
 :class:`SingleTask` here, :class:`ngrok_jax._src.running.cross_folder.TaskAxis`.  The
 entry points (``run``, ``resume``, ``execute``) are :mod:`ngrok_jax.runner`'s.
+
+The loop itself is :func:`run_chunks`: it drives an :class:`Engine` (a
+``typing.Protocol``: ``advance`` runs a chunk's steps, ``checkpoint`` says
+what a checkpoint holds), here one method's training, in
+``experiments/meta_train.py`` a meta-training's outer steps; the hooks do
+the rest (metrics, checkpoints, progress, signals, time limits).
 """
 from __future__ import annotations
 
 import os
 import time
-from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
-                    Tuple)
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Protocol,
+                    Sequence, Tuple, runtime_checkable)
 
 import jax
 import numpy as np
@@ -31,9 +37,109 @@ from ngrok_jax._src.core.sharding import shard_count
 from ngrok_jax._src.storage.spec import EACH, RunSpec
 from ngrok_jax._src.training.trainer import Trainer
 
-__all__ = ["RunLoop", "SingleTask"]
+__all__ = ["RunLoop", "SingleTask", "Engine", "run_chunks"]
 
 Hook = Callable[[Chunk], None]
+
+
+@runtime_checkable
+class Engine(Protocol):
+  """What :func:`run_chunks` drives: a training that advances by chunks of
+  steps and says what a checkpoint holds.  The runner's training of one
+  method is one, and so is ``experiments/meta_train.py``'s meta-training
+  (its outer steps and probes); the loop and its hooks do the rest (the
+  metrics file, checkpoint cadence, progress, signals, time limits).
+  """
+
+  def advance(self, state: Any, step: int, n: int
+              ) -> Tuple[Any, List[dict]]:
+    """Runs steps ``step + 1`` to ``step + n``.
+
+    Args:
+      state: the state after ``step`` steps.
+      step: the steps done.
+      n: the steps to run.
+
+    Returns:
+      ``(the state after step + n steps, the chunk's metric rows)``.
+    """
+
+  def checkpoint(self, chunk: Chunk) -> Optional[Tuple[Any, Dict[str, Any]]]:
+    """What a checkpoint taken after ``chunk`` holds.
+
+    Args:
+      chunk: the chunk just run (its state and the history so far).
+
+    Returns:
+      ``(the state to save, its meta)``, or None where no checkpoint can
+      be taken after this chunk (the run then only stops where one can).
+    """
+
+
+def run_chunks(engine: Engine, name: str, state: Any, step: int, steps: int,
+               every: int, history: List[dict], wall: float,
+               hooks: Sequence[Hook], out_dir: Optional[str] = None
+               ) -> Tuple[Any, Optional[Chunk]]:
+  """The loop: chunks of ``every`` steps until ``steps`` are done or a hook
+  ends the run (``chunk.done``); after each, every hook is called (in
+  order) and the run folder marked as holding progress.
+
+  Args:
+    engine: what runs the steps.
+    name: the run's name in the chunks (the method).
+    state: the state after ``step`` steps.
+    step: the steps done.
+    steps: the step budget.
+    every: the steps of a chunk.
+    history: the metric rows so far; each chunk's rows are appended to it.
+    wall: the seconds of training so far (the chunks' ``wall_time`` adds
+      this loop's).
+    hooks: called with every :class:`ngrok_jax.hooks.Chunk`; closed
+      (``close()``) when the loop ends, whatever the reason.
+    out_dir: the run folder (:func:`ngrok_jax.runfolder.mark_progress`).
+
+  Returns:
+    ``(the last state, the last chunk or None if none ran)``.
+  """
+  t0, chunk = time.perf_counter(), None
+  try:
+    while step < steps:
+      n = min(every, steps - step)
+      state, rows = engine.advance(state, step, n)
+      step += n
+      history += rows
+      chunk = Chunk(name, step, steps, n, state, rows, history,
+                    wall + time.perf_counter() - t0, done=step >= steps)
+      for hook in hooks:
+        hook(chunk)
+      runfolder.mark_progress(out_dir)
+      if chunk.done:
+        break
+  finally:
+    close_hooks(hooks)
+  return state, chunk
+
+
+class _Training:
+  """:class:`Engine` of one method of a run: its trainer's chunks, the
+  layout's rows, checkpoints of the state and the history."""
+
+  def __init__(self, lay, method: str, trainer, data, extra):
+    self.lay, self.method, self.trainer = lay, method, trainer
+    self.data, self.extra = data, extra
+
+  def advance(self, state, step, n):
+    state, out = self.trainer.train_steps(state, self.data, n)
+    at, rows = self.lay.rows(self.method, step + n, self.trainer, state,
+                             self.data, out)
+    if at != step + n:
+      raise RuntimeError(f"{self.method}: the state is at step {at} after "
+                         f"{step + n} steps")
+    return state, rows
+
+  def checkpoint(self, chunk):
+    return chunk.state, dict(rows=list(chunk.history),
+                             wall_time=chunk.wall_time, extra=self.extra)
 
 
 def _evaluation(trainer: Trainer, state, data, out) -> Dict[str, np.ndarray]:
@@ -233,8 +339,9 @@ class RunLoop:
           self.report(f"{method}: compiling the training step...")
         self._compile(trainer, state, data, step)
         self.report(f"{method}: compiled in {time.perf_counter() - t0:.1f} s")
-        hooks = [DivergenceBound(), ProgressBar(spec.steps, step, method,
-                                                self.progress), early,
+        engine = _Training(lay, method, trainer, data, extra)
+        hooks = [self._wall_of(method), DivergenceBound(),
+                 ProgressBar(spec.steps, step, method, self.progress), early,
                  *self.hooks]
         if jax.process_count() > 1:
           hooks.insert(0, AgreeOnStop(stop))
@@ -242,9 +349,12 @@ class RunLoop:
           if is_primary():
             hooks.append(lay.metrics_hook(self.out_dir))
           hooks.append(CheckpointSaver(ckpt, spec.checkpoint_every, stop,
-                                       extra))
+                                       extra, engine.checkpoint))
         hooks.append(StopOnSignal(stop, self.out_dir, saves))
-        state = self._loop(method, trainer, state, data, step, hooks)
+        state, _ = run_chunks(engine, method, state, step, spec.steps,
+                              spec.eval_every, self.rows[method],
+                              self.wall[method], hooks, self.out_dir)
+        self.complete[method] = True
       if meta_range:
         lay.save_amplifier(self.out_dir, method, trainer, state, data, extra,
                            self.summary())
@@ -260,32 +370,9 @@ class RunLoop:
     if compile_ is not None:
       compile_(state, data, min(self.spec.eval_every, self.spec.steps - step))
 
-  def _loop(self, method, trainer, state, data, step, hooks):
-    """Chunks of ``eval_every`` steps until the budget is spent or a hook
-    ends the method (``chunk.done``); every hook is called after each."""
-    spec = self.spec
-    t0, wall0 = time.perf_counter(), self.wall[method]
-    try:
-      while step < spec.steps:
-        n = min(spec.eval_every, spec.steps - step)
-        state, out = trainer.train_steps(state, data, n)
-        at, rows = self.layout.rows(method, step + n, trainer, state, data,
-                                    out)
-        step += n
-        if at != step:
-          raise RuntimeError(f"{method}: the state is at step {at} after "
-                             f"{step} steps")
-        self.rows[method] += rows
-        self.wall[method] = wall0 + time.perf_counter() - t0
-        chunk = Chunk(method, step, spec.steps, n, state, rows,
-                      self.rows[method], self.wall[method],
-                      done=step >= spec.steps)
-        for hook in hooks:
-          hook(chunk)
-        runfolder.mark_progress(self.out_dir)
-        if chunk.done:
-          break
-    finally:
-      close_hooks(hooks)
-    self.complete[method] = True
-    return state
+  def _wall_of(self, method: str) -> Hook:
+    """The first hook: records the method's training time (kept by an
+    interrupted run's summary)."""
+    def record(chunk: Chunk) -> None:
+      self.wall[method] = chunk.wall_time
+    return record
