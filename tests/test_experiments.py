@@ -303,10 +303,13 @@ def test_tune(jobs):
     assert sorted(c["index"] for c in r["ranked"]) == [0, 1]
     assert r["chosen"]["lr"] == 3e-3
     assert r["chosen"]["wd"] == r["ranked"][0]["cell"]["wd"]
-    # the grid: one program, one seed per cell, far from the held-out seeds
-    config, _ = _check_run_folder(os.path.join(out, "grid", m), [m],
-                                  [1000, 1001])
-    assert config["hparams"] == {"lr": [3e-3, 3e-3], "wd": [0.3, 1.0]}
+    # the grid: one run folder per cell, every cell on the same tuning
+    # seed (the default --seeding shared), far from the held-out seeds
+    for k, wd in enumerate((0.3, 1.0)):
+      config, _ = _check_run_folder(os.path.join(out, "grid", m,
+                                                 f"cell-{k}"), [m], [1000])
+      assert config["hparams"] == {"lr": [3e-3], "wd": [wd]}
+    assert [c["seeds"] for c in r["ranked"]] == [[1000], [1000]]
     assert r["heldout"]["final_test_acc"] and len(
         r["heldout"]["steps_to_95"]) == 2
   # the held-out run: both methods at their chosen cells, seeds 0 and 1
