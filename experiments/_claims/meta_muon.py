@@ -90,3 +90,40 @@ def _last(D):
 TABLES.append(Table("rule.muon_meta.curve", (MM,), curve_table))
 CLAIMS.append(Claim("rule.muon_meta.cost", (MM,), _cost))
 CLAIMS.append(Claim("rule.muon_meta.last", (MM,), _last))
+
+
+# ------------------------------- the verdict's baselines, re-tuned (shared)
+#: Baselines re-tuned with the same tuning seeds in every cell, per
+#: held-out task (``experiments.tune --seeding shared``).
+SHARED = {"a/b": "tune_shared/a_div_b"}
+
+
+def shared_cells_table(D):
+  """Per task and method: the grid, the chosen cell, its median steps to
+  95% over the shared tuning seeds (never = beyond the budget) with how
+  many reached it, and the runner-up cell."""
+  rows = []
+  for task, rel in SHARED.items():
+    res = D.json(f"{rel}/tune.json")
+    for m, r in res["methods"].items():
+      grid = "; ".join(f"{k} {'/'.join(f'{v:g}' for v in vals)}"
+                       for k, vals in r["grid"].items())
+      cell = lambda c: ", ".join(f"{k} {v:g}" for k, v in c.items())
+      med = lambda x: "never" if x is None else f"{x:g}"
+      best, second = r["ranked"][0], r["ranked"][1]
+      rows.append([task, m, grid, cell(best["cell"]),
+                   f"{med(best['median'])} ({best['success']}/"
+                   f"{res['tune_seeds']})", cell(second["cell"]),
+                   med(second["median"])])
+  return md_table(["task", "method", "grid", "chosen cell",
+                   "its median (reached)", "runner-up", "its median"], rows)
+
+
+def _shared_fair(D):
+  from experiments.tune import fair_table
+  return fair_table([D.path(r) for r in SHARED.values()], "muon")
+
+
+TABLES.append(Table("rule.shared.cells", tuple(SHARED.values()),
+                    shared_cells_table))
+TABLES.append(Table("rule.shared.fair", tuple(SHARED.values()), _shared_fair))
