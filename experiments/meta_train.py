@@ -280,12 +280,11 @@ def saved_part(args, state) -> Dict[str, Any]:
 def outer_step(args, cf, state):
   """One outer step on the prime of ``state["step"]`` (round robin)."""
   s = int(state["step"])
-  if args.synchronized and (s % epoch_length(args) == 0
-                            or "particles" not in state):
-    assert s % epoch_length(args) == 0, s  # checkpoints are at epoch ends
-    if s:  # (step 0's are init_state's)
-      state = dict(state, particles=particles(
-          args, cf, state["theta"], s // epoch_length(args)))
+  if args.synchronized and s and s % epoch_length(args) == 0:
+    # an epoch's fresh particles (step 0's are init_state's; a checkpoint,
+    # always at an epoch's end, holds none)
+    state = dict(state, particles=particles(
+        args, cf, state["theta"], s // epoch_length(args)))
   p = cf["primes"][s % len(cf["primes"])]
   _, fn = _program(cf["outer"], cf["inner"][p], cf["rule"], args.meta_lr,
                    args.meta_clip, args.accumulate)
